@@ -1,0 +1,50 @@
+using System.IO.MemoryMappedFiles;
+
+namespace Tova.Formats;
+
+/// <summary>A read-only memory map of a whole file. Weights are used in place from <see cref="Pointer"/>.</summary>
+public sealed unsafe class MappedFile : IDisposable
+{
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private byte* _ptr;
+
+    public string Path { get; }
+    public long Length { get; }
+    public byte* Pointer => _ptr != null ? _ptr : throw new ObjectDisposedException(nameof(MappedFile));
+
+    public MappedFile(string path)
+    {
+        Path = path;
+        var info = new FileInfo(path);
+        if (!info.Exists)
+            throw new FileNotFoundException($"file not found: {path}", path);
+        Length = info.Length;
+        if (Length == 0)
+            throw new InvalidDataException($"{path}: file is empty");
+        _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        _view = _map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        byte* p = null;
+        _view.SafeMemoryMappedViewHandle.AcquirePointer(ref p);
+        _ptr = p + _view.PointerOffset;
+    }
+
+    public ReadOnlySpan<byte> Span(long offset, long length)
+    {
+        if (offset < 0 || length < 0 || offset > Length - length)
+            throw new InvalidDataException($"{Path}: range [{offset}, {offset + length}) lies outside the file of {Length} bytes");
+        if (length > int.MaxValue)
+            throw new InvalidDataException($"{Path}: range of {length} bytes is too large for one span");
+        return new ReadOnlySpan<byte>(_ptr + offset, (int)length);
+    }
+
+    public void Dispose()
+    {
+        if (_ptr == null)
+            return;
+        _ptr = null;
+        _view.SafeMemoryMappedViewHandle.ReleasePointer();
+        _view.Dispose();
+        _map.Dispose();
+    }
+}

@@ -1,0 +1,31 @@
+namespace Tova.Tokenization;
+
+/// <summary>Text ⇄ token ids for one model's vocabulary.</summary>
+public interface ITokenizer
+{
+    int VocabSize { get; }
+    int BosId { get; }
+    int EosId { get; }
+
+    /// <summary>Encodes text; <paramref name="addBos"/> prepends BOS.</summary>
+    int[] Encode(string text, bool addBos);
+
+    /// <summary>Decodes a whole sequence to text (control tokens such as BOS/EOS give no text).</summary>
+    string Decode(ReadOnlySpan<int> ids);
+
+    /// <summary>A decoder that turns ids into text one at a time, holding back incomplete UTF-8 sequences.</summary>
+    StreamingDecoder CreateStreamingDecoder();
+
+    /// <summary>The vocabulary entry for display (e.g. "▁the", "&lt;0x0A&gt;").</summary>
+    string TokenText(int id);
+}
+
+/// <summary>Turns a stream of token ids into text; a multi-byte character split across byte tokens comes out whole.</summary>
+public abstract class StreamingDecoder
+{
+    /// <summary>Adds one token; returns the text that is now complete (possibly empty).</summary>
+    public abstract string Append(int id);
+
+    /// <summary>Returns whatever is held back (invalid trailing bytes come out as U+FFFD).</summary>
+    public abstract string Flush();
+}
