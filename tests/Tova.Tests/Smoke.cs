@@ -1,1 +1,0 @@
-namespace Tova.Tests; public class Smoke { [Fact] public void Loads() { LLama.Native.NativeApi.llama_max_devices(); } }

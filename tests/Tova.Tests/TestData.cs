@@ -1,0 +1,21 @@
+namespace Tova.Tests;
+
+/// <summary>Locates ../shared (read-only data beside the repository) from the test binaries.</summary>
+public static class TestData
+{
+    private static readonly Lazy<string> Shared = new(() =>
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, "..", "shared");
+            if (File.Exists(Path.Combine(candidate, "models", "stories260K.bin")))
+                return Path.GetFullPath(candidate);
+        }
+        throw new DirectoryNotFoundException("../shared with models/stories260K.bin was not found above " + AppContext.BaseDirectory);
+    });
+
+    public static string SharedDir => Shared.Value;
+    public static string Path2(params string[] parts) => Path.Combine([SharedDir, .. parts]);
+    public static string Stories260K => Path2("models", "stories260K.bin");
+    public static string Tok512 => Path2("models", "tok512.bin");
+}
