@@ -1,0 +1,158 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Tova.Cache;
+using Tova.Model;
+using Tova.Tokenization;
+
+namespace Tova.Generation;
+
+public enum FinishReason
+{
+    /// <summary>The token limit (or the cache's context limit) was reached.</summary>
+    Length,
+    /// <summary>A stop string appeared.</summary>
+    Stop,
+    /// <summary>The model produced EOS (or BOS, which llama2.c models use to end a story).</summary>
+    EndOfText,
+}
+
+public sealed record GenerationOptions
+{
+    public int MaxTokens { get; init; } = 256;
+    public SamplingOptions Sampling { get; init; } = new();
+    public IReadOnlyList<string> StopStrings { get; init; } = [];
+    public bool AddBos { get; init; } = true;
+}
+
+public sealed record GenerationStats(
+    int PromptTokens, int GeneratedTokens, double PromptSeconds, double DecodeSeconds, FinishReason Finish, long KvBytes)
+{
+    public double PromptTokensPerSecond => PromptTokens / Math.Max(PromptSeconds, 1e-9);
+    public double DecodeTokensPerSecond => GeneratedTokens / Math.Max(DecodeSeconds, 1e-9);
+}
+
+/// <summary>Prompt → streamed text, for one sequence at a time.</summary>
+public sealed class TextGenerator(Transformer transformer, ITokenizer tokenizer)
+{
+    public Transformer Transformer => transformer;
+    public ITokenizer Tokenizer => tokenizer;
+
+    /// <summary>Statistics of the last finished generation.</summary>
+    public GenerationStats? LastStats { get; private set; }
+
+    /// <summary>Creates the cache a generation runs with (the full cache unless overridden).</summary>
+    public Func<MultiStateCache> CacheFactory { get; init; } = () => new MultiStateCache(transformer.Config);
+
+    public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        if (options.MaxTokens < 0) throw new ArgumentException($"max tokens must be ≥ 0, got {options.MaxTokens}");
+        var ids = tokenizer.Encode(prompt, options.AddBos);
+        if (ids.Length == 0) ids = [tokenizer.BosId];
+        await foreach (var piece in GenerateAsync(ids, options, cancellationToken))
+            yield return piece;
+    }
+
+    public async IAsyncEnumerable<string> GenerateAsync(int[] promptIds, GenerationOptions options,
+        [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await Task.CompletedTask;
+        var cfg = transformer.Config;
+        var cache = CacheFactory();
+        var sampler = new Sampler(cfg.VocabSize, options.Sampling);
+        var decoder = tokenizer.CreateStreamingDecoder();
+        var stops = new StopStringFilter(options.StopStrings);
+        var sw = Stopwatch.StartNew();
+
+        if (promptIds.Length == 0) throw new ArgumentException("the prompt has no tokens");
+        if (promptIds.Length > cache.MaxStates)
+            throw new ArgumentException($"the prompt has {promptIds.Length} tokens, more than the cache holds ({cache.MaxStates})");
+        ReadOnlySpan<float> logits = default;
+        foreach (var id in promptIds)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            logits = transformer.Forward(id, cache);
+            sampler.Accept(id);
+            decoder.Append(id); // prompt text is not echoed, but the decoder learns the context (e.g. after BOS)
+        }
+        double promptSeconds = sw.Elapsed.TotalSeconds;
+        sw.Restart();
+
+        int generated = 0;
+        var finish = FinishReason.Length;
+        while (generated < options.MaxTokens)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int next = sampler.Sample(logits);
+            generated++;
+            if (next == tokenizer.EosId || next == tokenizer.BosId)
+            {
+                finish = FinishReason.EndOfText;
+                break;
+            }
+            string text = stops.Push(decoder.Append(next), out bool stopped);
+            if (text.Length > 0) yield return text;
+            if (stopped)
+            {
+                finish = FinishReason.Stop;
+                break;
+            }
+            if (generated == options.MaxTokens || cache.Position >= cache.MaxStates && cache.MaxStates >= cfg.ContextLength)
+                break;
+            sampler.Accept(next);
+            logits = transformer.Forward(next, cache);
+        }
+        if (finish != FinishReason.Stop)
+        {
+            string rest = stops.Push(decoder.Flush(), out bool stopped) + (stopped ? "" : stops.Flush());
+            if (stopped) finish = FinishReason.Stop;
+            if (rest.Length > 0) yield return rest;
+        }
+        LastStats = new GenerationStats(promptIds.Length, generated, promptSeconds, sw.Elapsed.TotalSeconds, finish, cache.KvBytes);
+    }
+}
+
+/// <summary>Holds back text that might be the start of a stop string; cuts the output where one appears.</summary>
+public sealed class StopStringFilter(IReadOnlyList<string> stops)
+{
+    private string _pending = "";
+
+    public string Push(string text, out bool stopped)
+    {
+        stopped = false;
+        if (stops.Count == 0) return text;
+        _pending += text;
+        int cut = -1;
+        foreach (var s in stops)
+        {
+            if (s.Length == 0) continue;
+            int i = _pending.IndexOf(s, StringComparison.Ordinal);
+            if (i >= 0 && (cut < 0 || i < cut)) cut = i;
+        }
+        if (cut >= 0)
+        {
+            stopped = true;
+            string head = _pending[..cut];
+            _pending = "";
+            return head;
+        }
+        int hold = 0;
+        foreach (var s in stops)
+        {
+            for (int k = Math.Min(s.Length - 1, _pending.Length); k > hold; k--)
+            {
+                if (_pending.AsSpan(_pending.Length - k).SequenceEqual(s.AsSpan(0, k))) { hold = k; break; }
+            }
+        }
+        string emit = _pending[..^hold];
+        _pending = _pending[^hold..];
+        return emit;
+    }
+
+    public string Flush()
+    {
+        string p = _pending;
+        _pending = "";
+        return p;
+    }
+}
