@@ -1,1 +1,6 @@
-return 0;
+namespace Tova.Cli;
+
+public static class Program
+{
+    public static Task<int> Main(string[] args) => TovaCli.RunAsync(args, Console.Out, Console.Error);
+}

@@ -4,47 +4,78 @@ namespace Tova.Cache;
 
 /// <summary>
 /// The multi-state of one sequence: per layer and KV head, the cached keys and values (grouped-query native:
-/// one copy per KV head, never per query head). Keys are stored already rotated at their original positions.
-/// The forward pass appends the new token's state, attends over all states, then calls
-/// <see cref="AfterAttention"/> with the current query's attention probabilities, where a policy may drop states.
+/// one copy per KV head, never per query head), bounded by a budget and a <see cref="CachePolicy"/>.
+/// One step, per layer: the forward pass adds the new token's state (<see cref="Add"/>), attends over all states,
+/// then calls <see cref="AfterAttention"/> with the current query's probabilities; if the layer (or, at head
+/// granularity, the KV head) then holds more than the budget, the policy drops exactly one state — possibly the
+/// new one. Memory for states is allocated for the budget (plus the prefill chunk), never for the whole context.
 /// </summary>
 public sealed class MultiStateCache
 {
     private const int InitialCapacity = 64;
     private readonly HeadStates[] _sets; // [layer * kv_heads + kv_head]
+    private readonly int _groupSize;
 
     public int Layers { get; }
     public int KvHeads { get; }
     public int HeadDim { get; }
+    public CacheOptions Options { get; }
+    public CachePolicy Policy { get; }
 
-    /// <summary>Most states one KV head of one layer may hold at any time.</summary>
+    /// <summary>States kept per set after each step (the context length for the full cache).</summary>
+    public int Budget { get; }
+
+    /// <summary>Extra slots for chunked prefill (the chunk size; 0 when prompts are processed exactly).</summary>
+    public int Headroom { get; }
+
+    /// <summary>Most states one set may ever store (budget + headroom; the context length for full).</summary>
     public int MaxStates { get; }
 
-    /// <summary>Number of tokens processed so far (the next token's position).</summary>
+    public bool Bounded => !Options.IsFull;
+    public bool Renumber => Options.Positions == PositionMode.Renumber;
+
+    /// <summary>Number of tokens processed so far (the next token's true position).</summary>
     public int Position { get; internal set; }
 
-    public MultiStateCache(LlamaConfig config, int? maxStates = null)
+    /// <summary>While true (during a prefill chunk), no state is dropped; <see cref="EndChunk"/> reduces to the budget.</summary>
+    public bool Deferred { get; private set; }
+
+    /// <summary>Called with (layer, kv head or -1 for the whole layer, dropped position) whenever a state is dropped.</summary>
+    public Action<int, int, int>? OnDrop { get; set; }
+
+    public MultiStateCache(LlamaConfig config) : this(config, CacheOptions.Full) { }
+
+    public MultiStateCache(LlamaConfig config, CacheOptions options, int headroom = 0)
     {
+        options.Validate(config.ContextLength);
+        Options = options;
         Layers = config.Layers;
         KvHeads = config.KvHeads;
         HeadDim = config.HeadDim;
-        MaxStates = maxStates ?? config.ContextLength;
-        if (MaxStates <= 0) throw new ArgumentOutOfRangeException(nameof(maxStates), "the cache must hold at least one state");
+        _groupSize = config.GroupSize;
+        Budget = options.ResolveBudget(config.ContextLength);
+        Policy = options.CreatePolicy(Budget);
+        Headroom = options.IsFull ? 0 : Math.Max(0, headroom);
+        MaxStates = options.IsFull ? config.ContextLength : Budget + Headroom;
         _sets = new HeadStates[Layers * KvHeads];
-        for (int i = 0; i < _sets.Length; i++) _sets[i] = new HeadStates();
+        for (int i = 0; i < _sets.Length; i++)
+        {
+            _sets[i] = new HeadStates(HeadDim);
+            if (Bounded) _sets[i].Resize(MaxStates);
+        }
     }
 
     public HeadStates Set(int layer, int kvHead) => _sets[layer * KvHeads + kvHead];
 
-    /// <summary>Largest state count over all heads of a layer (sizes the attention buffer).</summary>
-    public int MaxCount(int layer)
+    /// <summary>Largest number of states attention reads in a layer this step (sizes the attention buffer).</summary>
+    public int MaxTotal(int layer)
     {
         int m = 0;
-        for (int g = 0; g < KvHeads; g++) m = Math.Max(m, _sets[layer * KvHeads + g].Count);
+        for (int g = 0; g < KvHeads; g++) m = Math.Max(m, _sets[layer * KvHeads + g].Total);
         return m;
     }
 
-    /// <summary>States held now, summed over layers and KV heads.</summary>
+    /// <summary>States stored now, summed over layers and KV heads.</summary>
     public long StatesInUse
     {
         get
@@ -66,36 +97,126 @@ public sealed class MultiStateCache
         }
     }
 
-    /// <summary>Adds the new token's key and value (k, v: [kv_dim], k already rotated) to every KV head of a layer.</summary>
-    public void Append(int layer, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int position)
+    /// <summary>
+    /// Adds the new token's key and value (k, v: [kv_dim]; k rotated at its true position unless positions are
+    /// renumbered, then unrotated) to every KV head of a layer.
+    /// </summary>
+    public void Add(int layer, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int position)
     {
         for (int g = 0; g < KvHeads; g++)
         {
             var s = _sets[layer * KvHeads + g];
-            if (s.Count == s.Capacity)
+            if (!Bounded && s.Count == s.Capacity)
             {
                 if (s.Count >= MaxStates)
                     throw new InvalidOperationException(
-                        $"the full cache holds at most {MaxStates} states (the context length); use a bounded cache (--cache tova --budget N) for longer sequences");
-                s.Resize(Math.Min(MaxStates, Math.Max(InitialCapacity, s.Capacity * 2)), HeadDim);
+                        $"the full cache holds at most {MaxStates} states (the context length); use a bounded cache (e.g. --cache tova --budget 256) for longer sequences");
+                s.Resize(Math.Min(MaxStates, Math.Max(InitialCapacity, s.Capacity * 2)));
             }
-            s.Append(k.Slice(g * HeadDim, HeadDim), v.Slice(g * HeadDim, HeadDim), position, HeadDim);
+            s.Add(k.Slice(g * HeadDim, HeadDim), v.Slice(g * HeadDim, HeadDim), position);
         }
     }
 
     /// <summary>
     /// Called once per layer per step after attention. <paramref name="probs"/> holds, for each query head h, the
-    /// softmax probabilities over the states of its KV head at [h * stride, h * stride + count).
+    /// softmax probabilities over the states of its KV head (slot order, pending last) at [h·stride, h·stride + total).
     /// </summary>
     public void AfterAttention(int layer, ReadOnlySpan<float> probs, int stride)
     {
-        // The full cache keeps every state.
+        if (!Bounded) return;
+        bool scores = Policy.UsesScores;
+        if (Options.Granularity == Granularity.Layer)
+        {
+            var s0 = _sets[layer * KvHeads];
+            int total = s0.Total;
+            if (scores)
+            {
+                var avg = s0.Scores.AsSpan(0, total);
+                avg.Clear();
+                int heads = KvHeads * _groupSize;
+                for (int h = 0; h < heads; h++)
+                    System.Numerics.Tensors.TensorPrimitives.Add(avg, probs.Slice(h * stride, total), avg);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(avg, 1.0f / heads, avg);
+                Policy.Observe(avg, s0.PolicyState.AsSpan(0, total));
+            }
+            if (!Deferred && total > Budget)
+            {
+                int victim = Policy.ChooseVictim(s0.Scores.AsSpan(0, total), s0.Positions.AsSpan(0, total), s0.PolicyState.AsSpan(0, total));
+                DropFromLayer(layer, victim);
+            }
+        }
+        else
+        {
+            for (int g = 0; g < KvHeads; g++)
+            {
+                var s = _sets[layer * KvHeads + g];
+                int total = s.Total;
+                var avg = s.Scores.AsSpan(0, total);
+                avg.Clear();
+                for (int hh = 0; hh < _groupSize; hh++)
+                    System.Numerics.Tensors.TensorPrimitives.Add(avg, probs.Slice((g * _groupSize + hh) * stride, total), avg);
+                System.Numerics.Tensors.TensorPrimitives.Multiply(avg, 1.0f / _groupSize, avg);
+                Policy.Observe(avg, s.PolicyState.AsSpan(0, total));
+                if (!Deferred && total > Budget)
+                {
+                    int victim = Policy.ChooseVictim(avg, s.Positions.AsSpan(0, total), s.PolicyState.AsSpan(0, total));
+                    OnDrop?.Invoke(layer, g, s.Positions[victim]);
+                    s.Drop(victim);
+                }
+            }
+        }
+    }
+
+    private void DropFromLayer(int layer, int victim)
+    {
+        OnDrop?.Invoke(layer, -1, _sets[layer * KvHeads].Positions[victim]);
+        for (int g = 0; g < KvHeads; g++) _sets[layer * KvHeads + g].Drop(victim);
+    }
+
+    /// <summary>Starts a prefill chunk: states are kept until <see cref="EndChunk"/>.</summary>
+    public void BeginChunk()
+    {
+        if (Bounded) Deferred = true;
+    }
+
+    /// <summary>Ends a prefill chunk: each set drops states, chosen by the policy with the last query's scores, down to the budget.</summary>
+    public void EndChunk()
+    {
+        if (!Deferred) return;
+        Deferred = false;
+        for (int l = 0; l < Layers; l++)
+        {
+            if (Options.Granularity == Granularity.Layer)
+            {
+                var s0 = _sets[l * KvHeads];
+                while (s0.Count > Budget)
+                    DropFromLayer(l, Policy.ChooseVictim(s0.Scores.AsSpan(0, s0.Count), s0.Positions.AsSpan(0, s0.Count), s0.PolicyState.AsSpan(0, s0.Count)));
+            }
+            else
+            {
+                for (int g = 0; g < KvHeads; g++)
+                {
+                    var s = _sets[l * KvHeads + g];
+                    while (s.Count > Budget)
+                    {
+                        int v = Policy.ChooseVictim(s.Scores.AsSpan(0, s.Count), s.Positions.AsSpan(0, s.Count), s.PolicyState.AsSpan(0, s.Count));
+                        OnDrop?.Invoke(l, g, s.Positions[v]);
+                        s.Drop(v);
+                    }
+                }
+            }
+        }
     }
 
     /// <summary>Forgets every state (memory stays allocated for reuse).</summary>
     public void Clear()
     {
-        foreach (var s in _sets) s.Count = 0;
+        foreach (var s in _sets)
+        {
+            s.Count = 0;
+            s.HasPending = false;
+        }
         Position = 0;
+        Deferred = false;
     }
 }

@@ -6,8 +6,17 @@ namespace Tova.Evaluation;
 
 public sealed record PerplexityOptions
 {
-    /// <summary>Window length in tokens, BOS included (default: the model's context length).</summary>
+    /// <summary>Window length in tokens, the start token included (default: the model's context length).</summary>
     public int? Context { get; init; }
+
+    /// <summary>The multi-state each window runs with.</summary>
+    public CacheOptions Cache { get; init; } = CacheOptions.Full;
+
+    /// <summary>How each window is fed (the paper's protocol: exact, the policy applied at every step).</summary>
+    public PrefillMode Prefill { get; init; } = PrefillMode.Exact;
+
+    /// <summary>Score the whole sequence as one stream, never resetting (needs a bounded cache past the context length).</summary>
+    public bool Stream { get; init; }
 }
 
 public sealed record PerplexityResult(int Tokens, double Nll, int Windows, double Seconds, long KvBytes)
@@ -17,53 +26,67 @@ public sealed record PerplexityResult(int Tokens, double Nll, int Windows, doubl
 }
 
 /// <summary>
-/// Mean next-token NLL over a token sequence. The sequence is scored in consecutive windows of
-/// <see cref="PerplexityOptions.Context"/> tokens, each starting with BOS; every text token is predicted once.
+/// Mean next-token NLL over a token sequence, scored in consecutive windows of <see cref="PerplexityOptions.Context"/>
+/// tokens (or as one stream); every token after the first is predicted exactly once.
 /// </summary>
 public sealed class PerplexityEvaluator(Transformer transformer, int bosId)
 {
-    /// <summary>Creates the cache each window runs with (the full cache unless overridden).</summary>
-    public Func<MultiStateCache> CacheFactory { get; init; } = () => new MultiStateCache(transformer.Config);
-
-    /// <summary>Per-token NLLs, in order, for the last evaluation (kept for tests and analysis).</summary>
+    /// <summary>Per-token NLLs, in order, of the last evaluation.</summary>
     public List<double> TokenNlls { get; } = [];
+
+    /// <summary>Called after each window (or every 256 tokens when streaming) with the tokens scored so far.</summary>
+    public IProgress<int>? Progress { get; init; }
+
+    /// <summary>Called with every cache the evaluation creates (e.g. to watch what it drops).</summary>
+    public Action<MultiStateCache>? OnCache { get; init; }
 
     /// <summary>
     /// Scores <paramref name="tokens"/> as given: the first token starts the first window and is not predicted
     /// (text is encoded with BOS, so that is BOS); each later window starts with BOS.
     /// </summary>
-    public PerplexityResult Evaluate(ReadOnlySpan<int> tokens, PerplexityOptions options, IProgress<int>? progress = null, CancellationToken ct = default)
+    public PerplexityResult Evaluate(ReadOnlySpan<int> tokens, PerplexityOptions options, CancellationToken ct = default)
     {
-        int context = options.Context ?? transformer.Config.ContextLength;
+        var cfg = transformer.Config;
+        int context = options.Context ?? cfg.ContextLength;
         if (context < 2) throw new ArgumentException($"context must be at least 2 tokens, got {context}");
-        if (context > transformer.Config.ContextLength)
-            throw new ArgumentException($"context {context} exceeds the model's context length {transformer.Config.ContextLength}");
+        if (context > cfg.ContextLength)
+            throw new ArgumentException($"context {context} exceeds the model's context length {cfg.ContextLength}");
         if (tokens.Length < 2) throw new ArgumentException("nothing to score: at least two tokens are needed");
-        int first = tokens[0];
-        tokens = tokens[1..];
+        options.Cache.Validate(cfg.ContextLength);
+        if (options.Stream && options.Cache.IsFull && tokens.Length > cfg.ContextLength)
+            throw new ArgumentException(
+                $"the full cache cannot stream {tokens.Length} tokens past the context length {cfg.ContextLength}; use a bounded cache (e.g. --cache tova --budget 64)");
 
         TokenNlls.Clear();
         var sw = Stopwatch.StartNew();
-        double sum = 0;
+        int windowLength = options.Stream ? tokens.Length : context;
+        var cache = transformer.CreateCache(options.Cache, options.Prefill, windowLength);
+        OnCache?.Invoke(cache);
+        int first = tokens[0];
+        var rest = tokens[1..];
+        var window = new int[Math.Min(windowLength, rest.Length + 1)];
         int windows = 0;
         long kvBytes = 0;
-        var cache = CacheFactory();
-        for (int start = 0; start < tokens.Length; start += context - 1)
+        double sum = 0;
+        for (int start = 0; start < rest.Length; start += windowLength - 1)
         {
-            var chunk = tokens.Slice(start, Math.Min(context - 1, tokens.Length - start));
+            ct.ThrowIfCancellationRequested();
+            int n = Math.Min(windowLength - 1, rest.Length - start);
+            window[0] = start == 0 ? first : bosId;
+            rest.Slice(start, n).CopyTo(window.AsSpan(1));
+            var w = window.AsSpan(0, n + 1);
             cache.Clear();
-            var logits = transformer.Forward(start == 0 ? first : bosId, cache);
-            for (int i = 0; i < chunk.Length; i++)
+            int[] target = window;
+            transformer.Prefill(w[..n], cache, options.Prefill, (i, logits) =>
             {
-                ct.ThrowIfCancellationRequested();
-                double nll = Nll.Of(logits, chunk[i]);
+                double nll = Nll.Of(logits, target[i + 1]);
                 TokenNlls.Add(nll);
                 sum += nll;
-                if (i + 1 < chunk.Length) logits = transformer.Forward(chunk[i], cache);
-            }
+                if (options.Stream && (i + 1) % 256 == 0) Progress?.Report(TokenNlls.Count);
+            });
             windows++;
             kvBytes = Math.Max(kvBytes, cache.KvBytes);
-            progress?.Report(start + chunk.Length);
+            Progress?.Report(TokenNlls.Count);
         }
         return new PerplexityResult(TokenNlls.Count, sum / TokenNlls.Count, windows, sw.Elapsed.TotalSeconds, kvBytes);
     }

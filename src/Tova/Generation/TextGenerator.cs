@@ -22,6 +22,12 @@ public sealed record GenerationOptions
     public SamplingOptions Sampling { get; init; } = new();
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     public bool AddBos { get; init; } = true;
+
+    /// <summary>The multi-state the sequence runs with.</summary>
+    public CacheOptions Cache { get; init; } = CacheOptions.Full;
+
+    /// <summary>How the prompt is fed (default: chunked with N = min(256, budget)).</summary>
+    public PrefillMode Prefill { get; init; } = new(PrefillKind.Chunked);
 }
 
 public sealed record GenerationStats(
@@ -40,9 +46,6 @@ public sealed class TextGenerator(Transformer transformer, ITokenizer tokenizer)
     /// <summary>Statistics of the last finished generation.</summary>
     public GenerationStats? LastStats { get; private set; }
 
-    /// <summary>Creates the cache a generation runs with (the full cache unless overridden).</summary>
-    public Func<MultiStateCache> CacheFactory { get; init; } = () => new MultiStateCache(transformer.Config);
-
     public async IAsyncEnumerable<string> GenerateAsync(string prompt, GenerationOptions options,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -58,20 +61,20 @@ public sealed class TextGenerator(Transformer transformer, ITokenizer tokenizer)
     {
         await Task.CompletedTask;
         var cfg = transformer.Config;
-        var cache = CacheFactory();
+        if (promptIds.Length == 0) throw new ArgumentException("the prompt has no tokens");
+        var cache = transformer.CreateCache(options.Cache, options.Prefill, promptIds.Length);
         var sampler = new Sampler(cfg.VocabSize, options.Sampling);
         var decoder = tokenizer.CreateStreamingDecoder();
         var stops = new StopStringFilter(options.StopStrings);
         var sw = Stopwatch.StartNew();
 
-        if (promptIds.Length == 0) throw new ArgumentException("the prompt has no tokens");
-        if (promptIds.Length > cache.MaxStates)
-            throw new ArgumentException($"the prompt has {promptIds.Length} tokens, more than the cache holds ({cache.MaxStates})");
-        ReadOnlySpan<float> logits = default;
+        if (!cache.Bounded && promptIds.Length > cache.MaxStates)
+            throw new ArgumentException(
+                $"the prompt has {promptIds.Length} tokens, more than the full cache holds ({cache.MaxStates}); use a bounded cache (e.g. --cache tova --budget 256)");
+        cancellationToken.ThrowIfCancellationRequested();
+        var logits = transformer.Prefill(promptIds, cache, options.Prefill);
         foreach (var id in promptIds)
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            logits = transformer.Forward(id, cache);
             sampler.Accept(id);
             decoder.Append(id); // prompt text is not echoed, but the decoder learns the context (e.g. after BOS)
         }
@@ -97,8 +100,8 @@ public sealed class TextGenerator(Transformer transformer, ITokenizer tokenizer)
                 finish = FinishReason.Stop;
                 break;
             }
-            if (generated == options.MaxTokens || cache.Position >= cache.MaxStates && cache.MaxStates >= cfg.ContextLength)
-                break;
+            if (generated == options.MaxTokens || !cache.Bounded && cache.Position >= cache.MaxStates)
+                break; // the full cache ends at the context length; a bounded one runs on
             sampler.Accept(next);
             logits = transformer.Forward(next, cache);
         }

@@ -54,7 +54,7 @@ public static class Quantization
             var dst = bytes.AsSpan(b * Q8_0BlockBytes, Q8_0BlockBytes);
             MemoryMarshal.Write(dst, (Half)d);
             for (int j = 0; j < QK; j++)
-                dst[2 + j] = (byte)(sbyte)MathF.Round(src[j] * id);
+                dst[2 + j] = (byte)(sbyte)MathF.Round(src[j] * id, MidpointRounding.AwayFromZero); // roundf, as ggml
         }
         return bytes;
     }

@@ -74,9 +74,18 @@ public sealed unsafe class Transformer : IDisposable
                 w.Wq.MatVec(_pool, xb, q);
                 w.Wk.MatVec(_pool, xb, k);
                 w.Wv.MatVec(_pool, xb, v);
-                Rope(_q, pos);
-                Rope(_k, pos);
-                cache.Append(l, _k, _v, pos);
+                if (cache.Renumber)
+                {
+                    // Keys are stored unrotated and rotated at their index in the cache at every step.
+                    cache.Add(l, _k, _v, pos);
+                    Rope(_q, cache.MaxTotal(l) - 1);
+                }
+                else
+                {
+                    Rope(_q, pos);
+                    Rope(_k, pos);
+                    cache.Add(l, _k, _v, pos);
+                }
                 Attention(cache, l);
                 w.Wo.MatVec(_pool, xb, xb2);
                 TensorPrimitives.Add(_x, _xb2, _x);
@@ -96,11 +105,63 @@ public sealed unsafe class Transformer : IDisposable
         return _logits;
     }
 
-    /// <summary>Attention of the current query (in _q) over the states of layer l; writes the output to _xb.</summary>
+    /// <summary>
+    /// Feeds <paramref name="tokens"/> into the cache as a prompt and returns the last token's logits.
+    /// Exact: one step at a time with the policy applied at every step. Chunked: chunks of N tokens attend
+    /// causally to the states plus the chunk, then the set is reduced to the budget with the last query's scores.
+    /// One-shot: the whole prompt as one chunk. <paramref name="onLogits"/>, if given, sees every position's logits.
+    /// </summary>
+    public ReadOnlySpan<float> Prefill(ReadOnlySpan<int> tokens, MultiStateCache cache, PrefillMode mode, LogitsObserver? onLogits = null)
+    {
+        int chunk = mode.Kind switch
+        {
+            PrefillKind.Exact => 1,
+            PrefillKind.OneShot => Math.Max(1, tokens.Length),
+            _ => ChunkSize(mode, cache.Budget),
+        };
+        ReadOnlySpan<float> logits = default;
+        for (int start = 0; start < tokens.Length; start += chunk)
+        {
+            int end = Math.Min(tokens.Length, start + chunk);
+            if (chunk > 1) cache.BeginChunk();
+            for (int i = start; i < end; i++)
+            {
+                logits = Forward(tokens[i], cache);
+                onLogits?.Invoke(i, logits);
+            }
+            if (chunk > 1) cache.EndChunk();
+        }
+        return logits;
+    }
+
+    /// <summary>Sees the logits of prompt position i during <see cref="Prefill"/>.</summary>
+    public delegate void LogitsObserver(int index, ReadOnlySpan<float> logits);
+
+    /// <summary>Chunk size of a chunked prefill (default min(256, budget)).</summary>
+    public static int ChunkSize(PrefillMode mode, int budget) => mode.Chunk > 0 ? mode.Chunk : Math.Min(256, budget);
+
+    /// <summary>Creates a cache for a prompt of <paramref name="promptLength"/> tokens with room for the prefill's chunk.</summary>
+    public MultiStateCache CreateCache(CacheOptions options, PrefillMode mode, int promptLength)
+    {
+        options.Validate(_c.ContextLength);
+        int budget = options.ResolveBudget(_c.ContextLength);
+        int headroom = mode.Kind switch
+        {
+            PrefillKind.Exact => 0,
+            PrefillKind.OneShot => promptLength,
+            _ => ChunkSize(mode, budget),
+        };
+        return new MultiStateCache(_c, options, headroom);
+    }
+
+    /// <summary>
+    /// Attention of the current query (in _q) over the states of layer l (stored slots, then the pending new one);
+    /// writes the output to _xb and leaves each head's probabilities in _att for the cache's policy.
+    /// </summary>
     private void Attention(MultiStateCache cache, int l)
     {
         int hd = _c.HeadDim, group = _c.GroupSize;
-        int need = cache.MaxCount(l);
+        int need = cache.MaxTotal(l);
         if (need > _attStride)
         {
             while (_attStride < need) _attStride *= 2;
@@ -110,24 +171,58 @@ public sealed unsafe class Transformer : IDisposable
         for (int g = 0; g < _c.KvHeads; g++)
         {
             var set = cache.Set(l, g);
-            int n = set.Count;
-            var keys = set.Keys.AsSpan(0, n * hd);
-            var values = set.Values.AsSpan(0, n * hd);
+            int n = set.Total;
+            if (cache.Renumber) RenumberKeys(set, n);
             for (int hh = 0; hh < group; hh++)
             {
                 int h = g * group + hh;
                 var qh = _q.AsSpan(h * hd, hd);
                 var att = _att.AsSpan(h * _attStride, n);
-                for (int i = 0; i < n; i++)
-                    att[i] = TensorPrimitives.Dot(qh, keys.Slice(i * hd, hd)) * scale;
+                if (cache.Renumber)
+                    for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, _rotKeys.AsSpan(i * hd, hd)) * scale;
+                else
+                    for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, set.Key(i)) * scale;
                 TensorPrimitives.SoftMax(att, att);
                 var o = _xb.AsSpan(h * hd, hd);
                 o.Clear();
                 for (int i = 0; i < n; i++)
-                    TensorPrimitives.MultiplyAdd(values.Slice(i * hd, hd), att[i], o, o);
+                    TensorPrimitives.MultiplyAdd(set.Value(i), att[i], o, o);
             }
         }
         cache.AfterAttention(l, _att, _attStride);
+    }
+
+    private float[] _rotKeys = [];   // [states, head_dim] keys rotated at their index (renumbered positions)
+    private int[] _order = [];       // [states] slot order by original position
+    private int[] _orderKeys = [];   // [states]
+
+    /// <summary>Rotates each state's stored (unrotated) key at its index in the cache, ordered by original position.</summary>
+    private void RenumberKeys(HeadStates set, int n)
+    {
+        int hd = _c.HeadDim;
+        if (_rotKeys.Length < n * hd) _rotKeys = new float[Math.Max(n * hd, _rotKeys.Length * 2)];
+        if (_order.Length < n) { _order = new int[Math.Max(n, _order.Length * 2)]; _orderKeys = new int[_order.Length]; }
+        for (int i = 0; i < n; i++) { _order[i] = i; _orderKeys[i] = set.Positions[i]; }
+        Array.Sort(_orderKeys, _order, 0, n);
+        for (int rank = 0; rank < n; rank++)
+        {
+            int slot = _order[rank];
+            var dst = _rotKeys.AsSpan(slot * hd, hd);
+            set.Key(slot).CopyTo(dst);
+            RopeHead(dst, rank);
+        }
+    }
+
+    private void RopeHead(Span<float> vec, int pos)
+    {
+        for (int i = 0; i < vec.Length; i += 2)
+        {
+            float val = pos * _invFreq[i / 2];
+            float fcr = MathF.Cos(val), fci = MathF.Sin(val);
+            float v0 = vec[i], v1 = vec[i + 1];
+            vec[i] = v0 * fcr - v1 * fci;
+            vec[i + 1] = v0 * fci + v1 * fcr;
+        }
     }
 
     private void Rope(float[] vec, int pos)

@@ -1,0 +1,123 @@
+using System.CommandLine;
+using System.Text;
+using System.Text.Json;
+using Tova.Formats;
+using Tova.Model;
+using Tova.Tokenization;
+
+namespace Tova.Cli.Commands;
+
+public static class InspectCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model", "-m") { Description = "Model file (GGUF, including vocabulary-only files, or llama2.c)", Required = true };
+        var tokenizer = CommonOptions.Tokenizer();
+        var json = CommonOptions.Json();
+        var cmd = new Command("inspect", "Show a model file's architecture, hyper-parameters, tensors and tokenizer") { model, tokenizer, json };
+        cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
+        {
+            var report = Inspect(parse.GetValue(model)!, parse.GetValue(tokenizer));
+            await output.WriteAsync(parse.GetValue(json)
+                ? JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }) + "\n"
+                : Render(report));
+            return 0;
+        }));
+        return cmd;
+    }
+
+    public sealed record TensorRow(string name, string type, long[] shape, long bytes);
+
+    public sealed record Report(
+        string path, string format, string? architecture, Dictionary<string, object>? hyperparameters,
+        Dictionary<string, string>? metadata, List<TensorRow> tensors, Dictionary<string, object>? tokenizer, string? tokenizer_error);
+
+    public static Report Inspect(string path, string? tokenizerPath)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
+        if (ModelLoader.IsGguf(path))
+        {
+            using var g = GgufFile.Open(path);
+            var meta = new Dictionary<string, string>();
+            foreach (var (k, v) in g.Metadata) meta[k] = v.ToString();
+            var tensors = new List<TensorRow>();
+            foreach (var t in g.Tensors) tensors.Add(new TensorRow(t.Name, t.Type.ToString(), t.Shape, t.ByteSize));
+            Dictionary<string, object>? hp = null;
+            if (g.Tensors.Count > 0 && g.GetString("general.architecture") is not null)
+            {
+                try { hp = Hyper(ModelLoader.ConfigFromGguf(g)); }
+                catch (Exception e) when (e is InvalidDataException or NotSupportedException) { meta["(tova)"] = e.Message; }
+            }
+            var (tok, tokErr) = TryTokenizer(() => tokenizerPath is null ? TokenizerFactory.Load(g) : TokenizerLoader.Load(tokenizerPath));
+            return new Report(path, $"GGUF v{g.Version}", g.GetString("general.architecture"), hp, meta, tensors, tok, tokErr);
+        }
+        using var m = ModelLoader.Load(path);
+        var rows = new List<TensorRow>();
+        void Add(WeightMatrix w) => rows.Add(new TensorRow(w.Name, w.Type.ToString(), [w.Columns, w.Rows], w.ByteSize));
+        Add(m.TokenEmbedding);
+        foreach (var l in m.Layers)
+            foreach (var w in new[] { l.Wq, l.Wk, l.Wv, l.Wo, l.WGate, l.WDown, l.WUp }) Add(w);
+        if (!m.TiedOutput) Add(m.Output);
+        var (t2, err2) = TryTokenizer(() => TokenizerLoader.Load(tokenizerPath ?? ModelBundle.FindLlama2cTokenizer(path, m.Config.VocabSize)));
+        return new Report(path, m.Format, m.Config.Architecture, Hyper(m.Config), null, rows, t2, err2);
+    }
+
+    private static (Dictionary<string, object>?, string?) TryTokenizer(Func<ITokenizer> load)
+    {
+        try
+        {
+            var t = load();
+            return (new Dictionary<string, object>
+            {
+                ["type"] = t.GetType().Name,
+                ["vocab_size"] = t.VocabSize,
+                ["bos_id"] = t.BosId,
+                ["eos_id"] = t.EosId,
+                ["bos_token"] = t.TokenText(t.BosId),
+                ["eos_token"] = t.TokenText(t.EosId),
+            }, null);
+        }
+        catch (Exception e) when (e is InvalidDataException or NotSupportedException or FileNotFoundException)
+        {
+            return (null, e.Message);
+        }
+    }
+
+    private static Dictionary<string, object> Hyper(LlamaConfig c) => new()
+    {
+        ["dim"] = c.Dim,
+        ["hidden_dim"] = c.HiddenDim,
+        ["n_layers"] = c.Layers,
+        ["n_heads"] = c.Heads,
+        ["n_kv_heads"] = c.KvHeads,
+        ["head_dim"] = c.HeadDim,
+        ["vocab_size"] = c.VocabSize,
+        ["context_length"] = c.ContextLength,
+        ["rms_eps"] = c.RmsEps,
+        ["rope_theta"] = c.RopeTheta,
+    };
+
+    private static string Render(Report r)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"file:         {r.path}");
+        sb.AppendLine($"format:       {r.format}");
+        sb.AppendLine($"architecture: {r.architecture ?? "(none)"}");
+        if (r.hyperparameters is not null)
+            foreach (var (k, v) in r.hyperparameters) sb.AppendLine($"  {k,-15} {v}");
+        if (r.tokenizer is not null)
+        {
+            sb.AppendLine("tokenizer:");
+            foreach (var (k, v) in r.tokenizer) sb.AppendLine($"  {k,-15} {v}");
+        }
+        else sb.AppendLine($"tokenizer:    (none: {r.tokenizer_error})");
+        if (r.metadata is not null)
+        {
+            sb.AppendLine($"metadata ({r.metadata.Count}):");
+            foreach (var (k, v) in r.metadata) sb.AppendLine($"  {k} = {v}");
+        }
+        sb.AppendLine($"tensors ({r.tensors.Count}):");
+        foreach (var t in r.tensors) sb.AppendLine($"  {t.name,-32} {t.type,-6} [{string.Join(", ", t.shape)}]");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,79 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Tova.Evaluation;
+using Tova.Kernels;
+using Tova.Model;
+
+namespace Tova.Cli.Commands;
+
+public static class PerplexityCommand
+{
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var tokenizer = CommonOptions.Tokenizer();
+        var threads = CommonOptions.Threads();
+        var json = CommonOptions.Json();
+        var textFile = new Option<string?>("--text-file") { Description = "UTF-8 text to score (Gutenberg files are cut to the book)" };
+        var tokenIds = new Option<string?>("--token-ids") { Description = "File with a JSON array of token ids, used as given (no BOS added)" };
+        var context = new Option<int?>("--context", "-c") { Description = "Window length in tokens (default: the model's context length)" };
+        var cmd = new Command("perplexity", "Mean next-token NLL and perplexity of a text")
+        {
+            model, tokenizer, textFile, tokenIds, context, threads, json,
+        };
+        cmd.Validators.Add(r =>
+        {
+            if ((r.GetResult(textFile) is null) == (r.GetResult(tokenIds) is null)) r.AddError("give exactly one of --text-file or --token-ids");
+        });
+        cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
+        {
+            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(parse.GetValue(model)), parse.GetValue(tokenizer));
+            int[] ids = parse.GetValue(tokenIds) is { } idsPath
+                ? ReadTokenIds(idsPath, bundle.Model.Config.VocabSize)
+                : bundle.Tokenizer.Encode(TextFiles.ReadEvaluationText(parse.GetValue(textFile)!), addBos: true);
+            int ctx = parse.GetValue(context) ?? bundle.Model.Config.ContextLength;
+            if (ctx < 2 || ctx > bundle.Model.Config.ContextLength)
+                throw new ArgumentException($"--context must be between 2 and the model's context length {bundle.Model.Config.ContextLength}, got {ctx}");
+            using var pool = new WorkerPool(parse.GetValue(threads));
+            using var tf = new Transformer(bundle.Model, pool);
+            var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId);
+            var r = eval.Evaluate(ids, new PerplexityOptions { Context = ctx }, ct: ct);
+            if (parse.GetValue(json))
+            {
+                var obj = new Dictionary<string, object>
+                {
+                    ["tokens"] = r.Tokens,
+                    ["nll"] = r.Nll,
+                    ["ppl"] = r.Ppl,
+                    ["windows"] = r.Windows,
+                    ["context"] = ctx,
+                    ["seconds"] = r.Seconds,
+                    ["tokens_per_second"] = r.TokensPerSecond,
+                    ["kv_bytes"] = r.KvBytes,
+                    ["cache"] = new Dictionary<string, object> { ["policy"] = "full" },
+                };
+                await output.WriteLineAsync(JsonSerializer.Serialize(obj));
+            }
+            else
+            {
+                await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
+                    $"tokens: {r.Tokens}  windows: {r.Windows}  nll: {r.Nll:F6}  ppl: {r.Ppl:F4}  ({r.Seconds:F2} s, {r.TokensPerSecond:F0} tok/s, kv_bytes {r.KvBytes})"));
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+
+    public static int[] ReadTokenIds(string path, int vocabSize)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"token id file not found: {path}", path);
+        int[]? ids;
+        try { ids = JsonSerializer.Deserialize<int[]>(File.ReadAllText(path)); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not a JSON array of integers ({e.Message})"); }
+        if (ids is null || ids.Length < 2) throw new InvalidDataException($"{path}: needs a JSON array of at least two token ids");
+        foreach (var id in ids)
+            if ((uint)id >= (uint)vocabSize) throw new InvalidDataException($"{path}: token id {id} is outside the vocabulary (0..{vocabSize - 1})");
+        return ids;
+    }
+}

@@ -1,0 +1,73 @@
+using Tova.Formats;
+using Tova.Model;
+using Tova.Tokenization;
+
+namespace Tova;
+
+/// <summary>A model with its tokenizer, opened from files. Owns both (dispose to release the memory map).</summary>
+public sealed class ModelBundle : IDisposable
+{
+    public LlamaModel Model { get; }
+    public ITokenizer Tokenizer { get; }
+    public string? TokenizerPath { get; }
+
+    private ModelBundle(LlamaModel model, ITokenizer tokenizer, string? tokenizerPath)
+    {
+        Model = model;
+        Tokenizer = tokenizer;
+        TokenizerPath = tokenizerPath;
+    }
+
+    /// <summary>
+    /// Opens <paramref name="modelPath"/> and its tokenizer: <paramref name="tokenizerPath"/> if given, else the GGUF
+    /// file's own, else (llama2.c checkpoints carry none) tokenizer.bin or tok{vocab}.bin beside the model.
+    /// </summary>
+    public static ModelBundle Open(string modelPath, string? tokenizerPath = null)
+    {
+        var model = ModelLoader.Load(modelPath);
+        try
+        {
+            string? tokPath = tokenizerPath ?? (model.Gguf is null ? FindLlama2cTokenizer(modelPath, model.Config.VocabSize) : null);
+            var tokenizer = tokPath is not null ? TokenizerLoader.Load(tokPath) : TokenizerFactory.Load(model.Gguf!);
+            if (tokenizer.VocabSize != model.Config.VocabSize)
+                throw new InvalidDataException(
+                    $"the tokenizer{(tokPath is null ? "" : $" {tokPath}")} has {tokenizer.VocabSize} tokens but the model {modelPath} has a vocabulary of {model.Config.VocabSize}: they do not belong together");
+            return new ModelBundle(model, tokenizer, tokPath);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Finds a llama2.c tokenizer file next to a checkpoint, or throws explaining --tokenizer.</summary>
+    public static string FindLlama2cTokenizer(string modelPath, int vocabSize)
+    {
+        string dir = Path.GetDirectoryName(Path.GetFullPath(modelPath)) ?? ".";
+        foreach (var name in new[] { $"tok{vocabSize}.bin", "tokenizer.bin" })
+        {
+            var p = Path.Combine(dir, name);
+            if (File.Exists(p)) return p;
+        }
+        throw new FileNotFoundException(
+            $"{modelPath} is a llama2.c checkpoint, which carries no tokenizer, and neither tok{vocabSize}.bin nor tokenizer.bin is beside it: give --tokenizer PATH");
+    }
+
+    public void Dispose() => Model.Dispose();
+}
+
+/// <summary>Opens a tokenizer from a file: a GGUF file's tokenizer metadata, or a llama2.c tokenizer.bin.</summary>
+public static class TokenizerLoader
+{
+    public static ITokenizer Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer file not found: {path}", path);
+        if (ModelLoader.IsGguf(path))
+        {
+            using var g = GgufFile.Open(path);
+            return TokenizerFactory.Load(g);
+        }
+        return SentencePieceTokenizer.FromLlama2c(path);
+    }
+}

@@ -1,0 +1,176 @@
+using Tova.Cache;
+using Tova.Model;
+
+namespace Tova.Tests.Cache;
+
+/// <summary>
+/// The paper's emulation of a bounded multi-state, written independently of the engine: every step recomputes
+/// attention over the FULL history under a mask of the states kept so far (plus the new token), then applies the
+/// policy's rule to the mask. Plain loops in double precision; weights dequantized to float matrices.
+/// </summary>
+internal sealed class NaiveMaskedReference
+{
+    private readonly LlamaModel _m;
+    private readonly LlamaConfig _c;
+    private readonly string _policy;
+    private readonly int _budget, _sinks, _recent;
+    private readonly bool _perHead, _renumber;
+    private readonly float[][][] _w = null!; // per layer: q, k, v, o, gate, down, up as row-major [rows*cols]
+    private readonly float[] _emb, _out;
+    private readonly List<double[]>[] _keys, _values;        // [layer] → per position [kv_dim]
+    private readonly SortedSet<int>[][] _kept;               // [layer][set] kept positions
+    private readonly Dictionary<int, double>[][] _h2o;       // [layer][set] accumulated attention
+    private int _t;
+
+    public NaiveMaskedReference(LlamaModel m, string policy, int budget, int sinks = 4, int? recent = null, bool perHead = false, bool renumber = false)
+    {
+        _m = m; _c = m.Config; _policy = policy; _budget = budget; _sinks = sinks; _recent = recent ?? budget / 2;
+        _perHead = perHead; _renumber = renumber;
+        _emb = Dense(m.TokenEmbedding);
+        _out = Dense(m.Output);
+        _w = new float[_c.Layers][][];
+        for (int l = 0; l < _c.Layers; l++)
+        {
+            var lw = m.Layers[l];
+            _w[l] = [Dense(lw.Wq), Dense(lw.Wk), Dense(lw.Wv), Dense(lw.Wo), Dense(lw.WGate), Dense(lw.WDown), Dense(lw.WUp)];
+        }
+        int sets = perHead ? _c.KvHeads : 1;
+        _keys = new List<double[]>[_c.Layers];
+        _values = new List<double[]>[_c.Layers];
+        _kept = new SortedSet<int>[_c.Layers][];
+        _h2o = new Dictionary<int, double>[_c.Layers][];
+        for (int l = 0; l < _c.Layers; l++)
+        {
+            _keys[l] = []; _values[l] = [];
+            _kept[l] = new SortedSet<int>[sets];
+            _h2o[l] = new Dictionary<int, double>[sets];
+            for (int s = 0; s < sets; s++) { _kept[l][s] = []; _h2o[l][s] = []; }
+        }
+    }
+
+    private static float[] Dense(WeightMatrix w)
+    {
+        var d = new float[w.Rows * w.Columns];
+        for (int r = 0; r < w.Rows; r++) w.ReadRow(r, d.AsSpan(r * w.Columns, w.Columns));
+        return d;
+    }
+
+    private static double[] MatVec(float[] w, double[] x, int rows)
+    {
+        int cols = x.Length;
+        var y = new double[rows];
+        for (int r = 0; r < rows; r++)
+        {
+            double s = 0;
+            for (int c = 0; c < cols; c++) s += w[r * cols + c] * x[c];
+            y[r] = s;
+        }
+        return y;
+    }
+
+    private double[] Norm(double[] x, float[] weight)
+    {
+        double ss = 0;
+        foreach (var v in x) ss += v * v;
+        double inv = 1 / Math.Sqrt(ss / x.Length + _c.RmsEps);
+        var o = new double[x.Length];
+        for (int i = 0; i < x.Length; i++) o[i] = x[i] * inv * weight[i];
+        return o;
+    }
+
+    private void Rotate(double[] v, int offset, int length, int pos)
+    {
+        int hd = _c.HeadDim;
+        for (int i = 0; i < length; i += 2)
+        {
+            double freq = Math.Pow(_c.RopeTheta, -(double)(i % hd) / hd);
+            double a = pos * freq, c = Math.Cos(a), s = Math.Sin(a);
+            double x0 = v[offset + i], x1 = v[offset + i + 1];
+            v[offset + i] = x0 * c - x1 * s;
+            v[offset + i + 1] = x0 * s + x1 * c;
+        }
+    }
+
+    /// <summary>Kept positions of a layer's set after the last step.</summary>
+    public IReadOnlyCollection<int> Kept(int layer, int set = 0) => _kept[layer][set];
+
+    public double[] Step(int token)
+    {
+        int t = _t++;
+        int dim = _c.Dim, hd = _c.HeadDim, kvDim = _c.KvDim, group = _c.GroupSize;
+        var x = new double[dim];
+        for (int i = 0; i < dim; i++) x[i] = _emb[token * dim + i];
+        for (int l = 0; l < _c.Layers; l++)
+        {
+            var w = _w[l];
+            var xb = Norm(x, _m.Layers[l].AttnNorm);
+            var q = MatVec(w[0], xb, dim);
+            var k = MatVec(w[1], xb, kvDim);
+            var v = MatVec(w[2], xb, kvDim);
+            if (!_renumber) { Rotate(q, 0, dim, t); Rotate(k, 0, kvDim, t); }
+            _keys[l].Add(k);
+            _values[l].Add(v);
+            var att = new double[dim];
+            int sets = _kept[l].Length;
+            var avg = new Dictionary<int, double>[sets];
+            for (int s = 0; s < sets; s++) avg[s] = [];
+            for (int h = 0; h < _c.Heads; h++)
+            {
+                int g = h / group, s = _perHead ? g : 0;
+                var cand = _kept[l][s].Append(t).ToList(); // ascending positions; the new token last
+                var qh = new double[hd];
+                Array.Copy(q, h * hd, qh, 0, hd);
+                if (_renumber) Rotate(qh, 0, hd, cand.Count - 1);
+                var scores = new double[cand.Count];
+                for (int i = 0; i < cand.Count; i++)
+                {
+                    var kk = new double[hd];
+                    Array.Copy(_keys[l][cand[i]], g * hd, kk, 0, hd);
+                    if (_renumber) Rotate(kk, 0, hd, i);
+                    double dot = 0;
+                    for (int d = 0; d < hd; d++) dot += qh[d] * kk[d];
+                    scores[i] = dot / Math.Sqrt(hd);
+                }
+                double max = scores.Max(), sum = 0;
+                for (int i = 0; i < scores.Length; i++) { scores[i] = Math.Exp(scores[i] - max); sum += scores[i]; }
+                int heads = _perHead ? group : _c.Heads;
+                for (int i = 0; i < cand.Count; i++)
+                {
+                    double p = scores[i] / sum;
+                    for (int d = 0; d < hd; d++) att[h * hd + d] += p * _values[l][cand[i]][g * hd + d];
+                    avg[s][cand[i]] = avg[s].GetValueOrDefault(cand[i]) + p / heads;
+                }
+            }
+            for (int s = 0; s < sets; s++) Evict(l, s, t, avg[s]);
+            var o = MatVec(w[3], att, dim);
+            for (int i = 0; i < dim; i++) x[i] += o[i];
+            xb = Norm(x, _m.Layers[l].FfnNorm);
+            var gate = MatVec(w[4], xb, _c.HiddenDim);
+            var up = MatVec(w[6], xb, _c.HiddenDim);
+            for (int i = 0; i < gate.Length; i++) gate[i] = gate[i] / (1 + Math.Exp(-gate[i])) * up[i];
+            var down = MatVec(w[5], gate, dim);
+            for (int i = 0; i < dim; i++) x[i] += down[i];
+        }
+        return MatVec(_out, Norm(x, _m.OutputNorm), _c.VocabSize);
+    }
+
+    private void Evict(int l, int s, int t, Dictionary<int, double> avg)
+    {
+        var kept = _kept[l][s];
+        kept.Add(t);
+        if (_policy == "h2o")
+            foreach (var (p, a) in avg) _h2o[l][s][p] = _h2o[l][s].GetValueOrDefault(p) + a;
+        if (_policy == "full" || kept.Count <= _budget) return;
+        var list = kept.ToList(); // ascending: ties resolved to the oldest by taking the first minimum
+        int victim = _policy switch
+        {
+            "window" => list[0],
+            "sink" => list.FirstOrDefault(p => p >= _sinks, list[0]),
+            "tova" => list.MinBy(p => avg[p]),
+            "h2o" => list.Take(Math.Max(0, list.Count - _recent)).DefaultIfEmpty(list[0]).MinBy(p => _h2o[l][s][p]),
+            _ => throw new ArgumentException(_policy),
+        };
+        kept.Remove(victim);
+        _h2o[l][s].Remove(victim);
+    }
+}

@@ -1,0 +1,105 @@
+using Tova.Formats;
+using Tova.Kernels;
+
+namespace Tova.Tests.Kernels;
+
+/// <summary>Each vectorised row kernel against its scalar reference, and the reference quantizers against hand rules.</summary>
+public unsafe class RowDotTests
+{
+    private static float[] RandomVector(int n, int seed, float scale = 1f)
+    {
+        var r = new Random(seed);
+        var v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = (float)(r.NextDouble() * 2 - 1) * scale;
+        return v;
+    }
+
+    [Theory]
+    [InlineData(GgmlType.F32, 37)]
+    [InlineData(GgmlType.F32, 256)]
+    [InlineData(GgmlType.F16, 37)]
+    [InlineData(GgmlType.F16, 96)]
+    [InlineData(GgmlType.BF16, 37)]
+    [InlineData(GgmlType.BF16, 96)]
+    [InlineData(GgmlType.Q8_0, 32)]
+    [InlineData(GgmlType.Q8_0, 96)]
+    [InlineData(GgmlType.Q4_0, 32)]
+    [InlineData(GgmlType.Q4_0, 160)]
+    public void VectorisedDotMatchesScalarReference(GgmlType type, int n)
+    {
+        var w = RandomVector(n, 1, 0.5f);
+        var x = RandomVector(n, 2);
+        var row = Quantization.Encode(type, w);
+        fixed (byte* pr = row)
+        fixed (float* px = x)
+        {
+            float fast = RowDot.Dot(type, pr, px, n);
+            float reference = RowDot.Scalar.Dot(type, pr, px, n);
+            Assert.True(MathF.Abs(fast - reference) <= 1e-4f * (1 + MathF.Abs(reference)), $"{type} n={n}: {fast} vs {reference}");
+        }
+    }
+
+    [Fact]
+    public void Q8_0BlockFollowsGgmlRule()
+    {
+        // One block: the largest magnitude maps to ±127, d = amax / 127, q = round(x / d).
+        var x = new float[32];
+        x[0] = 1.27f; x[1] = -0.6f; x[2] = 0.01f;
+        var b = Quantization.ToQ8_0(x);
+        Assert.Equal(34, b.Length);
+        Assert.Equal(0.01f, (float)BitConverter.ToHalf(b, 0), 3);
+        Assert.Equal(127, (sbyte)b[2]);
+        Assert.Equal(-60, (sbyte)b[3]);
+        Assert.Equal(1, (sbyte)b[4]);
+    }
+
+    [Fact]
+    public void Q4_0BlockFollowsGgmlRule()
+    {
+        // d = max / −8 where max is the signed value of largest magnitude; q = min(15, trunc(x/d + 8.5)).
+        var x = new float[32];
+        x[0] = -8f; x[1] = 4f; x[16] = 1f; x[17] = 8f;
+        var b = Quantization.ToQ4_0(x);
+        Assert.Equal(18, b.Length);
+        Assert.Equal(1f, (float)BitConverter.ToHalf(b, 0));
+        Assert.Equal(0, b[2] & 0xF);          // −8 / 1 + 8.5 → 0
+        Assert.Equal(12, b[3] & 0xF);         // 4 + 8.5 → 12
+        Assert.Equal(9, b[2] >> 4);           // element 16: 1 + 8.5 → 9
+        Assert.Equal(15, b[3] >> 4);          // element 17: 8 + 8.5 → 16, clamped to 15
+        var back = new float[32];
+        Quantization.Dequantize(GgmlType.Q4_0, b, back);
+        Assert.Equal(-8f, back[0]);
+        Assert.Equal(4f, back[1]);
+        Assert.Equal(7f, back[17]);
+    }
+
+    [Fact]
+    public void Bf16RoundsToNearestEven()
+    {
+        Assert.Equal((ushort)0x3F80, Quantization.FloatToBf16(1.0f));
+        // 1 + 2^-8 lies exactly between two bf16 values: ties go to the even one (1.0).
+        Assert.Equal((ushort)0x3F80, Quantization.FloatToBf16(1.00390625f));
+        // 1 + 3·2^-8 lies between 1+2^-7 (odd) and 1+2^-6 (even): goes up to even.
+        Assert.Equal((ushort)0x3F82, Quantization.FloatToBf16(1.01171875f));
+        Assert.Equal(1.0078125f, Quantization.Bf16ToFloat(0x3F81));
+    }
+
+    [Fact]
+    public void WorkerPoolCoversEveryItemOnce()
+    {
+        using var pool = new WorkerPool(3);
+        var hits = new int[1000];
+        fixed (int* p = hits)
+        {
+            for (int rep = 0; rep < 50; rep++)
+                pool.For(hits.Length, 7, &Mark, (nint)p);
+        }
+        Assert.All(hits, h => Assert.Equal(50, h));
+    }
+
+    private static void Mark(nint ctx, int start, int end)
+    {
+        var p = (int*)ctx;
+        for (int i = start; i < end; i++) Interlocked.Increment(ref p[i]);
+    }
+}
