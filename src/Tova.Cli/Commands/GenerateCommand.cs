@@ -23,11 +23,13 @@ public static class GenerateCommand
         var seed = new Option<int?>("--seed", "-s") { Description = "Random seed (same seed, same text)" };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var stats = new Option<bool>("--stats") { Description = "Print timing to stderr" };
+        var cacheOptions = new CacheCliOptions();
 
         var cmd = new Command("generate", "Generate text from a prompt")
         {
             model, tokenizer, prompt, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, threads, stats,
         };
+        cacheOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
             var sampling = new SamplingOptions
@@ -42,9 +44,15 @@ public static class GenerateCommand
             sampling.Validate();
             int max = parse.GetValue(maxTokens);
             if (max < 0) throw new ArgumentException($"--max-tokens must be ≥ 0, got {max}");
-            var options = new GenerationOptions { MaxTokens = max, Sampling = sampling, StopStrings = parse.GetValue(stop) ?? [] };
+            var cache = cacheOptions.Read(parse);
+            var options = new GenerationOptions
+            {
+                MaxTokens = max, Sampling = sampling, StopStrings = parse.GetValue(stop) ?? [],
+                Cache = cache, Prefill = cache.Prefill ?? new Cache.PrefillMode(Cache.PrefillKind.Chunked),
+            };
 
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(parse.GetValue(model)), parse.GetValue(tokenizer));
+            cache.Validate(bundle.Model.Config.ContextLength);
             using var pool = new WorkerPool(parse.GetValue(threads));
             using var tf = new Transformer(bundle.Model, pool);
             var gen = new TextGenerator(tf, bundle.Tokenizer);

@@ -18,10 +18,13 @@ public static class PerplexityCommand
         var textFile = new Option<string?>("--text-file") { Description = "UTF-8 text to score (Gutenberg files are cut to the book)" };
         var tokenIds = new Option<string?>("--token-ids") { Description = "File with a JSON array of token ids, used as given (no BOS added)" };
         var context = new Option<int?>("--context", "-c") { Description = "Window length in tokens (default: the model's context length)" };
+        var stream = new Option<bool>("--stream") { Description = "Score the whole text as one stream, never resetting (needs a bounded cache past the context length)" };
+        var cacheOptions = new CacheCliOptions();
         var cmd = new Command("perplexity", "Mean next-token NLL and perplexity of a text")
         {
-            model, tokenizer, textFile, tokenIds, context, threads, json,
+            model, tokenizer, textFile, tokenIds, context, stream, threads, json,
         };
+        cacheOptions.AddTo(cmd);
         cmd.Validators.Add(r =>
         {
             if ((r.GetResult(textFile) is null) == (r.GetResult(tokenIds) is null)) r.AddError("give exactly one of --text-file or --token-ids");
@@ -32,13 +35,16 @@ public static class PerplexityCommand
             int[] ids = parse.GetValue(tokenIds) is { } idsPath
                 ? ReadTokenIds(idsPath, bundle.Model.Config.VocabSize)
                 : bundle.Tokenizer.Encode(TextFiles.ReadEvaluationText(parse.GetValue(textFile)!), addBos: true);
+            var cache = cacheOptions.Read(parse);
+            cache.Validate(bundle.Model.Config.ContextLength);
             int ctx = parse.GetValue(context) ?? bundle.Model.Config.ContextLength;
             if (ctx < 2 || ctx > bundle.Model.Config.ContextLength)
                 throw new ArgumentException($"--context must be between 2 and the model's context length {bundle.Model.Config.ContextLength}, got {ctx}");
             using var pool = new WorkerPool(parse.GetValue(threads));
             using var tf = new Transformer(bundle.Model, pool);
             var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId);
-            var r = eval.Evaluate(ids, new PerplexityOptions { Context = ctx }, ct: ct);
+            var prefill = cache.Prefill ?? Cache.PrefillMode.Exact;
+            var r = eval.Evaluate(ids, new PerplexityOptions { Context = ctx, Cache = cache, Prefill = prefill, Stream = parse.GetValue(stream) }, ct);
             if (parse.GetValue(json))
             {
                 var obj = new Dictionary<string, object>
@@ -51,19 +57,31 @@ public static class PerplexityCommand
                     ["seconds"] = r.Seconds,
                     ["tokens_per_second"] = r.TokensPerSecond,
                     ["kv_bytes"] = r.KvBytes,
-                    ["cache"] = new Dictionary<string, object> { ["policy"] = "full" },
+                    ["stream"] = parse.GetValue(stream),
+                    ["cache"] = CacheJson(cache, prefill, bundle.Model.Config.ContextLength),
                 };
                 await output.WriteLineAsync(JsonSerializer.Serialize(obj));
             }
             else
             {
                 await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"tokens: {r.Tokens}  windows: {r.Windows}  nll: {r.Nll:F6}  ppl: {r.Ppl:F4}  ({r.Seconds:F2} s, {r.TokensPerSecond:F0} tok/s, kv_bytes {r.KvBytes})"));
+                    $"cache: {cache.Describe(bundle.Model.Config.ContextLength)}  tokens: {r.Tokens}  windows: {r.Windows}  nll: {r.Nll:F6}  ppl: {r.Ppl:F4}  ({r.Seconds:F2} s, {r.TokensPerSecond:F0} tok/s, kv_bytes {r.KvBytes})"));
             }
             return 0;
         }));
         return cmd;
     }
+
+    public static Dictionary<string, object?> CacheJson(Cache.CacheOptions c, Cache.PrefillMode prefill, int contextLength) => new()
+    {
+        ["policy"] = c.Policy,
+        ["budget"] = c.IsFull ? null : c.ResolveBudget(contextLength),
+        ["sinks"] = c.Policy == "sink" ? c.Sinks : null,
+        ["recent"] = c.Policy == "h2o" ? c.Recent ?? c.ResolveBudget(contextLength) / 2 : null,
+        ["granularity"] = c.Granularity.ToString().ToLowerInvariant(),
+        ["positions"] = c.Positions.ToString().ToLowerInvariant(),
+        ["prefill"] = prefill.ToString(),
+    };
 
     public static int[] ReadTokenIds(string path, int vocabSize)
     {

@@ -89,9 +89,13 @@ public sealed record CacheOptions
     {
         if (Array.IndexOf(PolicyNames, Policy) < 0)
             throw new ArgumentException($"unknown cache policy '{Policy}' (expected one of {string.Join(", ", PolicyNames)})");
-        ResolveBudget(contextLength);
+        int budget = ResolveBudget(contextLength);
+        if (!IsFull && budget > contextLength)
+            throw new ArgumentException($"budget {budget} is larger than the context length {contextLength}");
         if (Sinks < 0) throw new ArgumentException($"--sinks must be ≥ 0, got {Sinks}");
+        if (Policy == "sink" && Sinks > budget) throw new ArgumentException($"--sinks {Sinks} exceeds the budget {budget}");
         if (Recent is < 0) throw new ArgumentException($"--recent must be ≥ 0, got {Recent}");
+        if (Policy == "h2o" && Recent > budget) throw new ArgumentException($"--recent {Recent} exceeds the budget {budget}");
         if (Granularity == Granularity.Head && Policy is not ("tova" or "h2o"))
             throw new ArgumentException($"--granularity head applies to tova and h2o, not {Policy}");
     }

@@ -1,0 +1,51 @@
+using System.CommandLine;
+using Tova.Cache;
+
+namespace Tova.Cli;
+
+/// <summary>The multi-state options shared by generate, perplexity and the other commands that run a model.</summary>
+public sealed class CacheCliOptions
+{
+    public Option<string> Cache { get; } = new("--cache")
+    {
+        Description = "Multi-state policy: full, window, sink, h2o or tova",
+        DefaultValueFactory = _ => "full",
+    };
+    public Option<string?> Budget { get; } = new("--budget") { Description = "States per layer: N, or 1/K of the context length" };
+    public Option<int> Sinks { get; } = new("--sinks") { Description = "Sink tokens the sink policy never drops", DefaultValueFactory = _ => 4 };
+    public Option<int?> Recent { get; } = new("--recent") { Description = "Recent states H2O protects (default budget/2)" };
+    public Option<string> Granularity { get; } = new("--granularity")
+    {
+        Description = "layer: one set of states per layer; head: one per KV head (tova, h2o)",
+        DefaultValueFactory = _ => "layer",
+    };
+    public Option<string?> Prefill { get; } = new("--prefill") { Description = "Prompt handling: exact, oneshot or chunked:N" };
+    public Option<string> Positions { get; } = new("--positions")
+    {
+        Description = "original: keys keep their true positions; renumber: positions are indices in the cache",
+        DefaultValueFactory = _ => "original",
+    };
+
+    public CacheCliOptions()
+    {
+        Cache.AcceptOnlyFromAmong(CacheOptions.PolicyNames);
+        Granularity.AcceptOnlyFromAmong("layer", "head");
+        Positions.AcceptOnlyFromAmong("original", "renumber");
+    }
+
+    public void AddTo(Command cmd)
+    {
+        foreach (var o in new Option[] { Cache, Budget, Sinks, Recent, Granularity, Prefill, Positions }) cmd.Options.Add(o);
+    }
+
+    public CacheOptions Read(ParseResult parse) => new()
+    {
+        Policy = parse.GetValue(Cache) ?? "full",
+        Budget = parse.GetValue(Budget),
+        Sinks = parse.GetValue(Sinks),
+        Recent = parse.GetValue(Recent),
+        Granularity = parse.GetValue(Granularity) == "head" ? Tova.Cache.Granularity.Head : Tova.Cache.Granularity.Layer,
+        Positions = parse.GetValue(Positions) == "renumber" ? PositionMode.Renumber : PositionMode.Original,
+        Prefill = parse.GetValue(Prefill) is { } p ? PrefillMode.Parse(p) : null,
+    };
+}
