@@ -30,7 +30,7 @@ public class Stories260KTests
         for (int i = 0; i < ids.Length - 1; i++)
         {
             var logits = tf.Forward(ids[i], cache);
-            double got = Evaluation.Nll.Of(logits, ids[i + 1]);
+            double got = Tova.Evaluation.Nll.Of(logits, ids[i + 1]);
             maxErr = Math.Max(maxErr, Math.Abs(got - nll[i]));
         }
         Assert.True(maxErr <= 1e-4, $"max |NLL − llama2.c| = {maxErr:E3} over {nll.Length} tokens");
