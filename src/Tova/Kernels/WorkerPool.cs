@@ -2,19 +2,23 @@ namespace Tova.Kernels;
 
 /// <summary>
 /// A persistent pool of worker threads that split a range of work items with the calling thread.
-/// Dispatch takes a function pointer and an opaque context pointer, so a call allocates nothing.
+/// Dispatch takes a function pointer and an opaque context pointer, so a call allocates nothing. Idle workers
+/// spin briefly for the next job (decode issues hundreds of jobs per token) before they block.
 /// </summary>
 public sealed unsafe class WorkerPool : IDisposable
 {
+    private const int SpinIterations = 20000;
     private readonly Thread[] _workers;
     private readonly SemaphoreSlim[] _wake;
+    private readonly int[] _sleeping;
     private volatile bool _stop;
     private delegate*<nint, int, int, void> _fn;
     private nint _ctx;
     private int _total;
     private int _chunk;
-    private int _next;      // next chunk start handed out
-    private int _pending;   // workers still running this job
+    private int _next;        // next chunk start handed out
+    private int _pending;     // workers still running this job
+    private int _generation;  // bumped once per job
     private readonly object _gate = new();
 
     /// <summary>Total threads that work on a job, the caller included.</summary>
@@ -25,6 +29,7 @@ public sealed unsafe class WorkerPool : IDisposable
         Threads = Math.Max(1, threads);
         _workers = new Thread[Threads - 1];
         _wake = new SemaphoreSlim[Threads - 1];
+        _sleeping = new int[Threads - 1];
         for (int i = 0; i < _workers.Length; i++)
         {
             _wake[i] = new SemaphoreSlim(0);
@@ -39,7 +44,7 @@ public sealed unsafe class WorkerPool : IDisposable
 
     /// <summary>
     /// Runs fn(ctx, start, end) over [0, total) in chunks of at least <paramref name="minChunk"/> items,
-    /// on all threads, and returns when every chunk is done. Not re-entrant: one job at a time.
+    /// on all threads, and returns when every chunk is done. One job at a time (callers are serialised).
     /// </summary>
     public void For(int total, int minChunk, delegate*<nint, int, int, void> fn, nint ctx)
     {
@@ -57,9 +62,10 @@ public sealed unsafe class WorkerPool : IDisposable
             _total = total;
             _chunk = chunk;
             _next = 0;
-            int helpers = Math.Min(_workers.Length, (total + chunk - 1) / chunk - 1);
-            Volatile.Write(ref _pending, helpers);
-            for (int i = 0; i < helpers; i++) _wake[i].Release();
+            Volatile.Write(ref _pending, _workers.Length);
+            Interlocked.Increment(ref _generation);
+            for (int i = 0; i < _workers.Length; i++)
+                if (Interlocked.Exchange(ref _sleeping[i], 0) == 1) _wake[i].Release();
             Work();
             var spin = new SpinWait();
             while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(-1);
@@ -78,10 +84,29 @@ public sealed unsafe class WorkerPool : IDisposable
 
     private void Loop(int id)
     {
+        int seen = 0;
         while (true)
         {
-            _wake[id].Wait();
+            int spins = 0;
+            while (Volatile.Read(ref _generation) == seen && !_stop)
+            {
+                if (++spins < SpinIterations)
+                {
+                    Thread.SpinWait(20);
+                    continue;
+                }
+                // Announce sleep, then re-check so a job published in between is not missed.
+                Volatile.Write(ref _sleeping[id], 1);
+                if (Volatile.Read(ref _generation) != seen || _stop)
+                {
+                    if (Interlocked.Exchange(ref _sleeping[id], 0) == 0) _wake[id].Wait(); // the dispatcher released us: consume it
+                    break;
+                }
+                _wake[id].Wait();
+                spins = 0;
+            }
             if (_stop) return;
+            seen = Volatile.Read(ref _generation);
             Work();
             Interlocked.Decrement(ref _pending);
         }
@@ -90,7 +115,7 @@ public sealed unsafe class WorkerPool : IDisposable
     public void Dispose()
     {
         _stop = true;
-        foreach (var w in _wake) w.Release();
+        for (int i = 0; i < _wake.Length; i++) _wake[i].Release();
         foreach (var t in _workers) t.Join();
         foreach (var w in _wake) w.Dispose();
     }

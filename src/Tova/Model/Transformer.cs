@@ -30,6 +30,7 @@ public sealed unsafe class Transformer : IDisposable
     private int _attStride;
     private readonly float[] _logits; // [vocab]
     private readonly float[] _invFreq;// [head_dim / 2]
+    private readonly Q8Activations _xq = new(); // the current matmul input quantized to 8 bits (Q8_0 / Q4_0 weights)
 
     public LlamaModel Model => _model;
     public LlamaConfig Config => _c;
@@ -71,9 +72,11 @@ public sealed unsafe class Transformer : IDisposable
             {
                 var w = _model.Layers[l];
                 RmsNorm(_xb, _x, w.AttnNorm, _c.RmsEps);
-                w.Wq.MatVec(_pool, xb, q);
-                w.Wk.MatVec(_pool, xb, k);
-                w.Wv.MatVec(_pool, xb, v);
+                var qkv = new MatVecBatch();
+                qkv.Add(w.Wq, q);
+                qkv.Add(w.Wk, k);
+                qkv.Add(w.Wv, v);
+                qkv.Run(_pool, xb, _xq);
                 if (cache.Renumber)
                 {
                     // Keys are stored unrotated and rotated at their index in the cache at every step.
@@ -87,19 +90,21 @@ public sealed unsafe class Transformer : IDisposable
                     cache.Add(l, _k, _v, pos);
                 }
                 Attention(cache, l);
-                w.Wo.MatVec(_pool, xb, xb2);
+                w.Wo.MatVec(_pool, xb, xb2, _xq);
                 TensorPrimitives.Add(_x, _xb2, _x);
 
                 RmsNorm(_xb, _x, w.FfnNorm, _c.RmsEps);
-                w.WGate.MatVec(_pool, xb, hb);
-                w.WUp.MatVec(_pool, xb, hb2);
+                var gateUp = new MatVecBatch();
+                gateUp.Add(w.WGate, hb);
+                gateUp.Add(w.WUp, hb2);
+                gateUp.Run(_pool, xb, _xq);
                 SwiGlu(_hb, _hb2);
-                w.WDown.MatVec(_pool, hb, xb2);
+                w.WDown.MatVec(_pool, hb, xb2, _xq);
                 TensorPrimitives.Add(_x, _xb2, _x);
             }
             RmsNorm(_x, _x, _model.OutputNorm, _c.RmsEps);
             fixed (float* logits = _logits)
-                _model.Output.MatVec(_pool, x, logits);
+                _model.Output.MatVec(_pool, x, logits, _xq);
         }
         cache.Position = pos + 1;
         return _logits;

@@ -103,3 +103,38 @@ public unsafe class RowDotTests
         for (int i = start; i < end; i++) Interlocked.Increment(ref p[i]);
     }
 }
+
+/// <summary>Integer (8-bit activation) kernels against their scalar references and against float dot products.</summary>
+public unsafe class IntDotTests
+{
+    [Theory]
+    [InlineData(GgmlType.Q8_0, 1)]
+    [InlineData(GgmlType.Q8_0, 7)]
+    [InlineData(GgmlType.Q4_0, 1)]
+    [InlineData(GgmlType.Q4_0, 2)]
+    [InlineData(GgmlType.Q4_0, 7)]
+    [InlineData(GgmlType.Q4_0, 64)]
+    public void SimdMatchesScalarAndApproximatesFloat(GgmlType type, int blocks)
+    {
+        int n = blocks * 32;
+        var r = new Random(blocks);
+        var w = new float[n];
+        var x = new float[n];
+        for (int i = 0; i < n; i++) { w[i] = (float)(r.NextDouble() * 2 - 1); x[i] = (float)(r.NextDouble() * 4 - 2); }
+        var row = Quantization.Encode(type, w);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        // Q8 activations reproduce x within half a step per block.
+        for (int i = 0; i < n; i++) Assert.True(MathF.Abs(act.D[i / 32] * act.Q[i] - x[i]) <= act.D[i / 32] * 0.5f + 1e-3f);
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q)
+        fixed (float* d = act.D, s = act.S, px = x)
+        {
+            float simd = type == GgmlType.Q4_0 ? IntDot.Q4_0(pw, q, d, s, blocks) : IntDot.Q8_0(pw, q, d, blocks);
+            float scalar = type == GgmlType.Q4_0 ? IntDot.Scalar.Q4_0(pw, q, d, s, blocks) : IntDot.Scalar.Q8_0(pw, q, d, blocks);
+            Assert.True(MathF.Abs(simd - scalar) <= 1e-4f * (1 + MathF.Abs(scalar)), $"simd {simd} vs scalar {scalar}");
+            float exact = RowDot.Scalar.Dot(type, pw, px, n);
+            Assert.True(MathF.Abs(simd - exact) <= 0.02f * MathF.Sqrt(n), $"int {simd} vs float {exact}");
+        }
+    }
+}
