@@ -6,31 +6,41 @@ using Tova.Kernels;
 namespace Tova.Model;
 
 /// <summary>
-/// The LLaMA forward pass for one token at a time: RMSNorm, RoPE (pairs (2i, 2i+1), as llama2.c and GGUF store
-/// q/k), grouped-query attention over a <see cref="MultiStateCache"/>, SwiGLU FFN, output projection.
-/// Scratch buffers are allocated once; a step allocates nothing (the cache grows by doubling when full).
+/// The LLaMA forward pass: RMSNorm, RoPE (pairs (2i, 2i+1), as llama2.c and GGUF store q/k), grouped-query
+/// attention over a <see cref="MultiStateCache"/>, SwiGLU FFN, output projection. A step runs a batch of tokens —
+/// the next tokens of several sequences (batched decoding) or consecutive tokens of one (prefill) — so each weight
+/// matrix is read once per step. Within a layer the tokens attend one after another, in batch order, so a batch
+/// gives exactly the result of running its tokens one at a time. Buffers grow to the largest batch seen; a step
+/// allocates nothing after that.
 /// </summary>
 public sealed unsafe class Transformer : IDisposable
 {
+    /// <summary>Largest number of tokens one step processes (longer prefills run in several steps).</summary>
+    public const int MaxBatch = 64;
+
     private readonly LlamaModel _model;
     private readonly LlamaConfig _c;
     private readonly WorkerPool _pool;
     private readonly bool _ownsPool;
 
-    // Activations (pinned, llama2.c RunState).
-    private readonly float[] _x;      // [dim] residual stream
-    private readonly float[] _xb;     // [dim] normed input / attention output
-    private readonly float[] _xb2;    // [dim] projection output
-    private readonly float[] _hb;     // [hidden] gate
-    private readonly float[] _hb2;    // [hidden] up
-    private readonly float[] _q;      // [dim]
-    private readonly float[] _k;      // [kv_dim]
-    private readonly float[] _v;      // [kv_dim]
+    // Activations for a batch of B tokens (pinned, llama2.c RunState with a batch dimension).
+    private int _cap;                 // B the buffers hold
+    private float[] _x = [];          // [B, dim] residual stream
+    private float[] _xb = [];         // [B, dim] normed input / attention output
+    private float[] _xb2 = [];        // [B, dim] projection output
+    private float[] _hb = [];         // [B, hidden] gate
+    private float[] _hb2 = [];        // [B, hidden] up
+    private float[] _q = [];          // [B, dim]
+    private float[] _k = [];          // [B, kv_dim]
+    private float[] _v = [];          // [B, kv_dim]
+    private float[] _logits = [];     // [B, vocab]
+    private int[] _pos = [];          // [B] true position of each token
     private float[] _att;             // [heads, att_stride] attention probabilities of the current query
     private int _attStride;
-    private readonly float[] _logits; // [vocab]
     private readonly float[] _invFreq;// [head_dim / 2]
     private readonly Q8Activations _xq = new(); // the current matmul input quantized to 8 bits (Q8_0 / Q4_0 weights)
+    private readonly MultiStateCache[] _one = new MultiStateCache[1];
+    private readonly int[] _oneToken = new int[1];
 
     public LlamaModel Model => _model;
     public LlamaConfig Config => _c;
@@ -42,73 +52,114 @@ public sealed unsafe class Transformer : IDisposable
         _c = model.Config;
         _ownsPool = pool is null;
         _pool = pool ?? new WorkerPool(WorkerPool.DefaultThreads);
-        float[] Buf(int n) => GC.AllocateArray<float>(n, pinned: true);
-        _x = Buf(_c.Dim); _xb = Buf(_c.Dim); _xb2 = Buf(_c.Dim);
-        _hb = Buf(_c.HiddenDim); _hb2 = Buf(_c.HiddenDim);
-        _q = Buf(_c.Dim); _k = Buf(_c.KvDim); _v = Buf(_c.KvDim);
-        _logits = Buf(_c.VocabSize);
+        EnsureBatch(1);
         _attStride = 64;
-        _att = Buf(_c.Heads * _attStride);
+        _att = GC.AllocateArray<float>(_c.Heads * _attStride, pinned: true);
         _invFreq = new float[_c.HeadDim / 2];
         for (int i = 0; i < _invFreq.Length; i++)
             _invFreq[i] = 1.0f / MathF.Pow(_c.RopeTheta, 2 * i / (float)_c.HeadDim);
     }
 
+    private void EnsureBatch(int b)
+    {
+        if (b <= _cap) return;
+        float[] Buf(int n) => GC.AllocateArray<float>(b * n, pinned: true);
+        _x = Buf(_c.Dim); _xb = Buf(_c.Dim); _xb2 = Buf(_c.Dim);
+        _hb = Buf(_c.HiddenDim); _hb2 = Buf(_c.HiddenDim);
+        _q = Buf(_c.Dim); _k = Buf(_c.KvDim); _v = Buf(_c.KvDim);
+        _logits = Buf(_c.VocabSize);
+        _pos = new int[b];
+        _cap = b;
+    }
+
     /// <summary>
-    /// Runs token <paramref name="token"/> at the cache's next position, appending its states, and returns the
+    /// Runs token <paramref name="token"/> at the cache's next position, adding its state, and returns the
     /// logits [vocab] (valid until the next call).
     /// </summary>
     public ReadOnlySpan<float> Forward(int token, MultiStateCache cache)
     {
-        if ((uint)token >= (uint)_c.VocabSize)
-            throw new ArgumentOutOfRangeException(nameof(token), $"token id {token} is outside the vocabulary (0..{_c.VocabSize - 1})");
-        int pos = cache.Position;
-        int dim = _c.Dim, hd = _c.HeadDim, kvDim = _c.KvDim;
-        _model.TokenEmbedding.ReadRow(token, _x);
+        _one[0] = cache;
+        _oneToken[0] = token;
+        Step(_oneToken, _one, allLogits: true);
+        _one[0] = null!;
+        return _logits.AsSpan(0, _c.VocabSize);
+    }
+
+    /// <summary>
+    /// One step for a batch: token b runs on <paramref name="caches"/>[b] at that cache's next position (a cache
+    /// may appear several times: its tokens are consecutive positions, in batch order). Logits of token b are
+    /// <see cref="Logits"/>(b) afterwards — for every token if <paramref name="allLogits"/>, else only the last.
+    /// </summary>
+    public void Step(ReadOnlySpan<int> tokens, ReadOnlySpan<MultiStateCache> caches, bool allLogits = true)
+    {
+        int n = tokens.Length;
+        if (n == 0) return;
+        if (caches.Length != n) throw new ArgumentException("one cache per token");
+        if (n > MaxBatch) throw new ArgumentException($"a step takes at most {MaxBatch} tokens");
+        EnsureBatch(n);
+        int dim = _c.Dim, kvDim = _c.KvDim, hidden = _c.HiddenDim;
+        for (int b = 0; b < n; b++)
+        {
+            if ((uint)tokens[b] >= (uint)_c.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[b]} is outside the vocabulary (0..{_c.VocabSize - 1})");
+            int pos = caches[b].Position;
+            for (int j = 0; j < b; j++) if (ReferenceEquals(caches[j], caches[b])) pos++;
+            _pos[b] = pos;
+            _model.TokenEmbedding.ReadRow(tokens[b], _x.AsSpan(b * dim, dim));
+        }
 
         fixed (float* x = _x, xb = _xb, xb2 = _xb2, hb = _hb, hb2 = _hb2, q = _q, k = _k, v = _v)
         {
             for (int l = 0; l < _c.Layers; l++)
             {
                 var w = _model.Layers[l];
-                RmsNorm(_xb, _x, w.AttnNorm, _c.RmsEps);
-                var qkv = new MatVecBatch();
+                for (int b = 0; b < n; b++) RmsNorm(_xb.AsSpan(b * dim, dim), _x.AsSpan(b * dim, dim), w.AttnNorm, _c.RmsEps);
+                var qkv = new MatMulBatch();
                 qkv.Add(w.Wq, q);
                 qkv.Add(w.Wk, k);
                 qkv.Add(w.Wv, v);
-                qkv.Run(_pool, xb, _xq);
-                if (cache.Renumber)
+                qkv.Run(_pool, xb, n, _xq);
+                for (int b = 0; b < n; b++)
                 {
-                    // Keys are stored unrotated and rotated at their index in the cache at every step.
-                    cache.Add(l, _k, _v, pos);
-                    Rope(_q, cache.MaxTotal(l) - 1);
+                    var cache = caches[b];
+                    var qb = _q.AsSpan(b * dim, dim);
+                    var kb = _k.AsSpan(b * kvDim, kvDim);
+                    if (cache.Renumber)
+                    {
+                        // Keys are stored unrotated and rotated at their index in the cache at every step.
+                        cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                        Rope(qb, cache.MaxTotal(l) - 1);
+                    }
+                    else
+                    {
+                        Rope(qb, _pos[b]);
+                        Rope(kb, _pos[b]);
+                        cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                    }
+                    Attention(cache, l, qb, _xb.AsSpan(b * dim, dim));
                 }
-                else
-                {
-                    Rope(_q, pos);
-                    Rope(_k, pos);
-                    cache.Add(l, _k, _v, pos);
-                }
-                Attention(cache, l);
-                w.Wo.MatVec(_pool, xb, xb2, _xq);
-                TensorPrimitives.Add(_x, _xb2, _x);
+                w.Wo.MatMul(_pool, xb, xb2, n, _xq);
+                TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
 
-                RmsNorm(_xb, _x, w.FfnNorm, _c.RmsEps);
-                var gateUp = new MatVecBatch();
+                for (int b = 0; b < n; b++) RmsNorm(_xb.AsSpan(b * dim, dim), _x.AsSpan(b * dim, dim), w.FfnNorm, _c.RmsEps);
+                var gateUp = new MatMulBatch();
                 gateUp.Add(w.WGate, hb);
                 gateUp.Add(w.WUp, hb2);
-                gateUp.Run(_pool, xb, _xq);
-                SwiGlu(_hb, _hb2);
-                w.WDown.MatVec(_pool, hb, xb2, _xq);
-                TensorPrimitives.Add(_x, _xb2, _x);
+                gateUp.Run(_pool, xb, n, _xq);
+                SwiGlu(_hb.AsSpan(0, n * hidden), _hb2.AsSpan(0, n * hidden));
+                w.WDown.MatMul(_pool, hb, xb2, n, _xq);
+                TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
             }
-            RmsNorm(_x, _x, _model.OutputNorm, _c.RmsEps);
+            int first = allLogits ? 0 : n - 1;
+            for (int b = first; b < n; b++) RmsNorm(_x.AsSpan(b * dim, dim), _x.AsSpan(b * dim, dim), _model.OutputNorm, _c.RmsEps);
             fixed (float* logits = _logits)
-                _model.Output.MatVec(_pool, x, logits, _xq);
+                _model.Output.MatMul(_pool, x + first * dim, logits + first * _c.VocabSize, n - first, _xq);
         }
-        cache.Position = pos + 1;
-        return _logits;
+        for (int b = 0; b < n; b++) caches[b].Position = _pos[b] + 1;
     }
+
+    /// <summary>Logits [vocab] of token <paramref name="b"/> of the last step.</summary>
+    public ReadOnlySpan<float> Logits(int b) => _logits.AsSpan(b * _c.VocabSize, _c.VocabSize);
 
     /// <summary>
     /// Feeds <paramref name="tokens"/> into the cache as a prompt and returns the last token's logits.
@@ -120,23 +171,29 @@ public sealed unsafe class Transformer : IDisposable
     {
         int chunk = mode.Kind switch
         {
-            PrefillKind.Exact => 1,
+            PrefillKind.Exact => tokens.Length,
             PrefillKind.OneShot => Math.Max(1, tokens.Length),
             _ => ChunkSize(mode, cache.Budget),
         };
-        ReadOnlySpan<float> logits = default;
+        bool deferred = mode.Kind != PrefillKind.Exact;
+        var caches = new MultiStateCache[MaxBatch];
+        Array.Fill(caches, cache);
+        int last = -1;
         for (int start = 0; start < tokens.Length; start += chunk)
         {
             int end = Math.Min(tokens.Length, start + chunk);
-            if (chunk > 1) cache.BeginChunk();
-            for (int i = start; i < end; i++)
+            if (deferred) cache.BeginChunk();
+            for (int s = start; s < end; s += MaxBatch)
             {
-                logits = Forward(tokens[i], cache);
-                onLogits?.Invoke(i, logits);
+                int n = Math.Min(MaxBatch, end - s);
+                Step(tokens.Slice(s, n), caches.AsSpan(0, n), allLogits: onLogits is not null);
+                if (onLogits is not null)
+                    for (int b = 0; b < n; b++) onLogits(s + b, Logits(b));
+                last = n - 1;
             }
-            if (chunk > 1) cache.EndChunk();
+            if (deferred) cache.EndChunk();
         }
-        return logits;
+        return last < 0 ? default : Logits(last);
     }
 
     /// <summary>Sees the logits of prompt position i during <see cref="Prefill"/>.</summary>
@@ -163,7 +220,7 @@ public sealed unsafe class Transformer : IDisposable
     /// Attention of the current query (in _q) over the states of layer l (stored slots, then the pending new one);
     /// writes the output to _xb and leaves each head's probabilities in _att for the cache's policy.
     /// </summary>
-    private void Attention(MultiStateCache cache, int l)
+    private void Attention(MultiStateCache cache, int l, Span<float> query, Span<float> output)
     {
         int hd = _c.HeadDim, group = _c.GroupSize;
         int need = cache.MaxTotal(l);
@@ -181,14 +238,14 @@ public sealed unsafe class Transformer : IDisposable
             for (int hh = 0; hh < group; hh++)
             {
                 int h = g * group + hh;
-                var qh = _q.AsSpan(h * hd, hd);
+                var qh = query.Slice(h * hd, hd);
                 var att = _att.AsSpan(h * _attStride, n);
                 if (cache.Renumber)
                     for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, _rotKeys.AsSpan(i * hd, hd)) * scale;
                 else
                     for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, set.Key(i)) * scale;
                 TensorPrimitives.SoftMax(att, att);
-                var o = _xb.AsSpan(h * hd, hd);
+                var o = output.Slice(h * hd, hd);
                 o.Clear();
                 for (int i = 0; i < n; i++)
                     TensorPrimitives.MultiplyAdd(set.Value(i), att[i], o, o);
@@ -230,7 +287,7 @@ public sealed unsafe class Transformer : IDisposable
         }
     }
 
-    private void Rope(float[] vec, int pos)
+    private void Rope(Span<float> vec, int pos)
     {
         int hd = _c.HeadDim;
         for (int i = 0; i < vec.Length; i += 2)

@@ -57,45 +57,58 @@ public sealed unsafe class WeightMatrix
     /// <summary>y[Rows] = W · x[Columns], rows split across the pool (x quantized to 8 bits first for Q8_0 / Q4_0).</summary>
     public void MatVec(WorkerPool pool, float* x, float* y, Q8Activations? scratch = null)
     {
-        var batch = new MatVecBatch();
+        var batch = new MatMulBatch();
         batch.Add(this, y);
-        batch.Run(pool, x, scratch);
+        batch.Run(pool, x, 1, scratch);
+    }
+
+    /// <summary>Y[b, Rows] = W · X[b, Columns] for b &lt; <paramref name="batch"/>, each weight row read once.</summary>
+    public void MatMul(WorkerPool pool, float* x, float* y, int batch, Q8Activations? scratch = null)
+    {
+        var mm = new MatMulBatch();
+        mm.Add(this, y);
+        mm.Run(pool, x, batch, scratch);
     }
 }
 
 /// <summary>
-/// Up to three matrices that read the same input (q/k/v, or gate/up), multiplied in one dispatch so the workers
-/// are woken once. A plain struct: building and running it allocates nothing.
+/// Up to three matrices that read the same inputs (q/k/v, or gate/up), multiplied in one dispatch so the workers
+/// are woken once: Y_m[b, ·] = W_m · X[b, ·] for b &lt; batch. Each weight row is read once for the whole batch.
+/// A plain struct: building and running it allocates nothing.
 /// </summary>
-public unsafe struct MatVecBatch
+public unsafe struct MatMulBatch
 {
     private WeightMatrix? _m0, _m1, _m2;
-    private float* _y0, _y1, _y2;
-    private int _count, _rows0, _rows01, _total;
-    private float* _x;
-    private sbyte* _xq;
-    private float* _xd, _xs;
+    private float* _y0, _y1, _y2;   // [batch, rows_m]
+    private int _count, _rows0, _rows01, _total, _batch, _cols, _nb;
+    private float* _x;              // [batch, cols]
+    private sbyte* _xq;             // [batch, cols]
+    private float* _xd, _xs;        // [batch, cols / 32]
 
     public void Add(WeightMatrix m, float* y)
     {
+        if (_count > 0 && m.Columns != _m0!.Columns) throw new ArgumentException("matrices of a batch must share their input");
         switch (_count++)
         {
-            case 0: _m0 = m; _y0 = y; _rows0 = m.Rows; break;
+            case 0: _m0 = m; _y0 = y; _rows0 = m.Rows; _rows01 = m.Rows; break;
             case 1: _m1 = m; _y1 = y; _rows01 = _rows0 + m.Rows; break;
             case 2: _m2 = m; _y2 = y; break;
             default: throw new InvalidOperationException("at most three matrices per batch");
         }
         _total += m.Rows;
-        if (_count == 1) _rows01 = _rows0;
     }
 
-    public void Run(WorkerPool pool, float* x, Q8Activations? scratch)
+    /// <summary>Multiplies <paramref name="batch"/> input rows x[b·cols .. (b+1)·cols).</summary>
+    public void Run(WorkerPool pool, float* x, int batch, Q8Activations? scratch)
     {
         _x = x;
-        if (_m0!.UsesQ8Activations && _m0.Columns % Quantization.QK == 0)
+        _batch = batch;
+        _cols = _m0!.Columns;
+        _nb = _cols / Quantization.QK;
+        if (_m0.UsesQ8Activations && _cols % Quantization.QK == 0)
         {
             scratch ??= new Q8Activations();
-            scratch.Quantize(new ReadOnlySpan<float>(x, _m0.Columns));
+            scratch.Quantize(new ReadOnlySpan<float>(x, batch * _cols));
             fixed (sbyte* q = scratch.Q)
             fixed (float* d = scratch.D, s = scratch.S)
             {
@@ -105,24 +118,32 @@ public unsafe struct MatVecBatch
         }
         else
         {
+            _xq = null;
             Dispatch(pool);
         }
     }
 
     private void Dispatch(WorkerPool pool)
     {
-        fixed (MatVecBatch* self = &this)
-            pool.For(_total, 16, &Rows, (nint)self);
+        fixed (MatMulBatch* self = &this)
+            pool.For(_total, Math.Max(1, 16 / _batch), &Rows, (nint)self);
     }
 
     private static void Rows(nint ctx, int start, int end)
     {
-        ref var b = ref *(MatVecBatch*)ctx;
+        ref var b = ref *(MatMulBatch*)ctx;
         for (int r = start; r < end; r++)
         {
-            if (r < b._rows0) b._y0[r] = b._m0!.DotRow(r, b._x, b._xq, b._xd, b._xs);
-            else if (r < b._rows01) b._y1[r - b._rows0] = b._m1!.DotRow(r - b._rows0, b._x, b._xq, b._xd, b._xs);
-            else b._y2[r - b._rows01] = b._m2!.DotRow(r - b._rows01, b._x, b._xq, b._xd, b._xs);
+            WeightMatrix m;
+            float* y;
+            int row, rows;
+            if (r < b._rows0) { m = b._m0!; y = b._y0; row = r; rows = b._rows0; }
+            else if (r < b._rows01) { m = b._m1!; y = b._y1; row = r - b._rows0; rows = b._rows01 - b._rows0; }
+            else { m = b._m2!; y = b._y2; row = r - b._rows01; rows = b._total - b._rows01; }
+            for (int i = 0; i < b._batch; i++)
+                y[i * rows + row] = b._xq == null
+                    ? m.DotRow(row, b._x + i * b._cols, null, null, null)
+                    : m.DotRow(row, null, b._xq + i * b._cols, b._xd + i * b._nb, b._xs + i * b._nb);
         }
     }
 }
