@@ -40,7 +40,24 @@ public readonly record struct PrefillMode(PrefillKind Kind, int Chunk = 0)
 /// <summary>The multi-state's configuration: policy, budget and how prompts and positions are handled.</summary>
 public sealed record CacheOptions
 {
-    public static readonly string[] PolicyNames = ["full", "window", "sink", "h2o", "tova"];
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Func<CacheOptions, int, CachePolicy>> Factories = new(
+    [
+        new("full", (_, _) => new FullPolicy()),
+        new("window", (_, _) => new WindowPolicy()),
+        new("sink", (o, _) => new SinkPolicy(o.Sinks)),
+        new("h2o", (o, budget) => new H2OPolicy(o.Recent ?? budget / 2)),
+        new("tova", (_, _) => new TovaPolicy()),
+    ]);
+
+    /// <summary>Names of every known policy (the built-ins and any registered with <see cref="Register"/>).</summary>
+    public static string[] PolicyNames => ["full", "window", "sink", "h2o", "tova", .. Factories.Keys.Where(k => k is not ("full" or "window" or "sink" or "h2o" or "tova")).Order()];
+
+    /// <summary>Makes a policy available by name (to <see cref="MultiStateCache"/>, sweeps and the CLI).</summary>
+    public static void Register(string name, Func<CacheOptions, int, CachePolicy> factory)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(name);
+        Factories[name] = factory;
+    }
 
     /// <summary>full, window, sink, h2o or tova.</summary>
     public string Policy { get; init; } = "full";
@@ -87,7 +104,7 @@ public sealed record CacheOptions
     /// <summary>Checks names and numbers; throws <see cref="ArgumentException"/> with a clear message.</summary>
     public void Validate(int contextLength)
     {
-        if (Array.IndexOf(PolicyNames, Policy) < 0)
+        if (!Factories.ContainsKey(Policy))
             throw new ArgumentException($"unknown cache policy '{Policy}' (expected one of {string.Join(", ", PolicyNames)})");
         int budget = ResolveBudget(contextLength);
         if (!IsFull && budget > contextLength)
@@ -100,15 +117,9 @@ public sealed record CacheOptions
             throw new ArgumentException($"--granularity head applies to tova and h2o, not {Policy}");
     }
 
-    public CachePolicy CreatePolicy(int budget) => Policy switch
-    {
-        "full" => new FullPolicy(),
-        "window" => new WindowPolicy(),
-        "sink" => new SinkPolicy(Sinks),
-        "h2o" => new H2OPolicy(Recent ?? budget / 2),
-        "tova" => new TovaPolicy(),
-        _ => throw new ArgumentException($"unknown cache policy '{Policy}' (expected one of {string.Join(", ", PolicyNames)})"),
-    };
+    public CachePolicy CreatePolicy(int budget) => Factories.TryGetValue(Policy, out var f)
+        ? f(this, budget)
+        : throw new ArgumentException($"unknown cache policy '{Policy}' (expected one of {string.Join(", ", PolicyNames)})");
 
     /// <summary>A short description, e.g. "tova budget=64 granularity=layer positions=original".</summary>
     public string Describe(int contextLength) => IsFull

@@ -7,7 +7,7 @@ namespace Tova.Kernels;
 /// </summary>
 public sealed unsafe class WorkerPool : IDisposable
 {
-    private const int SpinIterations = 20000;
+    private const int SpinIterations = 2000;
     private readonly Thread[] _workers;
     private readonly SemaphoreSlim[] _wake;
     private readonly int[] _sleeping;
