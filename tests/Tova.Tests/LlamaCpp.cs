@@ -1,0 +1,93 @@
+using System.Text;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+
+namespace Tova.Tests;
+
+/// <summary>
+/// llama.cpp (through LLamaSharp's CPU backend) as the reference implementation: loads a GGUF and returns the logits
+/// at every position of a token sequence, evaluated as one batch with an F32 KV cache and flash attention off.
+/// </summary>
+public static class LlamaCpp
+{
+    private static readonly object Gate = new();
+    private static readonly StringBuilder Log = new();
+    private static bool _initialised;
+
+    private static void Initialise()
+    {
+        lock (Gate)
+        {
+            if (_initialised) return;
+            // Keep llama.cpp's chatter out of the test output, but remember it for failure messages.
+            NativeLibraryConfig.All.WithLogCallback((level, message) =>
+            {
+                lock (Log)
+                {
+                    if (Log.Length > 1 << 16) Log.Remove(0, Log.Length / 2);
+                    Log.Append(message);
+                }
+            });
+            _initialised = true;
+        }
+    }
+
+    /// <summary>Recent llama.cpp log text (for assertion messages).</summary>
+    public static string RecentLog()
+    {
+        lock (Log)
+        {
+            var s = Log.ToString();
+            return s.Length > 4000 ? s[^4000..] : s;
+        }
+    }
+
+    /// <summary>Logits [position][vocab] for every position of <paramref name="tokens"/>.</summary>
+    public static float[][] Logits(string ggufPath, IReadOnlyList<int> tokens)
+    {
+        Initialise();
+        int n = tokens.Count;
+        uint ctx = (uint)Math.Max(64, (n + 63) / 64 * 64);
+        var p = new ModelParams(ggufPath)
+        {
+            GpuLayerCount = 0,
+            ContextSize = ctx,
+            BatchSize = ctx,
+            UBatchSize = ctx,
+            Threads = 2,
+            BatchThreads = 2,
+            TypeK = GGMLType.GGML_TYPE_F32,
+            TypeV = GGMLType.GGML_TYPE_F32,
+            FlashAttention = false,
+        };
+        // One test at a time inside llama.cpp: the machine has two cores and each context uses both.
+        lock (Gate)
+        {
+            using var weights = LoadWeights(p);
+            using var context = weights.CreateContext(p);
+            var batch = new LLamaBatch();
+            for (int i = 0; i < n; i++)
+                batch.Add(tokens[i], i, LLamaSeqId.Zero, true);
+            var rc = context.NativeHandle.Decode(batch);
+            if (rc != DecodeResult.Ok)
+                throw new InvalidOperationException($"llama_decode returned {rc}\n{RecentLog()}");
+            var result = new float[n][];
+            for (int i = 0; i < n; i++)
+                result[i] = context.NativeHandle.GetLogitsIth(i).ToArray();
+            return result;
+        }
+    }
+
+    private static LLamaWeights LoadWeights(ModelParams p)
+    {
+        try
+        {
+            return LLamaWeights.LoadFromFile(p);
+        }
+        catch (Exception e)
+        {
+            throw new InvalidOperationException($"llama.cpp could not load {p.ModelPath}: {e.Message}\n{RecentLog()}", e);
+        }
+    }
+}

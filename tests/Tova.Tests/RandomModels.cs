@@ -1,0 +1,131 @@
+using Tova.Formats;
+using Tova.Model;
+
+namespace Tova.Tests;
+
+/// <summary>Shape of a random test model.</summary>
+public sealed record RandomModelSpec(
+    int Dim = 64,
+    int Hidden = 128,
+    int Layers = 2,
+    int Heads = 4,
+    int KvHeads = 4,
+    int Vocab = 300,
+    int Context = 128,
+    bool Tied = true,
+    float RmsEps = 1e-5f,
+    float RopeTheta = 10000f,
+    int Seed = 1)
+{
+    public LlamaConfig Config => new()
+    {
+        Dim = Dim, HiddenDim = Hidden, Layers = Layers, Heads = Heads, KvHeads = KvHeads, VocabSize = Vocab,
+        ContextLength = Context, RmsEps = RmsEps, RopeTheta = RopeTheta,
+    };
+
+    public override string ToString() =>
+        $"dim{Dim}-ffn{Hidden}-L{Layers}-h{Heads}-kv{KvHeads}-v{Vocab}-{(Tied ? "tied" : "sep")}-s{Seed}";
+}
+
+/// <summary>
+/// Random-weight llama GGUF files for parity and robustness tests: weights ~ N(0, 0.2²) (far from uniform logits),
+/// norm weights 1 + 0.1·N(0, 1), and a synthetic SentencePiece vocabulary llama.cpp accepts.
+/// </summary>
+public static class RandomModels
+{
+    public const float WeightStd = 0.2f;
+
+    /// <summary>Writes a random model of shape <paramref name="spec"/> with matrices stored as <paramref name="type"/>.</summary>
+    public static void Write(string path, RandomModelSpec spec, GgmlType type)
+    {
+        var c = spec.Config;
+        var rng = new Gaussian(spec.Seed);
+        var w = new GgufWriter();
+        GgufModelWriter.AddMetadata(w, c, type, Vocabulary(spec.Vocab), "random-" + spec);
+
+        void Matrix(string name, int rows, int cols)
+        {
+            var v = new float[rows * cols];
+            for (int i = 0; i < v.Length; i++) v[i] = WeightStd * rng.Next();
+            GgufModelWriter.AddMatrix(w, name, rows, cols, v, type);
+        }
+        void Norm(string name)
+        {
+            var v = new float[c.Dim];
+            for (int i = 0; i < v.Length; i++) v[i] = 1 + 0.1f * rng.Next();
+            w.AddTensor(name, GgmlType.F32, [c.Dim], v);
+        }
+
+        Matrix("token_embd.weight", c.VocabSize, c.Dim);
+        for (int l = 0; l < c.Layers; l++)
+        {
+            string p = $"blk.{l}.";
+            Norm(p + "attn_norm.weight");
+            Matrix(p + "attn_q.weight", c.Dim, c.Dim);
+            Matrix(p + "attn_k.weight", c.KvDim, c.Dim);
+            Matrix(p + "attn_v.weight", c.KvDim, c.Dim);
+            Matrix(p + "attn_output.weight", c.Dim, c.Dim);
+            Norm(p + "ffn_norm.weight");
+            Matrix(p + "ffn_gate.weight", c.HiddenDim, c.Dim);
+            Matrix(p + "ffn_down.weight", c.Dim, c.HiddenDim);
+            Matrix(p + "ffn_up.weight", c.HiddenDim, c.Dim);
+        }
+        Norm("output_norm.weight");
+        if (!spec.Tied)
+            Matrix("output.weight", c.VocabSize, c.Dim);
+        w.Write(path);
+    }
+
+    /// <summary>
+    /// A synthetic SentencePiece vocabulary of <paramref name="size"/> (≥ 262) pieces: &lt;unk&gt;, &lt;s&gt;,
+    /// &lt;/s&gt;, the 256 byte tokens (llama.cpp needs &lt;0x0A&gt; for the newline), then distinct filler pieces
+    /// ("▁a", "a", "▁b", "b", …) with decreasing scores.
+    /// </summary>
+    public static GgufVocabulary Vocabulary(int size)
+    {
+        if (size < 262) throw new ArgumentOutOfRangeException(nameof(size), "a vocabulary needs the 3 specials, 256 bytes and a few pieces");
+        var tokens = new string[size];
+        var scores = new float[size];
+        var types = new int[size];
+        tokens[0] = "<unk>"; types[0] = GgufTokenType.Unknown;
+        tokens[1] = "<s>"; types[1] = GgufTokenType.Control;
+        tokens[2] = "</s>"; types[2] = GgufTokenType.Control;
+        for (int b = 0; b < 256; b++)
+        {
+            tokens[3 + b] = $"<0x{b:X2}>";
+            types[3 + b] = GgufTokenType.Byte;
+        }
+        for (int i = 259; i < size; i++)
+        {
+            int k = i - 259;
+            // Base-26 letters, alternately with and without the word-start marker: ▁a, b, ▁c, …, ▁ba, bb, …
+            string letters = "";
+            for (int n = k / 2 + 1; n > 0; n = (n - 1) / 26)
+                letters = (char)('a' + (n - 1) % 26) + letters;
+            tokens[i] = k % 2 == 0 ? "\u2581" + letters : letters;
+            scores[i] = -k;
+            types[i] = GgufTokenType.Normal;
+        }
+        return new GgufVocabulary("llama", tokens, scores, types, BosId: 1, EosId: 2, UnkId: 0, AddBos: true, AddSpacePrefix: true);
+    }
+
+    /// <summary>Standard normal samples from a seeded <see cref="Random"/> (Box–Muller).</summary>
+    public sealed class Gaussian(int seed)
+    {
+        private readonly Random _rng = new(seed);
+        private float? _spare;
+
+        public float Next()
+        {
+            if (_spare is float s)
+            {
+                _spare = null;
+                return s;
+            }
+            double u1 = 1.0 - _rng.NextDouble(), u2 = _rng.NextDouble();
+            double r = Math.Sqrt(-2.0 * Math.Log(u1));
+            _spare = (float)(r * Math.Sin(2 * Math.PI * u2));
+            return (float)(r * Math.Cos(2 * Math.PI * u2));
+        }
+    }
+}
