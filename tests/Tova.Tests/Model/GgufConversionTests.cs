@@ -46,7 +46,7 @@ public class GgufConversionTests(ITestOutputHelper output) : IDisposable
         double maxNll = 0, maxSame = 0, sumLlama = 0, sumTova = 0;
         for (int i = 0; i < tokens.Length - 1; i++)
         {
-            double a = Evaluation.Nll.Of(llama[i], tokens[i + 1]), b = Evaluation.Nll.Of(fromBin[i], tokens[i + 1]);
+            double a = Tova.Evaluation.Nll.Of(llama[i], tokens[i + 1]), b = Tova.Evaluation.Nll.Of(fromBin[i], tokens[i + 1]);
             maxNll = Math.Max(maxNll, Math.Abs(a - b));
             sumLlama += a;
             sumTova += b;
