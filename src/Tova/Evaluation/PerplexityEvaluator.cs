@@ -80,6 +80,8 @@ public sealed class PerplexityEvaluator(Transformer transformer, int bosId)
             transformer.Prefill(w[..n], cache, options.Prefill, (i, logits) =>
             {
                 double nll = Nll.Of(logits, target[i + 1]);
+                if (!double.IsFinite(nll))
+                    throw new InvalidOperationException($"non-finite NLL at token {TokenNlls.Count} (window {windows}, offset {i}, target {target[i + 1]}): the model produced invalid logits");
                 TokenNlls.Add(nll);
                 sum += nll;
                 if (options.Stream && (i + 1) % 256 == 0) Progress?.Report(TokenNlls.Count);

@@ -48,49 +48,48 @@ public static unsafe class IntDot
 
     private static float Q4_0Avx2(byte* w, sbyte* xq, float* xd, float* xs, int nb)
     {
+        // As llama.cpp: w = nibble − 8, then |w| × (x · sign(w)) so each lane holds the exact Σ (nib − 8)·q of 4 elements.
         var acc = Vector256<float>.Zero;
-        float corr = 0;
         var ones = Vector256.Create((short)1);
         var mask = Vector128.Create((byte)0x0F);
+        var eight = Vector256.Create((sbyte)8);
         for (int b = 0; b < nb; b++)
         {
             byte* blk = w + b * 18;
             var raw = Vector128.Load(blk + 2);
-            var nib = Vector256.Create(raw & mask, Vector128.ShiftRightLogical(raw, 4)); // elements 0..15, 16..31
+            var qw = Vector256.Create(raw & mask, Vector128.ShiftRightLogical(raw, 4)).AsSByte() - eight;
             var qx = Vector256.Load(xq + b * 32);
-            var p16 = Avx2.MultiplyAddAdjacent(nib, qx);
+            var p16 = Avx2.MultiplyAddAdjacent(Avx2.Abs(qw), Avx2.Sign(qx, qw));
             var p32 = Avx2.MultiplyAddAdjacent(p16, ones);
-            float dw = HalfAt(blk);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p32), Vector256.Create(dw * xd[b]), acc);
-            corr += dw * xs[b];
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p32), Vector256.Create(HalfAt(blk) * xd[b]), acc);
         }
-        return Vector256.Sum(acc) - 8 * corr;
+        return Vector256.Sum(acc);
     }
 
     private static float Q4_0Avx512(byte* w, sbyte* xq, float* xd, float* xs, int nb)
     {
         var acc = Vector512<float>.Zero;
-        float corr = 0;
         var ones = Vector512.Create((short)1);
         var mask = Vector128.Create((byte)0x0F);
+        var eight = Vector512.Create((sbyte)8);
         int b = 0;
         for (; b + 2 <= nb; b += 2)
         {
             byte* b0 = w + b * 18, b1 = b0 + 18;
             var r0 = Vector128.Load(b0 + 2);
             var r1 = Vector128.Load(b1 + 2);
-            var nib = Vector512.Create(
+            var qw = Vector512.Create(
                 Vector256.Create(r0 & mask, Vector128.ShiftRightLogical(r0, 4)),
-                Vector256.Create(r1 & mask, Vector128.ShiftRightLogical(r1, 4)));
+                Vector256.Create(r1 & mask, Vector128.ShiftRightLogical(r1, 4))).AsSByte() - eight;
             var qx = Vector512.Load(xq + b * 32);
-            var p16 = Avx512BW.MultiplyAddAdjacent(nib, qx);
+            var neg = Vector512.LessThan(qw, Vector512<sbyte>.Zero);          // −1 where w < 0
+            var sx = (qx ^ neg) - neg;                                          // x · sign(w) (w = 0 gives 0 via |w|)
+            var p16 = Avx512BW.MultiplyAddAdjacent(Vector512.Abs(qw).AsByte(), sx);
             var p32 = Avx512BW.MultiplyAddAdjacent(p16, ones);
-            float d0 = HalfAt(b0), d1 = HalfAt(b1);
-            var scale = Vector512.Create(Vector256.Create(d0 * xd[b]), Vector256.Create(d1 * xd[b + 1]));
+            var scale = Vector512.Create(Vector256.Create(HalfAt(b0) * xd[b]), Vector256.Create(HalfAt(b1) * xd[b + 1]));
             acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p32), scale, acc);
-            corr += d0 * xs[b] + d1 * xs[b + 1];
         }
-        float sum = Vector512.Sum(acc) - 8 * corr;
+        float sum = Vector512.Sum(acc);
         if (b < nb) sum += Scalar.Q4_0(w + b * 18, xq + b * 32, xd + b, xs + b, nb - b);
         return sum;
     }

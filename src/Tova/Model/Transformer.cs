@@ -244,7 +244,7 @@ public sealed unsafe class Transformer : IDisposable
                     for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, _rotKeys.AsSpan(i * hd, hd)) * scale;
                 else
                     for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, set.Key(i)) * scale;
-                TensorPrimitives.SoftMax(att, att);
+                StableSoftMax(att);
                 var o = output.Slice(h * hd, hd);
                 o.Clear();
                 for (int i = 0; i < n; i++)
@@ -298,6 +298,15 @@ public sealed unsafe class Transformer : IDisposable
             vec[i] = v0 * fcr - v1 * fci;
             vec[i + 1] = v0 * fci + v1 * fcr;
         }
+    }
+
+    /// <summary>Softmax with the maximum subtracted first (TensorPrimitives.SoftMax does not, and overflows for scores above ~88).</summary>
+    internal static void StableSoftMax(Span<float> x)
+    {
+        float max = TensorPrimitives.Max(x);
+        TensorPrimitives.Subtract(x, max, x);
+        TensorPrimitives.Exp(x, x);
+        TensorPrimitives.Multiply(x, 1.0f / TensorPrimitives.Sum(x), x);
     }
 
     internal static void RmsNorm(Span<float> o, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps)

@@ -85,6 +85,9 @@ public unsafe struct MatMulBatch
     private sbyte* _xq;             // [batch, cols]
     private float* _xd, _xs;        // [batch, cols / 32]
 
+    /// <summary>Work per chunk below which waking another thread costs more than it saves.</summary>
+    private const int MinMacsPerChunk = 1 << 16;
+
     public void Add(WeightMatrix m, float* y)
     {
         if (_count > 0 && m.Columns != _m0!.Columns) throw new ArgumentException("matrices of a batch must share their input");
@@ -105,7 +108,8 @@ public unsafe struct MatMulBatch
         _batch = batch;
         _cols = _m0!.Columns;
         _nb = _cols / Quantization.QK;
-        if (_m0.UsesQ8Activations && _cols % Quantization.QK == 0)
+        bool q8 = _m0.UsesQ8Activations || _m1 is { UsesQ8Activations: true } || _m2 is { UsesQ8Activations: true };
+        if (q8 && _cols % Quantization.QK == 0)
         {
             scratch ??= new Q8Activations();
             scratch.Quantize(new ReadOnlySpan<float>(x, batch * _cols));
@@ -126,7 +130,7 @@ public unsafe struct MatMulBatch
     private void Dispatch(WorkerPool pool)
     {
         fixed (MatMulBatch* self = &this)
-            pool.For(_total, Math.Max(1, 16 / _batch), &Rows, (nint)self);
+            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self);
     }
 
     private static void Rows(nint ctx, int start, int end)
@@ -143,7 +147,7 @@ public unsafe struct MatMulBatch
             for (int i = 0; i < b._batch; i++)
                 y[i * rows + row] = b._xq == null
                     ? m.DotRow(row, b._x + i * b._cols, null, null, null)
-                    : m.DotRow(row, null, b._xq + i * b._cols, b._xd + i * b._nb, b._xs + i * b._nb);
+                    : m.DotRow(row, b._x + i * b._cols, b._xq + i * b._cols, b._xd + i * b._nb, b._xs + i * b._nb);
         }
     }
 }

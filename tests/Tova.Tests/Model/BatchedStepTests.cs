@@ -62,3 +62,16 @@ public class BatchedStepTests
         }
     }
 }
+
+public class SoftMaxTests
+{
+    [Fact]
+    public void LargeScoresDoNotOverflow()
+    {
+        float[] x = [1000f, 999f, -1000f];
+        Transformer.StableSoftMax(x);
+        Assert.Equal(1 / (1 + MathF.Exp(-1)), x[0], 5);
+        Assert.Equal(MathF.Exp(-1) / (1 + MathF.Exp(-1)), x[1], 5);
+        Assert.Equal(0f, x[2]);
+    }
+}

@@ -1,0 +1,186 @@
+using System.Text.Json;
+using Tova.Cli;
+
+namespace Tova.Tests.Cli;
+
+/// <summary>The `tova` command line, run in-process with captured output.</summary>
+public class CliTests
+{
+    internal static async Task<(int Code, string Out, string Err)> Run(params string[] args)
+    {
+        var o = new StringWriter();
+        var e = new StringWriter();
+        int code = await TovaCli.RunAsync(args, o, e);
+        return (code, o.ToString(), e.ToString());
+    }
+
+    private static string Model => TestData.Stories260K;
+
+    [Fact]
+    public async Task GreedyGenerationFromBosReproducesLlama2c()
+    {
+        var (code, output, err) = await Run("generate", "--model", Model, "--temperature", "0", "--max-tokens", "256");
+        Assert.True(code == 0, err);
+        var reference = File.ReadAllText(TestData.Path2("models", "reference", "greedy_256_steps_from_BOS.txt"));
+        Assert.Equal(reference.TrimEnd('\n'), output.TrimEnd('\n'));
+    }
+
+    [Fact]
+    public async Task GenerateWithTheDefaultModelAndABoundedCache()
+    {
+        // No --model: the default ../shared/models/stories260K.bin with tok512.bin beside it.
+        var (code, output, err) = await Run("generate", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "40", "--cache", "tova", "--budget", "16");
+        Assert.True(code == 0, err);
+        Assert.StartsWith(",", output.TrimStart());
+        Assert.True(output.Length > 60);
+    }
+
+    [Fact]
+    public async Task SameSeedSameTextOtherSeedOtherText()
+    {
+        string[] Args(string seed) => ["generate", "--model", Model, "--prompt", "Lily", "--temperature", "1.0", "--seed", seed, "--max-tokens", "60"];
+        var a = await Run(Args("7"));
+        var b = await Run(Args("7"));
+        var c = await Run(Args("8"));
+        Assert.Equal(0, a.Code);
+        Assert.Equal(a.Out, b.Out);
+        Assert.NotEqual(a.Out, c.Out);
+    }
+
+    [Fact]
+    public async Task StopStringsEndTheText()
+    {
+        var (code, output, _) = await Run("generate", "--model", Model, "--temperature", "0", "--max-tokens", "200", "--stop", "Lily");
+        Assert.Equal(0, code);
+        Assert.Equal("Once upon a time, there was a little girl named ", output.TrimEnd('\n'));
+    }
+
+    [Fact]
+    public async Task TokenizePrintsAJsonArray()
+    {
+        var (code, output, _) = await Run("tokenize", "--model", Model, "--text", "Once upon a time");
+        Assert.Equal(0, code);
+        Assert.Equal([1, 403, 407, 261, 378], JsonSerializer.Deserialize<int[]>(output)!);
+        var noBos = await Run("tokenize", "--text", "Once upon a time", "--no-bos");
+        Assert.Equal([403, 407, 261, 378], JsonSerializer.Deserialize<int[]>(noBos.Out)!);
+    }
+
+    [Theory]
+    [InlineData("ggml-vocab-llama-spm")]
+    [InlineData("ggml-vocab-phi-3")]
+    public async Task TokenizeAVocabularyOnlyGgufFromFiles(string name)
+    {
+        var vectors = Tokenization.VocabVectorTests.Vectors(name);
+        var dir = Directory.CreateTempSubdirectory("tova-tok");
+        try
+        {
+            for (int i = 0; i < vectors.Count; i += 5) // a sample; every string is checked in-process by VocabVectorTests
+            {
+                var file = Path.Combine(dir.FullName, $"{i}.txt");
+                File.WriteAllText(file, vectors[i].Text);
+                var (code, output, err) = await Run("tokenize", "--model", TestData.Path2("vocab", name + ".gguf"), "--file", file, "--no-bos");
+                Assert.True(code == 0, err);
+                Assert.Equal(vectors[i].Ids, JsonSerializer.Deserialize<int[]>(output)!);
+            }
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [Fact]
+    public async Task PerplexityOfReferenceIdsMatchesLlama2c()
+    {
+        var refPath = TestData.Path2("models", "reference", "tinystories_sample_first1500bytes.json");
+        using var doc = JsonDocument.Parse(File.ReadAllText(refPath));
+        var ids = doc.RootElement.GetProperty("tokens").GetRawText();
+        var meanNll = doc.RootElement.GetProperty("mean_nll").GetDouble();
+        var tmp = Path.GetTempFileName();
+        File.WriteAllText(tmp, ids);
+        try
+        {
+            var (code, output, err) = await Run("perplexity", "--model", Model, "--token-ids", tmp, "--json");
+            Assert.True(code == 0, err);
+            using var r = JsonDocument.Parse(output);
+            Assert.Equal(511, r.RootElement.GetProperty("tokens").GetInt32());
+            Assert.Equal(meanNll, r.RootElement.GetProperty("nll").GetDouble(), 4);
+            Assert.Equal(5 * 4 * 8 * 2 * 4 * 512, r.RootElement.GetProperty("kv_bytes").GetInt64()); // full cache: 512 states
+            var bounded = await Run("perplexity", "--model", Model, "--token-ids", tmp, "--json", "--cache", "tova", "--budget", "64");
+            using var b = JsonDocument.Parse(bounded.Out);
+            Assert.Equal(64L * 5 * 4 * 8 * 2 * 4, b.RootElement.GetProperty("kv_bytes").GetInt64());
+            Assert.Equal("tova", b.RootElement.GetProperty("cache").GetProperty("policy").GetString());
+            Assert.Equal(64, b.RootElement.GetProperty("cache").GetProperty("budget").GetInt32());
+            Assert.True(b.RootElement.GetProperty("nll").GetDouble() > meanNll);
+        }
+        finally { File.Delete(tmp); }
+    }
+
+    [Fact]
+    public async Task StreamingPastTheContextNeedsABoundedCache()
+    {
+        var text = TestData.Path2("texts", "tinystories_sample_cs336.txt"); // ~1,900 tokens, context 512
+        var full = await Run("perplexity", "--text-file", text, "--stream");
+        Assert.NotEqual(0, full.Code);
+        Assert.Contains("bounded cache", full.Err);
+        var (code, output, err) = await Run("perplexity", "--text-file", text, "--stream", "--cache", "tova", "--budget", "64", "--json");
+        Assert.True(code == 0, err);
+        using var r = JsonDocument.Parse(output);
+        Assert.True(r.RootElement.GetProperty("tokens").GetInt32() > 1800);
+        Assert.Equal(1, r.RootElement.GetProperty("windows").GetInt32());
+    }
+
+    [Fact]
+    public async Task InspectShowsModelsAndVocabularyOnlyFiles()
+    {
+        var (code, output, err) = await Run("inspect", "--model", Model, "--json");
+        Assert.True(code == 0, err);
+        using var r = JsonDocument.Parse(output);
+        Assert.Equal(64, r.RootElement.GetProperty("hyperparameters").GetProperty("dim").GetInt32());
+        Assert.Equal(4, r.RootElement.GetProperty("hyperparameters").GetProperty("n_kv_heads").GetInt32());
+        Assert.Equal(512, r.RootElement.GetProperty("tokenizer").GetProperty("vocab_size").GetInt32());
+        var vocab = await Run("inspect", "--model", TestData.Path2("vocab", "ggml-vocab-llama-spm.gguf"));
+        Assert.Equal(0, vocab.Code);
+        Assert.Contains("tokenizer.ggml.model", vocab.Out);
+        Assert.Contains("32000", vocab.Out);
+    }
+
+    [Theory]
+    [InlineData("generate --model /nonexistent/model.bin", "model file not found")]
+    [InlineData("generate --temperature -1", "temperature")]
+    [InlineData("generate --max-tokens -5", "--max-tokens")]
+    [InlineData("generate --cache tova", "needs --budget")]
+    [InlineData("generate --cache tova --budget 1/0", "invalid budget")]
+    [InlineData("perplexity --text-file /nonexistent.txt", "not found")]
+    [InlineData("perplexity --text-file x --token-ids y", "exactly one")]
+    [InlineData("tokenize", "exactly one")]
+    [InlineData("generate --model {shared}/vocab/ggml-vocab-llama-spm.gguf", "no tensors")]
+    [InlineData("generate --prefill sideways", "unknown prefill mode")]
+    public async Task BadInputGivesOneClearError(string args, string message)
+    {
+        var (code, _, err) = await Run(args.Replace("{shared}", TestData.SharedDir).Split(' '));
+        Assert.NotEqual(0, code);
+        Assert.Contains(message, err);
+        Assert.DoesNotContain("   at ", err); // no stack trace without --verbose
+    }
+
+    [Fact]
+    public async Task AWrongTokenizerIsRefused()
+    {
+        var (code, _, err) = await Run("generate", "--model", Model, "--tokenizer", TestData.Path2("vocab", "ggml-vocab-llama-spm.gguf"));
+        Assert.NotEqual(0, code);
+        Assert.Contains("do not belong together", err);
+    }
+
+    [Fact]
+    public async Task InvalidUtf8TextIsAnError()
+    {
+        var tmp = Path.GetTempFileName();
+        File.WriteAllBytes(tmp, [0x48, 0x69, 0x20, 0x93, 0x71, 0x94]); // Windows-1252 quotes
+        try
+        {
+            var (code, _, err) = await Run("perplexity", "--text-file", tmp);
+            Assert.NotEqual(0, code);
+            Assert.Contains("not valid UTF-8", err);
+            Assert.Contains("offset 3", err);
+        }
+        finally { File.Delete(tmp); }
+    }
+}
