@@ -146,6 +146,13 @@ public class GgufErrorTests : IDisposable
     }
 
     [Fact]
+    public void AlignmentThatIsNotANumber()
+    {
+        var b = RawGguf.Header(0, 1).KvString("general.alignment", "32").ToArray();
+        Assert.Contains("general.alignment", OpenFails<InvalidDataException>(Write(b)).Message);
+    }
+
+    [Fact]
     public void DuplicateKey()
     {
         var b = RawGguf.Header(0, 2).KvU32("a.b", 1).KvU32("a.b", 2).ToArray();
