@@ -60,6 +60,51 @@ public class GgufConversionTests(ITestOutputHelper output) : IDisposable
         Assert.True(maxSame <= 1e-5, $"Tova on the .bin and on the converted GGUF differ by up to {maxSame:E3}");
     }
 
+    [Theory]
+    [InlineData("F16")]
+    [InlineData("BF16")]
+    [InlineData("Q8_0")]
+    [InlineData("Q4_0")]
+    public void Stories260KQuantizedRunsInLlamaCppAsInTova(string typeName)
+    {
+        // The real model converted to each weight type (Q8_0/Q4_0 keep the 172-wide ffn_down rows in F32).
+        var type = GgufModelWriter.ParseWeightType(typeName);
+        string gguf = Path.Combine(_dir, $"stories260K-{typeName}.gguf");
+        using (var model = ModelLoader.Load(TestData.Stories260K))
+            GgufModelWriter.Write(model, gguf, type, Llama2cVocabulary.Read(TestData.Tok512, model.Config.VocabSize), "stories260K");
+        var tokens = ReferenceTokens(128);
+
+        var llama = LlamaCpp.Logits(gguf, tokens);
+        var tova = LlamaCppParityTests.TovaLogits(gguf, tokens);
+        float[][] plain, emulated;
+        using (var m = ModelLoader.Load(gguf))
+        {
+            plain = new ReferenceLlama(m, roundActivations: false).Logits(tokens);
+            emulated = new ReferenceLlama(m, roundActivations: true).Logits(tokens);
+        }
+        var direct = LlamaCppParityTests.Comparison.Of(llama, tova);
+        var tovaVsPlain = LlamaCppParityTests.Comparison.Of(plain, tova);
+        var emulatedVsLlama = LlamaCppParityTests.Comparison.Of(llama, emulated);
+        double maxNll = 0, sumNll = 0;
+        for (int i = 0; i < tokens.Length - 1; i++)
+        {
+            double d = Math.Abs(Evaluation.Nll.Of(llama[i], tokens[i + 1]) - Evaluation.Nll.Of(tova[i], tokens[i + 1]));
+            maxNll = Math.Max(maxNll, d);
+            sumNll += d;
+        }
+        double meanNll = sumNll / (tokens.Length - 1);
+        output.WriteLine($"stories260K {typeName}");
+        output.WriteLine($"  Tova vs llama.cpp:                         {direct}; |ΔNLL| max {maxNll:E3}, mean {meanNll:E3}");
+        output.WriteLine($"  Tova vs plain reference:                   {tovaVsPlain}");
+        output.WriteLine($"  llama.cpp-rounding reference vs llama.cpp: {emulatedVsLlama} (diagnostic)");
+
+        Assert.True(tovaVsPlain.MaxRel <= 1e-4, $"Tova vs plain reference: {tovaVsPlain}");
+        // llama.cpp rounds matmul inputs (F16 / BF16 / Q8_0), Tova does not: a trained model barely notices.
+        Assert.True(direct.ArgmaxAgreement >= 0.95, $"Tova vs llama.cpp: {direct}");
+        Assert.True(direct.MeanRel <= 0.01, $"Tova vs llama.cpp: {direct}");
+        Assert.True(meanNll <= 0.05, $"mean |NLL llama.cpp − NLL Tova| = {meanNll:E3}");
+    }
+
     [Fact]
     public void Stories260KConvertedVocabularyTokenizesLikeLlama2c()
     {
