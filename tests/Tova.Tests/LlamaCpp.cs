@@ -21,14 +21,22 @@ public static class LlamaCpp
         {
             if (_initialised) return;
             // Keep llama.cpp's chatter out of the test output, but remember it for failure messages.
-            NativeLibraryConfig.All.WithLogCallback((level, message) =>
+            NativeLogConfig.LLamaLogCallback callback = (level, message) =>
             {
                 lock (Log)
                 {
                     if (Log.Length > 1 << 16) Log.Remove(0, Log.Length / 2);
                     Log.Append(message);
                 }
-            });
+            };
+            try
+            {
+                NativeLibraryConfig.All.WithLogCallback(callback);
+            }
+            catch (InvalidOperationException)
+            {
+                NativeLogConfig.llama_log_set(callback); // the library was loaded already (by another test)
+            }
             _initialised = true;
         }
     }

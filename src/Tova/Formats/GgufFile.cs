@@ -26,6 +26,12 @@ public sealed unsafe class GgufFile : IDisposable
     public const int DefaultAlignment = 32;
     private const int MaxArrayDepth = 4;
 
+    /// <summary>Longest string (in UTF-8 bytes) the reader accepts; real GGUF strings are far shorter.</summary>
+    public const int MaxStringBytes = 1 << 28;
+
+    /// <summary>Collections are pre-sized from a declared count only up to this, so a corrupt count cannot allocate.</summary>
+    private const int MaxPresize = 1 << 16;
+
     private readonly MappedFile _file;
     private readonly Dictionary<string, GgufTensorInfo> _tensorsByName = new(StringComparer.Ordinal);
 
@@ -63,7 +69,7 @@ public sealed unsafe class GgufFile : IDisposable
             if (tensorCount > (ulong)(r.Remaining / 32))
                 throw new InvalidDataException($"{path}: declares {tensorCount} tensors, more than the file can hold");
 
-            var meta = new Dictionary<string, GgufValue>((int)kvCount, StringComparer.Ordinal);
+            var meta = new Dictionary<string, GgufValue>((int)Math.Min(kvCount, MaxPresize), StringComparer.Ordinal);
             for (ulong i = 0; i < kvCount; i++)
             {
                 string key = r.String("metadata key");
@@ -77,13 +83,15 @@ public sealed unsafe class GgufFile : IDisposable
             Alignment = DefaultAlignment;
             if (meta.TryGetValue("general.alignment", out var al))
             {
-                long a = al.ToInt64();
+                long a;
+                try { a = al.ToInt64(); }
+                catch (InvalidDataException e) { throw new InvalidDataException($"{path}: general.alignment: {e.Message}"); }
                 if (a <= 0 || a > 1 << 20 || (a & (a - 1)) != 0)
                     throw new InvalidDataException($"{path}: general.alignment = {a} is not a power of two");
                 Alignment = (int)a;
             }
 
-            var tensors = new List<GgufTensorInfo>((int)tensorCount);
+            var tensors = new List<GgufTensorInfo>((int)Math.Min(tensorCount, MaxPresize));
             for (ulong i = 0; i < tensorCount; i++)
             {
                 string name = r.String("tensor name");
@@ -91,16 +99,19 @@ public sealed unsafe class GgufFile : IDisposable
                 if (nDims is 0 or > 4)
                     throw new InvalidDataException($"{path}: tensor '{name}' has {nDims} dimensions (1 to 4 allowed)");
                 var shape = new long[nDims];
+                // No known type stores an element in less than one bit, so a tensor has at most 8 × file length elements.
+                long maxElements = _file.Length * 8;
                 long elements = 1;
                 for (int d = 0; d < nDims; d++)
                 {
                     ulong n = r.U64($"dimension {d} of '{name}'");
-                    if (n == 0 || n > (ulong)_file.Length * 8)
-                        throw new InvalidDataException($"{path}: tensor '{name}' has dimension {d} of {n}, beyond what the file can hold");
+                    if (n == 0)
+                        throw new InvalidDataException($"{path}: tensor '{name}' has dimension {d} of 0");
+                    if (n > (ulong)(maxElements / elements)) // elements × n would exceed maxElements (checked without overflow)
+                        throw new InvalidDataException(
+                            $"{path}: tensor '{name}' has dimension {d} of {n} (after {elements} elements in the dimensions before it), beyond what the file can hold");
                     shape[d] = (long)n;
-                    elements = checked(elements * shape[d]);
-                    if (elements > _file.Length * 8)
-                        throw new InvalidDataException($"{path}: tensor '{name}' has {elements}+ elements, beyond what the file can hold");
+                    elements *= shape[d];
                 }
                 var type = (GgmlType)r.U32($"type of '{name}'");
                 ulong offset = r.U64($"offset of '{name}'");
@@ -214,6 +225,8 @@ public sealed unsafe class GgufFile : IDisposable
             ulong n = U64(what);
             if (n > (ulong)Remaining)
                 throw new InvalidDataException($"{path}: {what} declares a string of {n} bytes at offset {Position}, beyond the end of the file");
+            if (n > MaxStringBytes)
+                throw new InvalidDataException($"{path}: {what} declares a string of {n} bytes at offset {Position}, longer than Tova accepts ({MaxStringBytes})");
             var q = Take((long)n, what);
             Position += (long)n;
             return Encoding.UTF8.GetString(q, (int)n);
@@ -263,6 +276,8 @@ public sealed unsafe class GgufFile : IDisposable
             };
             if (n > (ulong)(Remaining / minSize))
                 throw new InvalidDataException($"{path}: metadata '{key}' declares {n} elements, beyond the end of the file");
+            if (n > (ulong)System.Array.MaxLength)
+                throw new InvalidDataException($"{path}: metadata '{key}' declares {n} elements, more than an array can hold");
             int count = (int)n;
             System.Array result = et switch
             {
@@ -300,18 +315,19 @@ public sealed unsafe class GgufFile : IDisposable
             return arr;
         }
 
+        // Element storage grows as elements are read: the count is only bounded by the file, at 8 or 12 bytes each.
         private string[] Strings(int count, string key)
         {
-            var arr = new string[count];
-            for (int i = 0; i < count; i++) arr[i] = String($"element {i} of '{key}'");
-            return arr;
+            var list = new List<string>(Math.Min(count, MaxPresize));
+            for (int i = 0; i < count; i++) list.Add(String($"element {i} of '{key}'"));
+            return [.. list];
         }
 
         private GgufValue[] Nested(int count, string key, int depth)
         {
-            var arr = new GgufValue[count];
-            for (int i = 0; i < count; i++) arr[i] = Array($"{key}[{i}]", depth + 1);
-            return arr;
+            var list = new List<GgufValue>(Math.Min(count, MaxPresize));
+            for (int i = 0; i < count; i++) list.Add(Array($"{key}[{i}]", depth + 1));
+            return [.. list];
         }
     }
 }

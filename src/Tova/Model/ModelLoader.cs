@@ -38,7 +38,11 @@ public static unsafe class ModelLoader
         if (arch is not ("llama" or "mistral"))
             throw new NotSupportedException($"{g.Path}: architecture '{arch}' is not supported (supported: llama, mistral)");
         long Req(string key) => g.GetInt($"{arch}.{key}") ?? throw new InvalidDataException($"{g.Path}: metadata '{arch}.{key}' is missing");
-        int heads = checked((int)Req("attention.head_count"));
+        // Metadata holds 32- or 64-bit numbers; anything beyond int is corrupt (Validate rejects the rest).
+        int Int(string what, long v) => v is >= int.MinValue and <= int.MaxValue
+            ? (int)v
+            : throw new InvalidDataException($"{g.Path}: invalid model hyper-parameters: {what} = {v}");
+        int heads = Int($"{arch}.attention.head_count", Req("attention.head_count"));
         long vocab = g.GetInt($"{arch}.vocab_size")
                      ?? (g.TryGetTensor("token_embd.weight", out var te) && te.Shape.Length == 2 ? te.Shape[1]
                          : g.GetArray<string>("tokenizer.ggml.tokens")?.Length
@@ -46,13 +50,13 @@ public static unsafe class ModelLoader
         var cfg = new LlamaConfig
         {
             Architecture = arch,
-            Dim = checked((int)Req("embedding_length")),
-            HiddenDim = checked((int)Req("feed_forward_length")),
-            Layers = checked((int)Req("block_count")),
+            Dim = Int($"{arch}.embedding_length", Req("embedding_length")),
+            HiddenDim = Int($"{arch}.feed_forward_length", Req("feed_forward_length")),
+            Layers = Int($"{arch}.block_count", Req("block_count")),
             Heads = heads,
-            KvHeads = checked((int)(g.GetInt($"{arch}.attention.head_count_kv") ?? heads)),
-            VocabSize = checked((int)vocab),
-            ContextLength = checked((int)Req("context_length")),
+            KvHeads = Int($"{arch}.attention.head_count_kv", g.GetInt($"{arch}.attention.head_count_kv") ?? heads),
+            VocabSize = Int("vocab_size", vocab),
+            ContextLength = Int($"{arch}.context_length", Req("context_length")),
             RmsEps = (float)(g.GetFloat($"{arch}.attention.layer_norm_rms_epsilon") ?? 1e-5),
             RopeTheta = (float)(g.GetFloat($"{arch}.rope.freq_base") ?? 10000.0),
         };
@@ -65,9 +69,9 @@ public static unsafe class ModelLoader
 
     private static LlamaModel FromGguf(GgufFile g)
     {
-        var c = ConfigFromGguf(g);
         if (g.Tensors.Count == 0)
             throw new InvalidDataException($"{g.Path}: the file holds no tensors (a vocabulary-only GGUF cannot be run)");
+        var c = ConfigFromGguf(g);
 
         WeightMatrix Matrix(string name, int rows, int cols)
         {
@@ -120,7 +124,17 @@ public static unsafe class ModelLoader
         var file = new MappedFile(path);
         try
         {
-            var h = Llama2cHeader.Read(file.Span(0, Math.Min(file.Length, Llama2cHeader.Bytes)), path);
+            Llama2cHeader h;
+            try
+            {
+                h = Llama2cHeader.Read(file.Span(0, Math.Min(file.Length, Llama2cHeader.Bytes)), path);
+            }
+            catch (InvalidDataException e)
+            {
+                // Not GGUF (no magic), and the header makes no sense for llama2.c either: say both.
+                string why = e.Message.StartsWith(path + ": ", StringComparison.Ordinal) ? e.Message[(path.Length + 2)..] : e.Message;
+                throw new InvalidDataException($"{path}: not a GGUF file (it does not start with \"GGUF\"), and {why}", e);
+            }
             long expected = Llama2cHeader.Bytes + h.ExpectedFloats() * 4;
             if (file.Length != expected)
                 throw new InvalidDataException(
