@@ -14,6 +14,7 @@ public static class TovaCli
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(PerplexityCommand.Create());
         root.Subcommands.Add(InspectCommand.Create());
+        root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(SweepCommand.Create());
         root.Subcommands.Add(AnalyzeCommand.Create());
         return root;

@@ -68,6 +68,9 @@ public sealed class SentencePieceTokenizer : ITokenizer
         _userDefined = [.. user.OrderByDescending(u => u.Length).ThenBy(u => u, StringComparer.Ordinal)];
     }
 
+    /// <summary>The vocabulary as GGUF stores it (for writing a GGUF file).</summary>
+    public GgufVocabulary ToVocabulary() => new("llama", Tokens, Scores, TokenTypes, BosId, EosId, UnkId, AddBos: true, AddSpacePrefix);
+
     public static SentencePieceTokenizer FromLlama2c(string tokenizerBinPath) => new(Llama2cVocabulary.Read(tokenizerBinPath));
 
     public static SentencePieceTokenizer FromGguf(GgufFile g)

@@ -184,3 +184,41 @@ public class CliTests
         finally { File.Delete(tmp); }
     }
 }
+
+/// <summary>`tova convert`: the written GGUF runs in Tova exactly as the source, and in llama.cpp (see GgufConversionTests).</summary>
+public class ConvertCliTests
+{
+    [Theory]
+    [InlineData("f32")]
+    [InlineData("q8_0")]
+    public async Task ConvertedModelGivesTheSamePerplexity(string type)
+    {
+        var dir = Directory.CreateTempSubdirectory("tova-convert");
+        try
+        {
+            string gguf = Path.Combine(dir.FullName, "s.gguf");
+            var (code, output, err) = await CliTests.Run("convert", "--model", TestData.Stories260K, "--out", gguf, "--type", type);
+            Assert.True(code == 0, err);
+            Assert.Contains("wrote", output);
+            var text = TestData.Path2("texts", "tinystories_sample_cs336.txt");
+            var a = await CliTests.Run("perplexity", "--model", TestData.Stories260K, "--text-file", text, "--json");
+            var b = await CliTests.Run("perplexity", "--model", gguf, "--text-file", text, "--json");
+            Assert.True(b.Code == 0, b.Err);
+            double na = JsonDocument.Parse(a.Out).RootElement.GetProperty("nll").GetDouble();
+            double nb = JsonDocument.Parse(b.Out).RootElement.GetProperty("nll").GetDouble();
+            // The GGUF carries its own tokenizer (same ids), so only the weight type changes the numbers.
+            Assert.Equal(na, nb, type == "f32" ? 6 : 1);
+            var tok = await CliTests.Run("tokenize", "--model", gguf, "--text", "Once upon a time");
+            Assert.Equal("[1,403,407,261,378]", tok.Out.Trim());
+        }
+        finally { dir.Delete(true); }
+    }
+
+    [Fact]
+    public async Task UnknownTypeIsRejected()
+    {
+        var (code, _, err) = await CliTests.Run("convert", "--model", TestData.Stories260K, "--out", "/tmp/x.gguf", "--type", "q3_k");
+        Assert.NotEqual(0, code);
+        Assert.Contains("q3_k", err);
+    }
+}
