@@ -18,4 +18,11 @@ public static class TestData
     public static string Path2(params string[] parts) => Path.Combine([SharedDir, .. parts]);
     public static string Stories260K => Path2("models", "stories260K.bin");
     public static string Tok512 => Path2("models", "tok512.bin");
+
+    /// <summary>The first <paramref name="n"/> token ids llama2.c made of the TinyStories sample (BOS first).</summary>
+    public static int[] ReferenceTokens(int n = int.MaxValue)
+    {
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(Path2("models", "reference", "tinystories_sample_first1500bytes.json")));
+        return doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).Take(n).ToArray();
+    }
 }

@@ -7,11 +7,6 @@ namespace Tova.Tests.Cache;
 /// <summary>The engine's bounded multi-state against the naive masked emulation, on the real stories260K model.</summary>
 public class ExactPrefillTests
 {
-    private static int[] ReferenceTokens(int n)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(TestData.Path2("models", "reference", "tinystories_sample_first1500bytes.json")));
-        return doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).Take(n).ToArray();
-    }
 
     [Theory]
     [InlineData("tova", 12, false, false)]
@@ -25,7 +20,7 @@ public class ExactPrefillTests
     [InlineData("full", 0, false, false)]
     public void MatchesTheNaiveMaskedReferenceAtEveryStep(string policy, int budget, bool perHead, bool renumber)
     {
-        var ids = ReferenceTokens(60);
+        var ids = TestData.ReferenceTokens(60);
         using var model = ModelLoader.Load(TestData.Stories260K);
         using var tf = new Transformer(model);
         var options = new CacheOptions
@@ -68,7 +63,7 @@ public class ExactPrefillTests
     [InlineData("tova")]
     public void ABudgetAsLongAsTheInputEqualsTheFullCache(string policy)
     {
-        var ids = ReferenceTokens(40);
+        var ids = TestData.ReferenceTokens(40);
         using var model = ModelLoader.Load(TestData.Stories260K);
         using var tf = new Transformer(model);
         var full = new MultiStateCache(model.Config);
@@ -84,7 +79,7 @@ public class ExactPrefillTests
     [Fact]
     public void LayersKeepDifferentTokens()
     {
-        var ids = ReferenceTokens(120);
+        var ids = TestData.ReferenceTokens(120);
         using var model = ModelLoader.Load(TestData.Stories260K);
         using var tf = new Transformer(model);
         var cache = new MultiStateCache(model.Config, new CacheOptions { Policy = "tova", Budget = "16" });

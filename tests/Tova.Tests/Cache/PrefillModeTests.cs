@@ -7,16 +7,11 @@ namespace Tova.Tests.Cache;
 /// <summary>One-shot and chunked prompt handling on the real stories260K model.</summary>
 public class PrefillModeTests
 {
-    private static int[] Tokens(int n)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(TestData.Path2("models", "reference", "tinystories_sample_first1500bytes.json")));
-        return doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).Take(n).ToArray();
-    }
 
     [Fact]
     public void OneShotKeepsTheStatesTheLastPromptTokenAttendsToMost()
     {
-        var prompt = Tokens(48);
+        var prompt = TestData.ReferenceTokens(48);
         const int budget = 10;
         using var model = ModelLoader.Load(TestData.Stories260K);
         using var tf = new Transformer(model);
@@ -41,7 +36,7 @@ public class PrefillModeTests
     [Fact]
     public void ChunkedPrefillPeaksAtBudgetPlusChunkAndThenHoldsTheBudget()
     {
-        var prompt = Tokens(70);
+        var prompt = TestData.ReferenceTokens(70);
         using var model = ModelLoader.Load(TestData.Stories260K);
         using var tf = new Transformer(model);
         var options = new CacheOptions { Policy = "tova", Budget = "16" };

@@ -8,11 +8,6 @@ namespace Tova.Tests.Evaluation;
 /// <summary>The retention analysis on cases whose kept sets are known by construction.</summary>
 public class RetentionAnalysisTests
 {
-    private static int[] Tokens(int n)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(TestData.Path2("models", "reference", "tinystories_sample_first1500bytes.json")));
-        return doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).Take(n).ToArray();
-    }
 
     [Fact]
     public void WindowStatesLiveExactlyTheBudget()
@@ -20,7 +15,7 @@ public class RetentionAnalysisTests
         // Window, budget 8: the state of position p is dropped when p + 8 arrives, so every lifetime is 8 (the last
         // 8 positions stay to the end), the kept set at step s is {s−7..s}, and the first token does not survive.
         using var model = ModelLoader.Load(TestData.Stories260K);
-        var ids = Tokens(40);
+        var ids = TestData.ReferenceTokens(40);
         var rec = RetentionAnalyzer.Run(model, ids, new CacheOptions { Policy = "window", Budget = "8" });
         for (int l = 0; l < model.Config.Layers; l++)
         {
@@ -40,7 +35,7 @@ public class RetentionAnalysisTests
     public void SinkKeepsTheFirstTokensThroughout()
     {
         using var model = ModelLoader.Load(TestData.Stories260K);
-        var ids = Tokens(30);
+        var ids = TestData.ReferenceTokens(30);
         var rec = RetentionAnalyzer.Run(model, ids, new CacheOptions { Policy = "sink", Budget = "6", Sinks = 2 });
         var report = rec.Report("sink", Enumerable.Range(0, 30).Select(i => $"t{i}").ToList());
         Assert.All(report.Layers, l => Assert.True(l.FirstTokenKeptThroughout));
@@ -60,7 +55,7 @@ public class RetentionAnalysisTests
     public void TovaRecordsExactlyWhatTheCacheKeeps()
     {
         using var model = ModelLoader.Load(TestData.Stories260K);
-        var ids = Tokens(60);
+        var ids = TestData.ReferenceTokens(60);
         var options = new CacheOptions { Policy = "tova", Budget = "10" };
         var rec = RetentionAnalyzer.Run(model, ids, options);
         using var tf = new Transformer(model);

@@ -7,11 +7,6 @@ namespace Tova.Tests.Model;
 /// <summary>A batched step gives exactly what running its tokens one at a time gives.</summary>
 public class BatchedStepTests
 {
-    private static int[] Tokens(int n)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(TestData.Path2("models", "reference", "tinystories_sample_first1500bytes.json")));
-        return doc.RootElement.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).Take(n).ToArray();
-    }
 
     [Theory]
     [InlineData("full", null)]
@@ -19,7 +14,7 @@ public class BatchedStepTests
     [InlineData("h2o", "12")]
     public void PrefillInBatchesEqualsTokenByToken(string policy, string? budget)
     {
-        var ids = Tokens(150); // more than one batch of 64
+        var ids = TestData.ReferenceTokens(150); // more than one batch of 64
         using var model = ModelLoader.Load(TestData.Stories260K);
         using var tf = new Transformer(model);
         var options = new CacheOptions { Policy = policy, Budget = budget };
@@ -41,7 +36,7 @@ public class BatchedStepTests
     [Fact]
     public void SeveralSequencesAdvanceTogether()
     {
-        var ids = Tokens(40);
+        var ids = TestData.ReferenceTokens(40);
         using var model = ModelLoader.Load(TestData.Stories260K);
         using var tf = new Transformer(model);
         // Three sequences with different prompts and policies, decoded in lockstep.

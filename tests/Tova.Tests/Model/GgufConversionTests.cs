@@ -19,11 +19,7 @@ public class GgufConversionTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static int[] ReferenceTokens(int count)
-    {
-        using var doc = JsonDocument.Parse(File.ReadAllText(TestData.Path2("models", "reference", "tinystories_sample_first1500bytes.json")));
-        return doc.RootElement.GetProperty("tokens").EnumerateArray().Take(count).Select(e => e.GetInt32()).ToArray();
-    }
+    private static int[] ReferenceTokens(int count) => TestData.ReferenceTokens(count);
 
     private string ConvertStories260K()
     {
