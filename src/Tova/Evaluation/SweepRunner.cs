@@ -168,10 +168,12 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
 
     private string SettingsKey(List<int[]> seqs)
     {
-        var h = new HashCode();
-        foreach (var s in seqs) foreach (var t in s) h.Add(t);
+        // A stable fingerprint of the tokens (HashCode is seeded per process, so it cannot be stored).
+        using var sha = System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+        foreach (var s in seqs) sha.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(s.AsSpan()));
+        string hash = Convert.ToHexString(sha.GetHashAndReset())[..16];
         return string.Create(CultureInfo.InvariantCulture,
-            $"model={Path.GetFileName(bundle.Model.Source)};context={Context};prefill={options.Prefill};sinks={options.Sinks};tokens={seqs.Sum(s => s.Length)};hash={h.ToHashCode():X8}");
+            $"model={Path.GetFileName(bundle.Model.Source)};context={Context};prefill={options.Prefill};sinks={options.Sinks};tokens={seqs.Sum(s => s.Length)};hash={hash}");
     }
 
     private sealed record SweepFile(string Settings, List<SweepCell> Results);
