@@ -42,7 +42,9 @@ public static class Llama2cVocabulary
             scores.Add(score);
         }
         if (vocabSize is int n && tokens.Count != n)
-            throw new InvalidDataException($"{path}: holds {tokens.Count} tokens, the model needs {n}");
+            throw new InvalidDataException($"{path}: holds {tokens.Count} tokens, the model needs {n} tokens: truncated or not this model's tokenizer");
+        if (vocabSize is int m && pos < bytes.Length)
+            throw new InvalidDataException($"{path}: {bytes.Length - pos} bytes remain after the {m} tokens the model needs: not this model's tokenizer");
         if (tokens.Count < 3)
             throw new InvalidDataException($"{path}: holds only {tokens.Count} tokens");
 

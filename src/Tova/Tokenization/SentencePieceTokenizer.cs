@@ -49,11 +49,13 @@ public sealed class SentencePieceTokenizer : ITokenizer
         for (int i = 0; i < Tokens.Length; i++)
         {
             int type = TokenTypes[i];
-            if (type is < 1 or > 6) throw new InvalidDataException($"token {i} ('{Tokens[i]}') has unknown token type {type}");
+            if (type is < 1 or > 6) throw new InvalidDataException($"token {i} ('{Tokens[i]}') has token type {type}, outside 1..6");
             string t = Tokens[i];
             _ids[t] = i;
-            if (type == GgufTokenType.Byte && TryParseByte(t, out byte b))
+            if (type == GgufTokenType.Byte)
             {
+                if (!TryParseByte(t, out byte b))
+                    throw new InvalidDataException($"token {i} ('{t}') is a byte token but not spelled <0xNN>");
                 if (_byteTokens[b] < 0) _byteTokens[b] = i;
                 _pieceBytes[i] = [b];
             }
@@ -71,12 +73,14 @@ public sealed class SentencePieceTokenizer : ITokenizer
     /// <summary>The vocabulary as GGUF stores it (for writing a GGUF file).</summary>
     public GgufVocabulary ToVocabulary() => new("llama", Tokens, Scores, TokenTypes, BosId, EosId, UnkId, AddBos: true, AddSpacePrefix);
 
-    public static SentencePieceTokenizer FromLlama2c(string tokenizerBinPath) => new(Llama2cVocabulary.Read(tokenizerBinPath));
+    /// <summary>Reads a llama2.c tokenizer.bin; with <paramref name="vocabSize"/>, it must hold exactly that many tokens.</summary>
+    public static SentencePieceTokenizer FromLlama2c(string tokenizerBinPath, int? vocabSize = null) =>
+        new(Llama2cVocabulary.Read(tokenizerBinPath, vocabSize));
 
     public static SentencePieceTokenizer FromGguf(GgufFile g)
     {
         string[] tokens = g.GetArray<string>("tokenizer.ggml.tokens")
-                          ?? throw new InvalidDataException($"{g.Path}: tokenizer.ggml.tokens is missing");
+                          ?? throw new InvalidDataException($"{g.Path}: 'tokenizer.ggml.tokens' is missing");
         float[] scores = g.GetArray<float>("tokenizer.ggml.scores") ?? new float[tokens.Length];
         int[] types = g.GetArray<int>("tokenizer.ggml.token_type") ?? Enumerable.Repeat(GgufTokenType.Normal, tokens.Length).ToArray();
         if (scores.Length != tokens.Length || types.Length != tokens.Length)
@@ -254,6 +258,14 @@ public sealed class SentencePieceTokenizer : ITokenizer
             if (_count == 0 && b < 0x80) { sb.Append((char)b); return; }
             if (_count == 0 && (b & 0xC0) == 0x80) { sb.Append('\uFFFD'); return; } // stray continuation byte
             if (_count > 0 && (b & 0xC0) != 0x80) { FlushInvalid(sb); Push(b, sb); return; }
+            if (_count == 1 && !ValidSecond(_pending[0], b))
+            {
+                // The lead byte can never complete (overlong, surrogate or beyond U+10FFFF): out now, not held back.
+                sb.Append('\uFFFD');
+                _count = 0;
+                Push(b, sb);
+                return;
+            }
             _pending[_count++] = b;
             int need = Expected(_pending[0]);
             if (need == 0) { FlushInvalid(sb); return; }
@@ -263,6 +275,15 @@ public sealed class SentencePieceTokenizer : ITokenizer
                 _count = 0;
             }
         }
+
+        private static bool ValidSecond(byte lead, byte b) => lead switch
+        {
+            0xE0 => b >= 0xA0,
+            0xED => b <= 0x9F,
+            0xF0 => b >= 0x90,
+            0xF4 => b <= 0x8F,
+            _ => true,
+        };
 
         private static int Expected(byte lead) => lead switch
         {
