@@ -42,7 +42,7 @@ public static class PerplexityCommand
                 throw new ArgumentException($"--context must be between 2 and the model's context length {bundle.Model.Config.ContextLength}, got {ctx}");
             using var pool = new WorkerPool(parse.GetValue(threads));
             using var tf = new Transformer(bundle.Model, pool);
-            var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId);
+            var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId) { RecordTokenNlls = false };
             var prefill = cache.Prefill ?? Cache.PrefillMode.Exact;
             var r = eval.Evaluate(ids, new PerplexityOptions { Context = ctx, Cache = cache, Prefill = prefill, Stream = parse.GetValue(stream) }, ct);
             if (parse.GetValue(json))
@@ -57,6 +57,9 @@ public static class PerplexityCommand
                     ["seconds"] = r.Seconds,
                     ["tokens_per_second"] = r.TokensPerSecond,
                     ["kv_bytes"] = r.KvBytes,
+                    ["rss_start_bytes"] = r.RssStartBytes,
+                    ["rss_end_bytes"] = r.RssEndBytes,
+                    ["peak_rss_bytes"] = System.Diagnostics.Process.GetCurrentProcess().PeakWorkingSet64,
                     ["stream"] = parse.GetValue(stream),
                     ["cache"] = CacheJson(cache, prefill, bundle.Model.Config.ContextLength),
                 };

@@ -21,6 +21,10 @@ public sealed record PerplexityOptions
 
 public sealed record PerplexityResult(int Tokens, double Nll, int Windows, double Seconds, long KvBytes)
 {
+    /// <summary>Process working set when scoring started and when it ended (after tokenization; shows whether memory grows with the text).</summary>
+    public long RssStartBytes { get; init; }
+    public long RssEndBytes { get; init; }
+
     public double Ppl => Math.Exp(Nll);
     public double TokensPerSecond => Tokens / Math.Max(Seconds, 1e-9);
 }
@@ -31,8 +35,11 @@ public sealed record PerplexityResult(int Tokens, double Nll, int Windows, doubl
 /// </summary>
 public sealed class PerplexityEvaluator(Transformer transformer, int bosId)
 {
-    /// <summary>Per-token NLLs, in order, of the last evaluation.</summary>
+    /// <summary>Per-token NLLs, in order, of the last evaluation (kept only with <see cref="RecordTokenNlls"/>).</summary>
     public List<double> TokenNlls { get; } = [];
+
+    /// <summary>Keep every token's NLL in <see cref="TokenNlls"/> (off for long streams: memory would grow with the text).</summary>
+    public bool RecordTokenNlls { get; init; } = true;
 
     /// <summary>Called after each window (or every 256 tokens when streaming) with the tokens scored so far.</summary>
     public IProgress<int>? Progress { get; init; }
@@ -58,7 +65,9 @@ public sealed class PerplexityEvaluator(Transformer transformer, int bosId)
                 $"the full cache cannot stream {tokens.Length} tokens past the context length {cfg.ContextLength}; use a bounded cache (e.g. --cache tova --budget 64)");
 
         TokenNlls.Clear();
+        long rssStart = Environment.WorkingSet;
         var sw = Stopwatch.StartNew();
+        int scored = 0;
         int windowLength = options.Stream ? tokens.Length : context;
         var cache = transformer.CreateCache(options.Cache, options.Prefill, windowLength);
         OnCache?.Invoke(cache);
@@ -81,15 +90,20 @@ public sealed class PerplexityEvaluator(Transformer transformer, int bosId)
             {
                 double nll = Nll.Of(logits, target[i + 1]);
                 if (!double.IsFinite(nll))
-                    throw new InvalidOperationException($"non-finite NLL at token {TokenNlls.Count} (window {windows}, offset {i}, target {target[i + 1]}): the model produced invalid logits");
-                TokenNlls.Add(nll);
+                    throw new InvalidOperationException($"non-finite NLL at token {scored} (window {windows}, offset {i}, target {target[i + 1]}): the model produced invalid logits");
+                if (RecordTokenNlls) TokenNlls.Add(nll);
                 sum += nll;
-                if (options.Stream && (i + 1) % 256 == 0) Progress?.Report(TokenNlls.Count);
+                scored++;
+                if (options.Stream && (i + 1) % 256 == 0) Progress?.Report(scored);
             });
             windows++;
             kvBytes = Math.Max(kvBytes, cache.KvBytes);
-            Progress?.Report(TokenNlls.Count);
+            Progress?.Report(scored);
         }
-        return new PerplexityResult(TokenNlls.Count, sum / TokenNlls.Count, windows, sw.Elapsed.TotalSeconds, kvBytes);
+        return new PerplexityResult(scored, sum / scored, windows, sw.Elapsed.TotalSeconds, kvBytes)
+        {
+            RssStartBytes = rssStart,
+            RssEndBytes = Environment.WorkingSet,
+        };
     }
 }

@@ -57,7 +57,7 @@ public static class Plots
         var data = new double[positions, steps];
         for (int s = 0; s < steps; s++)
             for (int p = 0; p < positions; p++)
-                data[positions - 1 - p, s] = kept[s, p];
+                data[positions - 1 - p, s] = 1 - kept[s, p]; // the Blues colormap is dark at 0: kept states dark
         var hm = plt.Add.Heatmap(data);
         hm.Colormap = new ScottPlot.Colormaps.Blues();
         hm.Extent = new CoordinateRect(0, steps, 0, positions);

@@ -67,6 +67,9 @@ public sealed class RetentionRecorder
         return m;
     }
 
+    /// <summary>Tokens seen fewer times than this are not ranked (one lucky occurrence says little); the first token always is.</summary>
+    public const int MinOccurrences = 3;
+
     public RetentionReport Report(string policy, IReadOnlyList<string> tokenTexts, int topTokens = 15)
     {
         var layers = new List<LayerRetention>();
@@ -111,7 +114,7 @@ public sealed class RetentionRecorder
         }
         double avg = allSum / Math.Max(1, allCount);
         var longest = byToken
-            .Where(kv => kv.Value.Count >= Math.Min(3, Layers) || kv.Key.StartsWith("(first token)", StringComparison.Ordinal))
+            .Where(kv => kv.Value.Count >= MinOccurrences * Layers || kv.Key.StartsWith("(first token)", StringComparison.Ordinal))
             .Select(kv => new TokenLifetime(kv.Key, kv.Value.Count / Layers, kv.Value.Sum / kv.Value.Count, kv.Value.Sum / kv.Value.Count / Math.Max(avg, 1e-9)))
             .OrderByDescending(t => t.MeanLifetime).ThenBy(t => t.Token, StringComparer.Ordinal)
             .Take(topTokens).ToList();
@@ -169,11 +172,18 @@ public static class RetentionAnalyzer
         return rec;
     }
 
-    /// <summary>Display text of each token (the vocabulary piece with ▁ shown as a space).</summary>
+    /// <summary>Display text of each token: the vocabulary piece with ▁ shown as a space, byte tokens as their character (\n for a newline).</summary>
     public static List<string> TokenTexts(ITokenizer tok, ReadOnlySpan<int> tokens)
     {
         var list = new List<string>(tokens.Length);
-        foreach (var t in tokens) list.Add(tok.TokenText(t).Replace('\u2581', ' '));
+        foreach (var t in tokens)
+        {
+            string piece = tok.TokenText(t);
+            if (piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece[5] == '>'
+                && byte.TryParse(piece.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte b))
+                piece = b switch { 0x0A => "\\n", 0x09 => "\\t", < 0x20 or >= 0x7F => piece, _ => ((char)b).ToString() };
+            list.Add(piece.Replace('\u2581', ' '));
+        }
         return list;
     }
 }

@@ -124,7 +124,7 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
     {
         using var pool = new WorkerPool(1);
         using var tf = new Transformer(bundle.Model, pool);
-        var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId) { Progress = tokensDone is null ? null : new DeltaProgress(tokensDone) };
+        var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId) { RecordTokenNlls = false, Progress = tokensDone is null ? null : new DeltaProgress(tokensDone) };
         var cache = policy.ToOptions(budget, options.Sinks);
         double nllSum = 0;
         int tokens = 0;
