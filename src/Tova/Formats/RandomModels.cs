@@ -1,7 +1,6 @@
-using Tova.Formats;
 using Tova.Model;
 
-namespace Tova.Tests;
+namespace Tova.Formats;
 
 /// <summary>Shape of a random test model.</summary>
 public sealed record RandomModelSpec(
@@ -28,8 +27,9 @@ public sealed record RandomModelSpec(
 }
 
 /// <summary>
-/// Random-weight llama GGUF files for parity and robustness tests: weights ~ N(0, 0.2²) (far from uniform logits),
-/// norm weights 1 + 0.1·N(0, 1), and a synthetic SentencePiece vocabulary llama.cpp accepts.
+/// Random-weight llama GGUF files, written with the project's own writer: for parity and robustness tests
+/// (weights ~ N(0, 0.2²), so logits are far from uniform; norm weights 1 + 0.1·N(0, 1)) and for speed benchmarks
+/// of realistic shapes. A synthetic SentencePiece vocabulary that llama.cpp accepts is included.
 /// </summary>
 public static class RandomModels
 {
@@ -45,8 +45,19 @@ public static class RandomModels
 
         void Matrix(string name, int rows, int cols)
         {
-            var v = new float[rows * cols];
-            for (int i = 0; i < v.Length; i++) v[i] = WeightStd * rng.Next();
+            var v = new float[(long)rows * cols];
+            if (v.Length < 1 << 22)
+                for (int i = 0; i < v.Length; i++) v[i] = WeightStd * rng.Next();
+            else
+                Parallel.For(0, (v.Length + (1 << 20) - 1) >> 20, block =>
+                {
+                    // Large (benchmark-size) tensors: 1M-value blocks, each from its own seeded generator.
+                    int h = spec.Seed * 1000003 + block;
+                    foreach (char ch in name) h = h * 31 + ch; // deterministic (string hashes are seeded per process)
+                    var g = new Gaussian(h & int.MaxValue);
+                    int end = Math.Min(v.Length, (block + 1) << 20);
+                    for (int i = block << 20; i < end; i++) v[i] = WeightStd * g.Next();
+                });
             GgufModelWriter.AddMatrix(w, name, rows, cols, v, type);
         }
         void Norm(string name)
