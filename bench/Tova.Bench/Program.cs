@@ -1,0 +1,210 @@
+using System.Diagnostics;
+using System.Globalization;
+using LLama;
+using LLama.Common;
+using LLama.Native;
+using Tova.Cache;
+using Tova.Formats;
+using Tova.Kernels;
+using Tova.Model;
+
+// Tova vs llama.cpp (LLamaSharp.Backend.Cpu) on the same random-weight GGUF files, in the same run, alternating,
+// medians of several repetitions. Usage:
+//   dotnet run --project bench/Tova.Bench -c Release -- [--models tinyllama-q4_0,tinyllama-q8_0,110m-q8_0,110m-f32]
+//        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]
+var opt = Args.Parse(args);
+Directory.CreateDirectory(opt.Dir);
+NativeLogConfig.llama_log_set((_, _) => { });
+Console.WriteLine($"# Tova vs llama.cpp — {opt.Threads} threads, prompt {opt.Prompt}, {opt.Gen} decoded tokens, median of {opt.Reps}");
+Console.WriteLine($"# {Environment.ProcessorCount} logical processors, {System.Runtime.InteropServices.RuntimeInformation.OSArchitecture}, AVX-512BW {System.Runtime.Intrinsics.X86.Avx512BW.IsSupported}");
+Console.WriteLine();
+Console.WriteLine("| model | file MB | Tova prefill tok/s | llama.cpp prefill tok/s | ratio | Tova decode tok/s | llama.cpp decode tok/s | ratio |");
+Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|---:|");
+foreach (var name in opt.Models)
+{
+    var (spec, type) = Shapes.Get(name, 2048);
+    string path = Shapes.Ensure(opt.Dir, name, spec, type);
+    var tova = new List<(double, double)>();
+    var llama = new List<(double, double)>();
+    using (var model = ModelLoader.Load(path))
+    using (var pool = new WorkerPool(opt.Threads))
+    using (var tf = new Transformer(model, pool))
+    using (var lw = LlamaSide.Load(path, opt.Threads, opt.Prompt + opt.Gen + 16))
+    {
+        Bench.Tova(tf, CacheOptions.Full, opt.Prompt, 4, PrefillMode.Exact); // warm-up (JIT)
+        for (int r = 0; r < opt.Reps; r++)
+        {
+            tova.Add(Bench.Tova(tf, CacheOptions.Full, opt.Prompt, opt.Gen, PrefillMode.Exact));
+            llama.Add(LlamaSide.Run(lw, opt.Prompt, opt.Gen));
+        }
+    }
+    var (tp, td) = Bench.Median(tova);
+    var (lp, ld) = Bench.Median(llama);
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+        $"| {name} | {new FileInfo(path).Length / 1e6:F0} | {tp:F1} | {lp:F1} | {tp / lp:F2}× | {td:F1} | {ld:F1} | {td / ld:F2}× |"));
+}
+
+if (opt.Long.Count > 0)
+{
+    Console.WriteLine();
+    Console.WriteLine("| long context (tinyllama-q4_0, context 8192) | prompt | Tova tova/256 decode tok/s | Tova window/256 decode tok/s | llama.cpp full decode tok/s | tova ÷ llama.cpp | tova ÷ window |");
+    Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+    var (spec, type) = Shapes.Get("tinyllama-q4_0", 8192);
+    string path = Shapes.Ensure(opt.Dir, "tinyllama-q4_0-ctx8192", spec, type);
+    using var model = ModelLoader.Load(path);
+    using var pool = new WorkerPool(opt.Threads);
+    using var tf = new Transformer(model, pool);
+    foreach (int prompt in opt.Long)
+    {
+        var tova = new List<(double, double)>();
+        var window = new List<(double, double)>();
+        var llama = new List<(double, double)>();
+        using var lw = LlamaSide.Load(path, opt.Threads, prompt + opt.Gen + 16);
+        for (int r = 0; r < opt.Reps; r++)
+        {
+            tova.Add(Bench.Tova(tf, new CacheOptions { Policy = "tova", Budget = "256" }, prompt, opt.Gen, PrefillMode.Chunked(256)));
+            window.Add(Bench.Tova(tf, new CacheOptions { Policy = "window", Budget = "256" }, prompt, opt.Gen, PrefillMode.Chunked(256)));
+            llama.Add(LlamaSide.Run(lw, prompt, opt.Gen));
+        }
+        double t = Bench.Median(tova).Decode, w = Bench.Median(window).Decode, l = Bench.Median(llama).Decode;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| | {prompt} | {t:F1} | {w:F1} | {l:F1} | {t / l:F2}× | {t / w:F2} |"));
+    }
+}
+
+sealed record Args(List<string> Models, int Reps, int Prompt, int Gen, int Threads, List<int> Long, string Dir)
+{
+    public static Args Parse(string[] a)
+    {
+        string Get(string name, string def)
+        {
+            int i = Array.IndexOf(a, name);
+            return i >= 0 && i + 1 < a.Length ? a[i + 1] : def;
+        }
+        return new Args(
+            Get("--models", "tinyllama-q4_0,tinyllama-q8_0,110m-q8_0,110m-f32").Split(',').ToList(),
+            int.Parse(Get("--reps", "3"), CultureInfo.InvariantCulture),
+            int.Parse(Get("--prompt", "128"), CultureInfo.InvariantCulture),
+            int.Parse(Get("--gen", "32"), CultureInfo.InvariantCulture),
+            int.Parse(Get("--threads", "2"), CultureInfo.InvariantCulture),
+            Get("--long", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToList(),
+            Get("--dir", "bench/models"));
+    }
+}
+
+static class Shapes
+{
+    public static (RandomModelSpec, GgmlType) Get(string name, int context) => name switch
+    {
+        "tinyllama-q4_0" => (TinyLlama(context), GgmlType.Q4_0),
+        "tinyllama-q8_0" => (TinyLlama(context), GgmlType.Q8_0),
+        "110m-q8_0" => (M110(context), GgmlType.Q8_0),
+        "110m-f32" => (M110(context), GgmlType.F32),
+        _ => throw new ArgumentException($"unknown model '{name}'"),
+    };
+
+    private static RandomModelSpec TinyLlama(int context) =>
+        new(Dim: 2048, Hidden: 5632, Layers: 22, Heads: 32, KvHeads: 4, Vocab: 32000, Context: context, Tied: false, Seed: 11);
+
+    private static RandomModelSpec M110(int context) =>
+        new(Dim: 768, Hidden: 2048, Layers: 12, Heads: 12, KvHeads: 12, Vocab: 32000, Context: context, Tied: false, Seed: 12);
+
+    public static string Ensure(string dir, string name, RandomModelSpec spec, GgmlType type)
+    {
+        string path = Path.Combine(dir, name + ".gguf");
+        if (!File.Exists(path))
+        {
+            var sw = Stopwatch.StartNew();
+            Console.Error.WriteLine($"writing {path} …");
+            RandomModels.Write(path + ".tmp", spec, type);
+            File.Move(path + ".tmp", path);
+            Console.Error.WriteLine($"  {new FileInfo(path).Length / 1e6:F0} MB in {sw.Elapsed.TotalSeconds:F0} s");
+        }
+        return path;
+    }
+}
+
+static class Bench
+{
+    /// <summary>Prefill tokens/s and decode tokens/s for one sequence.</summary>
+    public static (double Prefill, double Decode) Tova(Transformer tf, CacheOptions cache, int prompt, int gen, PrefillMode mode)
+    {
+        var ids = Tokens(prompt, tf.Config.VocabSize);
+        var c = tf.CreateCache(cache, mode, prompt);
+        var sw = Stopwatch.StartNew();
+        tf.Prefill(ids, c, mode);
+        double prefill = prompt / sw.Elapsed.TotalSeconds;
+        int token = 100;
+        sw.Restart();
+        for (int i = 0; i < gen; i++)
+        {
+            var logits = tf.Forward(token, c);
+            token = 3 + (int)(Math.Abs(logits[7]) * 1000) % 1000; // any valid token; depends on the output
+        }
+        return (prefill, gen / sw.Elapsed.TotalSeconds);
+    }
+
+    public static int[] Tokens(int n, int vocab)
+    {
+        var r = new Random(42);
+        var ids = new int[n];
+        ids[0] = 1;
+        for (int i = 1; i < n; i++) ids[i] = r.Next(3, vocab);
+        return ids;
+    }
+
+    public static (double Prefill, double Decode) Median(List<(double P, double D)> xs)
+    {
+        var p = xs.Select(x => x.P).Order().ToArray();
+        var d = xs.Select(x => x.D).Order().ToArray();
+        return (p[p.Length / 2], d[d.Length / 2]);
+    }
+}
+
+sealed class LlamaSide : IDisposable
+{
+    public required LLamaWeights Weights { get; init; }
+    public required ModelParams Params { get; init; }
+
+    public static LlamaSide Load(string path, int threads, int context)
+    {
+        var p = new ModelParams(path)
+        {
+            GpuLayerCount = 0,
+            ContextSize = (uint)context,
+            BatchSize = 512,
+            UBatchSize = 512,
+            Threads = threads,
+            BatchThreads = threads,
+        };
+        return new LlamaSide { Weights = LLamaWeights.LoadFromFile(p), Params = p };
+    }
+
+    public static (double Prefill, double Decode) Run(LlamaSide side, int prompt, int gen)
+    {
+        using var ctx = side.Weights.CreateContext(side.Params);
+        var ids = Bench.Tokens(prompt, side.Weights.Vocab.Count);
+        var batch = new LLamaBatch();
+        var sw = Stopwatch.StartNew();
+        for (int start = 0; start < prompt; start += 512)
+        {
+            batch.Clear();
+            int end = Math.Min(prompt, start + 512);
+            for (int i = start; i < end; i++) batch.Add(ids[i], i, LLamaSeqId.Zero, i == prompt - 1);
+            if (ctx.NativeHandle.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama_decode failed");
+        }
+        double prefill = prompt / sw.Elapsed.TotalSeconds;
+        int token = 100;
+        sw.Restart();
+        for (int i = 0; i < gen; i++)
+        {
+            batch.Clear();
+            batch.Add(token, prompt + i, LLamaSeqId.Zero, true);
+            if (ctx.NativeHandle.Decode(batch) != DecodeResult.Ok) throw new InvalidOperationException("llama_decode failed");
+            var logits = ctx.NativeHandle.GetLogitsIth(0);
+            token = 3 + (int)(Math.Abs(logits[7]) * 1000) % 1000;
+        }
+        return (prefill, gen / sw.Elapsed.TotalSeconds);
+    }
+
+    public void Dispose() => Weights.Dispose();
+}
