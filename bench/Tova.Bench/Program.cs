@@ -12,6 +12,11 @@ using Tova.Model;
 // medians of several repetitions. Usage:
 //   dotnet run --project bench/Tova.Bench -c Release -- [--models tinyllama-q4_0,tinyllama-q8_0,110m-q8_0,110m-f32]
 //        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]
+if (args.Contains("--kernels"))
+{
+    KernelBench.Run();
+    return;
+}
 var opt = Args.Parse(args);
 Directory.CreateDirectory(opt.Dir);
 NativeLogConfig.llama_log_set((_, _) => { });
@@ -207,4 +212,53 @@ sealed class LlamaSide : IDisposable
     }
 
     public void Dispose() => Weights.Dispose();
+}
+
+static unsafe class KernelBench
+{
+    public static void Run()
+    {
+        const int rows = 5632, cols = 2048, reps = 20;
+        var r = new Random(1);
+        var w = new float[rows * cols];
+        for (int i = 0; i < w.Length; i++) w[i] = (float)(r.NextDouble() - 0.5);
+        var x = new float[cols * 4];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        float* o4 = stackalloc float[4];
+        foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0 })
+        {
+            var data = Quantization.Encode(type, w);
+            long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+            int nb = cols / 32;
+            fixed (byte* pw = data)
+            fixed (sbyte* q = act.Q)
+            fixed (float* d = act.D, s = act.S)
+            {
+                void Time(string name, Action<int> rowFn, int tokens = 1)
+                {
+                    for (int i = 0; i < rows; i++) rowFn(i); // warm
+                    var sw = Stopwatch.StartNew();
+                    for (int k = 0; k < reps; k++)
+                        for (int i = 0; i < rows; i++) rowFn(i);
+                    double sec = sw.Elapsed.TotalSeconds / reps;
+                    Console.WriteLine($"{type} {name,-12}: {sec * 1e3:F2} ms per matrix×{tokens}, {data.Length / sec / 1e9:F1} GB/s of weights, {(double)rows * cols * tokens / sec / 1e9:F1} GMAC/s");
+                }
+                byte* W = pw; sbyte* Q = q; float* D = d, S = s; float* O = o4;
+                if (type == GgmlType.Q4_0)
+                {
+                    Time("scalar", i => IntDot.Scalar.Q4_0(W + i * rowBytes, Q, D, S, nb));
+                    Time("avx2", i => IntDot.Q4_0Avx2(W + i * rowBytes, Q, D, S, nb));
+                    Time("x4 tile", i => IntDot.Q4_0x4(W + i * rowBytes, Q, D, S, nb, cols, O), 4);
+                }
+                else
+                {
+                    Time("scalar", i => IntDot.Scalar.Q8_0(W + i * rowBytes, Q, D, nb));
+                    Time("avx2", i => IntDot.Q8_0Avx2(W + i * rowBytes, Q, D, nb));
+                    Time("x4 tile", i => IntDot.Q8_0x4(W + i * rowBytes, Q, D, nb, cols, O), 4);
+                }
+            }
+        }
+    }
 }

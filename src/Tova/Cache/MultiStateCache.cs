@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Tova.Model;
 
 namespace Tova.Cache;
@@ -121,6 +122,7 @@ public sealed class MultiStateCache
     /// Called once per layer per step after attention. <paramref name="probs"/> holds, for each query head h, the
     /// softmax probabilities over the states of its KV head (slot order, pending last) at [h·stride, h·stride + total).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AfterAttention(int layer, ReadOnlySpan<float> probs, int stride)
     {
         if (!Bounded) return;

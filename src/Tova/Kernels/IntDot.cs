@@ -20,78 +20,137 @@ public static unsafe class IntDot
 
     public static float Q4_0(byte* w, sbyte* xq, float* xd, float* xs, int nb)
     {
-        if (Avx512BW.IsSupported) return Q4_0Avx512(w, xq, xd, xs, nb);
         if (Avx2.IsSupported && Fma.IsSupported) return Q4_0Avx2(w, xq, xd, xs, nb);
         return Scalar.Q4_0(w, xq, xd, xs, nb);
     }
 
+    /// <summary>
+    /// The f16 block scale at p as a float, by bit manipulation: (float)Half is a slow software conversion and
+    /// dominated the kernels. Exact for zero, subnormal and normal values (block scales are never inf or NaN).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float HalfAt(byte* p) => (float)Unsafe.ReadUnaligned<Half>(p);
-
-    private static float Q8_0Avx2(byte* w, sbyte* xq, float* xd, int nb)
+    internal static float HalfAt(byte* p)
     {
-        var acc = Vector256<float>.Zero;
+        uint h = Unsafe.ReadUnaligned<ushort>(p);
+        float magnitude = BitConverter.UInt32BitsToSingle((h & 0x7fff) << 13) * 5.192296858534828e33f; // × 2^112
+        return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | ((h & 0x8000) << 16));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q8_0Avx2(byte* w, sbyte* xq, float* xd, int nb)
+    {
+        // Two blocks per iteration into two accumulators: one FMA chain alone is latency-bound.
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
         var ones = Vector256.Create((short)1);
+        int b = 0;
+        for (; b + 2 <= nb; b += 2)
+        {
+            byte* k0 = w + b * 34, k1 = k0 + 34;
+            var w0 = Vector256.Load((sbyte*)(k0 + 2));
+            var w1 = Vector256.Load((sbyte*)(k1 + 2));
+            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Vector256.Load(xq + b * 32), w0)), ones);
+            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Vector256.Load(xq + b * 32 + 32), w1)), ones);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfAt(k0) * xd[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(HalfAt(k1) * xd[b + 1]), acc1);
+        }
+        for (; b < nb; b++)
+        {
+            byte* k0 = w + b * 34;
+            var w0 = Vector256.Load((sbyte*)(k0 + 2));
+            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Vector256.Load(xq + b * 32), w0)), ones);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfAt(k0) * xd[b]), acc0);
+        }
+        return Vector256.Sum(acc0 + acc1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q4_0Avx2(byte* w, sbyte* xq, float* xd, float* xs, int nb)
+    {
+        // As llama.cpp: w = nibble − 8, then |w| × (x · sign(w)) so each lane holds the exact Σ (nib − 8)·q of 4
+        // elements. Two blocks per iteration into two accumulators (one FMA chain alone is latency-bound).
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        var ones = Vector256.Create((short)1);
+        var mask = Vector128.Create((byte)0x0F);
+        var eight = Vector256.Create((sbyte)8);
+        int b = 0;
+        for (; b + 2 <= nb; b += 2)
+        {
+            byte* k0 = w + b * 18, k1 = k0 + 18;
+            var r0 = Vector128.Load(k0 + 2);
+            var r1 = Vector128.Load(k1 + 2);
+            var w0 = Vector256.Create(r0 & mask, Vector128.ShiftRightLogical(r0, 4)).AsSByte() - eight;
+            var w1 = Vector256.Create(r1 & mask, Vector128.ShiftRightLogical(r1, 4)).AsSByte() - eight;
+            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Vector256.Load(xq + b * 32), w0)), ones);
+            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Vector256.Load(xq + b * 32 + 32), w1)), ones);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfAt(k0) * xd[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(HalfAt(k1) * xd[b + 1]), acc1);
+        }
+        float sum = Vector256.Sum(acc0 + acc1);
+        if (b < nb) sum += Scalar.Q4_0(w + b * 18, xq + b * 32, xd + b, xs + b, nb - b);
+        return sum;
+    }
+
+    /// <summary>
+    /// One weight row against four 8-bit activation rows (a prefill or batched-decode tile): each weight block is
+    /// loaded and unpacked once and used four times. Activation row t starts at xq + t·stride (blocks at xd + t·nb).
+    /// Results go to out[0..4). Each lane's integer sum equals the single-row kernels', so results are identical.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q8_0x4(byte* w, sbyte* xq, float* xd, int nb, int stride, float* out4)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            for (int t = 0; t < 4; t++) out4[t] = Scalar.Q8_0(w, xq + t * stride, xd + t * nb, nb);
+            return;
+        }
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        var ones = Vector256.Create((short)1);
+        sbyte* x0 = xq, x1 = xq + stride, x2 = xq + 2 * stride, x3 = xq + 3 * stride;
+        float* d0 = xd, d1 = xd + nb, d2 = xd + 2 * nb, d3 = xd + 3 * nb;
         for (int b = 0; b < nb; b++)
         {
             byte* blk = w + b * 34;
             var qw = Vector256.Load((sbyte*)(blk + 2));
-            var qx = Vector256.Load(xq + b * 32);
-            var aw = Avx2.Abs(qw);                 // |w| as bytes
-            var sx = Avx2.Sign(qx, qw);            // x·sign(w)
-            var p16 = Avx2.MultiplyAddAdjacent(aw, sx);
-            var p32 = Avx2.MultiplyAddAdjacent(p16, ones);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p32), Vector256.Create(HalfAt(blk) * xd[b]), acc);
+            var aw = Avx2.Abs(qw);
+            float dw = HalfAt(blk);
+            int o = b * 32;
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x0 + o), qw)), ones)), Vector256.Create(dw * d0[b]), a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x1 + o), qw)), ones)), Vector256.Create(dw * d1[b]), a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x2 + o), qw)), ones)), Vector256.Create(dw * d2[b]), a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x3 + o), qw)), ones)), Vector256.Create(dw * d3[b]), a3);
         }
-        return Vector256.Sum(acc);
+        out4[0] = Vector256.Sum(a0); out4[1] = Vector256.Sum(a1); out4[2] = Vector256.Sum(a2); out4[3] = Vector256.Sum(a3);
     }
 
-    private static float Q4_0Avx2(byte* w, sbyte* xq, float* xd, float* xs, int nb)
+    /// <summary>Q4_0 counterpart of <see cref="Q8_0x4"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q4_0x4(byte* w, sbyte* xq, float* xd, float* xs, int nb, int stride, float* out4)
     {
-        // As llama.cpp: w = nibble − 8, then |w| × (x · sign(w)) so each lane holds the exact Σ (nib − 8)·q of 4 elements.
-        var acc = Vector256<float>.Zero;
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            for (int t = 0; t < 4; t++) out4[t] = Scalar.Q4_0(w, xq + t * stride, xd + t * nb, xs + t * nb, nb);
+            return;
+        }
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         var ones = Vector256.Create((short)1);
         var mask = Vector128.Create((byte)0x0F);
         var eight = Vector256.Create((sbyte)8);
+        sbyte* x0 = xq, x1 = xq + stride, x2 = xq + 2 * stride, x3 = xq + 3 * stride;
+        float* d0 = xd, d1 = xd + nb, d2 = xd + 2 * nb, d3 = xd + 3 * nb;
         for (int b = 0; b < nb; b++)
         {
             byte* blk = w + b * 18;
             var raw = Vector128.Load(blk + 2);
             var qw = Vector256.Create(raw & mask, Vector128.ShiftRightLogical(raw, 4)).AsSByte() - eight;
-            var qx = Vector256.Load(xq + b * 32);
-            var p16 = Avx2.MultiplyAddAdjacent(Avx2.Abs(qw), Avx2.Sign(qx, qw));
-            var p32 = Avx2.MultiplyAddAdjacent(p16, ones);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p32), Vector256.Create(HalfAt(blk) * xd[b]), acc);
+            var aw = Avx2.Abs(qw);
+            float dw = HalfAt(blk);
+            int o = b * 32;
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x0 + o), qw)), ones)), Vector256.Create(dw * d0[b]), a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x1 + o), qw)), ones)), Vector256.Create(dw * d1[b]), a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x2 + o), qw)), ones)), Vector256.Create(dw * d2[b]), a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x3 + o), qw)), ones)), Vector256.Create(dw * d3[b]), a3);
         }
-        return Vector256.Sum(acc);
-    }
-
-    private static float Q4_0Avx512(byte* w, sbyte* xq, float* xd, float* xs, int nb)
-    {
-        var acc = Vector512<float>.Zero;
-        var ones = Vector512.Create((short)1);
-        var mask = Vector128.Create((byte)0x0F);
-        var eight = Vector512.Create((sbyte)8);
-        int b = 0;
-        for (; b + 2 <= nb; b += 2)
-        {
-            byte* b0 = w + b * 18, b1 = b0 + 18;
-            var r0 = Vector128.Load(b0 + 2);
-            var r1 = Vector128.Load(b1 + 2);
-            var qw = Vector512.Create(
-                Vector256.Create(r0 & mask, Vector128.ShiftRightLogical(r0, 4)),
-                Vector256.Create(r1 & mask, Vector128.ShiftRightLogical(r1, 4))).AsSByte() - eight;
-            var qx = Vector512.Load(xq + b * 32);
-            var neg = Vector512.LessThan(qw, Vector512<sbyte>.Zero);          // −1 where w < 0
-            var sx = (qx ^ neg) - neg;                                          // x · sign(w) (w = 0 gives 0 via |w|)
-            var p16 = Avx512BW.MultiplyAddAdjacent(Vector512.Abs(qw).AsByte(), sx);
-            var p32 = Avx512BW.MultiplyAddAdjacent(p16, ones);
-            var scale = Vector512.Create(Vector256.Create(HalfAt(b0) * xd[b]), Vector256.Create(HalfAt(b1) * xd[b + 1]));
-            acc = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(p32), scale, acc);
-        }
-        float sum = Vector512.Sum(acc);
-        if (b < nb) sum += Scalar.Q4_0(w + b * 18, xq + b * 32, xd + b, xs + b, nb - b);
-        return sum;
+        out4[0] = Vector256.Sum(a0); out4[1] = Vector256.Sum(a1); out4[2] = Vector256.Sum(a2); out4[3] = Vector256.Sum(a3);
     }
 
     /// <summary>Plain references: integer sums per block, then scaled.</summary>

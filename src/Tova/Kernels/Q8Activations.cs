@@ -16,6 +16,8 @@ public sealed unsafe class Q8Activations
 
     public int Blocks => Length / Quantization.QK;
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
     public void Quantize(ReadOnlySpan<float> x)
     {
         if (x.Length % Quantization.QK != 0) throw new ArgumentException($"length {x.Length} is not a multiple of {Quantization.QK}");

@@ -21,6 +21,8 @@ public static unsafe class RowDot
         _ => throw new NotSupportedException($"matrix type {type} is not supported"),
     };
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
     private static float DotF16(byte* row, float* x, int n)
     {
         var h = (Half*)row;
@@ -38,6 +40,8 @@ public static unsafe class RowDot
         return s;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
     private static float DotBf16(byte* row, float* x, int n)
     {
         var h = (ushort*)row;
@@ -53,6 +57,8 @@ public static unsafe class RowDot
         for (; i < n; i++) s += Quantization.Bf16ToFloat(h[i]) * x[i];
         return s;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
     private static float DotQ8_0(byte* row, float* x, int n)
     {
@@ -74,6 +80,8 @@ public static unsafe class RowDot
         }
         return sum;
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
     private static float DotQ4_0(byte* row, float* x, int n)
     {

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 namespace Tova.Kernels;
 
 /// <summary>
@@ -71,6 +72,8 @@ public sealed unsafe class WorkerPool : IDisposable
             while (Volatile.Read(ref _pending) > 0) spin.SpinOnce(-1);
         }
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
     private void Work()
     {

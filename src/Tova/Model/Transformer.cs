@@ -220,6 +220,7 @@ public sealed unsafe class Transformer : IDisposable
     /// Attention of the current query (in _q) over the states of layer l (stored slots, then the pending new one);
     /// writes the output to _xb and leaves each head's probabilities in _att for the cache's policy.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Attention(MultiStateCache cache, int l, Span<float> query, Span<float> output)
     {
         int hd = _c.HeadDim, group = _c.GroupSize;
@@ -259,6 +260,7 @@ public sealed unsafe class Transformer : IDisposable
     private int[] _orderKeys = [];   // [states]
 
     /// <summary>Rotates each state's stored (unrotated) key at its index in the cache, ordered by original position.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void RenumberKeys(HeadStates set, int n)
     {
         int hd = _c.HeadDim;
@@ -287,6 +289,8 @@ public sealed unsafe class Transformer : IDisposable
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
     private void Rope(Span<float> vec, int pos)
     {
         int hd = _c.HeadDim;
@@ -301,6 +305,7 @@ public sealed unsafe class Transformer : IDisposable
     }
 
     /// <summary>Softmax with the maximum subtracted first (TensorPrimitives.SoftMax does not, and overflows for scores above ~88).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void StableSoftMax(Span<float> x)
     {
         float max = TensorPrimitives.Max(x);
@@ -308,6 +313,8 @@ public sealed unsafe class Transformer : IDisposable
         TensorPrimitives.Exp(x, x);
         TensorPrimitives.Multiply(x, 1.0f / TensorPrimitives.Sum(x), x);
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 
     internal static void RmsNorm(Span<float> o, ReadOnlySpan<float> x, ReadOnlySpan<float> weight, float eps)
     {
@@ -317,7 +324,7 @@ public sealed unsafe class Transformer : IDisposable
         TensorPrimitives.Multiply(o, weight, o);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
         // silu(g) * u = g * sigmoid(g) * u

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Tova.Formats;
 using Tova.Kernels;
 
@@ -133,9 +134,12 @@ public unsafe struct MatMulBatch
             pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+
     private static void Rows(nint ctx, int start, int end)
     {
         ref var b = ref *(MatMulBatch*)ctx;
+        float* out4 = stackalloc float[4];
         for (int r = start; r < end; r++)
         {
             WeightMatrix m;
@@ -144,7 +148,21 @@ public unsafe struct MatMulBatch
             if (r < b._rows0) { m = b._m0!; y = b._y0; row = r; rows = b._rows0; }
             else if (r < b._rows01) { m = b._m1!; y = b._y1; row = r - b._rows0; rows = b._rows01 - b._rows0; }
             else { m = b._m2!; y = b._y2; row = r - b._rows01; rows = b._total - b._rows01; }
-            for (int i = 0; i < b._batch; i++)
+            int i = 0;
+            if (b._xq != null && m.UsesQ8Activations)
+            {
+                // Tiles of four tokens: each weight block is unpacked once for all four.
+                byte* wr = m.Data + row * m.RowBytes;
+                for (; i + 4 <= b._batch; i += 4)
+                {
+                    if (m.Type == GgmlType.Q4_0)
+                        IntDot.Q4_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xs + i * b._nb, b._nb, b._cols, out4);
+                    else
+                        IntDot.Q8_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._nb, b._cols, out4);
+                    for (int t = 0; t < 4; t++) y[(i + t) * rows + row] = out4[t];
+                }
+            }
+            for (; i < b._batch; i++)
                 y[i * rows + row] = b._xq == null
                     ? m.DotRow(row, b._x + i * b._cols, null, null, null)
                     : m.DotRow(row, b._x + i * b._cols, b._xq + i * b._cols, b._xd + i * b._nb, b._xs + i * b._nb);

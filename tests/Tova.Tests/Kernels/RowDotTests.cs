@@ -138,3 +138,56 @@ public unsafe class IntDotTests
         }
     }
 }
+
+/// <summary>The four-token tile kernels give exactly the single-row kernels' results.</summary>
+public unsafe class TileKernelTests
+{
+    [Theory]
+    [InlineData(GgmlType.Q8_0, 3)]
+    [InlineData(GgmlType.Q8_0, 64)]
+    [InlineData(GgmlType.Q4_0, 3)]
+    [InlineData(GgmlType.Q4_0, 64)]
+    public void FourTokenTileEqualsFourSingleDots(GgmlType type, int blocks)
+    {
+        int n = blocks * 32;
+        var r = new Random(blocks + (int)type);
+        var w = new float[n];
+        for (int i = 0; i < n; i++) w[i] = (float)(r.NextDouble() * 2 - 1);
+        var x = new float[4 * n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
+        var row = Quantization.Encode(type, w);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        var tile = new float[4];
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q)
+        fixed (float* d = act.D, s = act.S, o = tile)
+        {
+            if (type == GgmlType.Q4_0) IntDot.Q4_0x4(pw, q, d, s, blocks, n, o);
+            else IntDot.Q8_0x4(pw, q, d, blocks, n, o);
+            for (int t = 0; t < 4; t++)
+            {
+                float single = type == GgmlType.Q4_0
+                    ? IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks)
+                    : IntDot.Scalar.Q8_0(pw, q + t * n, d + t * blocks, blocks);
+                Assert.True(MathF.Abs(single - tile[t]) <= 1e-4f * (1 + MathF.Abs(single)), $"token {t}: {tile[t]} vs {single}");
+            }
+        }
+    }
+}
+
+public unsafe class HalfConversionTests
+{
+    [Fact]
+    public void BitConversionEqualsHalfForEveryFiniteValue()
+    {
+        for (int bits = 0; bits < 65536; bits++)
+        {
+            ushort h = (ushort)bits;
+            var half = BitConverter.UInt16BitsToHalf(h);
+            if (!Half.IsFinite(half)) continue;
+            float got = IntDot.HalfAt((byte*)&h);
+            Assert.Equal(BitConverter.SingleToInt32Bits((float)half), BitConverter.SingleToInt32Bits(got));
+        }
+    }
+}
