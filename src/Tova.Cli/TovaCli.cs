@@ -17,6 +17,7 @@ public static class TovaCli
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(SweepCommand.Create());
         root.Subcommands.Add(AnalyzeCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         return root;
     }
 

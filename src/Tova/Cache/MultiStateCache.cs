@@ -210,6 +210,29 @@ public sealed class MultiStateCache
         }
     }
 
+    /// <summary>
+    /// For throughput measurements only: makes the cache look as if <paramref name="tokens"/> tokens had been
+    /// processed, holding min(tokens, budget) states of random keys and values (the most recent positions).
+    /// Attention costs the same as after a real prompt of that length; the states carry no meaning.
+    /// </summary>
+    public void FillSynthetic(int tokens, int seed = 1)
+    {
+        if (!Bounded && tokens > MaxStates)
+            throw new ArgumentException($"a full cache holds at most {MaxStates} states; {tokens} requested");
+        Clear();
+        var rng = new Random(seed);
+        int keep = Math.Min(tokens, Bounded ? Budget : MaxStates);
+        var k = new float[KvHeads * HeadDim];
+        var v = new float[KvHeads * HeadDim];
+        for (int l = 0; l < Layers; l++)
+            for (int p = tokens - keep; p < tokens; p++)
+            {
+                for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() - 0.5); v[i] = (float)(rng.NextDouble() - 0.5); }
+                Add(l, k, v, p);
+            }
+        Position = tokens;
+    }
+
     /// <summary>Forgets every state (memory stays allocated for reuse).</summary>
     public void Clear()
     {

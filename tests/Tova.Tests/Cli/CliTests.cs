@@ -222,3 +222,33 @@ public class ConvertCliTests
         Assert.Contains("q3_k", err);
     }
 }
+
+public class BenchCliTests
+{
+    [Fact]
+    public async Task BenchReportsThroughputAndMemory()
+    {
+        var (code, output, err) = await CliTests.Run("bench", "--prompt-tokens", "600", "--gen-tokens", "8", "--batch", "3", "--cache", "tova", "--budget", "32", "--prefill", "exact", "--json");
+        Assert.True(code == 0, err);
+        using var r = JsonDocument.Parse(output);
+        Assert.Equal(600, r.RootElement.GetProperty("decode_start_context").GetInt32());
+        Assert.True(r.RootElement.GetProperty("decode_tokens_per_second").GetDouble() > 0);
+        Assert.True(r.RootElement.GetProperty("prefill_tokens_per_second").GetDouble() > 0);
+        Assert.True(r.RootElement.GetProperty("peak_rss_bytes").GetInt64() > 0);
+        Assert.Equal(3 * 32L * 5 * 4 * 8 * 2 * 4, r.RootElement.GetProperty("kv_bytes").GetInt64()); // 3 sequences × budget 32
+        var full = await CliTests.Run("bench", "--prompt-tokens", "600");
+        Assert.NotEqual(0, full.Code);
+        Assert.Contains("full cache cannot hold", full.Err);
+    }
+
+    [Fact]
+    public void SyntheticFillHoldsTheBudgetAtTheRightPosition()
+    {
+        using var model = Tova.Model.ModelLoader.Load(TestData.Stories260K);
+        var cache = new Tova.Cache.MultiStateCache(model.Config, new Tova.Cache.CacheOptions { Policy = "tova", Budget = "16" });
+        cache.FillSynthetic(1000);
+        Assert.Equal(1000, cache.Position);
+        Assert.Equal(16, cache.Set(4, 3).Count);
+        Assert.Equal(Enumerable.Range(984, 16), cache.Set(0, 0).Positions.AsSpan(0, 16).ToArray().Order());
+    }
+}
