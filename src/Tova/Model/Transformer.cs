@@ -3,6 +3,9 @@ using System.Runtime.CompilerServices;
 using Tova.Cache;
 using Tova.Kernels;
 
+// AttentionJob lives on the dispatching thread's stack, which blocks until the workers finish.
+#pragma warning disable CS8500
+
 namespace Tova.Model;
 
 /// <summary>
@@ -231,28 +234,109 @@ public sealed unsafe class Transformer : IDisposable
             _att = GC.AllocateArray<float>(_c.Heads * _attStride, pinned: true);
         }
         float scale = 1.0f / MathF.Sqrt(hd);
-        for (int g = 0; g < _c.KvHeads; g++)
+        if (cache.Renumber)
         {
-            var set = cache.Set(l, g);
-            int n = set.Total;
-            if (cache.Renumber) RenumberKeys(set, n);
-            for (int hh = 0; hh < group; hh++)
+            for (int g = 0; g < _c.KvHeads; g++)
             {
-                int h = g * group + hh;
-                var qh = query.Slice(h * hd, hd);
-                var att = _att.AsSpan(h * _attStride, n);
-                if (cache.Renumber)
+                var set = cache.Set(l, g);
+                int n = set.Total;
+                RenumberKeys(set, n);
+                for (int hh = 0; hh < group; hh++)
+                {
+                    int h = g * group + hh;
+                    var qh = query.Slice(h * hd, hd);
+                    var att = _att.AsSpan(h * _attStride, n);
                     for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, _rotKeys.AsSpan(i * hd, hd)) * scale;
-                else
-                    for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, set.Key(i)) * scale;
-                StableSoftMax(att);
-                var o = output.Slice(h * hd, hd);
-                o.Clear();
-                for (int i = 0; i < n; i++)
-                    TensorPrimitives.MultiplyAdd(set.Value(i), att[i], o, o);
+                    StableSoftMax(att);
+                    var o = output.Slice(h * hd, hd);
+                    o.Clear();
+                    for (int i = 0; i < n; i++)
+                        TensorPrimitives.MultiplyAdd(set.Value(i), att[i], o, o);
+                }
+            }
+        }
+        else
+        {
+            // One work item per KV head: its query heads' scores, softmax and weighted values, on the pool.
+            fixed (float* q = query, o = output, att = _att)
+            {
+                var job = new AttentionJob
+                {
+                    Cache = cache, Layer = l, Query = q, Output = o, Att = att, Stride = _attStride, Scale = scale,
+                    Group = group, HeadDim = hd,
+                };
+                int states = cache.MaxTotal(l);
+                // Small caches are cheaper on one thread than waking another.
+                _pool.For(_c.KvHeads, states * group * hd >= 1 << 14 ? 1 : _c.KvHeads, &AttendKvHeads, (nint)(&job));
             }
         }
         cache.AfterAttention(l, _att, _attStride);
+    }
+
+    private struct AttentionJob
+    {
+        public MultiStateCache Cache;
+        public int Layer, Stride, Group, HeadDim;
+        public float Scale;
+        public float* Query, Output, Att;   // [heads, head_dim], [heads, head_dim], [heads, stride]
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendKvHeads(nint ctx, int start, int end)
+    {
+        ref var j = ref *(AttentionJob*)ctx;
+        int hd = j.HeadDim;
+        for (int g = start; g < end; g++)
+        {
+            var set = j.Cache.Set(j.Layer, g);
+            int stored = set.Count, n = set.Total;
+            fixed (float* keys = set.Keys, values = set.Values, pk = set.PendingKey, pv = set.PendingValue)
+            {
+                for (int hh = 0; hh < j.Group; hh++)
+                {
+                    int h = g * j.Group + hh;
+                    float* qh = j.Query + h * hd;
+                    float* att = j.Att + h * j.Stride;
+                    for (int i = 0; i < stored; i++) att[i] = Dot(qh, keys + i * hd, hd) * j.Scale;
+                    if (n > stored) att[stored] = Dot(qh, pk, hd) * j.Scale;
+                    StableSoftMax(new Span<float>(att, n));
+                    float* o = j.Output + h * hd;
+                    new Span<float>(o, hd).Clear();
+                    for (int i = 0; i < stored; i++) Axpy(att[i], values + i * hd, o, hd);
+                    if (n > stored) Axpy(att[stored], pv, o, hd);
+                }
+            }
+        }
+    }
+
+    /// <summary>x·y for a head vector (no call overhead for the usual 64 or 128 dimensions).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot(float* x, float* y, int n)
+    {
+        if (n % 16 != 0 || !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+            return TensorPrimitives.Dot(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(y, n));
+        var a0 = System.Runtime.Intrinsics.Vector256<float>.Zero;
+        var a1 = System.Runtime.Intrinsics.Vector256<float>.Zero;
+        for (int i = 0; i < n; i += 16)
+        {
+            a0 += System.Runtime.Intrinsics.Vector256.Load(x + i) * System.Runtime.Intrinsics.Vector256.Load(y + i);
+            a1 += System.Runtime.Intrinsics.Vector256.Load(x + i + 8) * System.Runtime.Intrinsics.Vector256.Load(y + i + 8);
+        }
+        return System.Runtime.Intrinsics.Vector256.Sum(a0 + a1);
+    }
+
+    /// <summary>o += a·v for a head vector.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Axpy(float a, float* v, float* o, int n)
+    {
+        if (n % 8 != 0 || !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
+        {
+            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(v, n), a, new ReadOnlySpan<float>(o, n), new Span<float>(o, n));
+            return;
+        }
+        var va = System.Runtime.Intrinsics.Vector256.Create(a);
+        for (int i = 0; i < n; i += 8)
+            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Load(o + i) + va * System.Runtime.Intrinsics.Vector256.Load(v + i), o + i);
     }
 
     private float[] _rotKeys = [];   // [states, head_dim] keys rotated at their index (renumbered positions)
