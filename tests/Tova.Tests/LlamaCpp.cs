@@ -41,6 +41,18 @@ public static class LlamaCpp
         }
     }
 
+    /// <summary>Quantizes a GGUF file with llama.cpp's own quantizer (e.g. to Q4_K_M).</summary>
+    public static void Quantize(string source, string target, LLamaFtype ftype)
+    {
+        Initialise();
+        lock (Gate)
+        {
+            NativeApi.llama_max_devices(); // loads the native library through LLamaSharp's loader first
+            if (!LLamaQuantizer.Quantize(source, target, ftype, 2))
+                throw new InvalidOperationException($"llama.cpp could not quantize {source} to {ftype}\n{RecentLog()}");
+        }
+    }
+
     /// <summary>Recent llama.cpp log text (for assertion messages).</summary>
     public static string RecentLog()
     {

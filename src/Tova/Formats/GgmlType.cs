@@ -84,5 +84,6 @@ public static class GgmlTypeInfo
 
     /// <summary>Types whose rows the forward pass can multiply.</summary>
     public static bool IsSupportedWeight(GgmlType type) =>
-        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0;
+        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0
+            or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 }

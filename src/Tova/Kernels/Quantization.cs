@@ -126,6 +126,11 @@ public static class Quantization
                     }
                 }
                 break;
+            case Formats.GgmlType.Q4_K:
+            case Formats.GgmlType.Q5_K:
+            case Formats.GgmlType.Q6_K:
+                KQuants.Dequantize(type, src, dst);
+                break;
             default:
                 throw new NotSupportedException($"dequantization of {type} is not supported");
         }

@@ -79,7 +79,7 @@ public static unsafe class ModelLoader
             if (t.Shape.Length != 2 || t.Shape[0] != cols || t.Shape[1] != rows)
                 throw new InvalidDataException($"{g.Path}: tensor '{name}' has shape {t.ShapeText}, expected [{cols}, {rows}]");
             if (!GgmlTypeInfo.IsSupportedWeight(t.Type))
-                throw new NotSupportedException($"{g.Path}: tensor '{name}' has type {t.Type}, which Tova does not support (supported: F32, F16, BF16, Q8_0, Q4_0)");
+                throw new NotSupportedException($"{g.Path}: tensor '{name}' has type {t.Type}, which Tova does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
             return new WeightMatrix(name, t.Type, rows, cols, g.TensorData(t));
         }
         float[] Vector(string name, int n)
