@@ -33,26 +33,23 @@ public static unsafe class RowDot
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
     private static float DotF16(byte* row, float* x, int n)
     {
+        // Widen to float in chunks (TensorPrimitives converts f16 with SIMD), then a float dot product.
+        const int Chunk = 512;
+        float* buf = stackalloc float[Chunk];
         var h = (Half*)row;
-        Vector256<float> acc = Vector256<float>.Zero;
-        int i = 0;
-        for (; i + 8 <= n; i += 8)
+        float sum = 0;
+        for (int i = 0; i < n; i += Chunk)
         {
-            var w = Vector256.Create(
-                (float)h[i], (float)h[i + 1], (float)h[i + 2], (float)h[i + 3],
-                (float)h[i + 4], (float)h[i + 5], (float)h[i + 6], (float)h[i + 7]);
-            acc += w * Vector256.Load(x + i);
+            int m = Math.Min(Chunk, n - i);
+            TensorPrimitives.ConvertToSingle(new ReadOnlySpan<Half>(h + i, m), new Span<float>(buf, m));
+            sum += TensorPrimitives.Dot(new ReadOnlySpan<float>(buf, m), new ReadOnlySpan<float>(x + i, m));
         }
-        float s = Vector256.Sum(acc);
-        for (; i < n; i++) s += (float)h[i] * x[i];
-        return s;
+        return sum;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
     private static float DotBf16(byte* row, float* x, int n)
     {
         var h = (ushort*)row;
@@ -70,7 +67,6 @@ public static unsafe class RowDot
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
     private static float DotQ8_0(byte* row, float* x, int n)
     {
         int nb = n / Quantization.QK;
@@ -93,7 +89,6 @@ public static unsafe class RowDot
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
     private static float DotQ4_0(byte* row, float* x, int n)
     {
         int nb = n / Quantization.QK;
