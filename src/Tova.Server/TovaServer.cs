@@ -64,8 +64,6 @@ public static class TovaServer
                     throw new ApiException(401, "missing or wrong API key: send \"Authorization: Bearer KEY\"", code: "invalid_api_key");
                 }
                 await next(ctx);
-                if (ctx.Response.StatusCode == 405 && !ctx.Response.HasStarted)
-                    throw new ApiException(405, $"{ctx.Request.Method} is not allowed on {ctx.Request.Path}", code: "method_not_allowed");
             }
             catch (ApiException e)
             {
@@ -118,9 +116,23 @@ public static class TovaServer
         app.MapPost("/v1/completions", (HttpContext ctx) => state.Complete(ctx, chat: false));
         app.MapPost("/v1/chat/completions", (HttpContext ctx) => state.Complete(ctx, chat: true));
         app.MapFallback((HttpContext ctx) =>
-            throw new ApiException(404, $"unknown endpoint {ctx.Request.Method} {ctx.Request.Path}", code: "not_found"));
+        {
+            string path = ctx.Request.Path.Value?.TrimEnd('/') ?? "";
+            string? allowed = Routes.GetValueOrDefault(path) ?? (path.StartsWith("/v1/models/", StringComparison.Ordinal) ? "GET" : null);
+            if (allowed is not null)
+            {
+                ctx.Response.Headers.Allow = allowed;
+                throw new ApiException(405, $"{ctx.Request.Method} is not allowed on {path} (use {allowed})", code: "method_not_allowed");
+            }
+            throw new ApiException(404, $"unknown endpoint {ctx.Request.Method} {ctx.Request.Path}", code: "not_found");
+        });
         return app;
     }
+
+    private static readonly Dictionary<string, string> Routes = new(StringComparer.Ordinal)
+    {
+        ["/health"] = "GET", ["/metrics"] = "GET", ["/v1/models"] = "GET", ["/v1/completions"] = "POST", ["/v1/chat/completions"] = "POST",
+    };
 
     /// <summary>The address a started server listens on, e.g. "http://127.0.0.1:41234".</summary>
     public static string BaseAddress(WebApplication app)
@@ -174,7 +186,9 @@ public static class TovaServer
     private static async Task WriteError(HttpContext ctx, ApiException e)
     {
         if (ctx.Response.HasStarted) return; // a stream already under way reports its errors itself
+        string? allow = ctx.Response.Headers.Allow;
         ctx.Response.Clear();
+        if (e.Status == 405 && allow is not null) ctx.Response.Headers.Allow = allow;
         if (e.Status == 401) ctx.Response.Headers.WWWAuthenticate = "Bearer";
         if (e.Status == 429) ctx.Response.Headers.RetryAfter = "1";
         try
