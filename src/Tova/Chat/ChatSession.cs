@@ -121,6 +121,10 @@ public sealed class ChatSession
                 answer.Append(rest);
                 yield return rest;
             }
+            // An answer cut by the token limit ends with a token whose text is in the answer but not yet in the
+            // cache: feed it, so the cache holds exactly the conversation the next turn continues.
+            if (stream.Finish == FinishReason.Length && stream.LastToken >= 0 && (_cache.Bounded || _cache.Position < _cache.MaxStates))
+                _tf.Forward(stream.LastToken, _cache);
         }
         finally
         {

@@ -20,6 +20,9 @@ internal sealed class TokenStream
     public FinishReason Finish { get; private set; } = FinishReason.Length;
     public bool Ended { get; private set; }
 
+    /// <summary>The last token picked (−1 before the first).</summary>
+    public int LastToken { get; private set; } = -1;
+
     public TokenStream(ITokenizer tokenizer, int vocabSize, GenerationOptions options, Sampler? sampler = null)
     {
         _tokenizer = tokenizer;
@@ -48,6 +51,7 @@ internal sealed class TokenStream
     {
         feed = -1;
         int next = _sampler.Sample(logits);
+        LastToken = next;
         Generated++;
         if (!_options.IgnoreEos && TextGenerator.IsEndToken(next, _tokenizer, _options))
         {
