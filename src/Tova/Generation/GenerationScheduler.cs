@@ -96,6 +96,7 @@ public sealed class GenerationScheduler : IDisposable
     private long _submitted, _finished, _cancelled, _failed, _rejected, _promptTokens, _completionTokens, _steps, _stepSequences, _stepTokens;
     private int _lastBatch, _maxBatch, _running;
     private long _statesInUse, _statesBytes;
+    private long _stepAllocatedBytes;                        // managed bytes the loop thread allocated inside steps
 
     public GenerationScheduler(Transformer transformer, ITokenizer tokenizer, SchedulerOptions? options = null)
     {
@@ -178,6 +179,9 @@ public sealed class GenerationScheduler : IDisposable
             Interlocked.Read(ref _statesInUse), Interlocked.Read(ref _statesBytes));
     }
 
+    /// <summary>Managed bytes the decoding thread allocated inside steps so far (the text pieces it hands out, and nothing per token besides).</summary>
+    public long StepAllocatedBytes => Interlocked.Read(ref _stepAllocatedBytes);
+
     private sealed class Sequence(int[] prompt, GenerationOptions options, CancellationToken token)
     {
         public readonly int[] Prompt = prompt;
@@ -211,7 +215,9 @@ public sealed class GenerationScheduler : IDisposable
                     _wake.Reset();
                     continue;
                 }
+                long before = GC.GetAllocatedBytesForCurrentThread();
                 RunStep();
+                Interlocked.Add(ref _stepAllocatedBytes, GC.GetAllocatedBytesForCurrentThread() - before);
                 PublishGauges();
             }
             catch (Exception e)

@@ -282,13 +282,14 @@ public sealed class SentencePieceTokenizer : ITokenizer
         private int _count;
         private bool _atStart = true;
         private static readonly UTF8Encoding Lenient = new(false, false);
+        private readonly StringBuilder _sb = new(); // reused: a token allocates only the string it returns
 
         public override string Append(int id)
         {
             if (id == tok.BosId) { _atStart = true; return ""; }
             var bytes = tok.PieceBytes(id);
             if (bytes.Length == 0) return "";
-            var sb = new StringBuilder();
+            var sb = _sb.Clear();
             int startIndex = 0;
             if (_atStart)
             {
@@ -296,7 +297,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
                 if (tok.AddSpacePrefix && _count == 0 && bytes[0] == (byte)' ' && tok.TokenTypes[id] != GgufTokenType.Byte) startIndex = 1;
             }
             for (int i = startIndex; i < bytes.Length; i++) Push(bytes[i], sb);
-            return sb.ToString();
+            return sb.Length == 0 ? "" : sb.ToString();
         }
 
         private void Push(byte b, StringBuilder sb)
@@ -347,9 +348,9 @@ public sealed class SentencePieceTokenizer : ITokenizer
 
         public override string Flush()
         {
-            var sb = new StringBuilder();
+            var sb = _sb.Clear();
             FlushInvalid(sb);
-            return sb.ToString();
+            return sb.Length == 0 ? "" : sb.ToString();
         }
     }
 }
