@@ -52,7 +52,7 @@ public static class TovaServer
             else throw new ArgumentException($"--host must be an IP address or localhost, got '{options.Host}'");
         });
         var app = builder.Build();
-        var state = new ServerState(options, engine);
+        var state = new ServerState(options, engine, app.Lifetime.ApplicationStopping);
 
         app.Use(async (ctx, next) =>
         {
@@ -200,8 +200,10 @@ public static class TovaServer
 }
 
 /// <summary>What the endpoints share: options, the engine, response counters, the API key's hash.</summary>
-internal sealed class ServerState(TovaServerOptions options, TovaEngine engine)
+internal sealed class ServerState(TovaServerOptions options, TovaEngine engine, CancellationToken stopping)
 {
+    private static ApiException ShuttingDown() => new(503, "the server is shutting down", "server_error", code: "unavailable");
+
     private readonly byte[]? _keyHash = options.ApiKey is null ? null : SHA256.HashData(Encoding.UTF8.GetBytes(options.ApiKey));
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, long> _responses = new();
     private long _generatedPieces;
@@ -251,10 +253,13 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine)
             throw ApiException.Invalid(e.Message, chat ? "messages" : "prompt");
         }
 
+        // The request ends when its client goes away or the server stops (then generations end at once, not after their last token).
+        if (stopping.IsCancellationRequested) throw ShuttingDown();
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping);
         GenerationStream stream;
         try
         {
-            stream = engine.Scheduler.Submit(ids, generation, ctx.RequestAborted);
+            stream = engine.Scheduler.Submit(ids, generation, linked.Token);
         }
         catch (QueueFullException e)
         {
@@ -262,7 +267,7 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine)
         }
         catch (ObjectDisposedException)
         {
-            throw new ApiException(503, "the server is shutting down", "server_error", code: "unavailable");
+            throw ShuttingDown();
         }
         catch (ArgumentException e)
         {
@@ -278,8 +283,16 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine)
     private async Task WholeResponse(HttpContext ctx, bool chat, GenerationStream stream, string id, long created)
     {
         var text = new StringBuilder();
-        await foreach (var piece in stream.ReadAllAsync(ctx.RequestAborted)) text.Append(piece);
-        var result = await stream.Completion;
+        GenerationResult result;
+        try
+        {
+            await foreach (var piece in stream.ReadAllAsync(ctx.RequestAborted)) text.Append(piece);
+            result = await stream.Completion;
+        }
+        catch (OperationCanceledException) when (!ctx.RequestAborted.IsCancellationRequested && stopping.IsCancellationRequested)
+        {
+            throw ShuttingDown();
+        }
         await TovaServer.WriteJson(ctx, 200, w =>
         {
             w.WriteString("id", id);
@@ -376,7 +389,8 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine)
         }
         catch (Exception e)
         {
-            var error = e as ApiException ?? new ApiException(500, $"generation failed: {e.Message}", "server_error");
+            var error = e is OperationCanceledException && stopping.IsCancellationRequested ? ShuttingDown()
+                : e as ApiException ?? new ApiException(500, $"generation failed: {e.Message}", "server_error");
             await Send(w => TovaServer.WriteErrorBody(w, error));
             return;
         }

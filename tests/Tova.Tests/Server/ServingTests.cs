@@ -116,4 +116,32 @@ public class ServingTests
         Assert.Equal(200, status);
         Assert.Equal(5, json.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
     }
+
+    [Fact]
+    public async Task StoppingTheServerEndsRunningStreamsAtOnce()
+    {
+        var server = await TestServer.StartAsync(new TovaServerOptions { MaxTokens = 1_000_000 });
+        try
+        {
+            using var cts = new CancellationTokenSource(TestServer.Timeout);
+            string body = """{"prompt":"Once","max_tokens":1000000,"ignore_eos":true,"stream":true,"kv_cache":{"policy":"window","budget":16}}""";
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(body, Encoding.UTF8, "application/json") };
+            using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+            var reading = Sse.ReadAll(await response.Content.ReadAsStreamAsync(cts.Token), cts.Token);
+            await server.WaitForMetrics(m => m["tova_running_sequences"] == 1, "the stream running");
+            var sw = System.Diagnostics.Stopwatch.StartNew();
+            await server.App.StopAsync(cts.Token);
+            Assert.True(sw.Elapsed < TimeSpan.FromSeconds(5), $"stopping took {sw.Elapsed}");
+            var (events, done) = await reading;
+            Assert.False(done);
+            Assert.Equal("unavailable", events[^1].GetProperty("error").GetProperty("code").GetString());
+            Assert.Equal(1, server.Engine.Scheduler.GetMetrics().RequestsCancelled);
+        }
+        finally
+        {
+            server.Http.Dispose();
+            await server.App.DisposeAsync();
+            server.Engine.Dispose();
+        }
+    }
 }
