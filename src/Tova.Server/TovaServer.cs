@@ -286,8 +286,9 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine, 
         GenerationResult result;
         try
         {
-            await foreach (var piece in stream.ReadAllAsync(ctx.RequestAborted)) text.Append(piece);
-            result = await stream.Completion;
+            // Wait for the end, then take the text: no wake-up per token (every piece is in the channel by then).
+            result = await stream.Completion.WaitAsync(ctx.RequestAborted);
+            while (stream.Text.TryRead(out var piece)) text.Append(piece);
         }
         catch (OperationCanceledException) when (!ctx.RequestAborted.IsCancellationRequested && stopping.IsCancellationRequested)
         {

@@ -35,9 +35,9 @@ public sealed class TovaChatClient : IChatClient
     {
         var (ids, generation) = Prepare(messages, options);
         var stream = _engine.Scheduler.Submit(ids, generation, cancellationToken);
+        var result = await stream.Completion.WaitAsync(cancellationToken).ConfigureAwait(false);
         var text = new System.Text.StringBuilder();
-        await foreach (var piece in stream.ReadAllAsync(cancellationToken).ConfigureAwait(false)) text.Append(piece);
-        var result = await stream.Completion.ConfigureAwait(false);
+        while (stream.Text.TryRead(out var piece)) text.Append(piece); // all there once the request has ended
         return new ChatResponse(new ChatMessage(ChatRole.Assistant, text.ToString()))
         {
             ResponseId = NewId(),

@@ -45,7 +45,8 @@ public sealed class GenerationStream
     /// <summary>The text pieces; completes when the request ends (however it ends — see <see cref="Completion"/>).</summary>
     public ChannelReader<string> Text { get; }
 
-    /// <summary>The result; faults with the error or is cancelled when the request was.</summary>
+    /// <summary>The result; faults with the error or is cancelled when the request was. Every text piece is in
+    /// <see cref="Text"/> by the time it completes, so a caller that wants the whole text can wait for this alone.</summary>
     public Task<GenerationResult> Completion { get; }
 
     public int PromptTokens { get; }
