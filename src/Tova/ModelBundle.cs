@@ -11,12 +11,19 @@ public sealed class ModelBundle : IDisposable
     public ITokenizer Tokenizer { get; }
     public string? TokenizerPath { get; }
 
-    private ModelBundle(LlamaModel model, ITokenizer tokenizer, string? tokenizerPath)
+    /// <summary>The Jinja chat template from GGUF <c>tokenizer.chat_template</c> (the model's, else a GGUF tokenizer file's), if any.</summary>
+    public string? ChatTemplateSource { get; }
+
+    private ModelBundle(LlamaModel model, ITokenizer tokenizer, string? tokenizerPath, string? chatTemplate)
     {
         Model = model;
         Tokenizer = tokenizer;
         TokenizerPath = tokenizerPath;
+        ChatTemplateSource = chatTemplate;
     }
+
+    /// <summary>GGUF metadata key of the Jinja chat template.</summary>
+    public const string ChatTemplateKey = "tokenizer.chat_template";
 
     /// <summary>
     /// Opens <paramref name="modelPath"/> and its tokenizer: <paramref name="tokenizerPath"/> if given, else the GGUF
@@ -32,7 +39,13 @@ public sealed class ModelBundle : IDisposable
             if (tokenizer.VocabSize != model.Config.VocabSize)
                 throw new InvalidDataException(
                     $"the tokenizer{(tokPath is null ? "" : $" {tokPath}")} has {tokenizer.VocabSize} tokens but the model {modelPath} has a vocabulary of {model.Config.VocabSize}: they do not belong together");
-            return new ModelBundle(model, tokenizer, tokPath);
+            string? template = model.Gguf?.GetString(ChatTemplateKey);
+            if (template is null && tokPath is not null && ModelLoader.IsGguf(tokPath))
+            {
+                using var g = GgufFile.Open(tokPath);
+                template = g.GetString(ChatTemplateKey);
+            }
+            return new ModelBundle(model, tokenizer, tokPath, template);
         }
         catch
         {

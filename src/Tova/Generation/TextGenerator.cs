@@ -23,6 +23,12 @@ public sealed record GenerationOptions
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     public bool AddBos { get; init; } = true;
 
+    /// <summary>Tokens that end the text like EOS (e.g. a chat template's end-of-turn token); never part of the output.</summary>
+    public IReadOnlyList<int> StopTokenIds { get; init; } = [];
+
+    /// <summary>Keep going through EOS (and <see cref="StopTokenIds"/>): only the token limit or a stop string ends the text.</summary>
+    public bool IgnoreEos { get; init; }
+
     /// <summary>The multi-state the sequence runs with.</summary>
     public CacheOptions Cache { get; init; } = CacheOptions.Full;
 
@@ -88,7 +94,7 @@ public sealed class TextGenerator(Transformer transformer, ITokenizer tokenizer)
             cancellationToken.ThrowIfCancellationRequested();
             int next = sampler.Sample(logits);
             generated++;
-            if (next == tokenizer.EosId || next == tokenizer.BosId)
+            if (!options.IgnoreEos && IsEndToken(next, tokenizer, options))
             {
                 finish = FinishReason.EndOfText;
                 break;
@@ -112,6 +118,16 @@ public sealed class TextGenerator(Transformer transformer, ITokenizer tokenizer)
             if (rest.Length > 0) yield return rest;
         }
         LastStats = new GenerationStats(promptIds.Length, generated, promptSeconds, sw.Elapsed.TotalSeconds, finish, cache.KvBytes);
+    }
+
+    /// <summary>EOS, BOS (llama2.c models end a story with it) or one of the options' stop tokens.</summary>
+    internal static bool IsEndToken(int token, ITokenizer tokenizer, GenerationOptions options)
+    {
+        if (token == tokenizer.EosId || token == tokenizer.BosId) return true;
+        var stops = options.StopTokenIds;
+        for (int i = 0; i < stops.Count; i++)
+            if (stops[i] == token) return true;
+        return false;
     }
 }
 

@@ -93,10 +93,18 @@ public sealed unsafe class Transformer : IDisposable
     /// may appear several times: its tokens are consecutive positions, in batch order). Logits of token b are
     /// <see cref="Logits"/>(b) afterwards — for every token if <paramref name="allLogits"/>, else only the last.
     /// </summary>
-    public void Step(ReadOnlySpan<int> tokens, ReadOnlySpan<MultiStateCache> caches, bool allLogits = true)
+    public void Step(ReadOnlySpan<int> tokens, ReadOnlySpan<MultiStateCache> caches, bool allLogits = true) =>
+        Step(tokens, caches, allLogits ? 0 : tokens.Length - 1);
+
+    /// <summary>
+    /// One step for a batch, computing logits only for tokens <paramref name="logitsFrom"/> … n − 1 (a batch that
+    /// starts with a prompt slice and ends with the decoding sequences' tokens needs the slice's last token onwards).
+    /// </summary>
+    public void Step(ReadOnlySpan<int> tokens, ReadOnlySpan<MultiStateCache> caches, int logitsFrom)
     {
         int n = tokens.Length;
         if (n == 0) return;
+        if ((uint)logitsFrom >= (uint)n) throw new ArgumentOutOfRangeException(nameof(logitsFrom), $"logitsFrom must be in 0..{n - 1}, got {logitsFrom}");
         if (caches.Length != n) throw new ArgumentException("one cache per token");
         if (n > MaxBatch) throw new ArgumentException($"a step takes at most {MaxBatch} tokens");
         EnsureBatch(n);
@@ -153,7 +161,7 @@ public sealed unsafe class Transformer : IDisposable
                 w.WDown.MatMul(_pool, hb, xb2, n, _xq);
                 TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
             }
-            int first = allLogits ? 0 : n - 1;
+            int first = logitsFrom;
             for (int b = first; b < n; b++) RmsNorm(_x.AsSpan(b * dim, dim), _x.AsSpan(b * dim, dim), _model.OutputNorm, _c.RmsEps);
             fixed (float* logits = _logits)
                 _model.Output.MatMul(_pool, x + first * dim, logits + first * _c.VocabSize, n - first, _xq);

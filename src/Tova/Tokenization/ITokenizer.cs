@@ -10,6 +10,13 @@ public interface ITokenizer
     /// <summary>Encodes text; <paramref name="addBos"/> prepends BOS.</summary>
     int[] Encode(string text, bool addBos);
 
+    /// <summary>
+    /// Encodes text. <paramref name="parseSpecial"/>: special tokens spelled out in the text (chat-template output
+    /// such as "&lt;s&gt;[INST] …") become those tokens. <paramref name="atStart"/>: false for text that continues
+    /// earlier text (no dummy-prefix space before it). The default ignores both.
+    /// </summary>
+    int[] Encode(string text, bool addBos, bool parseSpecial, bool atStart) => Encode(text, addBos);
+
     /// <summary>Decodes a whole sequence to text (control tokens such as BOS/EOS give no text).</summary>
     string Decode(ReadOnlySpan<int> ids);
 

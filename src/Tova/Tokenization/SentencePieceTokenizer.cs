@@ -21,6 +21,8 @@ public sealed class SentencePieceTokenizer : ITokenizer
     private readonly int[] _byteTokens = new int[256];          // byte → token id, −1 if absent
     private readonly byte[][] _pieceBytes;                      // token → UTF-8 bytes it decodes to
     private readonly string[] _userDefined;                     // user-defined pieces, longest first
+    private readonly string[] _special;                         // control and user-defined pieces, longest first
+    private readonly HashSet<char> _specialFirst;               // first characters of _special
 
     public string[] Tokens { get; }
     public float[] Scores { get; }
@@ -68,6 +70,11 @@ public sealed class SentencePieceTokenizer : ITokenizer
             }
         }
         _userDefined = [.. user.OrderByDescending(u => u.Length).ThenBy(u => u, StringComparer.Ordinal)];
+        var special = new List<string>(user);
+        for (int i = 0; i < Tokens.Length; i++)
+            if (TokenTypes[i] == GgufTokenType.Control && Tokens[i].Length > 0) special.Add(Tokens[i]);
+        _special = [.. special.Distinct(StringComparer.Ordinal).OrderByDescending(u => u.Length).ThenBy(u => u, StringComparer.Ordinal)];
+        _specialFirst = [.. _special.Select(t => t[0])];
     }
 
     /// <summary>The vocabulary as GGUF stores it (for writing a GGUF file).</summary>
@@ -107,11 +114,20 @@ public sealed class SentencePieceTokenizer : ITokenizer
 
     public string TokenText(int id) => (uint)id < (uint)Tokens.Length ? Tokens[id] : throw new ArgumentOutOfRangeException(nameof(id));
 
-    public int[] Encode(string text, bool addBos)
+    public int[] Encode(string text, bool addBos) => Encode(text, addBos, parseSpecial: false, atStart: true);
+
+    /// <summary>
+    /// Encodes text. <paramref name="parseSpecial"/>: control tokens ("&lt;s&gt;", "&lt;|im_start|&gt;") and user-defined
+    /// tokens spelled out become those tokens, as llama.cpp does with parse_special for chat prompts, and the
+    /// dummy-prefix space goes before every run of plain text that follows one. <paramref name="atStart"/>: the text
+    /// starts a sequence (dummy prefix before its first run); false for text that continues earlier text.
+    /// </summary>
+    public int[] Encode(string text, bool addBos, bool parseSpecial, bool atStart)
     {
+        if (parseSpecial) return EncodeSpecial(text, addBos, atStart);
         var output = new List<int>(text.Length / 3 + 2);
         if (addBos) output.Add(BosId);
-        bool first = true;
+        bool first = atStart;
         // Split around user-defined tokens (matched whole, as llama.cpp does), encode the plain runs.
         int start = 0;
         while (start <= text.Length)
@@ -134,6 +150,36 @@ public sealed class SentencePieceTokenizer : ITokenizer
             output.Add(_ids[piece!]);
             first = false;
             start = hit + hitLen;
+        }
+        return [.. output];
+    }
+
+    private int[] EncodeSpecial(string text, bool addBos, bool atStart)
+    {
+        var output = new List<int>(text.Length / 3 + 2);
+        if (addBos) output.Add(BosId);
+        bool prefix = atStart;
+        int start = 0;
+        while (start < text.Length)
+        {
+            int hit = -1;
+            string? piece = null;
+            for (int i = start; i < text.Length && hit < 0; i++)
+            {
+                if (!_specialFirst.Contains(text[i])) continue;
+                foreach (var u in _special)
+                    if (string.CompareOrdinal(text, i, u, 0, u.Length) == 0) { hit = i; piece = u; break; }
+            }
+            int end = hit < 0 ? text.Length : hit;
+            if (end > start)
+            {
+                EncodeRun(text.AsSpan(start, end - start), prefix, output);
+                prefix = false;
+            }
+            if (hit < 0) break;
+            output.Add(_ids[piece!]);
+            prefix = true;
+            start = hit + piece!.Length;
         }
         return [.. output];
     }
@@ -236,13 +282,14 @@ public sealed class SentencePieceTokenizer : ITokenizer
         private int _count;
         private bool _atStart = true;
         private static readonly UTF8Encoding Lenient = new(false, false);
+        private readonly StringBuilder _sb = new(); // reused: a token allocates only the string it returns
 
         public override string Append(int id)
         {
             if (id == tok.BosId) { _atStart = true; return ""; }
             var bytes = tok.PieceBytes(id);
             if (bytes.Length == 0) return "";
-            var sb = new StringBuilder();
+            var sb = _sb.Clear();
             int startIndex = 0;
             if (_atStart)
             {
@@ -250,7 +297,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
                 if (tok.AddSpacePrefix && _count == 0 && bytes[0] == (byte)' ' && tok.TokenTypes[id] != GgufTokenType.Byte) startIndex = 1;
             }
             for (int i = startIndex; i < bytes.Length; i++) Push(bytes[i], sb);
-            return sb.ToString();
+            return sb.Length == 0 ? "" : sb.ToString();
         }
 
         private void Push(byte b, StringBuilder sb)
@@ -301,9 +348,9 @@ public sealed class SentencePieceTokenizer : ITokenizer
 
         public override string Flush()
         {
-            var sb = new StringBuilder();
+            var sb = _sb.Clear();
             FlushInvalid(sb);
-            return sb.ToString();
+            return sb.Length == 0 ? "" : sb.ToString();
         }
     }
 }

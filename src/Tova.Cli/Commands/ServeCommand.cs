@@ -1,0 +1,92 @@
+using System.CommandLine;
+using Tova.Chat;
+using Tova.Generation;
+using Tova.Server;
+
+namespace Tova.Cli.Commands;
+
+public static class ServeCommand
+{
+    public static Command Create()
+    {
+        var model = CommonOptions.Model();
+        var tokenizer = CommonOptions.Tokenizer();
+        var threads = CommonOptions.Threads();
+        var host = new Option<string>("--host") { Description = "Address to bind (loopback by default; 0.0.0.0 for every interface)", DefaultValueFactory = _ => "127.0.0.1" };
+        var port = new Option<int>("--port") { Description = "TCP port (0: any free port)", DefaultValueFactory = _ => 8080 };
+        var apiKey = new Option<string?>("--api-key")
+        {
+            Description = "Require \"Authorization: Bearer KEY\" on /v1/* (default: $TOVA_API_KEY if set, else no key)",
+        };
+        var maxBatch = new Option<int>("--max-batch") { Description = $"Requests decoded together (1..{Model.Transformer.MaxBatch})", DefaultValueFactory = _ => 16 };
+        var maxQueue = new Option<int>("--max-queue") { Description = "Requests that may wait for a place in the batch (more get 429)", DefaultValueFactory = _ => 64 };
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens a request may ask for (and the default)", DefaultValueFactory = _ => 1024 };
+        var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes (413 beyond)", DefaultValueFactory = _ => 1 << 20 };
+        var prefillPerStep = new Option<int>("--prefill-per-step") { Description = "Prompt tokens one batched step takes beside the running requests", DefaultValueFactory = _ => 32 };
+        var template = new Option<string>("--chat-template")
+        {
+            Description = $"Chat template: auto (from the GGUF tokenizer.chat_template) or {string.Join(", ", ChatTemplate.FamilyNames)}",
+            DefaultValueFactory = _ => "auto",
+        };
+        var modelId = new Option<string?>("--model-id") { Description = "The model's name in the API (default: the file name without extension)" };
+        var log = new Option<bool>("--log") { Description = "Log ASP.NET Core warnings and errors to the console" };
+        var cacheOptions = new CacheCliOptions();
+
+        var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
+        {
+            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, prefillPerStep, template, modelId, threads, log,
+        };
+        cacheOptions.AddTo(cmd);
+        cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
+        {
+            var cache = cacheOptions.Read(parse);
+            var serverOptions = new TovaServerOptions
+            {
+                Host = parse.GetValue(host)!,
+                Port = parse.GetValue(port),
+                ApiKey = parse.GetValue(apiKey) ?? NonEmpty(Environment.GetEnvironmentVariable("TOVA_API_KEY")),
+                MaxTokens = parse.GetValue(maxTokens),
+                MaxBodyBytes = parse.GetValue(maxBody),
+                Cache = cache,
+                Log = parse.GetValue(log),
+            };
+            serverOptions.Validate();
+            var engineOptions = new EngineOptions
+            {
+                ModelPath = CommonOptions.ResolveModel(parse.GetValue(model)),
+                TokenizerPath = parse.GetValue(tokenizer),
+                Threads = parse.GetValue(threads),
+                ChatTemplate = parse.GetValue(template)!,
+                ModelId = parse.GetValue(modelId),
+                Scheduler = new SchedulerOptions
+                {
+                    MaxBatch = parse.GetValue(maxBatch),
+                    MaxQueue = parse.GetValue(maxQueue),
+                    PrefillTokensPerStep = parse.GetValue(prefillPerStep),
+                },
+            };
+            using var engine = TovaEngine.Open(engineOptions);
+            cache.Validate(engine.Config.ContextLength);
+            var app = TovaServer.Build(serverOptions, engine);
+            await using (app)
+            {
+                await app.StartAsync(ct);
+                string template = engine.ChatTemplate.Unrecognised ? "plain (template not recognised)" : engine.ChatTemplate.Name;
+                await output.WriteLineAsync(
+                    $"tova serve: {engine.ModelId} on {TovaServer.BaseAddress(app)} (cache {cache.Describe(engine.Config.ContextLength)}, " +
+                    $"chat template {template}, max batch {engineOptions.Scheduler.MaxBatch}{(serverOptions.ApiKey is null ? "" : ", API key required")}); Ctrl+C stops");
+                await output.FlushAsync(CancellationToken.None);
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, ct);
+                }
+                catch (OperationCanceledException) { }
+                await app.StopAsync(CancellationToken.None);
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static string? NonEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+}
