@@ -56,6 +56,8 @@ public sealed class BpeTokenizer : ITokenizer
     private readonly byte[][] _pieceBytes;                         // token → bytes it decodes to
     private readonly Func<string, string>? _normalizer;
     private readonly IReadOnlySet<int> _lstrip, _rstrip;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, int[]> _wordCache = new(StringComparer.Ordinal);
+    private const int WordCacheLimit = 1 << 16;
 
     public string[] Tokens { get; }
     public int[] TokenTypes { get; }
@@ -301,10 +303,24 @@ public sealed class BpeTokenizer : ITokenizer
         public int Start, Length, Prev, Next;
     }
 
-    /// <summary>Merges one byte-level word and appends its token ids.</summary>
+    /// <summary>Appends the token ids of one byte-level word (merged once, then remembered: words repeat).</summary>
     private void EncodeWord(string word, List<int> output)
     {
         if (word.Length == 0) return;
+        if (_wordCache.TryGetValue(word, out var cached))
+        {
+            output.AddRange(cached);
+            return;
+        }
+        int before = output.Count;
+        MergeWord(word, output);
+        if (_wordCache.Count >= WordCacheLimit) _wordCache.Clear();
+        _wordCache.TryAdd(word, output.GetRange(before, output.Count - before).ToArray());
+    }
+
+    /// <summary>Merges one byte-level word and appends its token ids.</summary>
+    private void MergeWord(string word, List<int> output)
+    {
         if (IgnoreMerges && _idLookup.TryGetValue(word, out int whole))
         {
             output.Add(whole);
