@@ -71,8 +71,11 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             var meta = new Dictionary<string, string>(StringComparer.Ordinal);
             Metadata = meta;
 
+            var headerBytes = _file.Span(8, (long)n);
+            if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+                throw new InvalidDataException($"{path}: the header is not valid UTF-8 text");
             JsonDocument doc;
-            try { doc = JsonDocument.Parse(_file.Span(8, (long)n).ToArray(), new JsonDocumentOptions { MaxDepth = 16 }); }
+            try { doc = JsonDocument.Parse(headerBytes.ToArray(), new JsonDocumentOptions { MaxDepth = 16 }); }
             catch (JsonException e) { throw new InvalidDataException($"{path}: the header is not valid JSON: {e.Message}", e); }
             using (doc)
             {
@@ -132,8 +135,10 @@ public sealed unsafe class SafeTensorsFile : IDisposable
             shape[d++] = dim;
             elements *= dim;
         }
+        long begin = 0, end = 0;
         if (!v.TryGetProperty("data_offsets", out var off) || off.ValueKind != JsonValueKind.Array || off.GetArrayLength() != 2
-            || !off[0].TryGetInt64(out long begin) || !off[1].TryGetInt64(out long end))
+            || off[0].ValueKind != JsonValueKind.Number || off[1].ValueKind != JsonValueKind.Number
+            || !off[0].TryGetInt64(out begin) || !off[1].TryGetInt64(out end))
             throw new InvalidDataException($"{where} has no valid data_offsets [begin, end]");
         if (begin < 0 || end < begin)
             throw new InvalidDataException($"{where} has data_offsets [{begin}, {end}]: not a valid range");

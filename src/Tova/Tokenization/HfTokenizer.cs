@@ -38,8 +38,10 @@ public static class HfTokenizer
     /// <summary>Parses tokenizer.json bytes; <paramref name="source"/> names the file in error messages.</summary>
     public static BpeTokenizer Parse(byte[] json, HfSpecialTokens? extras, int? vocabSize, string source)
     {
+        var text = HfJson.SkipBom(json);
+        if (!System.Text.Unicode.Utf8.IsValid(text.Span)) throw new InvalidDataException($"{source}: not valid UTF-8 text");
         JsonDocument doc;
-        try { doc = JsonDocument.Parse(HfJson.SkipBom(json), new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 }); }
+        try { doc = JsonDocument.Parse(text, new JsonDocumentOptions { AllowTrailingCommas = true, MaxDepth = 256 }); }
         catch (JsonException e) { throw new InvalidDataException($"{source}: not valid JSON: {e.Message}", e); }
         using (doc)
         {
@@ -92,6 +94,9 @@ public static class HfTokenizer
         }
         if (texts.Count == 0) throw new InvalidDataException($"{source}: the vocabulary is empty");
         int n = texts.Keys.Max() + 1;
+        // Ids are dense in practice; a far-off id is damage, and would allocate a vocabulary of mostly padding.
+        if (n > 2 * texts.Count + 1024)
+            throw new InvalidDataException($"{source}: token ids go up to {n - 1} but only {texts.Count} tokens are named");
         if (vocabSize is int vs)
         {
             if (vs < n) throw new InvalidDataException($"{source}: the tokenizer uses ids up to {n - 1}, beyond the model's vocabulary of {vs}");
@@ -433,7 +438,9 @@ internal static class HfJson
         if (!File.Exists(path)) return null;
         try
         {
-            using var doc = JsonDocument.Parse(SkipBom(File.ReadAllBytes(path)), new JsonDocumentOptions { AllowTrailingCommas = true });
+            var text = SkipBom(File.ReadAllBytes(path));
+            if (!System.Text.Unicode.Utf8.IsValid(text.Span)) throw new InvalidDataException($"{path}: not valid UTF-8 text");
+            using var doc = JsonDocument.Parse(text, new JsonDocumentOptions { AllowTrailingCommas = true });
             return doc.RootElement.Clone();
         }
         catch (JsonException e) { throw new InvalidDataException($"{path}: not valid JSON: {e.Message}", e); }

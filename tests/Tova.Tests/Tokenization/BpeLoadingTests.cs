@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json.Nodes;
+using CsCheck;
 using Tova.Formats;
 using Tova.Tokenization;
 
@@ -216,6 +217,8 @@ public sealed class BpeLoadingTests : IDisposable
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"zero\"}}}", "unexpected content")]
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 2000000000}}}", "outside 0..")]
     [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}}}", "token id 0 is given to both")]
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 3000000}}}", "only 2 tokens are named")]
+    [InlineData("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}}, \"added_tokens\": [{\"id\": 1, \"content\": \"\\ud800\"}]}", "unexpected content")]
     public void MalformedTokenizerJsonIsAClearError(string json, string message)
     {
         string dir = Path.Combine(_dir, Guid.NewGuid().ToString("N"));
@@ -223,6 +226,32 @@ public sealed class BpeLoadingTests : IDisposable
         File.WriteAllText(Path.Combine(dir, "tokenizer.json"), json);
         var e = Assert.Throws<InvalidDataException>(() => HfTokenizer.Load(dir));
         Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void AnyDamageToTokenizerJsonLoadsOrFailsCleanly()
+    {
+        var (tokens, types, merges) = HfModels.ByteLevelVocabulary();
+        var pre = TokenizerJsonWriter.PreTokenizerFor("qwen2");
+        var bytes = Encoding.UTF8.GetBytes(TokenizerJsonWriter.Build(tokens, types, merges, pre, new JsonObject { ["type"] = "NFC" }));
+        string dir = WriteJson(Tiny());
+        string path = Path.Combine(dir, "tokenizer.json");
+        var gen = Gen.Select(Gen.Int[0, bytes.Length - 1],
+            Gen.Frequency((3, Gen.OneOfConst((byte)'9', (byte)'"', (byte)'}', (byte)']', (byte)'\\', (byte)0xC3)), (1, Gen.Byte))).Array[1, 4];
+        gen.Sample(m =>
+        {
+            var b = (byte[])bytes.Clone();
+            foreach (var (pos, value) in m) b[pos] = value;
+            try
+            {
+                var tok = HfTokenizer.Parse(b, null, null, path);
+                tok.Decode(tok.Encode("Hello, world! 123 <|im_start|>", addBos: true));
+            }
+            catch (Exception e) when (e is InvalidDataException or NotSupportedException)
+            {
+                Assert.False(string.IsNullOrWhiteSpace(e.Message));
+            }
+        }, iter: 300, threads: 1, print: m => string.Join(", ", m.Select(x => $"[{x.Item1}] = 0x{x.Item2:X2}")));
     }
 
     [Fact]
