@@ -40,18 +40,17 @@ public sealed record BpeVocabulary
 /// always the adjacent pair of lowest merge rank, leftmost on ties — until no ranked pair is left.
 /// </summary>
 /// <remarks>
-/// Microsoft.ML.Tokenizers' BpeTokenizer was not used: it brings its own pre-tokenizer and special-token model, while
-/// reproducing llama.cpp needs its sequence of patterns with the text between matches kept as words, the
-/// llama.cpp-specific special-token partition (user-defined tokens only unless special tokens are parsed, longest
-/// first), ignore_merges, and llama.cpp's fallback for merged symbols that are not tokens. The merge loop itself is a
-/// few dozen lines; owning it keeps every step comparable with llama.cpp, which the test vectors check.
+/// The merge step is Microsoft.ML.Tokenizers' BpeTokenizer, handed one pre-split, byte-level-spelled word at a time:
+/// it merges exactly as llama.cpp does (every test vector agrees). Everything around it is Tova's, because
+/// reproducing llama.cpp needs what that library's pre-tokenizers and special-token handling do not model: llama.cpp's
+/// sequence of patterns per family with the text between matches kept as words, its special-token partition
+/// (user-defined tokens only unless special tokens are parsed, longest first), and ignore_merges.
 /// </remarks>
 public sealed class BpeTokenizer : ITokenizer
 {
     private readonly Dictionary<string, int> _ids;                 // normal tokens by spelling
     private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _idLookup;
-    private readonly Dictionary<string, int> _ranks;               // "left right" → rank
-    private readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _rankLookup;
+    private readonly Microsoft.ML.Tokenizers.BpeTokenizer _merger;  // the merge step, on one pre-split word
     private readonly (int Id, string Text)[] _special;             // control / user-defined / unknown, longest first
     private readonly byte[][] _pieceBytes;                         // token → bytes it decodes to
     private readonly Func<string, string>? _normalizer;
@@ -121,15 +120,32 @@ public sealed class BpeTokenizer : ITokenizer
         _special = [.. special];
         _idLookup = _ids.GetAlternateLookup<ReadOnlySpan<char>>();
 
-        _ranks = new Dictionary<string, int>(Merges.Length, StringComparer.Ordinal);
-        for (int r = 0; r < Merges.Length; r++)
+        foreach (var m in Merges)
+            if (m is null) throw new InvalidDataException("invalid tokenizer merges: a merge is null");
+        var vocabulary = new List<KeyValuePair<string, int>>(n);
+        for (int i = 0; i < n; i++) vocabulary.Add(new(Tokens[i], i));
+        // llama.cpp splits a merge at the first space after its first character; one without such a space never applies.
+        var merges = new List<string>(Merges.Length);
+        foreach (var m in Merges)
+            if (m.Length >= 3 && m.IndexOf(' ', 1) > 0) merges.Add(m);
+        _merger = Microsoft.ML.Tokenizers.BpeTokenizer.Create(new Microsoft.ML.Tokenizers.BpeOptions(vocabulary)
         {
-            string m = Merges[r] ?? throw new InvalidDataException($"invalid tokenizer merges: merge {r} is null");
-            // llama.cpp splits at the first space after the first character; a merge without one never applies.
-            if (m.Length < 3 || m.IndexOf(' ', 1) < 0) continue;
-            _ranks.TryAdd(m, r);
-        }
-        _rankLookup = _ranks.GetAlternateLookup<ReadOnlySpan<char>>();
+            Merges = merges,
+            PreTokenizer = WholeWord.Instance,
+            ByteLevel = false, // the words come spelled in the byte-level alphabet already
+        });
+    }
+
+    /// <summary>Hands Microsoft.ML.Tokenizers each word whole: Tova's <see cref="PreTokenizer"/> has split the text.</summary>
+    private sealed class WholeWord : Microsoft.ML.Tokenizers.PreTokenizer
+    {
+        public static readonly WholeWord Instance = new();
+
+        public override IEnumerable<(int Offset, int Length)> PreTokenize(string text) =>
+            text.Length == 0 ? [] : [(0, text.Length)];
+
+        public override IEnumerable<(int Offset, int Length)> PreTokenize(ReadOnlySpan<char> text) =>
+            text.Length == 0 ? [] : [(0, text.Length)];
     }
 
     /// <summary>Reads tokenizer.ggml.* of a GGUF file whose tokenizer.ggml.model is "gpt2".</summary>
@@ -297,89 +313,22 @@ public sealed class BpeTokenizer : ITokenizer
         return fragments;
     }
 
-    /// <summary>A symbol of the merge: a stretch of the word, linked to its neighbours.</summary>
-    private struct Symbol
-    {
-        public int Start, Length, Prev, Next;
-    }
-
     /// <summary>Appends the token ids of one byte-level word (merged once, then remembered: words repeat).</summary>
     private void EncodeWord(string word, List<int> output)
     {
         if (word.Length == 0) return;
-        if (_wordCache.TryGetValue(word, out var cached))
-        {
-            output.AddRange(cached);
-            return;
-        }
-        int before = output.Count;
-        MergeWord(word, output);
-        if (_wordCache.Count >= WordCacheLimit) _wordCache.Clear();
-        _wordCache.TryAdd(word, output.GetRange(before, output.Count - before).ToArray());
-    }
-
-    /// <summary>Merges one byte-level word and appends its token ids.</summary>
-    private void MergeWord(string word, List<int> output)
-    {
         if (IgnoreMerges && _idLookup.TryGetValue(word, out int whole))
         {
             output.Add(whole);
             return;
         }
-        // One symbol per character (byte-level words hold only BMP characters; pairs stay together regardless).
-        var symbols = new Symbol[word.Length];
-        int count = 0;
-        for (int i = 0; i < word.Length;)
+        if (!_wordCache.TryGetValue(word, out var ids))
         {
-            int len = char.IsHighSurrogate(word[i]) && i + 1 < word.Length && char.IsLowSurrogate(word[i + 1]) ? 2 : 1;
-            symbols[count] = new Symbol { Start = i, Length = len, Prev = count - 1, Next = count + 1 };
-            count++;
-            i += len;
+            ids = [.. _merger.EncodeToIds(word)];
+            if (_wordCache.Count >= WordCacheLimit) _wordCache.Clear();
+            _wordCache.TryAdd(word, ids);
         }
-        symbols[count - 1].Next = -1;
-
-        var queue = new PriorityQueue<(int Left, int Right, int LeftLength, int RightLength), (int Rank, int Left)>();
-        var key = new char[word.Length + 1];
-        void TryAdd(int left, int right)
-        {
-            if (left < 0 || right < 0) return;
-            ref var l = ref symbols[left];
-            ref var r = ref symbols[right];
-            word.AsSpan(l.Start, l.Length).CopyTo(key);
-            key[l.Length] = ' ';
-            word.AsSpan(r.Start, r.Length).CopyTo(key.AsSpan(l.Length + 1));
-            if (_rankLookup.TryGetValue(key.AsSpan(0, l.Length + 1 + r.Length), out int rank))
-                queue.Enqueue((left, right, l.Length, r.Length), (rank, left));
-        }
-        for (int i = 1; i < count; i++) TryAdd(i - 1, i);
-        while (queue.TryDequeue(out var bigram, out _))
-        {
-            ref var l = ref symbols[bigram.Left];
-            ref var r = ref symbols[bigram.Right];
-            // Stale: a side was merged away or grew since the pair was queued.
-            if (l.Length != bigram.LeftLength || r.Length != bigram.RightLength) continue;
-            l.Length += r.Length;
-            r.Length = 0;
-            l.Next = r.Next;
-            if (r.Next >= 0) symbols[r.Next].Prev = bigram.Left;
-            TryAdd(l.Prev, bigram.Left);
-            TryAdd(bigram.Left, l.Next);
-        }
-
-        for (int i = 0; i >= 0; i = symbols[i].Next)
-        {
-            var piece = word.AsSpan(symbols[i].Start, symbols[i].Length);
-            if (_idLookup.TryGetValue(piece, out int id))
-            {
-                output.Add(id);
-                continue;
-            }
-            // Not a token (a merge whose result is missing from the vocabulary): llama.cpp looks up each byte of the
-            // piece's UTF-8 spelling as a one-byte token, which finds the ASCII characters.
-            foreach (var c in piece)
-                if (c < 0x80 && _idLookup.TryGetValue(new ReadOnlySpan<char>(in c), out int single))
-                    output.Add(single);
-        }
+        output.AddRange(ids);
     }
 
     public string Decode(ReadOnlySpan<int> ids)
