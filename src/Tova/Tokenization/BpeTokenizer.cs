@@ -177,7 +177,7 @@ public sealed class BpeTokenizer : ITokenizer
             return new BpeTokenizer(new BpeVocabulary
             {
                 Tokens = tokens, TokenTypes = ControlLookingTokens(tokens, types), Merges = merges,
-                PreTokenizer = PreTokenizer.ForLlamaCpp(family), PreName = g.GetString("tokenizer.ggml.pre") is null ? null : family.Name,
+                PreTokenizer = PreTokenizer.ForLlamaCpp(family), PreName = family.Name,
                 BosId = bos, EosId = eos, UnkId = Id("tokenizer.ggml.unknown_token_id"), PadId = Id("tokenizer.ggml.padding_token_id"),
                 AddBos = addBos, IgnoreMerges = family.IgnoreMerges,
             });

@@ -23,7 +23,7 @@ public sealed class BpeLoadingTests : IDisposable
         Assert.Null(g.GetString("tokenizer.ggml.pre"));
         var tok = Assert.IsType<BpeTokenizer>(TokenizerFactory.Load(g));
         Assert.Equal(50432, tok.VocabSize);
-        Assert.Null(tok.PreName); // llama.cpp's "default" split, used when the file names none
+        Assert.Equal("default", tok.PreName); // llama.cpp's split when the file names none
         // The same tokenizer as MPT's: every MPT test string round-trips.
         foreach (var (text, _) in VocabVectorTests.Vectors("ggml-vocab-mpt"))
             Assert.Equal(text, tok.Decode(tok.Encode(text, addBos: false)));
