@@ -10,12 +10,12 @@ public static class CommonOptions
 
     public static Option<string?> Model() => new("--model", "-m")
     {
-        Description = "Model file (GGUF or llama2.c checkpoint); default ../shared/models/stories260K.bin",
+        Description = "Model: GGUF file, llama2.c checkpoint or Hugging Face folder (config.json, safetensors, tokenizer.json); default ../shared/models/stories260K.bin",
     };
 
     public static Option<string?> Tokenizer() => new("--tokenizer")
     {
-        Description = "Tokenizer file (llama2.c tokenizer.bin or GGUF); default: the model's own, or tok{vocab}.bin beside a llama2.c model",
+        Description = "Tokenizer file (llama2.c tokenizer.bin, GGUF or tokenizer.json); default: the model's own, or tok{vocab}.bin beside a llama2.c model",
     };
 
     public static Option<int> Threads() => new("--threads", "-t")

@@ -27,19 +27,23 @@ public sealed class ModelBundle : IDisposable
 
     /// <summary>
     /// Opens <paramref name="modelPath"/> and its tokenizer: <paramref name="tokenizerPath"/> if given, else the GGUF
-    /// file's own, else (llama2.c checkpoints carry none) tokenizer.bin or tok{vocab}.bin beside the model.
+    /// file's own, else a Hugging Face folder's tokenizer.json, else (llama2.c checkpoints carry none) tokenizer.bin
+    /// or tok{vocab}.bin beside the model.
     /// </summary>
     public static ModelBundle Open(string modelPath, string? tokenizerPath = null)
     {
         var model = ModelLoader.Load(modelPath);
         try
         {
-            string? tokPath = tokenizerPath ?? (model.Gguf is null ? FindLlama2cTokenizer(modelPath, model.Config.VocabSize) : null);
-            var tokenizer = tokPath is not null ? TokenizerLoader.Load(tokPath) : TokenizerFactory.Load(model.Gguf!);
+            string? tokPath = tokenizerPath
+                              ?? (model.Hf is not null ? modelPath
+                                  : model.Gguf is null ? FindLlama2cTokenizer(modelPath, model.Config.VocabSize) : null);
+            // A tokenizer.json may name fewer ids than the model's (rounded-up) vocabulary: the rest become unused tokens.
+            var tokenizer = tokPath is not null ? TokenizerLoader.Load(tokPath, model.Config.VocabSize) : TokenizerFactory.Load(model.Gguf!);
             if (tokenizer.VocabSize != model.Config.VocabSize)
                 throw new InvalidDataException(
                     $"the tokenizer{(tokPath is null ? "" : $" {tokPath}")} has {tokenizer.VocabSize} tokens but the model {modelPath} has a vocabulary of {model.Config.VocabSize}: they do not belong together");
-            string? template = model.Gguf?.GetString(ChatTemplateKey);
+            string? template = model.Gguf?.GetString(ChatTemplateKey) ?? model.Hf?.ChatTemplate;
             if (template is null && tokPath is not null && ModelLoader.IsGguf(tokPath))
             {
                 using var g = GgufFile.Open(tokPath);
@@ -70,17 +74,35 @@ public sealed class ModelBundle : IDisposable
     public void Dispose() => Model.Dispose();
 }
 
-/// <summary>Opens a tokenizer from a file: a GGUF file's tokenizer metadata, or a llama2.c tokenizer.bin.</summary>
+/// <summary>
+/// Opens a tokenizer from a file: a GGUF file's tokenizer metadata, a Hugging Face tokenizer.json (or a folder holding
+/// one), or a llama2.c tokenizer.bin.
+/// </summary>
 public static class TokenizerLoader
 {
-    public static ITokenizer Load(string path)
+    /// <param name="path">The file or folder.</param>
+    /// <param name="vocabSize">The model's vocabulary size: a tokenizer.json naming fewer ids is padded with unused tokens.</param>
+    public static ITokenizer Load(string path, int? vocabSize = null)
     {
+        if (Directory.Exists(path)) return HfTokenizer.Load(path, vocabSize);
         if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer file not found: {path}", path);
         if (ModelLoader.IsGguf(path))
         {
             using var g = GgufFile.Open(path);
             return TokenizerFactory.Load(g);
         }
+        if (IsJson(path)) return HfTokenizer.Load(path, vocabSize);
         return SentencePieceTokenizer.FromLlama2c(path);
+    }
+
+    /// <summary>True if the file starts (after a byte order mark and white space) with '{'.</summary>
+    private static bool IsJson(string path)
+    {
+        using var fs = File.OpenRead(path);
+        Span<byte> head = stackalloc byte[64];
+        int n = fs.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        int i = n >= 3 && head[0] == 0xEF && head[1] == 0xBB && head[2] == 0xBF ? 3 : 0;
+        while (i < n && head[i] is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n') i++;
+        return i < n && head[i] == (byte)'{';
     }
 }

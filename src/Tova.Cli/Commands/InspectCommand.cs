@@ -11,7 +11,7 @@ public static class InspectCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model", "-m") { Description = "Model file (GGUF, including vocabulary-only files, or llama2.c)", Required = true };
+        var model = new Option<string>("--model", "-m") { Description = "Model file (GGUF, including vocabulary-only files, or llama2.c) or Hugging Face folder", Required = true };
         var tokenizer = CommonOptions.Tokenizer();
         var json = CommonOptions.Json();
         var cmd = new Command("inspect", "Show a model file's architecture, hyper-parameters, tensors and tokenizer") { model, tokenizer, json };
@@ -34,6 +34,7 @@ public static class InspectCommand
 
     public static Report Inspect(string path, string? tokenizerPath)
     {
+        if (Directory.Exists(path)) return InspectHf(path, tokenizerPath);
         if (!File.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
         if (ModelLoader.IsGguf(path))
         {
@@ -62,12 +63,33 @@ public static class InspectCommand
         return new Report(path, m.Format, m.Config.Architecture, Hyper(m.Config), null, rows, t2, err2);
     }
 
+    /// <summary>A Hugging Face folder: config, the safetensors tensors (shapes as stored, row length last), tokenizer.json.</summary>
+    private static Report InspectHf(string path, string? tokenizerPath)
+    {
+        var hf = HfFolder.Open(path);
+        using var ckpt = HfCheckpoint.Open(path);
+        var meta = new Dictionary<string, string>
+        {
+            ["architectures"] = hf.Architecture,
+            ["torch_dtype"] = hf.TorchDtype ?? "(not given)",
+            ["tie_word_embeddings"] = hf.TiedEmbeddings ? "true" : "false",
+            ["safetensors files"] = string.Join(", ", ckpt.Files.Select(f => Path.GetFileName(f.Path))),
+            ["eos_token_id"] = hf.EosTokenIds.Count == 0 ? "(not given)" : string.Join(", ", hf.EosTokenIds),
+            ["chat_template"] = hf.ChatTemplate is null ? "(none)" : $"{hf.ChatTemplate.Length} characters",
+        };
+        var tensors = new List<TensorRow>();
+        foreach (var (_, t) in ckpt.Tensors.OrderBy(t => t.Info.Name, StringComparer.Ordinal))
+            tensors.Add(new TensorRow(t.Name, t.DType, t.Shape, t.ByteSize));
+        var (tok, tokErr) = TryTokenizer(() => TokenizerLoader.Load(tokenizerPath ?? path, hf.Config.VocabSize));
+        return new Report(path, $"Hugging Face folder ({hf.Architecture})", hf.Config.Architecture, Hyper(hf.Config), meta, tensors, tok, tokErr);
+    }
+
     private static (Dictionary<string, object>?, string?) TryTokenizer(Func<ITokenizer> load)
     {
         try
         {
             var t = load();
-            return (new Dictionary<string, object>
+            var d = new Dictionary<string, object>
             {
                 ["type"] = t.GetType().Name,
                 ["vocab_size"] = t.VocabSize,
@@ -75,7 +97,14 @@ public static class InspectCommand
                 ["eos_id"] = t.EosId,
                 ["bos_token"] = t.TokenText(t.BosId),
                 ["eos_token"] = t.TokenText(t.EosId),
-            }, null);
+            };
+            if (t is BpeTokenizer bpe)
+            {
+                d["merges"] = bpe.Merges.Length;
+                d["pre"] = bpe.PreName ?? "(no llama.cpp equivalent)";
+                d["add_bos"] = bpe.AddBos;
+            }
+            return (d, null);
         }
         catch (Exception e) when (e is InvalidDataException or NotSupportedException or FileNotFoundException)
         {

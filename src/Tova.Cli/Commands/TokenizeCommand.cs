@@ -33,11 +33,15 @@ public static class TokenizeCommand
         return cmd;
     }
 
-    /// <summary>Loads just the tokenizer: from --tokenizer, the GGUF model (vocabulary-only files work), or beside a llama2.c model.</summary>
+    /// <summary>
+    /// Loads just the tokenizer: from --tokenizer, the GGUF model (vocabulary-only files work), a Hugging Face
+    /// folder's tokenizer.json, or beside a llama2.c model.
+    /// </summary>
     public static ITokenizer OpenTokenizer(string? modelPath, string? tokenizerPath)
     {
         if (tokenizerPath is not null) return TokenizerLoader.Load(tokenizerPath);
         string path = CommonOptions.ResolveModel(modelPath);
+        if (Directory.Exists(path)) return TokenizerLoader.Load(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"model file not found: {path}", path);
         if (ModelLoader.IsGguf(path))
         {

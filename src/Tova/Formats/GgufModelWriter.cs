@@ -3,9 +3,11 @@ using Tova.Model;
 namespace Tova.Formats;
 
 /// <summary>
-/// Writes a <see cref="LlamaModel"/> from any source (llama2.c checkpoint, GGUF) as a GGUF file llama.cpp can load:
-/// the standard llama metadata keys and tensor names, the chosen weight type for the matrices, F32 norms, and
-/// optionally the tokenizer vocabulary. A matrix whose row length is not a whole number of the chosen type's blocks
+/// Writes a <see cref="LlamaModel"/> from any source (llama2.c checkpoint, GGUF, Hugging Face folder) as a GGUF file
+/// llama.cpp can load: architecture "llama" (Llama, Mistral) or "qwen2" with its standard metadata keys and tensor
+/// names, the chosen weight type for the matrices, F32 norms and biases, and optionally the tokenizer vocabulary.
+/// qwen2 files keep q/k rows in Hugging Face (half-split) order, which llama.cpp runs with NEOX RoPE; llama files
+/// hold them interleaved, as Tova does. A matrix whose row length is not a whole number of the chosen type's blocks
 /// (e.g. a 172-wide row for Q8_0's 32) is stored as F32; llama.cpp accepts per-tensor types.
 /// The whole file is assembled in memory before it is written, so this suits small and medium models.
 /// </summary>
@@ -54,7 +56,11 @@ public static class GgufModelWriter
     {
         var c = model.Config;
         var w = new GgufWriter();
-        AddMetadata(w, c, weightType, vocabulary, name ?? Path.GetFileNameWithoutExtension(model.Source));
+        AddMetadata(w, c, weightType, vocabulary, name ?? (Directory.Exists(model.Source)
+            ? Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Source))
+            : Path.GetFileNameWithoutExtension(model.Source)));
+        // qwen2 (NEOX RoPE in llama.cpp) stores q/k in Hugging Face order; Tova holds them interleaved.
+        int halfSplit = Architecture(c) == "qwen2" ? c.HeadDim : 0;
 
         AddMatrix(w, "token_embd.weight", model.TokenEmbedding, weightType);
         for (int l = 0; l < c.Layers; l++)
@@ -62,9 +68,12 @@ public static class GgufModelWriter
             var b = model.Layers[l];
             string p = $"blk.{l}.";
             AddVector(w, p + "attn_norm.weight", b.AttnNorm);
-            AddMatrix(w, p + "attn_q.weight", b.Wq, weightType);
-            AddMatrix(w, p + "attn_k.weight", b.Wk, weightType);
+            AddMatrix(w, p + "attn_q.weight", b.Wq, weightType, halfSplit);
+            AddMatrix(w, p + "attn_k.weight", b.Wk, weightType, halfSplit);
             AddMatrix(w, p + "attn_v.weight", b.Wv, weightType);
+            if (b.Bq is not null) AddVector(w, p + "attn_q.bias", halfSplit > 0 ? RopeLayout.ToHalfSplit(b.Bq, 1, halfSplit) : b.Bq);
+            if (b.Bk is not null) AddVector(w, p + "attn_k.bias", halfSplit > 0 ? RopeLayout.ToHalfSplit(b.Bk, 1, halfSplit) : b.Bk);
+            if (b.Bv is not null) AddVector(w, p + "attn_v.bias", b.Bv);
             AddMatrix(w, p + "attn_output.weight", b.Wo, weightType);
             AddVector(w, p + "ffn_norm.weight", b.FfnNorm);
             AddMatrix(w, p + "ffn_gate.weight", b.WGate, weightType);
@@ -86,27 +95,32 @@ public static class GgufModelWriter
         c.Validate("GgufModelWriter");
         if (vocabulary is not null && vocabulary.Count != c.VocabSize)
             throw new ArgumentException($"the vocabulary holds {vocabulary.Count} tokens, the model {c.VocabSize}");
-        w.Set("general.architecture", GgufValue.Of("llama"));
+        string a = Architecture(c);
+        w.Set("general.architecture", GgufValue.Of(a));
         w.Set("general.name", GgufValue.Of(name));
         w.Set("general.file_type", GgufValue.Of(FileType(weightType)));
-        w.Set("llama.context_length", GgufValue.Of((uint)c.ContextLength));
-        w.Set("llama.embedding_length", GgufValue.Of((uint)c.Dim));
-        w.Set("llama.block_count", GgufValue.Of((uint)c.Layers));
-        w.Set("llama.feed_forward_length", GgufValue.Of((uint)c.HiddenDim));
-        w.Set("llama.rope.dimension_count", GgufValue.Of((uint)c.HeadDim));
-        w.Set("llama.attention.head_count", GgufValue.Of((uint)c.Heads));
-        w.Set("llama.attention.head_count_kv", GgufValue.Of((uint)c.KvHeads));
-        w.Set("llama.attention.layer_norm_rms_epsilon", GgufValue.Of(c.RmsEps));
-        w.Set("llama.rope.freq_base", GgufValue.Of(c.RopeTheta));
-        w.Set("llama.vocab_size", GgufValue.Of((uint)c.VocabSize));
+        w.Set(a + ".context_length", GgufValue.Of((uint)c.ContextLength));
+        w.Set(a + ".embedding_length", GgufValue.Of((uint)c.Dim));
+        w.Set(a + ".block_count", GgufValue.Of((uint)c.Layers));
+        w.Set(a + ".feed_forward_length", GgufValue.Of((uint)c.HiddenDim));
+        w.Set(a + ".rope.dimension_count", GgufValue.Of((uint)c.HeadDim));
+        w.Set(a + ".attention.head_count", GgufValue.Of((uint)c.Heads));
+        w.Set(a + ".attention.head_count_kv", GgufValue.Of((uint)c.KvHeads));
+        w.Set(a + ".attention.layer_norm_rms_epsilon", GgufValue.Of(c.RmsEps));
+        w.Set(a + ".rope.freq_base", GgufValue.Of(c.RopeTheta));
+        w.Set(a + ".vocab_size", GgufValue.Of((uint)c.VocabSize));
         vocabulary?.WriteTo(w);
     }
+
+    /// <summary>The GGUF architecture written for a model: "qwen2" for Qwen2, else "llama" (Llama, Mistral).</summary>
+    public static string Architecture(LlamaConfig c) => c.Architecture == "qwen2" ? "qwen2" : "llama";
 
     /// <summary>Adds a [rows × columns] matrix (ggml shape [columns, rows]) stored as <see cref="StorageType"/>.</summary>
     public static void AddMatrix(GgufWriter w, string name, int rows, int columns, ReadOnlySpan<float> values, GgmlType weightType) =>
         w.AddTensor(name, StorageType(weightType, columns), [columns, rows], values);
 
-    private static void AddMatrix(GgufWriter w, string name, WeightMatrix m, GgmlType weightType)
+    /// <summary>Adds a model matrix; with <paramref name="halfSplitHeadDim"/> &gt; 0 its interleaved q/k rows go back to half-split order.</summary>
+    private static void AddMatrix(GgufWriter w, string name, WeightMatrix m, GgmlType weightType, int halfSplitHeadDim = 0)
     {
         long n = (long)m.Rows * m.Columns;
         if (n > Array.MaxLength)
@@ -114,6 +128,7 @@ public static class GgufModelWriter
         var values = new float[n];
         for (int r = 0; r < m.Rows; r++)
             m.ReadRow(r, values.AsSpan(r * m.Columns, m.Columns));
+        if (halfSplitHeadDim > 0) values = RopeLayout.ToHalfSplit(values, m.Columns, halfSplitHeadDim);
         AddMatrix(w, name, m.Rows, m.Columns, values, weightType);
     }
 

@@ -15,6 +15,9 @@ public sealed class LayerWeights
     public required WeightMatrix WGate { get; init; } // [hidden] ← [dim]   (llama2.c w1)
     public required WeightMatrix WDown { get; init; } // [dim] ← [hidden]   (llama2.c w2)
     public required WeightMatrix WUp { get; init; }   // [hidden] ← [dim]   (llama2.c w3)
+    public float[]? Bq { get; init; }                 // [dim] q bias (Qwen2), added right after the matmul
+    public float[]? Bk { get; init; }                 // [kv_dim]
+    public float[]? Bv { get; init; }                 // [kv_dim]
 }
 
 /// <summary>
@@ -37,9 +40,13 @@ public sealed class LlamaModel : IDisposable
     /// <summary>The GGUF file the model came from (for its tokenizer and metadata), if any.</summary>
     public GgufFile? Gguf { get; }
 
+    /// <summary>The Hugging Face folder the model came from (config, special tokens, chat template), if any.</summary>
+    public HfFolder? Hf { get; }
+
     internal LlamaModel(string source, string format, LlamaConfig config, WeightMatrix embedding, LayerWeights[] layers,
-        float[] outputNorm, WeightMatrix output, IDisposable? owner, GgufFile? gguf)
+        float[] outputNorm, WeightMatrix output, IDisposable? owner, GgufFile? gguf, HfFolder? hf = null)
     {
+        Hf = hf;
         Source = source;
         Format = format;
         Config = config;

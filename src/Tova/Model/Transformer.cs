@@ -130,6 +130,9 @@ public sealed unsafe class Transformer : IDisposable
                 qkv.Add(w.Wk, k);
                 qkv.Add(w.Wv, v);
                 qkv.Run(_pool, xb, n, _xq);
+                if (w.Bq is not null) AddBias(_q, w.Bq, n);
+                if (w.Bk is not null) AddBias(_k, w.Bk, n);
+                if (w.Bv is not null) AddBias(_v, w.Bv, n);
                 for (int b = 0; b < n; b++)
                 {
                     var cache = caches[b];
@@ -414,6 +417,16 @@ public sealed unsafe class Transformer : IDisposable
         float inv = 1.0f / MathF.Sqrt(ss + eps);
         TensorPrimitives.Multiply(x, inv, o);
         TensorPrimitives.Multiply(o, weight, o);
+    }
+
+    /// <summary>Adds <paramref name="bias"/> to each of the first <paramref name="n"/> rows of <paramref name="y"/> (Qwen2's q/k/v biases).</summary>
+    private static void AddBias(float[] y, float[] bias, int n)
+    {
+        for (int b = 0; b < n; b++)
+        {
+            var row = y.AsSpan(b * bias.Length, bias.Length);
+            TensorPrimitives.Add(row, bias, row);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]

@@ -21,6 +21,9 @@ public sealed unsafe class WeightMatrix
     public byte* Data { get; }
     public long RowBytes { get; }
 
+    /// <summary>The pinned buffer holding the data when the model owns a copy (e.g. q/k rows reordered for RoPE).</summary>
+    private readonly byte[]? _owned;
+
     public WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data)
     {
         if (!GgmlTypeInfo.IsSupportedWeight(type))
@@ -32,6 +35,21 @@ public sealed unsafe class WeightMatrix
         Data = data;
         RowBytes = GgmlTypeInfo.RowBytes(type, columns);
     }
+
+    /// <summary>
+    /// A matrix over a buffer the matrix keeps alive: <paramref name="pinned"/> must come from
+    /// GC.AllocateArray(pinned: true) and hold <paramref name="rows"/> rows of <paramref name="type"/>.
+    /// </summary>
+    public WeightMatrix(string name, GgmlType type, int rows, int columns, byte[] pinned)
+        : this(name, type, rows, columns, (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)))
+    {
+        if (pinned.LongLength != ByteSize)
+            throw new ArgumentException($"tensor '{name}': {rows} rows of {RowBytes} bytes need {ByteSize} bytes, the buffer has {pinned.LongLength}");
+        _owned = pinned;
+    }
+
+    /// <summary>True if the data is a copy the matrix owns rather than a view of the model file.</summary>
+    public bool OwnsData => _owned is not null;
 
     public long ByteSize => RowBytes * Rows;
 

@@ -278,10 +278,8 @@ public sealed class SentencePieceTokenizer : ITokenizer
     /// </summary>
     private sealed class Utf8StreamingDecoder(SentencePieceTokenizer tok) : StreamingDecoder
     {
-        private readonly byte[] _pending = new byte[8];
-        private int _count;
+        private readonly Utf8Assembler _utf8 = new();
         private bool _atStart = true;
-        private static readonly UTF8Encoding Lenient = new(false, false);
         private readonly StringBuilder _sb = new(); // reused: a token allocates only the string it returns
 
         public override string Append(int id)
@@ -294,62 +292,16 @@ public sealed class SentencePieceTokenizer : ITokenizer
             if (_atStart)
             {
                 _atStart = false;
-                if (tok.AddSpacePrefix && _count == 0 && bytes[0] == (byte)' ' && tok.TokenTypes[id] != GgufTokenType.Byte) startIndex = 1;
+                if (tok.AddSpacePrefix && !_utf8.HasPending && bytes[0] == (byte)' ' && tok.TokenTypes[id] != GgufTokenType.Byte) startIndex = 1;
             }
-            for (int i = startIndex; i < bytes.Length; i++) Push(bytes[i], sb);
+            for (int i = startIndex; i < bytes.Length; i++) _utf8.Push(bytes[i], sb);
             return sb.Length == 0 ? "" : sb.ToString();
-        }
-
-        private void Push(byte b, StringBuilder sb)
-        {
-            if (_count == 0 && b < 0x80) { sb.Append((char)b); return; }
-            if (_count == 0 && (b & 0xC0) == 0x80) { sb.Append('\uFFFD'); return; } // stray continuation byte
-            if (_count > 0 && (b & 0xC0) != 0x80) { FlushInvalid(sb); Push(b, sb); return; }
-            if (_count == 1 && !ValidSecond(_pending[0], b))
-            {
-                // The lead byte can never complete (overlong, surrogate or beyond U+10FFFF): out now, not held back.
-                sb.Append('\uFFFD');
-                _count = 0;
-                Push(b, sb);
-                return;
-            }
-            _pending[_count++] = b;
-            int need = Expected(_pending[0]);
-            if (need == 0) { FlushInvalid(sb); return; }
-            if (_count == need)
-            {
-                sb.Append(Lenient.GetString(_pending, 0, _count));
-                _count = 0;
-            }
-        }
-
-        private static bool ValidSecond(byte lead, byte b) => lead switch
-        {
-            0xE0 => b >= 0xA0,
-            0xED => b <= 0x9F,
-            0xF0 => b >= 0x90,
-            0xF4 => b <= 0x8F,
-            _ => true,
-        };
-
-        private static int Expected(byte lead) => lead switch
-        {
-            >= 0xF0 and <= 0xF4 => 4,
-            >= 0xE0 => lead <= 0xEF ? 3 : 0,
-            >= 0xC2 => 2,
-            _ => 0,
-        };
-
-        private void FlushInvalid(StringBuilder sb)
-        {
-            if (_count > 0) sb.Append(Lenient.GetString(_pending, 0, _count));
-            _count = 0;
         }
 
         public override string Flush()
         {
             var sb = _sb.Clear();
-            FlushInvalid(sb);
+            _utf8.Flush(sb);
             return sb.Length == 0 ? "" : sb.ToString();
         }
     }
@@ -365,7 +317,8 @@ public static class TokenizerFactory
         return model switch
         {
             "llama" => SentencePieceTokenizer.FromGguf(g),
-            _ => throw new NotSupportedException($"{g.Path}: tokenizer model '{model}' is not supported (supported: llama)"),
+            "gpt2" => BpeTokenizer.FromGguf(g),
+            _ => throw new NotSupportedException($"{g.Path}: tokenizer model '{model}' is not supported (supported: llama, gpt2)"),
         };
     }
 }

@@ -252,3 +252,82 @@ public class BenchCliTests
         Assert.Equal(Enumerable.Range(984, 16), cache.Set(0, 0).Positions.AsSpan(0, 16).ToArray().Order());
     }
 }
+
+/// <summary>Byte-level BPE vocabularies and Hugging Face folders through the command line.</summary>
+public sealed class HfCliTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("tova-hf-cli");
+
+    public void Dispose() => _dir.Delete(true);
+
+    [Theory]
+    [InlineData("ggml-vocab-gpt-2")]
+    [InlineData("ggml-vocab-refact")]
+    [InlineData("ggml-vocab-deepseek-coder")]
+    [InlineData("ggml-vocab-deepseek-llm")]
+    [InlineData("ggml-vocab-falcon")]
+    [InlineData("ggml-vocab-starcoder")]
+    [InlineData("ggml-vocab-mpt")]
+    public async Task TokenizeABpeVocabularyFromFiles(string name)
+    {
+        var vectors = Tokenization.VocabVectorTests.Vectors(name);
+        for (int i = 0; i < vectors.Count; i += 11) // a sample; every string is checked in-process by BpeVocabVectorTests
+        {
+            var file = Path.Combine(_dir.FullName, $"{name}-{i}.txt");
+            File.WriteAllText(file, vectors[i].Text);
+            var (code, output, err) = await CliTests.Run("tokenize", "--model", TestData.Path2("vocab", name + ".gguf"), "--file", file, "--no-bos");
+            Assert.True(code == 0, err);
+            Assert.Equal(vectors[i].Ids, JsonSerializer.Deserialize<int[]>(output)!);
+        }
+    }
+
+    [Fact]
+    public async Task EveryCommandTakesAHuggingFaceFolder()
+    {
+        string dir = Path.Combine(_dir.FullName, "qwen");
+        HfModels.WriteFolder(dir, new HfModelSpec(Architecture: "Qwen2ForCausalLM", ExtraVocab: 4, Context: 256));
+
+        var tok = await CliTests.Run("tokenize", "--model", dir, "--text", "Once upon a time");
+        Assert.True(tok.Code == 0, tok.Err);
+        var ids = JsonSerializer.Deserialize<int[]>(tok.Out)!;
+        Assert.NotEmpty(ids);
+
+        var gen = await CliTests.Run("generate", "--model", dir, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "8");
+        Assert.True(gen.Code == 0, gen.Err);
+
+        var text = TestData.Path2("texts", "tinystories_sample_cs336.txt");
+        var ppl = await CliTests.Run("perplexity", "--model", dir, "--text-file", text, "--context", "128", "--json");
+        Assert.True(ppl.Code == 0, ppl.Err);
+        using (var r = JsonDocument.Parse(ppl.Out)) Assert.True(r.RootElement.GetProperty("tokens").GetInt32() > 100);
+
+        var inspect = await CliTests.Run("inspect", "--model", dir, "--json");
+        Assert.True(inspect.Code == 0, inspect.Err);
+        using (var r = JsonDocument.Parse(inspect.Out))
+        {
+            Assert.Equal("qwen2", r.RootElement.GetProperty("architecture").GetString());
+            Assert.Equal(64, r.RootElement.GetProperty("hyperparameters").GetProperty("dim").GetInt32());
+            var t = r.RootElement.GetProperty("tokenizer");
+            Assert.Equal("BpeTokenizer", t.GetProperty("type").GetString());
+            Assert.Equal("qwen2", t.GetProperty("pre").GetString());
+            Assert.Contains(r.RootElement.GetProperty("tensors").EnumerateArray(), x => x.GetProperty("name").GetString() == "model.layers.0.self_attn.q_proj.bias");
+        }
+
+        // The same ids through --tokenizer pointing at the tokenizer.json itself.
+        var viaFile = await CliTests.Run("tokenize", "--tokenizer", Path.Combine(dir, "tokenizer.json"), "--text", "Once upon a time");
+        Assert.Equal(tok.Out, viaFile.Out);
+    }
+
+    [Fact]
+    public async Task AnUnsupportedFolderIsOneClearError()
+    {
+        string dir = Path.Combine(_dir.FullName, "gpt2");
+        HfModels.WriteFolder(dir, new HfModelSpec());
+        var cfg = HfModels.ReadJson(Path.Combine(dir, "config.json"));
+        cfg["architectures"] = new System.Text.Json.Nodes.JsonArray("GPT2LMHeadModel");
+        File.WriteAllText(Path.Combine(dir, "config.json"), cfg.ToJsonString());
+        var (code, _, err) = await CliTests.Run("generate", "--model", dir);
+        Assert.NotEqual(0, code);
+        Assert.Contains("architecture 'GPT2LMHeadModel' is not supported", err);
+        Assert.DoesNotContain("   at ", err);
+    }
+}
