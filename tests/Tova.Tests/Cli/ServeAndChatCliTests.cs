@@ -48,6 +48,18 @@ public class ServeAndChatCliTests
         foreach (var a in new[] { cli, "chat", "--model", TestData.Stories260K, "--temperature", "0", "--max-tokens", "20", "--cache", "window", "--budget", "16", "--threads", "1" })
             psi.ArgumentList.Add(a);
         using var process = Process.Start(psi)!;
+        try
+        {
+            await TalkTo(process);
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static async Task TalkTo(Process process)
+    {
         await process.StandardInput.WriteLineAsync("Lily");
         await process.StandardInput.WriteLineAsync("/reset");
         await process.StandardInput.WriteLineAsync("Lily");
