@@ -118,6 +118,21 @@ public class ServingTests
     }
 
     [Fact]
+    public async Task AClientThatLeavesANonStreamingRequestCancelsIt()
+    {
+        await using var server = await TestServer.StartAsync(new TovaServerOptions { MaxTokens = 1_000_000 });
+        using var leave = new CancellationTokenSource(TestServer.Timeout);
+        var pending = server.Http.PostAsync("/v1/chat/completions",
+            new StringContent("""{"messages":[{"role":"user","content":"Once"}],"max_tokens":1000000,"ignore_eos":true,"kv_cache":{"policy":"sink","budget":16}}""",
+                Encoding.UTF8, "application/json"), leave.Token);
+        await server.WaitForMetrics(m => m["tova_running_sequences"] == 1 && m["tova_states_in_use"] > 0, "the request running");
+        leave.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending);
+        var after = await server.WaitForMetrics(m => m["tova_running_sequences"] == 0 && m["tova_states_bytes"] == 0, "the request's states freed");
+        Assert.Equal(1, after["tova_requests_ended_total{outcome=\"cancelled\"}"]);
+    }
+
+    [Fact]
     public async Task StoppingTheServerEndsRunningStreamsAtOnce()
     {
         var server = await TestServer.StartAsync(new TovaServerOptions { MaxTokens = 1_000_000 });
