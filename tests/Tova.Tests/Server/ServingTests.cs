@@ -70,9 +70,10 @@ public class ServingTests
         var expected = new string[16];
         for (int i = 0; i < 16; i++)
         {
+            string prompt = Prompts[i];
             var cache = i < 8 ? serverCache : Caches[i - 8];
-            tasks[i] = i < 8 ? Task.Run(() => SdkClient(Prompts[i])) : Task.Run(() => RawClient(Prompts[i], cache));
-            expected[i] = Reference.Generate(Prompts[i], Reference.Greedy(MaxTokens, cache)).Text;
+            tasks[i] = i < 8 ? Task.Run(() => SdkClient(prompt)) : Task.Run(() => RawClient(prompt, cache));
+            expected[i] = Reference.Generate(prompt, Reference.Greedy(MaxTokens, cache)).Text;
         }
         start.Release(16);
         var outputs = await Task.WhenAll(tasks).WaitAsync(TestServer.Timeout);
