@@ -276,8 +276,18 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine, 
 
         string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        if (parsed.Stream) await StreamResponse(ctx, chat, parsed, stream, id, created);
-        else await WholeResponse(ctx, chat, stream, id, created);
+        try
+        {
+            if (parsed.Stream) await StreamResponse(ctx, chat, parsed, stream, id, created);
+            else await WholeResponse(ctx, chat, stream, id, created);
+        }
+        finally
+        {
+            // However the handler ends (the client gone, an error), the generation ends with it and frees its states.
+            // Cancelled here, not only through the link to RequestAborted: disposing the linked source while
+            // RequestAborted is still running its callbacks would drop the link before it fires.
+            if (!stream.Completion.IsCompleted) linked.Cancel();
+        }
     }
 
     private async Task WholeResponse(HttpContext ctx, bool chat, GenerationStream stream, string id, long created)

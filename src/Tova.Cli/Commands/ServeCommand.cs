@@ -76,11 +76,12 @@ public static class ServeCommand
                     $"tova serve: {engine.ModelId} on {TovaServer.BaseAddress(app)} (cache {cache.Describe(engine.Config.ContextLength)}, " +
                     $"chat template {template}, max batch {engineOptions.Scheduler.MaxBatch}{(serverOptions.ApiKey is null ? "" : ", API key required")}); Ctrl+C stops");
                 await output.FlushAsync(CancellationToken.None);
-                try
-                {
-                    await Task.Delay(Timeout.Infinite, ct);
-                }
-                catch (OperationCanceledException) { }
+                // Runs until Ctrl+C / SIGTERM: the command line's cancellation, or the host's own signal handling
+                // (ASP.NET Core's console lifetime takes SIGTERM and SIGINT and stops the application).
+                var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                using (ct.Register(() => stop.TrySetResult()))
+                using (app.Lifetime.ApplicationStopping.Register(() => stop.TrySetResult()))
+                    await stop.Task;
                 await app.StopAsync(CancellationToken.None);
             }
             return 0;

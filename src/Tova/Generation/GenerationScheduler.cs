@@ -462,6 +462,8 @@ public sealed class GenerationScheduler : IDisposable
         if (_stopping) return;
         _stopping = true;
         _wake.Set();
-        if (Thread.CurrentThread != _thread) _thread.Join();
+        if (Thread.CurrentThread == _thread) return;
+        _thread.Join();
+        Drain(new ObjectDisposedException(nameof(GenerationScheduler))); // a request submitted while the loop was ending
     }
 }

@@ -48,6 +48,18 @@ public class ServeAndChatCliTests
         foreach (var a in new[] { cli, "chat", "--model", TestData.Stories260K, "--temperature", "0", "--max-tokens", "20", "--cache", "window", "--budget", "16", "--threads", "1" })
             psi.ArgumentList.Add(a);
         using var process = Process.Start(psi)!;
+        try
+        {
+            await TalkTo(process);
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
+    }
+
+    private static async Task TalkTo(Process process)
+    {
         await process.StandardInput.WriteLineAsync("Lily");
         await process.StandardInput.WriteLineAsync("/reset");
         await process.StandardInput.WriteLineAsync("Lily");
@@ -96,6 +108,39 @@ public class ServeAndChatCliTests
         Assert.Contains("tova_batch_capacity 4", await http.GetStringAsync("/metrics"));
         stop.Cancel();
         Assert.Equal(0, await run.WaitAsync(TestServer.Timeout));
+    }
+
+    [Fact]
+    public async Task ServeAsAProcessAnswers503AndExitsOnSigterm()
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = AppContext.BaseDirectory };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "Tova.Cli.dll"), "serve", "--model", TestData.Stories260K, "--port", "0", "--threads", "1", "--max-tokens", "10000000" })
+            psi.ArgumentList.Add(a);
+        using var process = Process.Start(psi)!;
+        try
+        {
+            using var cts = new CancellationTokenSource(TestServer.Timeout);
+            string line = await process.StandardOutput.ReadLineAsync(cts.Token) ?? "";
+            var address = System.Text.RegularExpressions.Regex.Match(line, @"on (http://127\.0\.0\.1:\d+)").Groups[1].Value;
+            Assert.StartsWith("http://", address);
+            using var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TestServer.Timeout };
+            var running = http.PostAsync("/v1/completions",
+                new StringContent("""{"prompt":"Once","max_tokens":10000000,"ignore_eos":true,"kv_cache":{"policy":"tova","budget":8}}"""), cts.Token);
+            var deadline = DateTime.UtcNow + TestServer.Timeout;
+            while (!(await http.GetStringAsync("/metrics", cts.Token)).Contains("tova_running_sequences 1") && DateTime.UtcNow < deadline) await Task.Delay(20, cts.Token);
+            using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+                await kill.WaitForExitAsync(cts.Token);
+            using var response = await running;
+            Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, response.StatusCode);
+            Assert.Contains("\"unavailable\"", await response.Content.ReadAsStringAsync(cts.Token));
+            await process.WaitForExitAsync(cts.Token);
+            Assert.Equal(0, process.ExitCode);
+        }
+        finally
+        {
+            if (!process.HasExited) process.Kill(entireProcessTree: true);
+        }
     }
 
     [Fact]

@@ -113,16 +113,26 @@ public class ErrorTests
     {
         await using var server = await TestServer.StartAsync(new TovaServerOptions { MaxBodyBytes = 4096 });
         string big = $$"""{"prompt":"{{new string('a', 64 * 1024)}}","max_tokens":1}""";
-        var (status, json) = await server.PostJson("/v1/completions", big);
-        AssertError(status, json, 413, code: "request_too_large");
-        // Without Content-Length (chunked): Kestrel's limit trips while the body is read.
         using var cts = new CancellationTokenSource(TestServer.Timeout);
-        var content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(big)));
+        // With Content-Length the server answers before reading the body; "Expect: 100-continue" makes the client
+        // wait for that answer instead of writing 64 KB into a connection the server closes.
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(big, Encoding.UTF8, "application/json") })
+        {
+            request.Headers.ExpectContinue = true;
+            using var response = await server.Http.SendAsync(request, cts.Token);
+            AssertError((int)response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync(cts.Token)).RootElement, 413, code: "request_too_large");
+        }
+        // Without Content-Length (chunked), Kestrel's limit trips while the body is read; a body a little over the
+        // limit is written whole before the server answers.
+        string over = $$"""{"prompt":"{{new string('a', 4200)}}","max_tokens":1}""";
+        var content = new StreamContent(new MemoryStream(Encoding.UTF8.GetBytes(over)));
         content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = content };
-        request.Headers.TransferEncodingChunked = true;
-        using var response = await server.Http.SendAsync(request, cts.Token);
-        AssertError((int)response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync(cts.Token)).RootElement, 413, code: "request_too_large");
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = content })
+        {
+            request.Headers.TransferEncodingChunked = true;
+            using var response = await server.Http.SendAsync(request, cts.Token);
+            AssertError((int)response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync(cts.Token)).RootElement, 413, code: "request_too_large");
+        }
         using var fresh = new HttpClient { BaseAddress = new Uri(server.BaseAddress), Timeout = TestServer.Timeout };
         await StillServes(server, fresh);
     }

@@ -70,9 +70,10 @@ public class ServingTests
         var expected = new string[16];
         for (int i = 0; i < 16; i++)
         {
+            string prompt = Prompts[i];
             var cache = i < 8 ? serverCache : Caches[i - 8];
-            tasks[i] = i < 8 ? Task.Run(() => SdkClient(Prompts[i])) : Task.Run(() => RawClient(Prompts[i], cache));
-            expected[i] = Reference.Generate(Prompts[i], Reference.Greedy(MaxTokens, cache)).Text;
+            tasks[i] = i < 8 ? Task.Run(() => SdkClient(prompt)) : Task.Run(() => RawClient(prompt, cache));
+            expected[i] = Reference.Generate(prompt, Reference.Greedy(MaxTokens, cache)).Text;
         }
         start.Release(16);
         var outputs = await Task.WhenAll(tasks).WaitAsync(TestServer.Timeout);
@@ -115,6 +116,21 @@ public class ServingTests
         var (status, json) = await server.PostJson("/v1/completions", """{"prompt":"Lily","max_tokens":5,"temperature":0}""");
         Assert.Equal(200, status);
         Assert.Equal(5, json.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+    }
+
+    [Fact]
+    public async Task AClientThatLeavesANonStreamingRequestCancelsIt()
+    {
+        await using var server = await TestServer.StartAsync(new TovaServerOptions { MaxTokens = 1_000_000 });
+        using var leave = new CancellationTokenSource(TestServer.Timeout);
+        var pending = server.Http.PostAsync("/v1/chat/completions",
+            new StringContent("""{"messages":[{"role":"user","content":"Once"}],"max_tokens":1000000,"ignore_eos":true,"kv_cache":{"policy":"sink","budget":16}}""",
+                Encoding.UTF8, "application/json"), leave.Token);
+        await server.WaitForMetrics(m => m["tova_running_sequences"] == 1 && m["tova_states_in_use"] > 0, "the request running");
+        leave.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => pending);
+        var after = await server.WaitForMetrics(m => m["tova_running_sequences"] == 0 && m["tova_states_bytes"] == 0, "the request's states freed");
+        Assert.Equal(1, after["tova_requests_ended_total{outcome=\"cancelled\"}"]);
     }
 
     [Fact]
