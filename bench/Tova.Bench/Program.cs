@@ -64,6 +64,9 @@ if (opt.Long.Count > 0)
     using var model = ModelLoader.Load(path);
     using var pool = new WorkerPool(opt.Threads);
     using var tf = new Transformer(model, pool);
+    // Warm-up: JIT and the first touch of every weight page of the freshly mapped file.
+    Tova.Evaluation.ThroughputBenchmark.Run(tf, new Tova.Evaluation.ThroughputOptions
+    { PromptTokens = 300, GenTokens = 4, Cache = new CacheOptions { Policy = "tova", Budget = "256" }, SyntheticPrefill = true });
     foreach (int prompt in opt.Long)
     {
         var tova = new List<(double, double)>();
