@@ -16,47 +16,23 @@ public static class ChatCommand
         var tokenizer = CommonOptions.Tokenizer();
         var threads = CommonOptions.Threads();
         var system = new Option<string?>("--system") { Description = "System prompt" };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per answer", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature") { Description = "Sampling temperature (0 = greedy)", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "Top-k filter (0 = off)", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "Top-p (nucleus) filter (1 = off)", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "Min-p filter (0 = off)", DefaultValueFactory = _ => 0.05f };
-        var repeat = new Option<float>("--repeat-penalty") { Description = "Repetition penalty over the last 64 tokens (1 = off)", DefaultValueFactory = _ => 1.0f };
-        var seed = new Option<int?>("--seed", "-s") { Description = "Random seed (same seed, same answers)" };
-        var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var template = new Option<string>("--chat-template")
         {
             Description = $"Chat template: auto (from the GGUF tokenizer.chat_template) or {string.Join(", ", ChatTemplate.FamilyNames)}",
             DefaultValueFactory = _ => "auto",
         };
         var stats = new Option<bool>("--stats") { Description = "After each answer, print its speed and the multi-state's size to stderr" };
-        var cacheOptions = new CacheCliOptions();
+        var genOptions = new GenerationCliOptions("Most tokens per answer", "Random seed (same seed, same answers)");
 
         var cmd = new Command("chat", "Chat with the model interactively: one line per message (/reset starts over, /exit or end of input quits); the multi-state is kept between turns")
         {
-            model, tokenizer, system, maxTokens, temperature, topK, topP, minP, repeat, seed, stop, template, threads, stats,
+            model, tokenizer, system, template, threads, stats,
         };
-        cacheOptions.AddTo(cmd);
+        genOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
-            var sampling = new SamplingOptions
-            {
-                Temperature = parse.GetValue(temperature),
-                TopK = parse.GetValue(topK),
-                TopP = parse.GetValue(topP),
-                MinP = parse.GetValue(minP),
-                RepeatPenalty = parse.GetValue(repeat),
-                Seed = parse.GetValue(seed),
-            };
-            sampling.Validate();
-            int max = parse.GetValue(maxTokens);
-            if (max < 0) throw new ArgumentException($"--max-tokens must be ≥ 0, got {max}");
-            var cache = cacheOptions.Read(parse);
-            var options = new GenerationOptions
-            {
-                MaxTokens = max, Sampling = sampling, StopStrings = parse.GetValue(stop) ?? [],
-                Cache = cache, Prefill = cache.Prefill ?? new Cache.PrefillMode(Cache.PrefillKind.Chunked),
-            };
+            var options = genOptions.Read(parse);
+            var cache = options.Cache;
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(parse.GetValue(model)), parse.GetValue(tokenizer));
             cache.Validate(bundle.Model.Config.ContextLength);
             var chatTemplate = ChatTemplate.Resolve(parse.GetValue(template), bundle.ChatTemplateSource, bundle.Tokenizer);
