@@ -246,7 +246,8 @@ static unsafe class KernelBench
             int nb = cols / 32;
             fixed (byte* pw = data)
             fixed (sbyte* q = act.Q)
-            fixed (float* d = act.D, s = act.S)
+            fixed (float* d = act.D)
+            fixed (int* s = act.L)
             {
                 void Time(string name, Action<int> rowFn, int tokens = 1)
                 {
@@ -257,7 +258,7 @@ static unsafe class KernelBench
                     double sec = sw.Elapsed.TotalSeconds / reps;
                     Console.WriteLine($"{type} {name,-12}: {sec * 1e3:F2} ms per matrix×{tokens}, {data.Length / sec / 1e9:F1} GB/s of weights, {(double)rows * cols * tokens / sec / 1e9:F1} GMAC/s");
                 }
-                byte* W = pw; sbyte* Q = q; float* D = d, S = s; float* O = o4;
+                byte* W = pw; sbyte* Q = q; float* D = d; int* S = s; float* O = o4;
                 if (type == GgmlType.Q4_0)
                 {
                     Time("scalar", i => IntDot.Scalar.Q4_0(W + i * rowBytes, Q, D, S, nb));

@@ -18,10 +18,11 @@ public static unsafe class IntDot
         return Scalar.Q8_0(w, xq, xd, nb);
     }
 
-    public static float Q4_0(byte* w, sbyte* xq, float* xd, float* xs, int nb)
+    /// <summary>Q4_0 row × 8-bit activations; <paramref name="xl"/> = <see cref="Q8Activations.L"/> of the same row.</summary>
+    public static float Q4_0(byte* w, sbyte* xq, float* xd, int* xl, int nb)
     {
-        if (Avx2.IsSupported && Fma.IsSupported) return Q4_0Avx2(w, xq, xd, xs, nb);
-        return Scalar.Q4_0(w, xq, xd, xs, nb);
+        if (Avx2.IsSupported && Fma.IsSupported) return Q4_0Avx2(w, xq, xd, xl, nb);
+        return Scalar.Q4_0(w, xq, xd, xl, nb);
     }
 
     /// <summary>
@@ -63,30 +64,38 @@ public static unsafe class IntDot
         return Vector256.Sum(acc0 + acc1);
     }
 
+    /// <summary>
+    /// Q4_0 × 8-bit activations, AVX2: unsigned nibbles × q with u8×s8 multiply-add, minus 8·Σq per lane (precomputed
+    /// with the activations, <see cref="Q8Activations.L"/>), so each lane holds exactly llama.cpp's Σ (nib − 8)·q over
+    /// 4 elements. Two blocks per iteration into two accumulators (one FMA chain alone is latency-bound).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q4_0Avx2(byte* w, sbyte* xq, float* xd, float* xs, int nb)
+    public static float Q4_0Avx2(byte* w, sbyte* xq, float* xd, int* lanes8, int nb)
     {
-        // As llama.cpp: w = nibble − 8, then |w| × (x · sign(w)) so each lane holds the exact Σ (nib − 8)·q of 4
-        // elements. Two blocks per iteration into two accumulators (one FMA chain alone is latency-bound).
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
         var ones = Vector256.Create((short)1);
         var mask = Vector128.Create((byte)0x0F);
-        var eight = Vector256.Create((sbyte)8);
         int b = 0;
         for (; b + 2 <= nb; b += 2)
         {
             byte* k0 = w + b * 18, k1 = k0 + 18;
             var r0 = Vector128.Load(k0 + 2);
             var r1 = Vector128.Load(k1 + 2);
-            var w0 = Vector256.Create(r0 & mask, Vector128.ShiftRightLogical(r0, 4)).AsSByte() - eight;
-            var w1 = Vector256.Create(r1 & mask, Vector128.ShiftRightLogical(r1, 4)).AsSByte() - eight;
-            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Vector256.Load(xq + b * 32), w0)), ones);
-            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Vector256.Load(xq + b * 32 + 32), w1)), ones);
+            var n0 = Vector256.Create(r0 & mask, Vector128.ShiftRightLogical(r0, 4));
+            var n1 = Vector256.Create(r1 & mask, Vector128.ShiftRightLogical(r1, 4));
+            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n0, Vector256.Load(xq + b * 32)), ones) - Vector256.Load(lanes8 + b * 8);
+            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n1, Vector256.Load(xq + b * 32 + 32)), ones) - Vector256.Load(lanes8 + b * 8 + 8);
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfAt(k0) * xd[b]), acc0);
             acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(HalfAt(k1) * xd[b + 1]), acc1);
         }
         float sum = Vector256.Sum(acc0 + acc1);
-        if (b < nb) sum += Scalar.Q4_0(w + b * 18, xq + b * 32, xd + b, xs + b, nb - b);
+        for (; b < nb; b++)
+        {
+            byte* k0 = w + b * 18;
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += ((k0[2 + j] & 0xF) - 8) * xq[b * 32 + j] + ((k0[2 + j] >> 4) - 8) * xq[b * 32 + j + 16];
+            sum += HalfAt(k0) * xd[b] * s;
+        }
         return sum;
     }
 
@@ -124,11 +133,11 @@ public static unsafe class IntDot
 
     /// <summary>Q4_0 counterpart of <see cref="Q8_0x4"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_0x4(byte* w, sbyte* xq, float* xd, float* xs, int nb, int stride, float* out4)
+    public static void Q4_0x4(byte* w, sbyte* xq, float* xd, int* xl, int nb, int stride, float* out4)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            for (int t = 0; t < 4; t++) out4[t] = Scalar.Q4_0(w, xq + t * stride, xd + t * nb, xs + t * nb, nb);
+            for (int t = 0; t < 4; t++) out4[t] = Scalar.Q4_0(w, xq + t * stride, xd + t * nb, xl + t * nb * 8, nb);
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
@@ -169,7 +178,7 @@ public static unsafe class IntDot
             return sum;
         }
 
-        public static float Q4_0(byte* w, sbyte* xq, float* xd, float* xs, int nb)
+        public static float Q4_0(byte* w, sbyte* xq, float* xd, int* xl, int nb)
         {
             float sum = 0;
             for (int b = 0; b < nb; b++)

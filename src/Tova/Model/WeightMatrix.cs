@@ -62,12 +62,12 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>One output row: float activations, or their 8-bit quantization for Q8_0 / Q4_0 weights.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    internal float DotRow(int r, float* x, sbyte* xq, float* xd, float* xs)
+    internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl)
     {
         byte* row = Data + r * RowBytes;
         return Type switch
         {
-            GgmlType.Q4_0 when xq != null => IntDot.Q4_0(row, xq, xd, xs, Columns / Quantization.QK),
+            GgmlType.Q4_0 when xq != null => IntDot.Q4_0(row, xq, xd, xl, Columns / Quantization.QK),
             GgmlType.Q8_0 when xq != null => IntDot.Q8_0(row, xq, xd, Columns / Quantization.QK),
             _ => RowDot.Dot(Type, row, x, Columns),
         };
@@ -102,7 +102,8 @@ public unsafe struct MatMulBatch
     private int _count, _rows0, _rows01, _total, _batch, _cols, _nb;
     private float* _x;              // [batch, cols]
     private sbyte* _xq;             // [batch, cols]
-    private float* _xd, _xs;        // [batch, cols / 32]
+    private float* _xd;             // [batch, cols / 32]
+    private int* _xl;               // [batch, cols / 4]
 
     /// <summary>Work per chunk below which waking another thread costs more than it saves.</summary>
     private const int MinMacsPerChunk = 1 << 16;
@@ -133,9 +134,10 @@ public unsafe struct MatMulBatch
             scratch ??= new Q8Activations();
             scratch.Quantize(new ReadOnlySpan<float>(x, batch * _cols));
             fixed (sbyte* q = scratch.Q)
-            fixed (float* d = scratch.D, s = scratch.S)
+            fixed (float* d = scratch.D)
+            fixed (int* l = scratch.L)
             {
-                _xq = q; _xd = d; _xs = s;
+                _xq = q; _xd = d; _xl = l;
                 Dispatch(pool);
             }
         }
@@ -174,7 +176,7 @@ public unsafe struct MatMulBatch
                 for (; i + 4 <= b._batch; i += 4)
                 {
                     if (m.Type == GgmlType.Q4_0)
-                        IntDot.Q4_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xs + i * b._nb, b._nb, b._cols, out4);
+                        IntDot.Q4_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb * 8, b._nb, b._cols, out4);
                     else
                         IntDot.Q8_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._nb, b._cols, out4);
                     for (int t = 0; t < 4; t++) y[(i + t) * rows + row] = out4[t];
@@ -183,7 +185,7 @@ public unsafe struct MatMulBatch
             for (; i < b._batch; i++)
                 y[i * rows + row] = b._xq == null
                     ? m.DotRow(row, b._x + i * b._cols, null, null, null)
-                    : m.DotRow(row, b._x + i * b._cols, b._xq + i * b._cols, b._xd + i * b._nb, b._xs + i * b._nb);
+                    : m.DotRow(row, b._x + i * b._cols, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb * 8);
         }
     }
 }

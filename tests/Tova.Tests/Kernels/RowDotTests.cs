@@ -128,7 +128,8 @@ public unsafe class IntDotTests
         for (int i = 0; i < n; i++) Assert.True(MathF.Abs(act.D[i / 32] * act.Q[i] - x[i]) <= act.D[i / 32] * 0.5f + 1e-3f);
         fixed (byte* pw = row)
         fixed (sbyte* q = act.Q)
-        fixed (float* d = act.D, s = act.S, px = x)
+        fixed (float* d = act.D, px = x)
+        fixed (int* s = act.L)
         {
             float simd = type == GgmlType.Q4_0 ? IntDot.Q4_0(pw, q, d, s, blocks) : IntDot.Q8_0(pw, q, d, blocks);
             float scalar = type == GgmlType.Q4_0 ? IntDot.Scalar.Q4_0(pw, q, d, s, blocks) : IntDot.Scalar.Q8_0(pw, q, d, blocks);
@@ -161,14 +162,15 @@ public unsafe class TileKernelTests
         var tile = new float[4];
         fixed (byte* pw = row)
         fixed (sbyte* q = act.Q)
-        fixed (float* d = act.D, s = act.S, o = tile)
+        fixed (float* d = act.D, o = tile)
+        fixed (int* s = act.L)
         {
             if (type == GgmlType.Q4_0) IntDot.Q4_0x4(pw, q, d, s, blocks, n, o);
             else IntDot.Q8_0x4(pw, q, d, blocks, n, o);
             for (int t = 0; t < 4; t++)
             {
                 float single = type == GgmlType.Q4_0
-                    ? IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks)
+                    ? IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks * 8, blocks)
                     : IntDot.Scalar.Q8_0(pw, q + t * n, d + t * blocks, blocks);
                 Assert.True(MathF.Abs(single - tile[t]) <= 1e-4f * (1 + MathF.Abs(single)), $"token {t}: {tile[t]} vs {single}");
             }
