@@ -140,24 +140,25 @@ public static unsafe class IntDot
             for (int t = 0; t < 4; t++) out4[t] = Scalar.Q4_0(w, xq + t * stride, xd + t * nb, xl + t * nb * 8, nb);
             return;
         }
+        // Unsigned nibbles × q, minus each token's precomputed 8·Σq per lane: the same lane integers as Q4_0Avx2.
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         var ones = Vector256.Create((short)1);
         var mask = Vector128.Create((byte)0x0F);
-        var eight = Vector256.Create((sbyte)8);
         sbyte* x0 = xq, x1 = xq + stride, x2 = xq + 2 * stride, x3 = xq + 3 * stride;
         float* d0 = xd, d1 = xd + nb, d2 = xd + 2 * nb, d3 = xd + 3 * nb;
+        int ls = nb * 8;
+        int* l0 = xl, l1 = xl + ls, l2 = xl + 2 * ls, l3 = xl + 3 * ls;
         for (int b = 0; b < nb; b++)
         {
             byte* blk = w + b * 18;
             var raw = Vector128.Load(blk + 2);
-            var qw = Vector256.Create(raw & mask, Vector128.ShiftRightLogical(raw, 4)).AsSByte() - eight;
-            var aw = Avx2.Abs(qw);
+            var nib = Vector256.Create(raw & mask, Vector128.ShiftRightLogical(raw, 4));
             float dw = HalfAt(blk);
-            int o = b * 32;
-            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x0 + o), qw)), ones)), Vector256.Create(dw * d0[b]), a0);
-            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x1 + o), qw)), ones)), Vector256.Create(dw * d1[b]), a1);
-            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x2 + o), qw)), ones)), Vector256.Create(dw * d2[b]), a2);
-            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x3 + o), qw)), ones)), Vector256.Create(dw * d3[b]), a3);
+            int o = b * 32, lo = b * 8;
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x0 + o)), ones) - Vector256.Load(l0 + lo)), Vector256.Create(dw * d0[b]), a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x1 + o)), ones) - Vector256.Load(l1 + lo)), Vector256.Create(dw * d1[b]), a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x2 + o)), ones) - Vector256.Load(l2 + lo)), Vector256.Create(dw * d2[b]), a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x3 + o)), ones) - Vector256.Load(l3 + lo)), Vector256.Create(dw * d3[b]), a3);
         }
         out4[0] = Vector256.Sum(a0); out4[1] = Vector256.Sum(a1); out4[2] = Vector256.Sum(a2); out4[3] = Vector256.Sum(a3);
     }
