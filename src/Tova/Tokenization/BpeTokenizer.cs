@@ -331,14 +331,7 @@ public sealed class BpeTokenizer : ITokenizer
         output.AddRange(ids);
     }
 
-    public string Decode(ReadOnlySpan<int> ids)
-    {
-        var d = CreateStreamingDecoder();
-        var sb = new StringBuilder();
-        foreach (var id in ids) sb.Append(d.Append(id));
-        sb.Append(d.Flush());
-        return sb.ToString();
-    }
+    public string Decode(ReadOnlySpan<int> ids) => CreateStreamingDecoder().DecodeAll(ids);
 
     public StreamingDecoder CreateStreamingDecoder() => new Decoder(this);
 
@@ -349,21 +342,22 @@ public sealed class BpeTokenizer : ITokenizer
     private sealed class Decoder(BpeTokenizer tok) : StreamingDecoder
     {
         private readonly Utf8Assembler _utf8 = new();
+        private readonly StringBuilder _sb = new(); // reused: a token allocates only the string it returns
 
         public override string Append(int id)
         {
             var bytes = tok.PieceBytes(id);
             if (bytes.Length == 0) return "";
-            var sb = new StringBuilder();
+            var sb = _sb.Clear();
             foreach (var b in bytes) _utf8.Push(b, sb);
-            return sb.ToString();
+            return sb.Length == 0 ? "" : sb.ToString();
         }
 
         public override string Flush()
         {
-            var sb = new StringBuilder();
+            var sb = _sb.Clear();
             _utf8.Flush(sb);
-            return sb.ToString();
+            return sb.Length == 0 ? "" : sb.ToString();
         }
     }
 }

@@ -35,4 +35,13 @@ public abstract class StreamingDecoder
 
     /// <summary>Returns whatever is held back (invalid trailing bytes come out as U+FFFD).</summary>
     public abstract string Flush();
+
+    /// <summary>Decodes a whole sequence: every token, then what is held back (what <see cref="ITokenizer.Decode"/> returns).</summary>
+    public string DecodeAll(ReadOnlySpan<int> ids)
+    {
+        var sb = new System.Text.StringBuilder();
+        foreach (var id in ids) sb.Append(Append(id));
+        sb.Append(Flush());
+        return sb.ToString();
+    }
 }

@@ -257,14 +257,7 @@ public sealed class SentencePieceTokenizer : ITokenizer
         }
     }
 
-    public string Decode(ReadOnlySpan<int> ids)
-    {
-        var d = CreateStreamingDecoder();
-        var sb = new StringBuilder();
-        foreach (var id in ids) sb.Append(d.Append(id));
-        sb.Append(d.Flush());
-        return sb.ToString();
-    }
+    public string Decode(ReadOnlySpan<int> ids) => CreateStreamingDecoder().DecodeAll(ids);
 
     public StreamingDecoder CreateStreamingDecoder() => new Utf8StreamingDecoder(this);
 
