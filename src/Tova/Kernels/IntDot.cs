@@ -37,72 +37,136 @@ public static unsafe class IntDot
         return BitConverter.UInt32BitsToSingle(BitConverter.SingleToUInt32Bits(magnitude) | ((h & 0x8000) << 16));
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q8_0Avx2(byte* w, sbyte* xq, float* xd, int nb)
+    /// <summary>
+    /// The eight block scales of blocks p, p + stride, …, p + 7·stride (f16, at the start of each block) as floats,
+    /// by the same bit manipulation as <see cref="HalfAt"/>, eight at a time.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<float> HalfAt8(byte* p, int stride)
     {
-        // Two blocks per iteration into two accumulators: one FMA chain alone is latency-bound.
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        var ones = Vector256.Create((short)1);
-        int b = 0;
-        for (; b + 2 <= nb; b += 2)
-        {
-            byte* k0 = w + b * 34, k1 = k0 + 34;
-            var w0 = Vector256.Load((sbyte*)(k0 + 2));
-            var w1 = Vector256.Load((sbyte*)(k1 + 2));
-            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Vector256.Load(xq + b * 32), w0)), ones);
-            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w1), Avx2.Sign(Vector256.Load(xq + b * 32 + 32), w1)), ones);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfAt(k0) * xd[b]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(HalfAt(k1) * xd[b + 1]), acc1);
-        }
-        for (; b < nb; b++)
-        {
-            byte* k0 = w + b * 34;
-            var w0 = Vector256.Load((sbyte*)(k0 + 2));
-            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(w0), Avx2.Sign(Vector256.Load(xq + b * 32), w0)), ones);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfAt(k0) * xd[b]), acc0);
-        }
-        return Vector256.Sum(acc0 + acc1);
+        var h = Vector128.Create(
+            Unsafe.ReadUnaligned<ushort>(p), Unsafe.ReadUnaligned<ushort>(p + stride),
+            Unsafe.ReadUnaligned<ushort>(p + 2 * stride), Unsafe.ReadUnaligned<ushort>(p + 3 * stride),
+            Unsafe.ReadUnaligned<ushort>(p + 4 * stride), Unsafe.ReadUnaligned<ushort>(p + 5 * stride),
+            Unsafe.ReadUnaligned<ushort>(p + 6 * stride), Unsafe.ReadUnaligned<ushort>(p + 7 * stride));
+        var u = Avx2.ConvertToVector256Int32(h).AsUInt32();
+        var magnitude = ((u & Vector256.Create(0x7fffu)) << 13).AsSingle() * Vector256.Create(5.192296858534828e33f);
+        return (magnitude.AsUInt32() | ((u & Vector256.Create(0x8000u)) << 16)).AsSingle();
     }
 
     /// <summary>
-    /// Q4_0 × 8-bit activations, AVX2: unsigned nibbles × q with u8×s8 multiply-add, minus 8·Σq per lane (precomputed
-    /// with the activations, <see cref="Q8Activations.L"/>), so each lane holds exactly llama.cpp's Σ (nib − 8)·q over
-    /// 4 elements. Two blocks per iteration into two accumulators (one FMA chain alone is latency-bound).
+    /// [Σ v0, Σ v1, …, Σ v7] from h0123 = H(H(v0, v1), H(v2, v3)) and h4567 = H(H(v4, v5), H(v6, v7)): the lane sums
+    /// of eight vectors in one vector (exact integers). Callers nest the pairwise adds so that few vectors are live.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> Sums8(Vector256<int> h0123, Vector256<int> h4567) =>
+        Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> H(Vector256<int> a, Vector256<int> b) => Avx2.HorizontalAdd(a, b);
+
+    /// <summary>Σ over one Q4_0 block of nib·q (u8 × s8 pairs, then pairs of int16 into int32 lanes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> NibDot(Vector256<byte> nib, sbyte* x) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x)), Vector256.Create((short)1));
+
+    /// <summary>The 32 unsigned nibbles of the Q4_0 block at blk (elements 0..15 low, 16..31 high), in element order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Nibbles(byte* blk)
+    {
+        // The 16 bytes in both halves, the upper half shifted right by 4, then masked: three instructions.
+        var both = Avx2.BroadcastVector128ToVector256(blk + 2).AsUInt32();
+        return (Avx2.ShiftRightLogicalVariable(both, Vector256.Create(0u, 0, 0, 0, 4, 4, 4, 4)) & Vector256.Create(0x0F0F0F0Fu)).AsByte();
+    }
+
+    /// <summary>The integer sums nib·q of eight consecutive Q4_0 blocks (unpacked in n0..n7) with activations at x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> NibSums8(Vector256<byte> n0, Vector256<byte> n1, Vector256<byte> n2, Vector256<byte> n3,
+                                           Vector256<byte> n4, Vector256<byte> n5, Vector256<byte> n6, Vector256<byte> n7, sbyte* x)
+    {
+        var p01 = H(NibDot(n0, x), NibDot(n1, x + 32));
+        var p23 = H(NibDot(n2, x + 64), NibDot(n3, x + 96));
+        var h0123 = H(p01, p23);
+        var p45 = H(NibDot(n4, x + 128), NibDot(n5, x + 160));
+        var p67 = H(NibDot(n6, x + 192), NibDot(n7, x + 224));
+        return Sums8(h0123, H(p45, p67));
+    }
+
+    /// <summary>Σ over one Q8_0 block of w·q: |w| × sign(q, w) as u8 × s8 pairs, then int16 pairs into int32 lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SignedDot(Vector256<sbyte> qw, sbyte* x) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(qw), Avx2.Sign(Vector256.Load(x), qw)), Vector256.Create((short)1));
+
+    /// <summary>The integer sums w·q of eight consecutive Q8_0 blocks (their quants in w0..w7) with activations at x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SignedSums8(Vector256<sbyte> w0, Vector256<sbyte> w1, Vector256<sbyte> w2, Vector256<sbyte> w3,
+                                              Vector256<sbyte> w4, Vector256<sbyte> w5, Vector256<sbyte> w6, Vector256<sbyte> w7, sbyte* x)
+    {
+        // One statement per pair keeps the JIT from evaluating all eight products before the first add.
+        var p01 = H(SignedDot(w0, x), SignedDot(w1, x + 32));
+        var p23 = H(SignedDot(w2, x + 64), SignedDot(w3, x + 96));
+        var h0123 = H(p01, p23);
+        var p45 = H(SignedDot(w4, x + 128), SignedDot(w5, x + 160));
+        var p67 = H(SignedDot(w6, x + 192), SignedDot(w7, x + 224));
+        return Sums8(h0123, H(p45, p67));
+    }
+
+    /// <summary>
+    /// Q8_0 × 8-bit activations, AVX2. Eight blocks at a time: each block's integer sum is exact, the eight sums are
+    /// gathered into one vector (<see cref="Sums8"/>), converted once and scaled by the eight d_w·d_x products, so
+    /// the float work (conversion, scales, FMA) is shared by eight blocks.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Q4_0Avx2(byte* w, sbyte* xq, float* xd, int* lanes8, int nb)
+    public static float Q8_0Avx2(byte* w, sbyte* xq, float* xd, int nb)
     {
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        var ones = Vector256.Create((short)1);
-        var mask = Vector128.Create((byte)0x0F);
+        var acc = Vector256<float>.Zero;
         int b = 0;
-        for (; b + 2 <= nb; b += 2)
+        for (; b + 8 <= nb; b += 8)
         {
-            byte* k0 = w + b * 18, k1 = k0 + 18;
-            var r0 = Vector128.Load(k0 + 2);
-            var r1 = Vector128.Load(k1 + 2);
-            var n0 = Vector256.Create(r0 & mask, Vector128.ShiftRightLogical(r0, 4));
-            var n1 = Vector256.Create(r1 & mask, Vector128.ShiftRightLogical(r1, 4));
-            var p0 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n0, Vector256.Load(xq + b * 32)), ones) - Vector256.Load(lanes8 + b * 8);
-            var p1 = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(n1, Vector256.Load(xq + b * 32 + 32)), ones) - Vector256.Load(lanes8 + b * 8 + 8);
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p0), Vector256.Create(HalfAt(k0) * xd[b]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(p1), Vector256.Create(HalfAt(k1) * xd[b + 1]), acc1);
+            byte* k = w + b * 34;
+            sbyte* x = xq + b * 32;
+            var s = Sums8(H(H(SignedDot(Q8(k), x), SignedDot(Q8(k + 34), x + 32)), H(SignedDot(Q8(k + 68), x + 64), SignedDot(Q8(k + 102), x + 96))),
+                          H(H(SignedDot(Q8(k + 136), x + 128), SignedDot(Q8(k + 170), x + 160)), H(SignedDot(Q8(k + 204), x + 192), SignedDot(Q8(k + 238), x + 224))));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), HalfAt8(k, 34) * Vector256.Load(xd + b), acc);
         }
-        float sum = Vector256.Sum(acc0 + acc1);
+        float sum = Vector256.Sum(acc);
         for (; b < nb; b++)
+            sum += HalfAt(w + b * 34) * xd[b] * Vector256.Sum(SignedDot(Q8(w + b * 34), xq + b * 32));
+        return sum;
+    }
+
+    /// <summary>The 32 signed quants of the Q8_0 block at blk.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Q8(byte* blk) => Vector256.Load((sbyte*)(blk + 2));
+
+    /// <summary>
+    /// Q4_0 × 8-bit activations, AVX2: unsigned nibbles × q (u8 × s8 multiply-add), eight blocks at a time like
+    /// <see cref="Q8_0Avx2"/>; the −8 offset is subtracted from each block's sum as 8·Σq (<see cref="Q8Activations.L"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static float Q4_0Avx2(byte* w, sbyte* xq, float* xd, int* xl, int nb)
+    {
+        var acc = Vector256<float>.Zero;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
         {
-            byte* k0 = w + b * 18;
-            int s = 0;
-            for (int j = 0; j < 16; j++) s += ((k0[2 + j] & 0xF) - 8) * xq[b * 32 + j] + ((k0[2 + j] >> 4) - 8) * xq[b * 32 + j + 16];
-            sum += HalfAt(k0) * xd[b] * s;
+            byte* k = w + b * 18;
+            sbyte* x = xq + b * 32;
+            var s = Sums8(H(H(NibDot(Nibbles(k), x), NibDot(Nibbles(k + 18), x + 32)), H(NibDot(Nibbles(k + 36), x + 64), NibDot(Nibbles(k + 54), x + 96))),
+                          H(H(NibDot(Nibbles(k + 72), x + 128), NibDot(Nibbles(k + 90), x + 160)), H(NibDot(Nibbles(k + 108), x + 192), NibDot(Nibbles(k + 126), x + 224))));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Load(xl + b)), HalfAt8(k, 18) * Vector256.Load(xd + b), acc);
         }
+        float sum = Vector256.Sum(acc);
+        for (; b < nb; b++)
+            sum += HalfAt(w + b * 18) * xd[b] * (Vector256.Sum(NibDot(Nibbles(w + b * 18), xq + b * 32)) - xl[b]);
         return sum;
     }
 
     /// <summary>
     /// One weight row against four 8-bit activation rows (a prefill or batched-decode tile): each weight block is
-    /// loaded and unpacked once and used four times. Activation row t starts at xq + t·stride (blocks at xd + t·nb).
-    /// Results go to out[0..4). Each lane's integer sum equals the single-row kernels', so results are identical.
+    /// loaded (and unpacked) once and used four times. Activation row t starts at xq + t·stride (blocks at xd + t·nb).
+    /// Results go to out[0..4). Each block's integer sum and every float step equal the single-row kernel's, so the
+    /// results are identical.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Q8_0x4(byte* w, sbyte* xq, float* xd, int nb, int stride, float* out4)
@@ -113,54 +177,81 @@ public static unsafe class IntDot
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        var ones = Vector256.Create((short)1);
-        sbyte* x0 = xq, x1 = xq + stride, x2 = xq + 2 * stride, x3 = xq + 3 * stride;
-        float* d0 = xd, d1 = xd + nb, d2 = xd + 2 * nb, d3 = xd + 3 * nb;
-        for (int b = 0; b < nb; b++)
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
         {
-            byte* blk = w + b * 34;
-            var qw = Vector256.Load((sbyte*)(blk + 2));
-            var aw = Avx2.Abs(qw);
-            float dw = HalfAt(blk);
-            int o = b * 32;
-            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x0 + o), qw)), ones)), Vector256.Create(dw * d0[b]), a0);
-            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x1 + o), qw)), ones)), Vector256.Create(dw * d1[b]), a1);
-            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x2 + o), qw)), ones)), Vector256.Create(dw * d2[b]), a2);
-            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x3 + o), qw)), ones)), Vector256.Create(dw * d3[b]), a3);
+            // Blocks 0..3 of the eight for each token, then blocks 4..7: fewer live registers than all eight at once
+            // (the sign and horizontal-add instructions reach only the first 16 vector registers).
+            byte* k = w + b * 34;
+            sbyte* x = xq + b * 32;
+            var w0 = Q8(k); var w1 = Q8(k + 34); var w2 = Q8(k + 68); var w3 = Q8(k + 102);
+            var h0 = H(H(SignedDot(w0, x), SignedDot(w1, x + 32)), H(SignedDot(w2, x + 64), SignedDot(w3, x + 96)));
+            var h1 = H(H(SignedDot(w0, x + stride), SignedDot(w1, x + stride + 32)), H(SignedDot(w2, x + stride + 64), SignedDot(w3, x + stride + 96)));
+            var h2 = H(H(SignedDot(w0, x + 2 * stride), SignedDot(w1, x + 2 * stride + 32)), H(SignedDot(w2, x + 2 * stride + 64), SignedDot(w3, x + 2 * stride + 96)));
+            var h3 = H(H(SignedDot(w0, x + 3 * stride), SignedDot(w1, x + 3 * stride + 32)), H(SignedDot(w2, x + 3 * stride + 64), SignedDot(w3, x + 3 * stride + 96)));
+            w0 = Q8(k + 136); w1 = Q8(k + 170); w2 = Q8(k + 204); w3 = Q8(k + 238);
+            x += 128;
+            var dw = HalfAt8(k, 34);
+            var s = Sums8(h0, H(H(SignedDot(w0, x), SignedDot(w1, x + 32)), H(SignedDot(w2, x + 64), SignedDot(w3, x + 96))));
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), dw * Vector256.Load(xd + b), a0);
+            s = Sums8(h1, H(H(SignedDot(w0, x + stride), SignedDot(w1, x + stride + 32)), H(SignedDot(w2, x + stride + 64), SignedDot(w3, x + stride + 96))));
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), dw * Vector256.Load(xd + nb + b), a1);
+            s = Sums8(h2, H(H(SignedDot(w0, x + 2 * stride), SignedDot(w1, x + 2 * stride + 32)), H(SignedDot(w2, x + 2 * stride + 64), SignedDot(w3, x + 2 * stride + 96))));
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), dw * Vector256.Load(xd + 2 * nb + b), a2);
+            s = Sums8(h3, H(H(SignedDot(w0, x + 3 * stride), SignedDot(w1, x + 3 * stride + 32)), H(SignedDot(w2, x + 3 * stride + 64), SignedDot(w3, x + 3 * stride + 96))));
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), dw * Vector256.Load(xd + 3 * nb + b), a3);
         }
-        out4[0] = Vector256.Sum(a0); out4[1] = Vector256.Sum(a1); out4[2] = Vector256.Sum(a2); out4[3] = Vector256.Sum(a3);
+        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+        for (; b < nb; b++)
+        {
+            byte* k = w + b * 34;
+            var w0 = Q8(k);
+            float dw = HalfAt(k);
+            sbyte* x = xq + b * 32;
+            s0 += dw * xd[b] * Vector256.Sum(SignedDot(w0, x));
+            s1 += dw * xd[nb + b] * Vector256.Sum(SignedDot(w0, x + stride));
+            s2 += dw * xd[2 * nb + b] * Vector256.Sum(SignedDot(w0, x + 2 * stride));
+            s3 += dw * xd[3 * nb + b] * Vector256.Sum(SignedDot(w0, x + 3 * stride));
+        }
+        out4[0] = s0; out4[1] = s1; out4[2] = s2; out4[3] = s3;
     }
 
-    /// <summary>Q4_0 counterpart of <see cref="Q8_0x4"/>.</summary>
+    /// <summary>Q4_0 counterpart of <see cref="Q8_0x4"/>; token t's block sums 8·Σq are at xl + t·nb.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Q4_0x4(byte* w, sbyte* xq, float* xd, int* xl, int nb, int stride, float* out4)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            for (int t = 0; t < 4; t++) out4[t] = Scalar.Q4_0(w, xq + t * stride, xd + t * nb, xl + t * nb * 8, nb);
+            for (int t = 0; t < 4; t++) out4[t] = Scalar.Q4_0(w, xq + t * stride, xd + t * nb, xl + t * nb, nb);
             return;
         }
-        // Unsigned nibbles × q, minus each token's precomputed 8·Σq per lane: the same lane integers as Q4_0Avx2.
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        var ones = Vector256.Create((short)1);
-        var mask = Vector128.Create((byte)0x0F);
-        sbyte* x0 = xq, x1 = xq + stride, x2 = xq + 2 * stride, x3 = xq + 3 * stride;
-        float* d0 = xd, d1 = xd + nb, d2 = xd + 2 * nb, d3 = xd + 3 * nb;
-        int ls = nb * 8;
-        int* l0 = xl, l1 = xl + ls, l2 = xl + 2 * ls, l3 = xl + 3 * ls;
-        for (int b = 0; b < nb; b++)
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
         {
-            byte* blk = w + b * 18;
-            var raw = Vector128.Load(blk + 2);
-            var nib = Vector256.Create(raw & mask, Vector128.ShiftRightLogical(raw, 4));
-            float dw = HalfAt(blk);
-            int o = b * 32, lo = b * 8;
-            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x0 + o)), ones) - Vector256.Load(l0 + lo)), Vector256.Create(dw * d0[b]), a0);
-            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x1 + o)), ones) - Vector256.Load(l1 + lo)), Vector256.Create(dw * d1[b]), a1);
-            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x2 + o)), ones) - Vector256.Load(l2 + lo)), Vector256.Create(dw * d2[b]), a2);
-            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x3 + o)), ones) - Vector256.Load(l3 + lo)), Vector256.Create(dw * d3[b]), a3);
+            byte* k = w + b * 18;
+            var n0 = Nibbles(k); var n1 = Nibbles(k + 18); var n2 = Nibbles(k + 36); var n3 = Nibbles(k + 54);
+            var n4 = Nibbles(k + 72); var n5 = Nibbles(k + 90); var n6 = Nibbles(k + 108); var n7 = Nibbles(k + 126);
+            var dw = HalfAt8(k, 18);
+            sbyte* x = xq + b * 32;
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(NibSums8(n0, n1, n2, n3, n4, n5, n6, n7, x) - Vector256.Load(xl + b)), dw * Vector256.Load(xd + b), a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(NibSums8(n0, n1, n2, n3, n4, n5, n6, n7, x + stride) - Vector256.Load(xl + nb + b)), dw * Vector256.Load(xd + nb + b), a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(NibSums8(n0, n1, n2, n3, n4, n5, n6, n7, x + 2 * stride) - Vector256.Load(xl + 2 * nb + b)), dw * Vector256.Load(xd + 2 * nb + b), a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(NibSums8(n0, n1, n2, n3, n4, n5, n6, n7, x + 3 * stride) - Vector256.Load(xl + 3 * nb + b)), dw * Vector256.Load(xd + 3 * nb + b), a3);
         }
-        out4[0] = Vector256.Sum(a0); out4[1] = Vector256.Sum(a1); out4[2] = Vector256.Sum(a2); out4[3] = Vector256.Sum(a3);
+        float s0 = Vector256.Sum(a0), s1 = Vector256.Sum(a1), s2 = Vector256.Sum(a2), s3 = Vector256.Sum(a3);
+        for (; b < nb; b++)
+        {
+            byte* k = w + b * 18;
+            var n0 = Nibbles(k);
+            float dw = HalfAt(k);
+            sbyte* x = xq + b * 32;
+            s0 += dw * xd[b] * (Vector256.Sum(NibDot(n0, x)) - xl[b]);
+            s1 += dw * xd[nb + b] * (Vector256.Sum(NibDot(n0, x + stride)) - xl[nb + b]);
+            s2 += dw * xd[2 * nb + b] * (Vector256.Sum(NibDot(n0, x + 2 * stride)) - xl[2 * nb + b]);
+            s3 += dw * xd[3 * nb + b] * (Vector256.Sum(NibDot(n0, x + 3 * stride)) - xl[3 * nb + b]);
+        }
+        out4[0] = s0; out4[1] = s1; out4[2] = s2; out4[3] = s3;
     }
 
     /// <summary>Plain references: integer sums per block, then scaled.</summary>

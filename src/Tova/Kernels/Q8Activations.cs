@@ -5,13 +5,13 @@ namespace Tova.Kernels;
 
 /// <summary>
 /// An activation vector quantized to 8 bits in blocks of 32 (like ggml's Q8_0, kept as separate arrays):
-/// x[i] ≈ D[i/32]·Q[i]; L[g] = 8·Σ Q over the group of 4 values g (Q4_0's −8 offset, one int per SIMD lane). Buffers are reused.
+/// x[i] ≈ D[i/32]·Q[i]; L[b] = 8·Σ Q over block b (Q4_0's −8 offset, subtracted from each block's integer sum). Buffers are reused.
 /// </summary>
 public sealed unsafe class Q8Activations
 {
     public sbyte[] Q = [];   // [n]
     public float[] D = [];   // [n / 32]
-    public int[] L = [];     // [n / 4]  8 × the sum of each group of 4 values (Q4_0's −8 offset, per SIMD lane)
+    public int[] L = [];     // [n / 32]  8 × the sum of each block's values (Q4_0's −8 offset)
     public int Length;
 
     public int Blocks => Length / Quantization.QK;
@@ -26,7 +26,7 @@ public sealed unsafe class Q8Activations
         {
             Q = GC.AllocateArray<sbyte>(x.Length, pinned: true);
             D = GC.AllocateArray<float>(nb, pinned: true);
-            L = GC.AllocateArray<int>(x.Length / 4, pinned: true);
+            L = GC.AllocateArray<int>(nb, pinned: true);
         }
         Length = x.Length;
         fixed (float* px = x)
@@ -57,8 +57,7 @@ public sealed unsafe class Q8Activations
                     dst[j] = (sbyte)q;
                     sum += q;
                 }
-                for (int g = 0; g < 8; g++)
-                    L[b * 8 + g] = 8 * (dst[4 * g] + dst[4 * g + 1] + dst[4 * g + 2] + dst[4 * g + 3]);
+                L[b] = 8 * sum;
                 d = (float)(Half)d; // ggml keeps the block scale as f16
                 D[b] = d;
             }

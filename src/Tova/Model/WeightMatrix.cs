@@ -103,7 +103,7 @@ public unsafe struct MatMulBatch
     private float* _x;              // [batch, cols]
     private sbyte* _xq;             // [batch, cols]
     private float* _xd;             // [batch, cols / 32]
-    private int* _xl;               // [batch, cols / 4]
+    private int* _xl;               // [batch, cols / 32]
 
     /// <summary>Work per chunk below which waking another thread costs more than it saves.</summary>
     private const int MinMacsPerChunk = 1 << 16;
@@ -176,7 +176,7 @@ public unsafe struct MatMulBatch
                 for (; i + 4 <= b._batch; i += 4)
                 {
                     if (m.Type == GgmlType.Q4_0)
-                        IntDot.Q4_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb * 8, b._nb, b._cols, out4);
+                        IntDot.Q4_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, b._nb, b._cols, out4);
                     else
                         IntDot.Q8_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._nb, b._cols, out4);
                     for (int t = 0; t < 4; t++) y[(i + t) * rows + row] = out4[t];
@@ -185,7 +185,7 @@ public unsafe struct MatMulBatch
             for (; i < b._batch; i++)
                 y[i * rows + row] = b._xq == null
                     ? m.DotRow(row, b._x + i * b._cols, null, null, null)
-                    : m.DotRow(row, b._x + i * b._cols, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb * 8);
+                    : m.DotRow(row, b._x + i * b._cols, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb);
         }
     }
 }

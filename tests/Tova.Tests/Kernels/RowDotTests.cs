@@ -110,9 +110,14 @@ public unsafe class IntDotTests
     [Theory]
     [InlineData(GgmlType.Q8_0, 1)]
     [InlineData(GgmlType.Q8_0, 7)]
+    [InlineData(GgmlType.Q8_0, 8)]
+    [InlineData(GgmlType.Q8_0, 19)]
+    [InlineData(GgmlType.Q8_0, 64)]
     [InlineData(GgmlType.Q4_0, 1)]
     [InlineData(GgmlType.Q4_0, 2)]
     [InlineData(GgmlType.Q4_0, 7)]
+    [InlineData(GgmlType.Q4_0, 8)]
+    [InlineData(GgmlType.Q4_0, 19)]
     [InlineData(GgmlType.Q4_0, 64)]
     public void SimdMatchesScalarAndApproximatesFloat(GgmlType type, int blocks)
     {
@@ -145,8 +150,10 @@ public unsafe class TileKernelTests
 {
     [Theory]
     [InlineData(GgmlType.Q8_0, 3)]
+    [InlineData(GgmlType.Q8_0, 19)]
     [InlineData(GgmlType.Q8_0, 64)]
     [InlineData(GgmlType.Q4_0, 3)]
+    [InlineData(GgmlType.Q4_0, 19)]
     [InlineData(GgmlType.Q4_0, 64)]
     public void FourTokenTileEqualsFourSingleDots(GgmlType type, int blocks)
     {
@@ -170,7 +177,7 @@ public unsafe class TileKernelTests
             for (int t = 0; t < 4; t++)
             {
                 float single = type == GgmlType.Q4_0
-                    ? IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks * 8, blocks)
+                    ? IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks)
                     : IntDot.Scalar.Q8_0(pw, q + t * n, d + t * blocks, blocks);
                 Assert.True(MathF.Abs(single - tile[t]) <= 1e-4f * (1 + MathF.Abs(single)), $"token {t}: {tile[t]} vs {single}");
             }
