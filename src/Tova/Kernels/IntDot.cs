@@ -84,13 +84,20 @@ public static unsafe class IntDot
     private static Vector256<int> NibSums8(Vector256<byte> n0, Vector256<byte> n1, Vector256<byte> n2, Vector256<byte> n3,
                                            Vector256<byte> n4, Vector256<byte> n5, Vector256<byte> n6, Vector256<byte> n7, sbyte* x)
     {
-        var p01 = H(NibDot(n0, x), NibDot(n1, x + 32));
-        var p23 = H(NibDot(n2, x + 64), NibDot(n3, x + 96));
-        var h0123 = H(p01, p23);
-        var p45 = H(NibDot(n4, x + 128), NibDot(n5, x + 160));
-        var p67 = H(NibDot(n6, x + 192), NibDot(n7, x + 224));
-        return Sums8(h0123, H(p45, p67));
+        // u8 × s8 pairs are at most 2·15·127 = 3,810 in magnitude, so int16 horizontal adds stay exact up to sums of
+        // 16 values (30,480): three levels of them leave, per 128-bit half, one int16 per block; widened and the two
+        // halves added, they are the eight blocks' sums.
+        var p01 = Avx2.HorizontalAdd(NibPairs(n0, x), NibPairs(n1, x + 32));
+        var p23 = Avx2.HorizontalAdd(NibPairs(n2, x + 64), NibPairs(n3, x + 96));
+        var q0123 = Avx2.HorizontalAdd(p01, p23);
+        var p45 = Avx2.HorizontalAdd(NibPairs(n4, x + 128), NibPairs(n5, x + 160));
+        var p67 = Avx2.HorizontalAdd(NibPairs(n6, x + 192), NibPairs(n7, x + 224));
+        var r = Avx2.HorizontalAdd(q0123, Avx2.HorizontalAdd(p45, p67)); // [b0..b7 low halves | b0..b7 high halves]
+        return Avx2.ConvertToVector256Int32(r.GetLower()) + Avx2.ConvertToVector256Int32(r.GetUpper());
     }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> NibPairs(Vector256<byte> nib, sbyte* x) => Avx2.MultiplyAddAdjacent(nib, Vector256.Load(x));
 
     /// <summary>Σ over one Q8_0 block of w·q: |w| × sign(q, w) as u8 × s8 pairs, then int16 pairs into int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -152,8 +159,7 @@ public static unsafe class IntDot
         {
             byte* k = w + b * 18;
             sbyte* x = xq + b * 32;
-            var s = Sums8(H(H(NibDot(Nibbles(k), x), NibDot(Nibbles(k + 18), x + 32)), H(NibDot(Nibbles(k + 36), x + 64), NibDot(Nibbles(k + 54), x + 96))),
-                          H(H(NibDot(Nibbles(k + 72), x + 128), NibDot(Nibbles(k + 90), x + 160)), H(NibDot(Nibbles(k + 108), x + 192), NibDot(Nibbles(k + 126), x + 224))));
+            var s = NibSums8(Nibbles(k), Nibbles(k + 18), Nibbles(k + 36), Nibbles(k + 54), Nibbles(k + 72), Nibbles(k + 90), Nibbles(k + 108), Nibbles(k + 126), x);
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Load(xl + b)), HalfAt8(k, 18) * Vector256.Load(xd + b), acc);
         }
         float sum = Vector256.Sum(acc);

@@ -50,7 +50,7 @@ public sealed unsafe class WorkerPool : IDisposable
     public void For(int total, int minChunk, delegate*<nint, int, int, void> fn, nint ctx)
     {
         if (total <= 0) return;
-        int chunk = Math.Max(minChunk, (total + Threads * 4 - 1) / (Threads * 4));
+        int chunk = Math.Max(minChunk, (total + Threads * 16 - 1) / (Threads * 16));
         if (_workers.Length == 0 || chunk >= total)
         {
             fn(ctx, 0, total);
