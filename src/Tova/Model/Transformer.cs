@@ -432,11 +432,15 @@ public sealed unsafe class Transformer : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
-        // silu(g) * u = g * sigmoid(g) * u
-        for (int i = 0; i < gate.Length; i++)
+        // silu(g) * u = g * sigmoid(g) * u, vectorised in chunks (the decode path allocates nothing)
+        Span<float> s = stackalloc float[512];
+        for (int i = 0; i < gate.Length; i += s.Length)
         {
-            float g = gate[i];
-            gate[i] = g / (1.0f + MathF.Exp(-g)) * up[i];
+            int m = Math.Min(s.Length, gate.Length - i);
+            var g = gate.Slice(i, m);
+            TensorPrimitives.Sigmoid(g, s[..m]);
+            TensorPrimitives.Multiply(g, s[..m], g);
+            TensorPrimitives.Multiply(g, up.Slice(i, m), g);
         }
     }
 

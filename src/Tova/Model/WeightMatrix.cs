@@ -159,6 +159,11 @@ public unsafe struct MatMulBatch
     private static void Rows(nint ctx, int start, int end)
     {
         ref var b = ref *(MatMulBatch*)ctx;
+        if (b._batch == 1)
+        {
+            SingleTokenRows(ref b, start, end);
+            return;
+        }
         float* out4 = stackalloc float[4];
         for (int r = start; r < end; r++)
         {
@@ -186,6 +191,32 @@ public unsafe struct MatMulBatch
                 y[i * rows + row] = b._xq == null
                     ? m.DotRow(row, b._x + i * b._cols, null, null, null)
                     : m.DotRow(row, b._x + i * b._cols, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb);
+        }
+    }
+
+    /// <summary>Decode (one token): runs of rows of one matrix go straight to the row kernel.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SingleTokenRows(ref MatMulBatch b, int start, int end)
+    {
+        int r = start;
+        while (r < end)
+        {
+            WeightMatrix m;
+            float* y;
+            int first, stop;
+            if (r < b._rows0) { m = b._m0!; y = b._y0; first = 0; stop = b._rows0; }
+            else if (r < b._rows01) { m = b._m1!; y = b._y1; first = b._rows0; stop = b._rows01; }
+            else { m = b._m2!; y = b._y2; first = b._rows01; stop = b._total; }
+            stop = Math.Min(stop, end);
+            long rowBytes = m.RowBytes;
+            byte* w = m.Data + (r - first) * rowBytes;
+            y -= first;
+            if (b._xq != null && m.Type == GgmlType.Q4_0)
+                for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q4_0(w, b._xq, b._xd, b._xl, b._nb);
+            else if (b._xq != null && m.Type == GgmlType.Q8_0)
+                for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q8_0(w, b._xq, b._xd, b._nb);
+            else
+                for (; r < stop; r++) y[r] = m.DotRow(r - first, b._x, b._xq, b._xd, b._xl);
         }
     }
 }
