@@ -12,6 +12,9 @@ namespace Tova.Kernels;
 /// </summary>
 public static unsafe class IntDot
 {
+    /// <summary>How far ahead of the block being read the decode kernels prefetch weights (bytes).</summary>
+    private const int PrefetchAhead = 4096;
+
     public static float Q8_0(byte* w, sbyte* xq, float* xd, int nb)
     {
         if (Avx2.IsSupported && Fma.IsSupported) return Q8_0Avx2(w, xq, xd, nb);
@@ -132,6 +135,7 @@ public static unsafe class IntDot
         {
             byte* k = w + b * 34;
             sbyte* x = xq + b * 32;
+            for (int l = 0; l < 272; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
             var s = Sums8(H(H(SignedDot(Q8(k), x), SignedDot(Q8(k + 34), x + 32)), H(SignedDot(Q8(k + 68), x + 64), SignedDot(Q8(k + 102), x + 96))),
                           H(H(SignedDot(Q8(k + 136), x + 128), SignedDot(Q8(k + 170), x + 160)), H(SignedDot(Q8(k + 204), x + 192), SignedDot(Q8(k + 238), x + 224))));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), HalfAt8(k, 34) * Vector256.Load(xd + b), acc);
@@ -159,6 +163,11 @@ public static unsafe class IntDot
         {
             byte* k = w + b * 18;
             sbyte* x = xq + b * 32;
+            // Weights stream from memory: touch the lines a page ahead so that the next page's translation and
+            // first lines are on their way (the hardware prefetcher stops at page boundaries).
+            Sse.Prefetch0(k + PrefetchAhead);
+            Sse.Prefetch0(k + PrefetchAhead + 64);
+            Sse.Prefetch0(k + PrefetchAhead + 128);
             var s = NibSums8(Nibbles(k), Nibbles(k + 18), Nibbles(k + 36), Nibbles(k + 54), Nibbles(k + 72), Nibbles(k + 90), Nibbles(k + 108), Nibbles(k + 126), x);
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - Vector256.Load(xl + b)), HalfAt8(k, 18) * Vector256.Load(xd + b), acc);
         }
