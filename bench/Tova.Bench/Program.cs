@@ -234,11 +234,11 @@ static unsafe class KernelBench
         var r = new Random(1);
         var w = new float[rows * cols];
         for (int i = 0; i < w.Length; i++) w[i] = (float)(r.NextDouble() - 0.5);
-        var x = new float[cols * 4];
+        var x = new float[cols * 8];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
         var act = new Q8Activations();
         act.Quantize(x);
-        float* o4 = stackalloc float[4];
+        float* o4 = stackalloc float[8];
         foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0 })
         {
             var data = Quantization.Encode(type, w);
@@ -264,12 +264,16 @@ static unsafe class KernelBench
                     Time("scalar", i => IntDot.Scalar.Q4_0(W + i * rowBytes, Q, D, S, nb));
                     Time("avx2", i => IntDot.Q4_0Avx2(W + i * rowBytes, Q, D, S, nb));
                     Time("x4 tile", i => IntDot.Q4_0x4(W + i * rowBytes, Q, D, S, nb, cols, O), 4);
+                    Time("tile 4", i => IntDot.Q4_0Tile(W + i * rowBytes, Q, D, S, nb, cols, 4, O), 4);
+                    Time("tile 8", i => IntDot.Q4_0Tile(W + i * rowBytes, Q, D, S, nb, cols, 8, O), 8);
                 }
                 else
                 {
                     Time("scalar", i => IntDot.Scalar.Q8_0(W + i * rowBytes, Q, D, nb));
                     Time("avx2", i => IntDot.Q8_0Avx2(W + i * rowBytes, Q, D, nb));
                     Time("x4 tile", i => IntDot.Q8_0x4(W + i * rowBytes, Q, D, nb, cols, O), 4);
+                    Time("tile 4", i => IntDot.Q8_0Tile(W + i * rowBytes, Q, D, nb, cols, 4, O), 4);
+                    Time("tile 8", i => IntDot.Q8_0Tile(W + i * rowBytes, Q, D, nb, cols, 8, O), 8);
                 }
             }
         }
