@@ -238,6 +238,7 @@ static unsafe class KernelBench
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
         var act = new Q8Activations();
         act.Quantize(x);
+        act.Interleave8(8, cols);
         float* o4 = stackalloc float[8];
         foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0 })
         {
@@ -263,15 +264,20 @@ static unsafe class KernelBench
                 {
                     Time("scalar", i => IntDot.Scalar.Q4_0(W + i * rowBytes, Q, D, S, nb));
                     Time("avx2", i => IntDot.Q4_0Avx2(W + i * rowBytes, Q, D, S, nb));
-                    Time("x4 tile", i => IntDot.Q4_0x4(W + i * rowBytes, Q, D, S, nb, cols, O), 4);
                     Time("tile 4", i => IntDot.Q4_0Tile(W + i * rowBytes, Q, D, S, nb, cols, 4, O), 4);
                     Time("tile 8", i => IntDot.Q4_0Tile(W + i * rowBytes, Q, D, S, nb, cols, 8, O), 8);
+                    fixed (sbyte* xt = act.T)
+                    fixed (float* dt = act.DT)
+                    fixed (int* lt = act.LT)
+                    {
+                        sbyte* XT = xt; float* DT = dt; int* LT = lt;
+                        Time("lanes 8", i => IntDot.Q4_0Lanes8(W + i * rowBytes, XT, DT, LT, nb, O), 8);
+                    }
                 }
                 else
                 {
                     Time("scalar", i => IntDot.Scalar.Q8_0(W + i * rowBytes, Q, D, nb));
                     Time("avx2", i => IntDot.Q8_0Avx2(W + i * rowBytes, Q, D, nb));
-                    Time("x4 tile", i => IntDot.Q8_0x4(W + i * rowBytes, Q, D, nb, cols, O), 4);
                     Time("tile 4", i => IntDot.Q8_0Tile(W + i * rowBytes, Q, D, nb, cols, 4, O), 4);
                     Time("tile 8", i => IntDot.Q8_0Tile(W + i * rowBytes, Q, D, nb, cols, 8, O), 8);
                 }

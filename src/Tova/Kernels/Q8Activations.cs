@@ -14,10 +14,53 @@ public sealed unsafe class Q8Activations
     public int[] L = [];     // [n / 32]  8 × the sum of each block's values (Q4_0's −8 offset)
     public int Length;
 
+    // Interleaved copies for the eight-token kernels (IntDot.Q4_0Lanes8), built by Interleave8: token t of tile g is
+    // SIMD lane t, so one vector holds the same four activations of eight tokens.
+    public sbyte[] T = [];   // [tiles, cols / 32, 8 groups of 4 values, 8 tokens, 4]
+    public float[] DT = [];  // [tiles, cols / 32, 8 tokens]
+    public int[] LT = [];    // [tiles, cols / 32, 8 tokens]
+
     public int Blocks => Length / Quantization.QK;
 
+    /// <summary>
+    /// Builds <see cref="T"/>, <see cref="DT"/> and <see cref="LT"/> for the first ⌊rows / 8⌋·8 of the quantized
+    /// rows (each <paramref name="cols"/> long): for tile g, block b, group j, token t, the four values
+    /// Q[(8g + t)·cols + 32b + 4j ..+4]. Returns the number of tiles.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public int Interleave8(int rows, int cols)
+    {
+        int tiles = rows / 8, nb = cols / Quantization.QK;
+        if (tiles == 0) return 0;
+        if ((long)rows * cols > Length) throw new ArgumentException($"{rows} rows of {cols} exceed the {Length} quantized values");
+        int n = tiles * 8 * cols;
+        if (T.Length < n)
+        {
+            T = GC.AllocateArray<sbyte>(n, pinned: true);
+            DT = GC.AllocateArray<float>(n / Quantization.QK, pinned: true);
+            LT = GC.AllocateArray<int>(n / Quantization.QK, pinned: true);
+        }
+        fixed (sbyte* q = Q, t = T)
+        {
+            for (int g = 0; g < tiles; g++)
+                for (int b = 0; b < nb; b++)
+                {
+                    int* dst = (int*)(t + ((long)g * nb + b) * 256);  // [8 groups][8 tokens]
+                    int o = (g * nb + b) * 8;
+                    for (int k = 0; k < 8; k++)
+                    {
+                        int row = g * 8 + k;
+                        int* src = (int*)(q + (long)row * cols + b * 32);
+                        for (int j = 0; j < 8; j++) dst[j * 8 + k] = src[j];
+                        DT[o + k] = D[row * nb + b];
+                        LT[o + k] = L[row * nb + b];
+                    }
+                }
+        }
+        return tiles;
+    }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Quantize(ReadOnlySpan<float> x)
     {
         if (x.Length % Quantization.QK != 0) throw new ArgumentException($"length {x.Length} is not a multiple of {Quantization.QK}");

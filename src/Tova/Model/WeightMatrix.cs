@@ -104,6 +104,10 @@ public unsafe struct MatMulBatch
     private sbyte* _xq;             // [batch, cols]
     private float* _xd;             // [batch, cols / 32]
     private int* _xl;               // [batch, cols / 32]
+    private int _tiles;             // eight-token tiles with interleaved activations (Q4_0 weights, batch ≥ 8)
+    private sbyte* _xt;             // [tiles, cols / 32, 8, 8, 4]
+    private float* _dt;             // [tiles, cols / 32, 8]
+    private int* _lt;               // [tiles, cols / 32, 8]
 
     /// <summary>Work per chunk below which waking another thread costs more than it saves.</summary>
     private const int MinMacsPerChunk = 1 << 16;
@@ -133,11 +137,14 @@ public unsafe struct MatMulBatch
         {
             scratch ??= new Q8Activations();
             scratch.Quantize(new ReadOnlySpan<float>(x, batch * _cols));
-            fixed (sbyte* q = scratch.Q)
-            fixed (float* d = scratch.D)
-            fixed (int* l = scratch.L)
+            bool q4 = _m0.Type == GgmlType.Q4_0 || _m1 is { Type: GgmlType.Q4_0 } || _m2 is { Type: GgmlType.Q4_0 };
+            _tiles = q4 ? scratch.Interleave8(batch, _cols) : 0;
+            fixed (sbyte* q = scratch.Q, xt = scratch.T)
+            fixed (float* d = scratch.D, dt = scratch.DT)
+            fixed (int* l = scratch.L, lt = scratch.LT)
             {
                 _xq = q; _xd = d; _xl = l;
+                _xt = xt; _dt = dt; _lt = lt;
                 Dispatch(pool);
             }
         }
@@ -164,7 +171,7 @@ public unsafe struct MatMulBatch
             SingleTokenRows(ref b, start, end);
             return;
         }
-        float* out4 = stackalloc float[4];
+        float* outs = stackalloc float[IntDot.MaxTile];
         for (int r = start; r < end; r++)
         {
             WeightMatrix m;
@@ -176,21 +183,34 @@ public unsafe struct MatMulBatch
             int i = 0;
             if (b._xq != null && m.UsesQ8Activations)
             {
-                // Tiles of four tokens: each weight block is unpacked once for all four.
                 byte* wr = m.Data + row * m.RowBytes;
-                for (; i + 4 <= b._batch; i += 4)
+                if (m.Type == GgmlType.Q4_0)
                 {
-                    if (m.Type == GgmlType.Q4_0)
-                        IntDot.Q4_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, b._nb, b._cols, out4);
-                    else
-                        IntDot.Q8_0x4(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._nb, b._cols, out4);
-                    for (int t = 0; t < 4; t++) y[(i + t) * rows + row] = out4[t];
+                    // Eight tokens per SIMD vector (interleaved activations), then the rest as one tile.
+                    for (int g = 0; g < b._tiles; g++, i += 8)
+                    {
+                        IntDot.Q4_0Lanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._nb, outs);
+                        for (int t = 0; t < 8; t++) y[(i + t) * rows + row] = outs[t];
+                    }
+                    if (i < b._batch)
+                    {
+                        int n = b._batch - i;
+                        IntDot.Q4_0Tile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, b._nb, b._cols, n, outs);
+                        for (int t = 0; t < n; t++) y[(i + t) * rows + row] = outs[t];
+                    }
+                    continue;
                 }
+                // Tiles of up to eight tokens: each group of weight blocks is loaded once for all of them.
+                for (; i < b._batch; i += IntDot.MaxTile)
+                {
+                    int n = Math.Min(IntDot.MaxTile, b._batch - i);
+                    IntDot.Q8_0Tile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._nb, b._cols, n, outs);
+                    for (int t = 0; t < n; t++) y[(i + t) * rows + row] = outs[t];
+                }
+                continue;
             }
             for (; i < b._batch; i++)
-                y[i * rows + row] = b._xq == null
-                    ? m.DotRow(row, b._x + i * b._cols, null, null, null)
-                    : m.DotRow(row, b._x + i * b._cols, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb);
+                y[i * rows + row] = m.DotRow(row, b._x + i * b._cols, null, null, null);
         }
     }
 

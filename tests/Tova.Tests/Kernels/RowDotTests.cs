@@ -145,41 +145,128 @@ public unsafe class IntDotTests
     }
 }
 
-/// <summary>The four-token tile kernels give exactly the single-row kernels' results.</summary>
+/// <summary>The multi-token kernels against the single-row kernels and the plain references.</summary>
 public unsafe class TileKernelTests
 {
     [Theory]
-    [InlineData(GgmlType.Q8_0, 3)]
-    [InlineData(GgmlType.Q8_0, 19)]
-    [InlineData(GgmlType.Q8_0, 64)]
-    [InlineData(GgmlType.Q4_0, 3)]
-    [InlineData(GgmlType.Q4_0, 19)]
-    [InlineData(GgmlType.Q4_0, 64)]
-    public void FourTokenTileEqualsFourSingleDots(GgmlType type, int blocks)
+    [InlineData(GgmlType.Q8_0, 3, 4)]
+    [InlineData(GgmlType.Q8_0, 19, 1)]
+    [InlineData(GgmlType.Q8_0, 19, 5)]
+    [InlineData(GgmlType.Q8_0, 64, 8)]
+    [InlineData(GgmlType.Q4_0, 3, 4)]
+    [InlineData(GgmlType.Q4_0, 19, 1)]
+    [InlineData(GgmlType.Q4_0, 19, 7)]
+    [InlineData(GgmlType.Q4_0, 64, 8)]
+    public void TileEqualsSingleRowDots(GgmlType type, int blocks, int tokens)
     {
         int n = blocks * 32;
-        var r = new Random(blocks + (int)type);
+        var r = new Random(blocks + (int)type + 100 * tokens);
         var w = new float[n];
         for (int i = 0; i < n; i++) w[i] = (float)(r.NextDouble() * 2 - 1);
-        var x = new float[4 * n];
+        var x = new float[tokens * n];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
         var row = Quantization.Encode(type, w);
         var act = new Q8Activations();
         act.Quantize(x);
-        var tile = new float[4];
+        var tile = new float[tokens];
         fixed (byte* pw = row)
         fixed (sbyte* q = act.Q)
         fixed (float* d = act.D, o = tile)
         fixed (int* s = act.L)
         {
-            if (type == GgmlType.Q4_0) IntDot.Q4_0x4(pw, q, d, s, blocks, n, o);
-            else IntDot.Q8_0x4(pw, q, d, blocks, n, o);
-            for (int t = 0; t < 4; t++)
+            if (type == GgmlType.Q4_0) IntDot.Q4_0Tile(pw, q, d, s, blocks, n, tokens, o);
+            else IntDot.Q8_0Tile(pw, q, d, blocks, n, tokens, o);
+            for (int t = 0; t < tokens; t++)
             {
-                float single = type == GgmlType.Q4_0
+                float single = type == GgmlType.Q4_0 ? IntDot.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks) : IntDot.Q8_0(pw, q + t * n, d + t * blocks, blocks);
+                float reference = type == GgmlType.Q4_0
                     ? IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks)
                     : IntDot.Scalar.Q8_0(pw, q + t * n, d + t * blocks, blocks);
-                Assert.True(MathF.Abs(single - tile[t]) <= 1e-4f * (1 + MathF.Abs(single)), $"token {t}: {tile[t]} vs {single}");
+                Assert.Equal(single, tile[t]); // same block sums, same float steps
+                Assert.True(MathF.Abs(reference - tile[t]) <= 1e-4f * (1 + MathF.Abs(reference)), $"token {t}: {tile[t]} vs {reference}");
+            }
+        }
+    }
+
+    [Fact]
+    public void TileRejectsTokenCountsOutsideOneToEight()
+    {
+        var row = Quantization.Encode(GgmlType.Q4_0, new float[32]);
+        var act = new Q8Activations();
+        act.Quantize(new float[9 * 32]);
+        var o = new float[9];
+        Assert.Throws<ArgumentOutOfRangeException>(() => Tile(row, act, 0, o));
+        Assert.Throws<ArgumentOutOfRangeException>(() => Tile(row, act, 9, o));
+
+        static void Tile(byte[] row, Q8Activations act, int tokens, float[] o)
+        {
+            fixed (byte* pw = row)
+            fixed (sbyte* q = act.Q)
+            fixed (float* d = act.D, po = o)
+            fixed (int* s = act.L)
+                IntDot.Q4_0Tile(pw, q, d, s, 1, 32, tokens, po);
+        }
+    }
+
+    [Fact]
+    public void InterleaveEightPutsTokenTInLaneT()
+    {
+        const int rows = 19, cols = 64; // two full tiles of eight, three rows left over
+        var r = new Random(5);
+        var x = new float[rows * cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 2 - 1);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        Assert.Equal(2, act.Interleave8(rows, cols));
+        int nb = cols / 32;
+        for (int g = 0; g < 2; g++)
+            for (int b = 0; b < nb; b++)
+                for (int t = 0; t < 8; t++)
+                {
+                    int tok = 8 * g + t;
+                    for (int e = 0; e < 32; e++)
+                        Assert.Equal(act.Q[tok * cols + 32 * b + e], act.T[(g * nb + b) * 256 + (e / 4) * 32 + t * 4 + e % 4]);
+                    Assert.Equal(act.D[tok * nb + b], act.DT[(g * nb + b) * 8 + t]);
+                    Assert.Equal(act.L[tok * nb + b], act.LT[(g * nb + b) * 8 + t]);
+                }
+    }
+
+    [Theory]
+    [InlineData(1, false)]
+    [InlineData(8, false)]
+    [InlineData(19, false)]
+    [InlineData(64, false)]
+    [InlineData(16, true)]
+    public void EightLaneKernelMatchesReferences(int blocks, bool extreme)
+    {
+        // extreme: every nibble 15 or 0 and every activation ±127 — the int16 block sums' worst case (8·2·15·127).
+        int n = blocks * 32;
+        var r = new Random(blocks);
+        var w = new float[n];
+        var x = new float[8 * n];
+        for (int i = 0; i < n; i++) w[i] = extreme ? (i % 32 == 0 ? -1f : 0.875f) : (float)(r.NextDouble() * 2 - 1);
+        for (int i = 0; i < x.Length; i++) x[i] = extreme ? ((i / n) % 2 == 0 ? 1f : -1f) : (float)(r.NextDouble() * 6 - 3);
+        var row = Quantization.Encode(GgmlType.Q4_0, w);
+        if (extreme) Assert.Contains(row, v => v == 0xFF); // nibbles of 15 present
+        var act = new Q8Activations();
+        act.Quantize(x);
+        if (extreme) Assert.All(act.Q.Take(8 * n), v => Assert.Equal(127, Math.Abs((int)v)));
+        act.Interleave8(8, n);
+        var lanes = new float[8];
+        var scalarLanes = new float[8];
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q, xt = act.T)
+        fixed (float* d = act.D, dt = act.DT, o = lanes, so = scalarLanes)
+        fixed (int* s = act.L, lt = act.LT)
+        {
+            IntDot.Q4_0Lanes8(pw, xt, dt, lt, blocks, o);
+            IntDot.Scalar.Q4_0Lanes8(pw, xt, dt, lt, blocks, so);
+            for (int t = 0; t < 8; t++)
+            {
+                float reference = IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks);
+                Assert.Equal(IntDot.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks), lanes[t]); // same sums, same order
+                Assert.True(MathF.Abs(reference - lanes[t]) <= 1e-4f * (1 + MathF.Abs(reference)), $"token {t}: {lanes[t]} vs {reference}");
+                Assert.True(MathF.Abs(reference - scalarLanes[t]) <= 1e-4f * (1 + MathF.Abs(reference)), $"scalar token {t}: {scalarLanes[t]} vs {reference}");
             }
         }
     }

@@ -22,6 +22,8 @@ public class LlamaCppParityTests(ITestOutputHelper output) : IDisposable
         ["gqa-separate"] = new(Dim: 64, Hidden: 160, Layers: 3, Heads: 8, KvHeads: 2, Vocab: 288, Tied: false, Seed: 12),
         ["odd-mqa"] = new(Dim: 96, Hidden: 224, Layers: 2, Heads: 3, KvHeads: 1, Vocab: 301, Tied: false, RmsEps: 1e-6f, RopeTheta: 500000f, Seed: 13),
         ["odd-gqa-tied"] = new(Dim: 96, Hidden: 192, Layers: 2, Heads: 6, KvHeads: 2, Vocab: 300, Tied: true, Seed: 14),
+        // Rows of 8 and 16 blocks: the integer kernels' eight-block groups run, not only their tails.
+        ["wide-gqa"] = new(Dim: 256, Hidden: 512, Layers: 2, Heads: 4, KvHeads: 2, Vocab: 300, Tied: false, Seed: 15),
     };
 
     public static TheoryData<string, string> Cases()
@@ -88,6 +90,22 @@ public class LlamaCppParityTests(ITestOutputHelper output) : IDisposable
         return result;
     }
 
+    /// <summary>
+    /// Tova's logits when the first <paramref name="batched"/> tokens go in as one prompt (batched matrix products:
+    /// eight-token SIMD lanes and tiles) and the rest one at a time.
+    /// </summary>
+    public static float[][] TovaBatchedLogits(string path, IReadOnlyList<int> tokens, int batched)
+    {
+        using var model = ModelLoader.Load(path);
+        using var tf = new Transformer(model);
+        var cache = new MultiStateCache(model.Config);
+        var result = new float[tokens.Count][];
+        tf.Prefill(tokens.Take(batched).ToArray(), cache, PrefillMode.Exact, (i, logits) => result[i] = logits.ToArray());
+        for (int i = batched; i < tokens.Count; i++)
+            result[i] = tf.Forward(tokens[i], cache).ToArray();
+        return result;
+    }
+
     [Theory]
     [MemberData(nameof(Cases))]
     public void LogitsMatchLlamaCpp(string shape, string type)
@@ -124,6 +142,12 @@ public class LlamaCppParityTests(ITestOutputHelper output) : IDisposable
 
         // The run must be informative: logits spread well beyond rounding noise.
         Assert.True(direct.Range > 5, $"logit range {direct.Range} is too small for a meaningful comparison");
+
+        // 0. A batched prompt (4 eight-token tiles + 5 tokens) gives what token-by-token steps give: the multi-token
+        //    kernels sum in the single-row kernels' order, so only attention's order may differ.
+        var batchedVsSteps = Comparison.Of(tova, TovaBatchedLogits(path, tokens, 37));
+        output.WriteLine($"  Tova batched prompt vs one token at a time: {batchedVsSteps}");
+        Assert.True(batchedVsSteps.MaxRel <= 1e-5, $"batched vs steps: {batchedVsSteps}");
 
         // 1. Tova against a plain implementation over the same (dequantized) weights — with activations rounded to
         //    Q8_0 blocks for Q8_0 / Q4_0 weights, as Tova's integer kernels do: only summation order differs. With
