@@ -160,7 +160,7 @@ public sealed unsafe class Transformer : IDisposable
                 gateUp.Add(w.WGate, hb);
                 gateUp.Add(w.WUp, hb2);
                 gateUp.Run(_pool, xb, n, _xq);
-                SwiGlu(_hb.AsSpan(0, n * hidden), _hb2.AsSpan(0, n * hidden));
+                Activation.SwiGlu(_hb.AsSpan(0, n * hidden), _hb2.AsSpan(0, n * hidden));
                 w.WDown.MatMul(_pool, hb, xb2, n, _xq);
                 TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
             }
@@ -426,21 +426,6 @@ public sealed unsafe class Transformer : IDisposable
         {
             var row = y.AsSpan(b * bias.Length, bias.Length);
             TensorPrimitives.Add(row, bias, row);
-        }
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
-    {
-        // silu(g) * u = g * sigmoid(g) * u, vectorised in chunks (the decode path allocates nothing)
-        Span<float> s = stackalloc float[512];
-        for (int i = 0; i < gate.Length; i += s.Length)
-        {
-            int m = Math.Min(s.Length, gate.Length - i);
-            var g = gate.Slice(i, m);
-            TensorPrimitives.Sigmoid(g, s[..m]);
-            TensorPrimitives.Multiply(g, s[..m], g);
-            TensorPrimitives.Multiply(g, up.Slice(i, m), g);
         }
     }
 
