@@ -17,6 +17,11 @@ if (args.Contains("--kernels"))
     KernelBench.Run();
     return;
 }
+if (args.Contains("--matmul"))
+{
+    KernelBench.MatMuls(Args.Parse(args).Threads);
+    return;
+}
 var opt = Args.Parse(args);
 if (args.Contains("--table1"))
 {
@@ -147,8 +152,10 @@ static class Bench
     {
         var ids = Tokens(prompt, tf.Config.VocabSize);
         var c = tf.CreateCache(cache, mode, prompt);
+        long mm0 = MatMulBatch.Ticks;
         var sw = Stopwatch.StartNew();
         tf.Prefill(ids, c, mode);
+        Console.Error.WriteLine($"prefill {sw.Elapsed.TotalMilliseconds:F1} ms, matmul {(MatMulBatch.Ticks - mm0) * 1000.0 / Stopwatch.Frequency:F1} ms");
         double prefill = prompt / sw.Elapsed.TotalSeconds;
         int token = 100;
         sw.Restart();
@@ -228,6 +235,48 @@ sealed class LlamaSide : IDisposable
 
 static unsafe class KernelBench
 {
+    /// <summary>
+    /// Whole batched matrix products as the model runs them (WeightMatrix.MatMul on the worker pool): 64 tokens and
+    /// one token, for the matrix shapes of the benchmark models, medians of 7.
+    /// </summary>
+    public static void MatMuls(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        var scratch = new Q8Activations();
+        var r = new Random(1);
+        Console.WriteLine($"# WeightMatrix.MatMul, {threads} threads, median of 7");
+        Console.WriteLine("| type | rows × cols | tokens | ms | GMAC/s |");
+        Console.WriteLine("|---|---|---:|---:|---:|");
+        foreach (var (rows, cols) in new[] { (768, 768), (2048, 768), (2048, 2048), (5632, 2048), (2048, 5632) })
+            foreach (var type in new[] { GgmlType.Q4_0, GgmlType.Q8_0, GgmlType.F32 })
+            {
+                var w = new float[rows * cols];
+                for (int i = 0; i < w.Length; i++) w[i] = (float)(r.NextDouble() - 0.5);
+                var data = GC.AllocateArray<byte>((int)(GgmlTypeInfo.RowBytes(type, cols) * rows), pinned: true);
+                Quantization.Encode(type, w).CopyTo(data, 0);
+                var m = new WeightMatrix("w", type, rows, cols, data);
+                foreach (int tokens in new[] { 64, 1 })
+                {
+                    var x = GC.AllocateArray<float>(tokens * cols, pinned: true);
+                    var y = GC.AllocateArray<float>(tokens * rows, pinned: true);
+                    for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
+                    fixed (float* px = x, py = y)
+                    {
+                        int reps = Math.Max(3, (int)(2e9 / ((double)rows * cols * tokens)));
+                        var times = new List<double>();
+                        for (int k = 0; k < 8; k++)
+                        {
+                            var sw = Stopwatch.StartNew();
+                            for (int j = 0; j < reps; j++) m.MatMul(pool, px, py, tokens, scratch);
+                            if (k > 0) times.Add(sw.Elapsed.TotalSeconds / reps);
+                        }
+                        double t = times.Order().ElementAt(times.Count / 2);
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {type} | {rows} × {cols} | {tokens} | {t * 1e3:F3} | {(double)rows * cols * tokens / t / 1e9:F1} |"));
+                    }
+                }
+            }
+    }
+
     public static void Run()
     {
         const int rows = 5632, cols = 2048, reps = 20;

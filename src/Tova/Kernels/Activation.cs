@@ -15,18 +15,33 @@ public static class Activation
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
         if (up.Length < gate.Length) throw new ArgumentException("up is shorter than gate");
-        int i = 0;
-        if (Vector256.IsHardwareAccelerated)
+        if (!Vector256.IsHardwareAccelerated)
         {
-            var one = Vector256<float>.One;
-            for (; i + 8 <= gate.Length; i += 8)
-            {
-                var g = Vector256.Create<float>(gate.Slice(i, 8));
-                var silu = g / (one + Exp(-g));
-                (silu * Vector256.Create<float>(up.Slice(i, 8))).CopyTo(gate.Slice(i, 8));
-            }
+            for (int j = 0; j < gate.Length; j++) gate[j] = Scalar.SiLU(gate[j]) * up[j];
+            return;
         }
-        for (; i < gate.Length; i++) gate[i] = Scalar.SiLU(gate[i]) * up[i];
+        int i = 0;
+        for (; i + 8 <= gate.Length; i += 8)
+            SwiGlu8(gate.Slice(i, 8), up.Slice(i, 8));
+        if (i < gate.Length)
+        {
+            // The last few values through the same vector code (a value's result must not depend on where it sits:
+            // a batch of tokens is one long span).
+            Span<float> g = stackalloc float[8], u = stackalloc float[8];
+            int m = gate.Length - i;
+            gate[i..].CopyTo(g);
+            up.Slice(i, m).CopyTo(u);
+            SwiGlu8(g, u);
+            g[..m].CopyTo(gate[i..]);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void SwiGlu8(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        var g = Vector256.Create<float>(gate);
+        var silu = g / (Vector256<float>.One + Exp(-g));
+        (silu * Vector256.Create<float>(up)).CopyTo(gate);
     }
 
     /// <summary>

@@ -38,6 +38,8 @@ public sealed unsafe class Transformer : IDisposable
     private float[] _v = [];          // [B, kv_dim]
     private float[] _logits = [];     // [B, vocab]
     private int[] _pos = [];          // [B] true position of each token
+    private int[] _visible = [];      // [B] states token b attends to (batched attention over full caches)
+    private MultiStateCache[] _stepCaches = []; // [B] the step's caches (batched attention)
     private float[] _att;             // [heads, att_stride] attention probabilities of the current query
     private int _attStride;
     private readonly float[] _invFreq;// [head_dim / 2]
@@ -72,6 +74,8 @@ public sealed unsafe class Transformer : IDisposable
         _q = Buf(_c.Dim); _k = Buf(_c.KvDim); _v = Buf(_c.KvDim);
         _logits = Buf(_c.VocabSize);
         _pos = new int[b];
+        _visible = GC.AllocateArray<int>(b, pinned: true);
+        _stepCaches = new MultiStateCache[b];
         _cap = b;
     }
 
@@ -133,24 +137,41 @@ public sealed unsafe class Transformer : IDisposable
                 if (w.Bq is not null) AddBias(_q, w.Bq, n);
                 if (w.Bk is not null) AddBias(_k, w.Bk, n);
                 if (w.Bv is not null) AddBias(_v, w.Bv, n);
-                for (int b = 0; b < n; b++)
+                if (n > 1 && AllFull(caches))
                 {
-                    var cache = caches[b];
-                    var qb = _q.AsSpan(b * dim, dim);
-                    var kb = _k.AsSpan(b * kvDim, kvDim);
-                    if (cache.Renumber)
+                    // Full caches keep every state and have no policy: add all the tokens' states, then attend for
+                    // every (token, KV head) at once on the pool, token b seeing the states up to its own.
+                    for (int b = 0; b < n; b++)
                     {
-                        // Keys are stored unrotated and rotated at their index in the cache at every step.
-                        cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
-                        Rope(qb, cache.MaxTotal(l) - 1);
+                        Rope(_q.AsSpan(b * dim, dim), _pos[b]);
+                        Rope(_k.AsSpan(b * kvDim, kvDim), _pos[b]);
+                        caches[b].Add(l, _k.AsSpan(b * kvDim, kvDim), _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                        _visible[b] = caches[b].Set(l, 0).Count;
+                        _stepCaches[b] = caches[b];
                     }
-                    else
+                    AttentionBatch(l, n);
+                }
+                else
+                {
+                    for (int b = 0; b < n; b++)
                     {
-                        Rope(qb, _pos[b]);
-                        Rope(kb, _pos[b]);
-                        cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                        var cache = caches[b];
+                        var qb = _q.AsSpan(b * dim, dim);
+                        var kb = _k.AsSpan(b * kvDim, kvDim);
+                        if (cache.Renumber)
+                        {
+                            // Keys are stored unrotated and rotated at their index in the cache at every step.
+                            cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                            Rope(qb, cache.MaxTotal(l) - 1);
+                        }
+                        else
+                        {
+                            Rope(qb, _pos[b]);
+                            Rope(kb, _pos[b]);
+                            cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                        }
+                        Attention(cache, l, qb, _xb.AsSpan(b * dim, dim));
                     }
-                    Attention(cache, l, qb, _xb.AsSpan(b * dim, dim));
                 }
                 w.Wo.MatMul(_pool, xb, xb2, n, _xq);
                 TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
@@ -282,6 +303,69 @@ public sealed unsafe class Transformer : IDisposable
             }
         }
         cache.AfterAttention(l, _att, _attStride);
+    }
+
+    private static bool AllFull(ReadOnlySpan<MultiStateCache> caches)
+    {
+        foreach (var c in caches)
+            if (c.Bounded || c.Renumber) return false;
+        return true;
+    }
+
+    /// <summary>
+    /// Attention for the step's n tokens over full caches (their states already added): one work item per token and
+    /// KV head; token b reads the first _visible[b] states of its cache. Queries in _q, outputs to _xb.
+    /// </summary>
+    private void AttentionBatch(int l, int n)
+    {
+        fixed (float* q = _q, o = _xb)
+        fixed (int* visible = _visible)
+        {
+            var job = new BatchAttentionJob
+            {
+                Caches = _stepCaches, Layer = l, Query = q, Output = o, Visible = visible, Scale = 1.0f / MathF.Sqrt(_c.HeadDim),
+                Group = _c.GroupSize, HeadDim = _c.HeadDim, KvHeads = _c.KvHeads, Dim = _c.Dim,
+            };
+            _pool.For(n * _c.KvHeads, 1, &AttendTokenKvHeads, (nint)(&job));
+        }
+    }
+
+    private struct BatchAttentionJob
+    {
+        public MultiStateCache[] Caches;
+        public int Layer, Group, HeadDim, KvHeads, Dim;
+        public float Scale;
+        public float* Query, Output;   // [n, dim]
+        public int* Visible;           // [n]
+    }
+
+    [ThreadStatic] private static float[]? t_scores;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void AttendTokenKvHeads(nint ctx, int start, int end)
+    {
+        ref var j = ref *(BatchAttentionJob*)ctx;
+        int hd = j.HeadDim;
+        for (int item = start; item < end; item++)
+        {
+            int b = item / j.KvHeads, g = item % j.KvHeads;
+            var set = j.Caches[b].Set(j.Layer, g);
+            int n = j.Visible[b];
+            var scores = t_scores is { } buf && buf.Length >= n ? buf : t_scores = GC.AllocateArray<float>(Math.Max(n, 1024) * 2, pinned: true);
+            fixed (float* keys = set.Keys, values = set.Values, att = scores)
+            {
+                for (int hh = 0; hh < j.Group; hh++)
+                {
+                    int h = g * j.Group + hh;
+                    float* qh = j.Query + b * j.Dim + h * hd;
+                    for (int i = 0; i < n; i++) att[i] = Dot(qh, keys + i * hd, hd) * j.Scale;
+                    StableSoftMax(new Span<float>(att, n));
+                    float* o = j.Output + b * j.Dim + h * hd;
+                    new Span<float>(o, hd).Clear();
+                    for (int i = 0; i < n; i++) Axpy(att[i], values + i * hd, o, hd);
+                }
+            }
+        }
     }
 
     private struct AttentionJob

@@ -50,4 +50,22 @@ public class ActivationTests
         for (int i = 0; i < n; i++)
             Assert.True(MathF.Abs(gate[i] - expected[i]) <= 1e-6f * MathF.Abs(expected[i]) + 1e-30f, $"{i}: {gate[i]} vs {expected[i]}");
     }
+
+    [Fact]
+    public void AValuesResultDoesNotDependOnWhereItSits()
+    {
+        // A batch of tokens is one span: the tail of one token's row is the middle of the batch's.
+        var r = new Random(9);
+        var gate = new float[13];
+        var up = new float[13];
+        for (int i = 0; i < 13; i++) { gate[i] = (float)(r.NextDouble() * 10 - 5); up[i] = (float)(r.NextDouble() * 2 - 1); }
+        var whole = (float[])gate.Clone();
+        Activation.SwiGlu(whole, up);
+        for (int i = 0; i < 13; i++)
+        {
+            var one = new[] { gate[i] };
+            Activation.SwiGlu(one, [up[i]]);
+            Assert.Equal(whole[i], one[0]);
+        }
+    }
 }
