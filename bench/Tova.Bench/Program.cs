@@ -152,10 +152,8 @@ static class Bench
     {
         var ids = Tokens(prompt, tf.Config.VocabSize);
         var c = tf.CreateCache(cache, mode, prompt);
-        long mm0 = MatMulBatch.Ticks;
         var sw = Stopwatch.StartNew();
         tf.Prefill(ids, c, mode);
-        Console.Error.WriteLine($"prefill {sw.Elapsed.TotalMilliseconds:F1} ms, matmul {(MatMulBatch.Ticks - mm0) * 1000.0 / Stopwatch.Frequency:F1} ms");
         double prefill = prompt / sw.Elapsed.TotalSeconds;
         int token = 100;
         sw.Restart();

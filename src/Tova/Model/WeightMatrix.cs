@@ -126,13 +126,7 @@ public unsafe struct MatMulBatch
     }
 
     /// <summary>Multiplies <paramref name="batch"/> input rows x[b·cols .. (b+1)·cols).</summary>
-    public static long Ticks;
     public void Run(WorkerPool pool, float* x, int batch, Q8Activations? scratch)
-    {
-        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
-        try { RunCore(pool, x, batch, scratch); } finally { Ticks += System.Diagnostics.Stopwatch.GetTimestamp() - t0; }
-    }
-    private void RunCore(WorkerPool pool, float* x, int batch, Q8Activations? scratch)
     {
         _x = x;
         _batch = batch;
