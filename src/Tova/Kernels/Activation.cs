@@ -4,9 +4,9 @@ using System.Runtime.Intrinsics;
 namespace Tova.Kernels;
 
 /// <summary>
-/// SwiGLU's gate, g·σ(g)·u, vectorised with an exp of its own: compiled optimised on first use (the library's
-/// generic exp runs as slow tier-0 code for the first few dozen calls, on the step's serial path). Each path has
-/// the plain reference <see cref="Scalar"/>.
+/// SwiGLU's gate g·σ(g)·u and attention's softmax, vectorised with an exp of their own: compiled optimised on
+/// first use (the library's generic exp runs as slow tier-0 code for its first calls, on the step's serial path).
+/// Each has the plain reference in <see cref="Scalar"/>.
 /// </summary>
 public static class Activation
 {
@@ -46,13 +46,13 @@ public static class Activation
 
     /// <summary>
     /// e^x for eight floats: x = n·ln2 + r with |r| ≤ ln2/2 (Cody–Waite, two-part ln2), a degree-6 Taylor polynomial
-    /// for e^r, then 2^n through the exponent bits. Relative error below 3e-7 over [−87, 88]; inputs are clamped there
-    /// (e^x then under- or overflows towards 0 or 2^127 rather than to 0/∞, which silu does not notice).
+    /// for e^r, then 2^n through the exponent bits. Relative error below 3e-7 over [−87, 88]; below −87 the result is 0,
+    /// above 88 it stays at e^88 (finite: silu and softmax never need more).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp(Vector256<float> x)
+    public static Vector256<float> Exp(Vector256<float> input)
     {
-        x = Vector256.Min(Vector256.Max(x, Vector256.Create(-87.0f)), Vector256.Create(88.0f));
+        var x = Vector256.Min(Vector256.Max(input, Vector256.Create(-87.0f)), Vector256.Create(88.0f));
         var n = Vector256.Round(x * Vector256.Create(1.44269504088896341f));
         var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-0.693359375f), x);   // ln2 high part (exact in float)
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(2.12194440e-4f), r);        // ln2 low part
@@ -64,12 +64,63 @@ public static class Activation
         p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
         p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
         var pow2n = (Vector256.ConvertToInt32(n) + Vector256.Create(127)) << 23;
-        return p * pow2n.AsSingle();
+        return Vector256.ConditionalSelect(Vector256.LessThan(input, Vector256.Create(-87.0f)), Vector256<float>.Zero, p * pow2n.AsSingle());
+    }
+
+    /// <summary>
+    /// In-place softmax with the maximum subtracted first (so scores above ~88 do not overflow), exponentials by
+    /// <see cref="Exp"/>; the last few values go through the same vector code as the rest.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void SoftMax(Span<float> x)
+    {
+        int n = x.Length;
+        if (n == 0) return;
+        if (!Vector256.IsHardwareAccelerated)
+        {
+            Scalar.SoftMax(x);
+            return;
+        }
+        var vmax = Vector256.Create(float.NegativeInfinity);
+        int i = 0;
+        for (; i + 8 <= n; i += 8) vmax = Vector256.Max(vmax, Vector256.Create<float>(x.Slice(i, 8)));
+        float max = vmax[0];
+        for (int k = 1; k < 8; k++) max = MathF.Max(max, vmax[k]);
+        for (int k = i; k < n; k++) max = MathF.Max(max, x[k]);
+        var m = Vector256.Create(max);
+        var vsum = Vector256<float>.Zero;
+        for (i = 0; i + 8 <= n; i += 8)
+        {
+            var e = Exp(Vector256.Create<float>(x.Slice(i, 8)) - m);
+            e.CopyTo(x.Slice(i, 8));
+            vsum += e;
+        }
+        float sum = Vector256.Sum(vsum);
+        if (i < n)
+        {
+            Span<float> t = stackalloc float[8];
+            t.Fill(float.NegativeInfinity);
+            x[i..].CopyTo(t);
+            var e = Exp(Vector256.Create<float>(t) - m);
+            for (int k = 0; k < n - i; k++) { x[i + k] = e[k]; sum += e[k]; }
+        }
+        var inv = Vector256.Create(1.0f / sum);
+        for (i = 0; i + 8 <= n; i += 8) (Vector256.Create<float>(x.Slice(i, 8)) * inv).CopyTo(x.Slice(i, 8));
+        for (; i < n; i++) x[i] *= inv[0];
     }
 
     /// <summary>Plain references.</summary>
     public static class Scalar
     {
         public static float SiLU(float g) => g / (1.0f + MathF.Exp(-g));
+
+        public static void SoftMax(Span<float> x)
+        {
+            float max = float.NegativeInfinity;
+            foreach (var v in x) max = MathF.Max(max, v);
+            float sum = 0;
+            for (int i = 0; i < x.Length; i++) sum += x[i] = MathF.Exp(x[i] - max);
+            for (int i = 0; i < x.Length; i++) x[i] /= sum;
+        }
     }
 }

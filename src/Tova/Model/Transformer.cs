@@ -61,6 +61,8 @@ public sealed unsafe class Transformer : IDisposable
         _attStride = 64;
         _att = GC.AllocateArray<float>(_c.Heads * _attStride, pinned: true);
         _invFreq = new float[_c.HeadDim / 2];
+        _ropeCos = new float[_c.HeadDim / 2];
+        _ropeSin = new float[_c.HeadDim / 2];
         for (int i = 0; i < _invFreq.Length; i++)
             _invFreq[i] = 1.0f / MathF.Pow(_c.RopeTheta, 2 * i / (float)_c.HeadDim);
     }
@@ -452,46 +454,43 @@ public sealed unsafe class Transformer : IDisposable
             int slot = _order[rank];
             var dst = _rotKeys.AsSpan(slot * hd, hd);
             set.Key(slot).CopyTo(dst);
-            RopeHead(dst, rank);
+            Rope(dst, rank);
         }
     }
 
-    private void RopeHead(Span<float> vec, int pos)
-    {
-        for (int i = 0; i < vec.Length; i += 2)
-        {
-            float val = pos * _invFreq[i / 2];
-            float fcr = MathF.Cos(val), fci = MathF.Sin(val);
-            float v0 = vec[i], v1 = vec[i + 1];
-            vec[i] = v0 * fcr - v1 * fci;
-            vec[i + 1] = v0 * fci + v1 * fcr;
-        }
-    }
+    private readonly float[] _ropeCos, _ropeSin; // [head_dim / 2] the angles of one position
 
+    /// <summary>
+    /// Rotates every head of <paramref name="vec"/> (heads × head_dim) at position <paramref name="pos"/>: the
+    /// angles' cosines and sines are computed once per call (head_dim / 2 of each) and shared by all heads.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-
     private void Rope(Span<float> vec, int pos)
     {
-        int hd = _c.HeadDim;
-        for (int i = 0; i < vec.Length; i += 2)
+        int hd = _c.HeadDim, half = hd / 2;
+        var cos = _ropeCos.AsSpan(0, half);
+        var sin = _ropeSin.AsSpan(0, half);
+        for (int f = 0; f < half; f++)
         {
-            float val = pos * _invFreq[(i % hd) / 2];
-            float fcr = MathF.Cos(val), fci = MathF.Sin(val);
-            float v0 = vec[i], v1 = vec[i + 1];
-            vec[i] = v0 * fcr - v1 * fci;
-            vec[i + 1] = v0 * fci + v1 * fcr;
+            float val = pos * _invFreq[f];
+            cos[f] = MathF.Cos(val);
+            sin[f] = MathF.Sin(val);
+        }
+        for (int h = 0; h < vec.Length; h += hd)
+        {
+            var head = vec.Slice(h, hd);
+            for (int f = 0; f < half; f++)
+            {
+                float v0 = head[2 * f], v1 = head[2 * f + 1];
+                head[2 * f] = v0 * cos[f] - v1 * sin[f];
+                head[2 * f + 1] = v0 * sin[f] + v1 * cos[f];
+            }
         }
     }
 
     /// <summary>Softmax with the maximum subtracted first (TensorPrimitives.SoftMax does not, and overflows for scores above ~88).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal static void StableSoftMax(Span<float> x)
-    {
-        float max = TensorPrimitives.Max(x);
-        TensorPrimitives.Subtract(x, max, x);
-        TensorPrimitives.Exp(x, x);
-        TensorPrimitives.Multiply(x, 1.0f / TensorPrimitives.Sum(x), x);
-    }
+    internal static void StableSoftMax(Span<float> x) => Activation.SoftMax(x);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
 

@@ -69,3 +69,25 @@ public class ActivationTests
         }
     }
 }
+
+public class SoftMaxKernelTests
+{
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(8)]
+    [InlineData(29)]
+    [InlineData(1000)]
+    public void SoftMaxMatchesTheScalarReference(int n)
+    {
+        var r = new Random(n);
+        var x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float)(r.NextDouble() * 60 - 20) + (i == n / 2 ? 200f : 0f); // one score above exp's range
+        var expected = (float[])x.Clone();
+        Activation.Scalar.SoftMax(expected);
+        Activation.SoftMax(x);
+        Assert.Equal(1.0, x.Sum(v => (double)v), 5);
+        for (int i = 0; i < n; i++)
+            Assert.True(MathF.Abs(x[i] - expected[i]) <= 1e-6f * expected[i] + 1e-30f, $"{i}: {x[i]} vs {expected[i]}");
+    }
+}
