@@ -13,7 +13,7 @@ public static unsafe class RowDot
 {
     public static float Dot(GgmlType type, byte* row, float* x, int n) => type switch
     {
-        GgmlType.F32 => TensorPrimitives.Dot(new ReadOnlySpan<float>(row, n), new ReadOnlySpan<float>(x, n)),
+        GgmlType.F32 => FloatDot.Row((float*)row, x, n),
         GgmlType.F16 => DotF16(row, x, n),
         GgmlType.BF16 => DotBf16(row, x, n),
         GgmlType.Q8_0 => DotQ8_0(row, x, n),

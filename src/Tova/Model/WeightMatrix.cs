@@ -171,7 +171,7 @@ public unsafe struct MatMulBatch
             SingleTokenRows(ref b, start, end);
             return;
         }
-        float* outs = stackalloc float[IntDot.MaxTile];
+        float* outs = stackalloc float[16];
         for (int r = start; r < end; r++)
         {
             WeightMatrix m;
@@ -181,6 +181,21 @@ public unsafe struct MatMulBatch
             else if (r < b._rows01) { m = b._m1!; y = b._y1; row = r - b._rows0; rows = b._rows01 - b._rows0; }
             else { m = b._m2!; y = b._y2; row = r - b._rows01; rows = b._total - b._rows01; }
             int i = 0;
+            if (m.Type == GgmlType.F32 && b._batch >= 4 && row + 4 <= rows && r + 4 <= end)
+            {
+                // Four rows by four tokens: each loaded vector feeds four FMAs (same sums as FloatDot.Row).
+                float* w = (float*)(m.Data + row * m.RowBytes);
+                for (; i + 4 <= b._batch; i += 4)
+                {
+                    FloatDot.Tile4x4(w, b._cols, b._x + i * b._cols, b._cols, b._cols, outs);
+                    for (int t = 0; t < 4; t++)
+                        for (int k = 0; k < 4; k++) y[(i + t) * rows + row + k] = outs[t * 4 + k];
+                }
+                for (; i < b._batch; i++)
+                    for (int k = 0; k < 4; k++) y[i * rows + row + k] = FloatDot.Row(w + k * b._cols, b._x + i * b._cols, b._cols);
+                r += 3;
+                continue;
+            }
             if (b._xq != null && m.UsesQ8Activations)
             {
                 byte* wr = m.Data + row * m.RowBytes;
@@ -235,6 +250,12 @@ public unsafe struct MatMulBatch
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q4_0(w, b._xq, b._xd, b._xl, b._nb);
             else if (b._xq != null && m.Type == GgmlType.Q8_0)
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q8_0(w, b._xq, b._xd, b._nb);
+            else if (m.Type == GgmlType.F32)
+            {
+                int cols = m.Columns;
+                for (; r + 4 <= stop; r += 4, w += 4 * rowBytes) FloatDot.Rows4((float*)w, cols, b._x, cols, y + r);
+                for (; r < stop; r++, w += rowBytes) y[r] = FloatDot.Row((float*)w, b._x, cols);
+            }
             else
                 for (; r < stop; r++) y[r] = m.DotRow(r - first, b._x, b._xq, b._xd, b._xl);
         }
