@@ -5,64 +5,26 @@ using System.Runtime.Intrinsics.X86;
 namespace Tova.Kernels;
 
 /// <summary>
-/// Float32 weight rows times float activations. <see cref="Row"/> is one dot product, <see cref="Rows4"/> four rows
-/// by one token (decode), <see cref="Tile4x4"/> four rows by four tokens (prompts and batches: each loaded vector
-/// feeds four FMAs).
+/// Float32 weight rows times float activations: <see cref="Row"/> one dot product (decode, and what a tile leaves
+/// over), <see cref="Tile4x4"/> four rows by four tokens (prompts and batches: each loaded vector feeds four FMAs).
 /// Both accumulate each (row, token) pair the same way — one 8-lane FMA chain in column order, then
 /// <see cref="Vector256.Sum{T}"/>, then the columns past the last multiple of 8 — so their results are identical.
-/// Plain reference: <see cref="RowDot.Scalar"/>.
+/// (For decode, one chain per row streams weights as fast as memory delivers them; prefetching a page ahead, as the
+/// integer kernels do, measured slower here.) Plain reference: <see cref="RowDot.Scalar"/>.
 /// </summary>
 public static unsafe class FloatDot
 {
-    /// <summary>Bytes ahead of the current column that <see cref="Row"/> prefetches (weights stream from memory).</summary>
-    private const int PrefetchAhead = 4096;
-
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Row(float* w, float* x, int n)
     {
-        if (!(Fma.IsSupported && Sse.IsSupported)) return Scalar(w, x, n);
+        if (!Fma.IsSupported) return Scalar(w, x, n);
         var acc = Vector256<float>.Zero;
         int k = 0;
         for (; k + 8 <= n; k += 8)
-        {
-            if ((k & 15) == 0) Sse.Prefetch0((byte*)(w + k) + PrefetchAhead);
             acc = Fma.MultiplyAdd(Vector256.Load(w + k), Vector256.Load(x + k), acc);
-        }
         float s = Vector256.Sum(acc);
         for (; k < n; k++) s += w[k] * x[k];
         return s;
-    }
-
-    /// <summary>
-    /// Four consecutive rows (w + r·rowStride) times one token: four independent FMA chains (one alone waits on its
-    /// own latency), each summed exactly as <see cref="Row"/> sums; weights prefetched a page ahead.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Rows4(float* w, long rowStride, float* x, int n, float* out4)
-    {
-        if (!(Fma.IsSupported && Sse.IsSupported))
-        {
-            for (int r = 0; r < 4; r++) out4[r] = Scalar(w + r * rowStride, x, n);
-            return;
-        }
-        float* w0 = w, w1 = w + rowStride, w2 = w + 2 * rowStride, w3 = w + 3 * rowStride;
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        int k = 0;
-        for (; k + 8 <= n; k += 8)
-        {
-            if ((k & 15) == 0)
-            {
-                Sse.Prefetch0((byte*)(w0 + k) + PrefetchAhead); Sse.Prefetch0((byte*)(w1 + k) + PrefetchAhead);
-                Sse.Prefetch0((byte*)(w2 + k) + PrefetchAhead); Sse.Prefetch0((byte*)(w3 + k) + PrefetchAhead);
-            }
-            var v = Vector256.Load(x + k);
-            a0 = Fma.MultiplyAdd(Vector256.Load(w0 + k), v, a0);
-            a1 = Fma.MultiplyAdd(Vector256.Load(w1 + k), v, a1);
-            a2 = Fma.MultiplyAdd(Vector256.Load(w2 + k), v, a2);
-            a3 = Fma.MultiplyAdd(Vector256.Load(w3 + k), v, a3);
-        }
-        out4[0] = Finish(a0, w0, x, k, n); out4[1] = Finish(a1, w1, x, k, n);
-        out4[2] = Finish(a2, w2, x, k, n); out4[3] = Finish(a3, w3, x, k, n);
     }
 
     /// <summary>

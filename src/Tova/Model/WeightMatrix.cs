@@ -250,12 +250,7 @@ public unsafe struct MatMulBatch
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q4_0(w, b._xq, b._xd, b._xl, b._nb);
             else if (b._xq != null && m.Type == GgmlType.Q8_0)
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q8_0(w, b._xq, b._xd, b._nb);
-            else if (m.Type == GgmlType.F32)
-            {
-                int cols = m.Columns;
-                for (; r + 4 <= stop; r += 4, w += 4 * rowBytes) FloatDot.Rows4((float*)w, cols, b._x, cols, y + r);
-                for (; r < stop; r++, w += rowBytes) y[r] = FloatDot.Row((float*)w, b._x, cols);
-            }
+
             else
                 for (; r < stop; r++) y[r] = m.DotRow(r - first, b._x, b._xq, b._xd, b._xl);
         }

@@ -22,9 +22,6 @@ public unsafe class FloatDotTests
         fixed (float* pw = w, px = x, po = tile)
         {
             FloatDot.Tile4x4(pw, n, px, xStride, n, po);
-            var four = stackalloc float[4];
-            FloatDot.Rows4(pw, n, px + xStride, n, four);
-            for (int k = 0; k < 4; k++) Assert.Equal(tile[4 + k], four[k]);
             for (int t = 0; t < 4; t++)
                 for (int k = 0; k < 4; k++)
                 {
