@@ -117,6 +117,10 @@ public static unsafe class IntDot
 
     /// <summary>Σ over one Q8_0 block of w·q: |w| × sign(q, w) as u8 × s8 pairs, then int16 pairs into int32 lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SignedDot(Vector256<sbyte> qw, Vector256<byte> aw, sbyte* x) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(aw, Avx2.Sign(Vector256.Load(x), qw)), Vector256.Create((short)1));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SignedDot(Vector256<sbyte> qw, sbyte* x) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(qw), Avx2.Sign(Vector256.Load(x), qw)), Vector256.Create((short)1));
 
@@ -254,15 +258,17 @@ public static unsafe class IntDot
             // horizontal-add instructions reach only the first 16 vector registers).
             byte* k = w + b * 34;
             var w0 = Q8(k); var w1 = Q8(k + 34); var w2 = Q8(k + 68); var w3 = Q8(k + 102);
+            var v0 = Avx2.Abs(w0); var v1 = Avx2.Abs(w1); var v2 = Avx2.Abs(w2); var v3 = Avx2.Abs(w3);
             sbyte* x = xq + b * 32;
             for (int t = 0; t < tokens; t++, x += stride)
-                half[t] = H(H(SignedDot(w0, x), SignedDot(w1, x + 32)), H(SignedDot(w2, x + 64), SignedDot(w3, x + 96)));
+                half[t] = H(H(SignedDot(w0, v0, x), SignedDot(w1, v1, x + 32)), H(SignedDot(w2, v2, x + 64), SignedDot(w3, v3, x + 96)));
             w0 = Q8(k + 136); w1 = Q8(k + 170); w2 = Q8(k + 204); w3 = Q8(k + 238);
+            v0 = Avx2.Abs(w0); v1 = Avx2.Abs(w1); v2 = Avx2.Abs(w2); v3 = Avx2.Abs(w3);
             var dw = HalfAt8(k, 34);
             x = xq + b * 32 + 128;
             for (int t = 0, o = b; t < tokens; t++, x += stride, o += nb)
             {
-                var s = Sums8(half[t], H(H(SignedDot(w0, x), SignedDot(w1, x + 32)), H(SignedDot(w2, x + 64), SignedDot(w3, x + 96))));
+                var s = Sums8(half[t], H(H(SignedDot(w0, v0, x), SignedDot(w1, v1, x + 32)), H(SignedDot(w2, v2, x + 64), SignedDot(w3, v3, x + 96))));
                 acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), dw * Vector256.Load(xd + o), acc[t]);
             }
         }
