@@ -125,6 +125,7 @@ public sealed unsafe class Transformer : IDisposable
             _model.TokenEmbedding.ReadRow(tokens[b], _x.AsSpan(b * dim, dim));
         }
 
+        bool allFull = n > 1 && AllFull(caches), ownCaches = n > 1 && !allFull && OneCacheEach(caches);
         fixed (float* x = _x, xb = _xb, xb2 = _xb2, hb = _hb, hb2 = _hb2, q = _q, k = _k, v = _v)
         {
             for (int l = 0; l < _c.Layers; l++)
@@ -139,10 +140,11 @@ public sealed unsafe class Transformer : IDisposable
                 if (w.Bq is not null) AddBias(_q, w.Bq, n);
                 if (w.Bk is not null) AddBias(_k, w.Bk, n);
                 if (w.Bv is not null) AddBias(_v, w.Bv, n);
-                if (n > 1 && AllFull(caches))
+                if (allFull || ownCaches)
                 {
                     // Full caches keep every state and have no policy: add all the tokens' states, then attend for
-                    // every (token, KV head) at once on the pool, token b seeing the states up to its own.
+                    // every (token, KV head) at once on the pool, token b seeing the states up to its own. Batched
+                    // decoding with one cache per token: each token's attention and policy step on the pool.
                     for (int b = 0; b < n; b++)
                     {
                         Rope(_q.AsSpan(b * dim, dim), _pos[b]);
@@ -151,7 +153,8 @@ public sealed unsafe class Transformer : IDisposable
                         _visible[b] = caches[b].Set(l, 0).Count;
                         _stepCaches[b] = caches[b];
                     }
-                    AttentionBatch(l, n);
+                    if (allFull) AttentionBatch(l, n);
+                    else AttentionPerSequence(l, n);
                 }
                 else
                 {
@@ -312,6 +315,71 @@ public sealed unsafe class Transformer : IDisposable
         foreach (var c in caches)
             if (c.Bounded || c.Renumber) return false;
         return true;
+    }
+
+    /// <summary>
+    /// True if every token has a cache of its own (batched decoding), none renumbers positions (which rotates keys
+    /// in a shared buffer) and none reports drops (an observer need not be thread-safe): their attention and policy
+    /// steps are then independent.
+    /// </summary>
+    private static bool OneCacheEach(ReadOnlySpan<MultiStateCache> caches)
+    {
+        for (int i = 0; i < caches.Length; i++)
+        {
+            if (caches[i].Renumber || caches[i].OnDrop is not null) return false;
+            for (int j = 0; j < i; j++)
+                if (ReferenceEquals(caches[i], caches[j])) return false;
+        }
+        return true;
+    }
+
+    private float[] _attBatch = [];   // [n, heads, stride] each token's attention probabilities (AttentionPerSequence)
+
+    /// <summary>
+    /// Attention for n tokens with a cache each (their new states added): one work item per token — its KV heads,
+    /// then its cache's policy step (<see cref="MultiStateCache.AfterAttention"/>) with its own probabilities.
+    /// </summary>
+    private void AttentionPerSequence(int l, int n)
+    {
+        int stride = 64;
+        for (int b = 0; b < n; b++)
+            while (stride < _stepCaches[b].MaxTotal(l)) stride *= 2;
+        long need = (long)n * _c.Heads * stride;
+        if (_attBatch.Length < need) _attBatch = GC.AllocateArray<float>((int)Math.Max(need, _attBatch.Length * 2L), pinned: true);
+        fixed (float* q = _q, o = _xb, att = _attBatch)
+        {
+            var job = new SequencesJob
+            {
+                Caches = _stepCaches, Attention = _attBatch, Layer = l, Query = q, Output = o, Att = att, Stride = stride,
+                Scale = 1.0f / MathF.Sqrt(_c.HeadDim), Group = _c.GroupSize, HeadDim = _c.HeadDim, KvHeads = _c.KvHeads,
+                Heads = _c.Heads, Dim = _c.Dim,
+            };
+            _pool.For(n, 1, &AttendSequences, (nint)(&job));
+        }
+    }
+
+    private struct SequencesJob
+    {
+        public MultiStateCache[] Caches;
+        public float[] Attention;
+        public int Layer, Stride, Group, HeadDim, KvHeads, Heads, Dim;
+        public float Scale;
+        public float* Query, Output, Att;   // [n, dim], [n, dim], [n, heads, stride]
+    }
+
+    private static void AttendSequences(nint ctx, int start, int end)
+    {
+        ref var j = ref *(SequencesJob*)ctx;
+        for (int b = start; b < end; b++)
+        {
+            var one = new AttentionJob
+            {
+                Cache = j.Caches[b], Layer = j.Layer, Query = j.Query + b * j.Dim, Output = j.Output + b * j.Dim,
+                Att = j.Att + (long)b * j.Heads * j.Stride, Stride = j.Stride, Scale = j.Scale, Group = j.Group, HeadDim = j.HeadDim,
+            };
+            AttendKvHeads((nint)(&one), 0, j.KvHeads);
+            j.Caches[b].AfterAttention(j.Layer, j.Attention.AsSpan(b * j.Heads * j.Stride, j.Heads * j.Stride), j.Stride);
+        }
     }
 
     /// <summary>
