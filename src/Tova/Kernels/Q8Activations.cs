@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace Tova.Kernels;
 
@@ -94,11 +95,27 @@ public sealed unsafe class Q8Activations
                 float id = d != 0 ? 1f / d : 0f;
                 int sum = 0;
                 sbyte* dst = pq + b * 32;
-                for (int j = 0; j < 32; j++)
+                // Nearest, ties to even — as ggml's AVX2 quantize_row_q8_0, which llama.cpp runs on this CPU.
+                if (Avx2.IsSupported)
                 {
-                    int q = (int)MathF.Round(src[j] * id, MidpointRounding.AwayFromZero); // roundf, as ggml
-                    dst[j] = (sbyte)q;
-                    sum += q;
+                    var vid = Vector256.Create(id);
+                    var q0 = Avx.ConvertToVector256Int32(Vector256.Load(src) * vid);
+                    var q1 = Avx.ConvertToVector256Int32(Vector256.Load(src + 8) * vid);
+                    var q2 = Avx.ConvertToVector256Int32(Vector256.Load(src + 16) * vid);
+                    var q3 = Avx.ConvertToVector256Int32(Vector256.Load(src + 24) * vid);
+                    sum = Vector256.Sum((q0 + q1) + (q2 + q3));
+                    // int32 → int16 → int8 packs work per 128-bit half; one dword permute restores element order.
+                    var bytes = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(q0, q1), Avx2.PackSignedSaturate(q2, q3));
+                    Avx2.PermuteVar8x32(bytes.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte().Store(dst);
+                }
+                else
+                {
+                    for (int j = 0; j < 32; j++)
+                    {
+                        int q = (int)MathF.Round(src[j] * id, MidpointRounding.ToEven);
+                        dst[j] = (sbyte)q;
+                        sum += q;
+                    }
                 }
                 L[b] = 8 * sum;
                 d = (float)(Half)d; // ggml keeps the block scale as f16

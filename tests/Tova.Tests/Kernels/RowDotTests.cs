@@ -145,6 +145,37 @@ public unsafe class IntDotTests
     }
 }
 
+public class Q8ActivationTests
+{
+    [Fact]
+    public void QuantizeRoundsEachValueToNearestEvenAndSumsEachBlock()
+    {
+        var r = new Random(21);
+        var x = new float[32 * 37];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 8 - 4) * (i / 32 % 5 == 0 ? 1e-3f : 1f);
+        for (int i = 64; i < 96; i++) x[i] = 0; // an all-zero block: scale 0, quants 0
+        for (int i = 96; i < 128; i++) x[i] = i == 100 ? 2.5f : (i == 101 ? 127f : 1f);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        for (int b = 0; b < x.Length / 32; b++)
+        {
+            float amax = 0;
+            for (int j = 0; j < 32; j++) amax = MathF.Max(amax, MathF.Abs(x[b * 32 + j]));
+            float d = amax / 127f, id = d != 0 ? 1f / d : 0f;
+            int sum = 0;
+            for (int j = 0; j < 32; j++)
+            {
+                int q = (int)MathF.Round(x[b * 32 + j] * id, MidpointRounding.ToEven);
+                Assert.Equal(q, act.Q[b * 32 + j]);
+                sum += q;
+            }
+            Assert.Equal(8 * sum, act.L[b]);
+            Assert.Equal((float)(Half)d, act.D[b]);
+        }
+        Assert.Equal(2, act.Q[100]); // 2.5 rounds to even
+    }
+}
+
 /// <summary>The multi-token kernels against the single-row kernels and the plain references.</summary>
 public unsafe class TileKernelTests
 {
