@@ -48,17 +48,41 @@ public sealed unsafe class Q8Activations
                 {
                     int* dst = (int*)(t + ((long)g * nb + b) * 256);  // [8 groups][8 tokens]
                     int o = (g * nb + b) * 8;
+                    sbyte* src = q + (long)g * 8 * cols + b * 32;     // token k's block at src + k·cols
+                    if (Avx2.IsSupported) Transpose8x8((int*)src, cols / 4, dst);
+                    else
+                        for (int k = 0; k < 8; k++)
+                            for (int j = 0; j < 8; j++) dst[j * 8 + k] = ((int*)(src + (long)k * cols))[j];
                     for (int k = 0; k < 8; k++)
                     {
-                        int row = g * 8 + k;
-                        int* src = (int*)(q + (long)row * cols + b * 32);
-                        for (int j = 0; j < 8; j++) dst[j * 8 + k] = src[j];
-                        DT[o + k] = D[row * nb + b];
-                        LT[o + k] = L[row * nb + b];
+                        DT[o + k] = D[(g * 8 + k) * nb + b];
+                        LT[o + k] = L[(g * 8 + k) * nb + b];
                     }
                 }
         }
         return tiles;
+    }
+
+    /// <summary>dst[j·8 + k] = src[k·stride + j] for j, k &lt; 8 (an 8×8 transpose of 32-bit values).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Transpose8x8(int* src, int stride, int* dst)
+    {
+        var r0 = Vector256.Load(src); var r1 = Vector256.Load(src + stride);
+        var r2 = Vector256.Load(src + 2 * stride); var r3 = Vector256.Load(src + 3 * stride);
+        var r4 = Vector256.Load(src + 4 * stride); var r5 = Vector256.Load(src + 5 * stride);
+        var r6 = Vector256.Load(src + 6 * stride); var r7 = Vector256.Load(src + 7 * stride);
+        var t0 = Avx2.UnpackLow(r0, r1); var t1 = Avx2.UnpackHigh(r0, r1);
+        var t2 = Avx2.UnpackLow(r2, r3); var t3 = Avx2.UnpackHigh(r2, r3);
+        var t4 = Avx2.UnpackLow(r4, r5); var t5 = Avx2.UnpackHigh(r4, r5);
+        var t6 = Avx2.UnpackLow(r6, r7); var t7 = Avx2.UnpackHigh(r6, r7);
+        var u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()).AsInt32(); var u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64()).AsInt32();
+        var u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()).AsInt32(); var u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64()).AsInt32();
+        var u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()).AsInt32(); var u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64()).AsInt32();
+        var u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()).AsInt32(); var u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64()).AsInt32();
+        Avx2.Permute2x128(u0, u4, 0x20).Store(dst); Avx2.Permute2x128(u1, u5, 0x20).Store(dst + 8);
+        Avx2.Permute2x128(u2, u6, 0x20).Store(dst + 16); Avx2.Permute2x128(u3, u7, 0x20).Store(dst + 24);
+        Avx2.Permute2x128(u0, u4, 0x31).Store(dst + 32); Avx2.Permute2x128(u1, u5, 0x31).Store(dst + 40);
+        Avx2.Permute2x128(u2, u6, 0x31).Store(dst + 48); Avx2.Permute2x128(u3, u7, 0x31).Store(dst + 56);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
