@@ -87,9 +87,9 @@ public static unsafe class IntDot
     private static Vector256<int> NibSums8(Vector256<byte> n0, Vector256<byte> n1, Vector256<byte> n2, Vector256<byte> n3,
                                            Vector256<byte> n4, Vector256<byte> n5, Vector256<byte> n6, Vector256<byte> n7, sbyte* x)
     {
-        // u8 × s8 pairs are at most 2·15·127 = 3,810 in magnitude, so int16 horizontal adds stay exact up to sums of
-        // 16 values (30,480): three levels of them leave, per 128-bit half, one int16 per block; widened and the two
-        // halves added, they are the eight blocks' sums.
+        // u8 × s8 pairs are at most 2·15·127 = 3,810 in magnitude, so int16 sums stay exact up to 16 values (30,480):
+        // three levels of interleave-and-add leave, per 128-bit half, one int16 per block; widened and the two halves
+        // added, they are the eight blocks' sums.
         var p01 = Zip16(NibPairs(n0, x), NibPairs(n1, x + 32));
         var p23 = Zip16(NibPairs(n2, x + 64), NibPairs(n3, x + 96));
         var q0123 = Zip32(p01, p23);
@@ -123,20 +123,6 @@ public static unsafe class IntDot
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> SignedDot(Vector256<sbyte> qw, sbyte* x) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Abs(qw), Avx2.Sign(Vector256.Load(x), qw)), Vector256.Create((short)1));
-
-    /// <summary>The integer sums w·q of eight consecutive Q8_0 blocks (their quants in w0..w7) with activations at x.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> SignedSums8(Vector256<sbyte> w0, Vector256<sbyte> w1, Vector256<sbyte> w2, Vector256<sbyte> w3,
-                                              Vector256<sbyte> w4, Vector256<sbyte> w5, Vector256<sbyte> w6, Vector256<sbyte> w7, sbyte* x)
-    {
-        // One statement per pair keeps the JIT from evaluating all eight products before the first add.
-        var p01 = H(SignedDot(w0, x), SignedDot(w1, x + 32));
-        var p23 = H(SignedDot(w2, x + 64), SignedDot(w3, x + 96));
-        var h0123 = H(p01, p23);
-        var p45 = H(SignedDot(w4, x + 128), SignedDot(w5, x + 160));
-        var p67 = H(SignedDot(w6, x + 192), SignedDot(w7, x + 224));
-        return Sums8(h0123, H(p45, p67));
-    }
 
     /// <summary>
     /// Q8_0 × 8-bit activations, AVX2. Eight blocks at a time: each block's integer sum is exact, the eight sums are
