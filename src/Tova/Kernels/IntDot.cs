@@ -84,7 +84,7 @@ public static unsafe class IntDot
 
     /// <summary>The integer sums nib·q of eight consecutive Q4_0 blocks (unpacked in n0..n7) with activations at x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> NibSums8(Vector256<byte> n0, Vector256<byte> n1, Vector256<byte> n2, Vector256<byte> n3,
+    internal static Vector256<int> NibSums8(Vector256<byte> n0, Vector256<byte> n1, Vector256<byte> n2, Vector256<byte> n3,
                                            Vector256<byte> n4, Vector256<byte> n5, Vector256<byte> n6, Vector256<byte> n7, sbyte* x)
     {
         // u8 × s8 pairs are at most 2·15·127 = 3,810 in magnitude, so int16 sums stay exact up to 16 values (30,480):

@@ -1,0 +1,67 @@
+using Tova.Formats;
+using Tova.Kernels;
+
+namespace Tova.Tests.Kernels;
+
+/// <summary>K-quant integer kernels against rows dequantized by the reference dequantizer.</summary>
+public unsafe class KQuantDotTests
+{
+    /// <summary>Random super-blocks (every bit pattern of scales and quants is valid) with sane f16 scales.</summary>
+    internal static byte[] RandomRow(GgmlType type, int superBlocks, Random r)
+    {
+        GgmlTypeInfo.TryGetBlock(type, out _, out int bytes);
+        var row = new byte[superBlocks * bytes];
+        r.NextBytes(row);
+        for (int b = 0; b < superBlocks; b++)
+        {
+            var blk = row.AsSpan(b * bytes, bytes);
+            if (type == GgmlType.Q6_K)
+                BitConverter.TryWriteBytes(blk[208..], (Half)(float)(r.NextDouble() * 0.02 + 0.001));
+            else
+            {
+                BitConverter.TryWriteBytes(blk, (Half)(float)(r.NextDouble() * 0.02 + 0.001));
+                BitConverter.TryWriteBytes(blk[2..], (Half)(float)(r.NextDouble() * 0.02));
+            }
+        }
+        return row;
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 1, 1)]
+    [InlineData(GgmlType.Q4_K, 3, 1)]
+    [InlineData(GgmlType.Q4_K, 3, 5)]
+    [InlineData(GgmlType.Q4_K, 8, 8)]
+    public void KernelMatchesDequantizedReference(GgmlType type, int superBlocks, int tokens)
+    {
+        var r = new Random(superBlocks * 10 + tokens);
+        int n = superBlocks * KQuants.QK_K;
+        var row = RandomRow(type, superBlocks, r);
+        var x = new float[tokens * n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        var outs = new float[tokens];
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q)
+        fixed (float* d = act.D, o = outs)
+        fixed (int* l = act.L)
+        {
+            KQuantDot.Q4_K(pw, q, d, l, superBlocks, n, tokens, o);
+            for (int t = 0; t < tokens; t++)
+            {
+                // Reference: the row as the reference dequantizer gives it, times the 8-bit activations.
+                var w = new float[n];
+                KQuants.Dequantize(type, row, w);
+                double expected = 0;
+                for (int i = 0; i < n; i++) expected += (double)w[i] * act.D[t * n / 32 + i / 32] * act.Q[t * n + i];
+                Assert.True(Math.Abs(outs[t] - expected) <= 1e-4 * (1 + Math.Abs(expected)), $"token {t}: {outs[t]} vs {expected}");
+                if (tokens > 1)
+                {
+                    float single;
+                    KQuantDot.Q4_K(pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
+                    Assert.Equal(single, outs[t]);
+                }
+            }
+        }
+    }
+}
