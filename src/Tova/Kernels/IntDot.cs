@@ -66,7 +66,7 @@ public static unsafe class IntDot
         Avx2.Permute2x128(h0123, h4567, 0x20) + Avx2.Permute2x128(h0123, h4567, 0x31);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> H(Vector256<int> a, Vector256<int> b) => Avx2.HorizontalAdd(a, b);
+    internal static Vector256<int> H(Vector256<int> a, Vector256<int> b) => Avx2.HorizontalAdd(a, b);
 
     /// <summary>Σ over one Q4_0 block of nib·q (u8 × s8 pairs, then pairs of int16 into int32 lanes).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -57,6 +57,82 @@ public static unsafe class KQuantDot
         for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
     }
 
+    /// <summary>
+    /// Q6_K: per activation block b of 32 (two scale groups of 16), xd_b·d·Σ_k sc_k·Σ (u − 32)·q with u the 6-bit
+    /// value; (u − 32)·q pairs as u·q − 32·q (both u8 × s8 multiply-adds, difference within int16), times the group's
+    /// scale in the int16 → int32 multiply-add. Arguments as <see cref="Q4_K"/> (xl unused).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q6_K(byte* w, sbyte* xq, float* xd, int superBlocks, int stride, int tokens, float* outs)
+    {
+        if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
+        int nb = superBlocks * 8;
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            for (int t = 0; t < tokens; t++) outs[t] = Scalar.Q6_K(w, xq + t * stride, xd + t * nb, superBlocks);
+            return;
+        }
+        var acc = stackalloc Vector256<float>[IntDot.MaxTile];
+        for (int t = 0; t < tokens; t++) acc[t] = default;
+        var u = stackalloc Vector256<byte>[8];     // the eight blocks' 6-bit values
+        var scv = stackalloc Vector256<short>[8];  // per block: its first group's scale × 8 | its second's × 8
+        var lo4 = Vector256.Create((byte)0x0F);
+        var hi2 = Vector256.Create((byte)0x30);
+        var c32 = Vector256.Create((byte)32);
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = w + sb * 210;
+            if (tokens == 1)
+                for (int l = 0; l < 256; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
+            for (int h = 0; h < 2; h++)
+            {
+                byte* ql = blk + 64 * h, qh = blk + 128 + 32 * h;
+                var ql0 = Vector256.Load(ql); var ql1 = Vector256.Load(ql + 32); var qhv = Vector256.Load(qh).AsUInt16();
+                u[4 * h + 0] = (ql0 & lo4) | ((qhv << 4).AsByte() & hi2);
+                u[4 * h + 1] = (ql1 & lo4) | ((qhv << 2).AsByte() & hi2);
+                u[4 * h + 2] = (Avx2.ShiftRightLogical(ql0.AsUInt16(), 4).AsByte() & lo4) | (qhv.AsByte() & hi2);
+                u[4 * h + 3] = (Avx2.ShiftRightLogical(ql1.AsUInt16(), 4).AsByte() & lo4) | (Avx2.ShiftRightLogical(qhv, 2).AsByte() & hi2);
+                // The half's eight int8 scales as int16, in both 128-bit lanes.
+                var sc = Vector256.Create(Avx2.ConvertToVector256Int16(Vector128.CreateScalarUnsafe(*(long*)(blk + 192 + 8 * h)).AsSByte()).GetLower());
+                for (int j = 0; j < 4; j++) scv[4 * h + j] = Avx2.Shuffle(sc.AsByte(), ScaleShuffle[j]).AsInt16();
+            }
+            var scale = Vector256.Create(IntDot.HalfAt(blk + 208));
+            sbyte* x = xq + sb * 256;
+            for (int t = 0, o = sb * 8; t < tokens; t++, x += stride, o += nb)
+            {
+                var h0123 = IntDot.H(IntDot.H(Group(u[0], scv[0], c32, x), Group(u[1], scv[1], c32, x + 32)),
+                                     IntDot.H(Group(u[2], scv[2], c32, x + 64), Group(u[3], scv[3], c32, x + 96)));
+                var h4567 = IntDot.H(IntDot.H(Group(u[4], scv[4], c32, x + 128), Group(u[5], scv[5], c32, x + 160)),
+                                     IntDot.H(Group(u[6], scv[6], c32, x + 192), Group(u[7], scv[7], c32, x + 224)));
+                var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567));
+                acc[t] = Fma.MultiplyAdd(s, scale * Vector256.Load(xd + o), acc[t]);
+            }
+        }
+        for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
+    }
+
+    /// <summary>One Q6_K block of 32 against activations x: (u·q − 32·q) pairs, times the groups' scales, as int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Group(Vector256<byte> u, Vector256<short> scv, Vector256<byte> c32, sbyte* x)
+    {
+        var q = Vector256.Load(x);
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, q) - Avx2.MultiplyAddAdjacent(c32, q), scv);
+    }
+
+    /// <summary>vpshufb controls: block j of a half takes scale 2j (int16, bytes 4j, 4j+1) in its low lane, 2j+1 in its high.</summary>
+    private static readonly Vector256<byte>[] ScaleShuffle = [ShuffleFor(0), ShuffleFor(1), ShuffleFor(2), ShuffleFor(3)];
+
+    private static Vector256<byte> ShuffleFor(int j)
+    {
+        var c = new byte[32];
+        for (int i = 0; i < 16; i += 2)
+        {
+            c[i] = (byte)(4 * j); c[i + 1] = (byte)(4 * j + 1);
+            c[16 + i] = (byte)(4 * j + 2); c[16 + i + 1] = (byte)(4 * j + 3);
+        }
+        return Vector256.Create(c);
+    }
+
     /// <summary>The 6-bit scales (sm[0..8)) and mins (sm[8..16)) of a Q4_K/Q5_K super-block from its 12 packed bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void ScalesAndMins(byte* q, int* sm)
@@ -73,6 +149,15 @@ public static unsafe class KQuantDot
     /// <summary>Plain references: the row dequantized as ggml does, times the dequantized activations, in double.</summary>
     public static class Scalar
     {
+        public static float Q6_K(byte* w, sbyte* xq, float* xd, int superBlocks)
+        {
+            var row = new float[superBlocks * KQuants.QK_K];
+            KQuants.Dequantize(Formats.GgmlType.Q6_K, new ReadOnlySpan<byte>(w, superBlocks * 210), row);
+            double s = 0;
+            for (int i = 0; i < row.Length; i++) s += (double)row[i] * xd[i / 32] * xq[i];
+            return (float)s;
+        }
+
         public static float Q4_K(byte* w, sbyte* xq, float* xd, int* xl, int superBlocks)
         {
             var row = new float[superBlocks * KQuants.QK_K];

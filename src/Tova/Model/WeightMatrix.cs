@@ -58,7 +58,7 @@ public sealed unsafe class WeightMatrix
         Quantization.Dequantize(Type, new ReadOnlySpan<byte>(Data + row * RowBytes, (int)RowBytes), dst[..Columns]);
 
     /// <summary>True if rows multiply 8-bit activations with integer dot products (Q8_0, Q4_0).</summary>
-    public bool UsesQ8Activations => Type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K;
+    public bool UsesQ8Activations => Type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
     /// <summary>One output row: float activations, or their 8-bit quantization for Q8_0 / Q4_0 weights.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -69,7 +69,7 @@ public sealed unsafe class WeightMatrix
         {
             GgmlType.Q4_0 when xq != null => IntDot.Q4_0(row, xq, xd, xl, Columns / Quantization.QK),
             GgmlType.Q8_0 when xq != null => IntDot.Q8_0(row, xq, xd, Columns / Quantization.QK),
-            GgmlType.Q4_K when xq != null => KQuantRow(row, xq, xd, xl),
+            GgmlType.Q4_K or GgmlType.Q6_K when xq != null => KQuantRow(row, xq, xd, xl),
             _ => RowDot.Dot(Type, row, x, Columns),
         };
     }
@@ -77,8 +77,16 @@ public sealed unsafe class WeightMatrix
     private float KQuantRow(byte* row, sbyte* xq, float* xd, int* xl)
     {
         float y;
-        KQuantDot.Q4_K(row, xq, xd, xl, Columns / KQuants.QK_K, Columns, 1, &y);
+        KQuantTile(row, xq, xd, xl, 1, &y);
         return y;
+    }
+
+    /// <summary>A Q4_K or Q6_K row against 1..8 tokens of 8-bit activations (token t at xq + t·Columns).</summary>
+    internal void KQuantTile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs)
+    {
+        int superBlocks = Columns / KQuants.QK_K;
+        if (Type == GgmlType.Q4_K) KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs);
+        else KQuantDot.Q6_K(row, xq, xd, superBlocks, Columns, tokens, outs);
     }
 
     /// <summary>y[Rows] = W · x[Columns], rows split across the pool (x quantized to 8 bits first for Q8_0 / Q4_0).</summary>
@@ -227,8 +235,8 @@ public unsafe struct MatMulBatch
                 for (; i < b._batch; i += IntDot.MaxTile)
                 {
                     int n = Math.Min(IntDot.MaxTile, b._batch - i);
-                    if (m.Type == GgmlType.Q4_K)
-                        KQuantDot.Q4_K(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, b._cols / KQuants.QK_K, b._cols, n, outs);
+                    if (m.Type is GgmlType.Q4_K or GgmlType.Q6_K)
+                        m.KQuantTile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, outs);
                     else
                         IntDot.Q8_0Tile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._nb, b._cols, n, outs);
                     for (int t = 0; t < n; t++) y[(i + t) * rows + row] = outs[t];

@@ -31,6 +31,10 @@ public unsafe class KQuantDotTests
     [InlineData(GgmlType.Q4_K, 3, 1)]
     [InlineData(GgmlType.Q4_K, 3, 5)]
     [InlineData(GgmlType.Q4_K, 8, 8)]
+    [InlineData(GgmlType.Q6_K, 1, 1)]
+    [InlineData(GgmlType.Q6_K, 3, 1)]
+    [InlineData(GgmlType.Q6_K, 3, 6)]
+    [InlineData(GgmlType.Q6_K, 8, 8)]
     public void KernelMatchesDequantizedReference(GgmlType type, int superBlocks, int tokens)
     {
         var r = new Random(superBlocks * 10 + tokens);
@@ -46,7 +50,7 @@ public unsafe class KQuantDotTests
         fixed (float* d = act.D, o = outs)
         fixed (int* l = act.L)
         {
-            KQuantDot.Q4_K(pw, q, d, l, superBlocks, n, tokens, o);
+            Run(type, pw, q, d, l, superBlocks, n, tokens, o);
             for (int t = 0; t < tokens; t++)
             {
                 // Reference: the row as the reference dequantizer gives it, times the 8-bit activations.
@@ -58,10 +62,16 @@ public unsafe class KQuantDotTests
                 if (tokens > 1)
                 {
                     float single;
-                    KQuantDot.Q4_K(pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
+                    Run(type, pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
                     Assert.Equal(single, outs[t]);
                 }
             }
         }
+    }
+
+    private static void Run(GgmlType type, byte* w, sbyte* q, float* d, int* l, int superBlocks, int stride, int tokens, float* outs)
+    {
+        if (type == GgmlType.Q4_K) KQuantDot.Q4_K(w, q, d, l, superBlocks, stride, tokens, outs);
+        else KQuantDot.Q6_K(w, q, d, superBlocks, stride, tokens, outs);
     }
 }
