@@ -28,18 +28,29 @@ public static unsafe class KQuantDot
             for (int t = 0; t < tokens; t++) outs[t] = Scalar.Q4_K(w, xq + t * stride, xd + t * nb, xl + t * nb, superBlocks);
             return;
         }
+        var mask = Vector256.Create((byte)0x0F);
+        if (tokens == 1)
+        {
+            // Decode: one accumulator in a register, weights prefetched a page ahead.
+            var sum = Vector256<float>.Zero;
+            for (int sb = 0; sb < superBlocks; sb++)
+            {
+                byte* blk = w + sb * 144;
+                for (int l = 0; l < 192; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
+                var (scale, min) = Q4_KScales(blk);
+                var s = Avx.ConvertToVector256Single(Q4_KSums(blk + 16, mask, xq + sb * 256));
+                var v = s * scale - Avx.ConvertToVector256Single(Vector256.Load(xl + sb * 8)) * min;
+                sum = Fma.MultiplyAdd(v, Vector256.Load(xd + sb * 8), sum);
+            }
+            outs[0] = Vector256.Sum(sum);
+            return;
+        }
         var acc = stackalloc Vector256<float>[IntDot.MaxTile];
         for (int t = 0; t < tokens; t++) acc[t] = default;
-        int* sm = stackalloc int[16];
-        var mask = Vector256.Create((byte)0x0F);
         for (int sb = 0; sb < superBlocks; sb++)
         {
             byte* blk = w + sb * 144;
-            if (tokens == 1)
-                for (int l = 0; l < 192; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
-            ScalesAndMins(blk + 4, sm);
-            var scale = Avx.ConvertToVector256Single(Vector256.Load(sm)) * Vector256.Create(IntDot.HalfAt(blk));
-            var min = Avx.ConvertToVector256Single(Vector256.Load(sm + 8)) * Vector256.Create(IntDot.HalfAt(blk + 2) * 0.125f); // × Σq = L / 8
+            var (scale, min) = Q4_KScales(blk);
             byte* qs = blk + 16;
             var r0 = Vector256.Load(qs); var r1 = Vector256.Load(qs + 32); var r2 = Vector256.Load(qs + 64); var r3 = Vector256.Load(qs + 96);
             var n0 = r0 & mask; var n1 = Avx2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte() & mask;
@@ -55,6 +66,36 @@ public static unsafe class KQuantDot
             }
         }
         for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
+    }
+
+    /// <summary>Σ nib·q of a Q4_K super-block's eight sub-blocks (quants at qs) with activations at x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q4_KSums(byte* qs, Vector256<byte> mask, sbyte* x)
+    {
+        var r0 = Vector256.Load(qs); var r1 = Vector256.Load(qs + 32); var r2 = Vector256.Load(qs + 64); var r3 = Vector256.Load(qs + 96);
+        return IntDot.NibSums8(r0 & mask, Avx2.ShiftRightLogical(r0.AsUInt16(), 4).AsByte() & mask,
+                               r1 & mask, Avx2.ShiftRightLogical(r1.AsUInt16(), 4).AsByte() & mask,
+                               r2 & mask, Avx2.ShiftRightLogical(r2.AsUInt16(), 4).AsByte() & mask,
+                               r3 & mask, Avx2.ShiftRightLogical(r3.AsUInt16(), 4).AsByte() & mask, x);
+    }
+
+    /// <summary>
+    /// A Q4_K super-block's eight d·scale and eight dmin·min / 8 (the activations carry 8·Σq): the 6-bit values
+    /// unpacked from their 12 bytes with 32-bit masks and shifts, widened and converted together.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> Scale, Vector256<float> Min) Q4_KScales(byte* blk)
+    {
+        uint u0 = Unsafe.ReadUnaligned<uint>(blk + 4), u1 = Unsafe.ReadUnaligned<uint>(blk + 8), u2 = Unsafe.ReadUnaligned<uint>(blk + 12);
+        // Scales 0..3 are the low 6 bits of bytes 0..3, mins 0..3 of bytes 4..7; scales 4..7 take the low nibbles of
+        // bytes 8..11 and the top 2 bits of bytes 0..3, mins 4..7 the high nibbles of bytes 8..11 and the top bits of 4..7.
+        uint sc03 = u0 & 0x3f3f3f3f, mn03 = u1 & 0x3f3f3f3f;
+        uint sc47 = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
+        uint mn47 = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
+        var scales = Avx2.ConvertToVector256Int32(Vector128.CreateScalar(sc03 | ((ulong)sc47 << 32)).AsByte());
+        var mins = Avx2.ConvertToVector256Int32(Vector128.CreateScalar(mn03 | ((ulong)mn47 << 32)).AsByte());
+        return (Avx.ConvertToVector256Single(scales) * Vector256.Create(IntDot.HalfAt(blk)),
+                Avx.ConvertToVector256Single(mins) * Vector256.Create(IntDot.HalfAt(blk + 2) * 0.125f));
     }
 
     /// <summary>
@@ -131,19 +172,6 @@ public static unsafe class KQuantDot
             c[16 + i] = (byte)(4 * j + 2); c[16 + i + 1] = (byte)(4 * j + 3);
         }
         return Vector256.Create(c);
-    }
-
-    /// <summary>The 6-bit scales (sm[0..8)) and mins (sm[8..16)) of a Q4_K/Q5_K super-block from its 12 packed bytes.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal static void ScalesAndMins(byte* q, int* sm)
-    {
-        for (int j = 0; j < 4; j++)
-        {
-            sm[j] = q[j] & 63;
-            sm[8 + j] = q[j + 4] & 63;
-            sm[4 + j] = (q[j + 8] & 0xF) | ((q[j] >> 6) << 4);
-            sm[12 + j] = (q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4);
-        }
     }
 
     /// <summary>Plain references: the row dequantized as ggml does, times the dequantized activations, in double.</summary>
