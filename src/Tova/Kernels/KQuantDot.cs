@@ -68,6 +68,67 @@ public static unsafe class KQuantDot
         for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
     }
 
+    /// <summary>
+    /// Q4_K against eight tokens with interleaved activations (<see cref="Q8Activations.Interleave8"/>), SIMD lane t
+    /// being token t, like <see cref="IntDot.Q4_0Lanes8"/>: each group of four nibbles is broadcast to all lanes (one
+    /// cross-lane permute), the eight groups of a sub-block add up in int16. Sub-block k of every super-block
+    /// accumulates into its own vector and the eight are added in <see cref="Vector256.Sum{T}"/>'s order, so each
+    /// result is bit-identical to <see cref="Q4_K"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q4_KLanes8(byte* w, sbyte* xt, float* dt, int* lt, int superBlocks, float* out8)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            Scalar.Q4_KLanes8(w, xt, dt, lt, superBlocks, out8);
+            return;
+        }
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        var mask = Vector256.Create((byte)0x0F);
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = w + sb * 144;
+            var (scale, min) = Q4_KScales(blk);
+            sbyte* x = xt + sb * 2048;      // 8 sub-blocks × 256 interleaved bytes
+            float* d = dt + sb * 64;
+            int* l = lt + sb * 64;
+            for (int g = 0; g < 4; g++)
+            {
+                var r = Vector256.Load(blk + 16 + 32 * g);
+                var lo = (r & mask).AsInt32();
+                var hi = (Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte() & mask).AsInt32();
+                int k0 = 2 * g, k1 = 2 * g + 1;
+                var v0 = LaneSum(lo, x + k0 * 256) * Avx2.PermuteVar8x32(scale, Vector256.Create(k0))
+                       - Avx.ConvertToVector256Single(Vector256.Load(l + k0 * 8)) * Avx2.PermuteVar8x32(min, Vector256.Create(k0));
+                var v1 = LaneSum(hi, x + k1 * 256) * Avx2.PermuteVar8x32(scale, Vector256.Create(k1))
+                       - Avx.ConvertToVector256Single(Vector256.Load(l + k1 * 8)) * Avx2.PermuteVar8x32(min, Vector256.Create(k1));
+                switch (g)
+                {
+                    case 0: a0 = Fma.MultiplyAdd(v0, Vector256.Load(d + k0 * 8), a0); a1 = Fma.MultiplyAdd(v1, Vector256.Load(d + k1 * 8), a1); break;
+                    case 1: a2 = Fma.MultiplyAdd(v0, Vector256.Load(d + k0 * 8), a2); a3 = Fma.MultiplyAdd(v1, Vector256.Load(d + k1 * 8), a3); break;
+                    case 2: a4 = Fma.MultiplyAdd(v0, Vector256.Load(d + k0 * 8), a4); a5 = Fma.MultiplyAdd(v1, Vector256.Load(d + k1 * 8), a5); break;
+                    default: a6 = Fma.MultiplyAdd(v0, Vector256.Load(d + k0 * 8), a6); a7 = Fma.MultiplyAdd(v1, Vector256.Load(d + k1 * 8), a7); break;
+                }
+            }
+        }
+        (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(out8);
+    }
+
+    /// <summary>The eight tokens' Σ nib·q over one sub-block: nibbles as eight dwords (four values each) in nib.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LaneSum(Vector256<int> nib, sbyte* x)
+    {
+        var s16 = Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(0)).AsByte(), Vector256.Load(x))
+                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(1)).AsByte(), Vector256.Load(x + 32))
+                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(2)).AsByte(), Vector256.Load(x + 64))
+                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(3)).AsByte(), Vector256.Load(x + 96))
+                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(4)).AsByte(), Vector256.Load(x + 128))
+                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(5)).AsByte(), Vector256.Load(x + 160))
+                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(6)).AsByte(), Vector256.Load(x + 192))
+                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(7)).AsByte(), Vector256.Load(x + 224));
+        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s16, Vector256.Create((short)1)));
+    }
+
     /// <summary>Σ nib·q of a Q4_K super-block's eight sub-blocks (quants at qs) with activations at x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Q4_KSums(byte* qs, Vector256<byte> mask, sbyte* x)
@@ -177,6 +238,23 @@ public static unsafe class KQuantDot
     /// <summary>Plain references: the row dequantized as ggml does, times the dequantized activations, in double.</summary>
     public static class Scalar
     {
+        /// <summary>Reference for <see cref="KQuantDot.Q4_KLanes8"/>: reads the interleaved activations back per token.</summary>
+        public static void Q4_KLanes8(byte* w, sbyte* xt, float* dt, int* lt, int superBlocks, float* out8)
+        {
+            var row = new float[superBlocks * KQuants.QK_K];
+            KQuants.Dequantize(Formats.GgmlType.Q4_K, new ReadOnlySpan<byte>(w, superBlocks * 144), row);
+            for (int t = 0; t < 8; t++)
+            {
+                double s = 0;
+                for (int i = 0; i < row.Length; i++)
+                {
+                    int b = i / 32, e = i % 32;
+                    s += (double)row[i] * dt[b * 8 + t] * xt[b * 256 + (e / 4) * 32 + t * 4 + e % 4];
+                }
+                out8[t] = (float)s;
+            }
+        }
+
         public static float Q6_K(byte* w, sbyte* xq, float* xd, int superBlocks)
         {
             var row = new float[superBlocks * KQuants.QK_K];

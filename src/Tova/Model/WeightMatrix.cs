@@ -153,7 +153,7 @@ public unsafe struct MatMulBatch
         {
             scratch ??= new Q8Activations();
             scratch.Quantize(new ReadOnlySpan<float>(x, batch * _cols));
-            bool q4 = _m0.Type == GgmlType.Q4_0 || _m1 is { Type: GgmlType.Q4_0 } || _m2 is { Type: GgmlType.Q4_0 };
+            bool q4 = _m0.Type is GgmlType.Q4_0 or GgmlType.Q4_K || _m1 is { Type: GgmlType.Q4_0 or GgmlType.Q4_K } || _m2 is { Type: GgmlType.Q4_0 or GgmlType.Q4_K };
             _tiles = q4 ? scratch.Interleave8(batch, _cols) : 0;
             fixed (sbyte* q = scratch.Q, xt = scratch.T)
             fixed (float* d = scratch.D, dt = scratch.DT)
@@ -231,6 +231,12 @@ public unsafe struct MatMulBatch
                     }
                     continue;
                 }
+                if (m.Type == GgmlType.Q4_K)
+                    for (int g = 0; g < b._tiles; g++, i += 8)
+                    {
+                        KQuantDot.Q4_KLanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._cols / KQuants.QK_K, outs);
+                        for (int t = 0; t < 8; t++) y[(i + t) * rows + row] = outs[t];
+                    }
                 // Tiles of up to eight tokens: each group of weight blocks is loaded once for all of them.
                 for (; i < b._batch; i += IntDot.MaxTile)
                 {

@@ -74,4 +74,36 @@ public unsafe class KQuantDotTests
         if (type == GgmlType.Q4_K) KQuantDot.Q4_K(w, q, d, l, superBlocks, stride, tokens, outs);
         else KQuantDot.Q6_K(w, q, d, superBlocks, stride, tokens, outs);
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(8)]
+    public void EightLaneQ4_KEqualsTheOneTokenKernel(int superBlocks)
+    {
+        var r = new Random(superBlocks + 50);
+        int n = superBlocks * KQuants.QK_K;
+        var row = RandomRow(GgmlType.Q4_K, superBlocks, r);
+        var x = new float[8 * n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        act.Interleave8(8, n);
+        var lanes = new float[8];
+        var reference = new float[8];
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q, xt = act.T)
+        fixed (float* d = act.D, dt = act.DT, o = lanes, ro = reference)
+        fixed (int* l = act.L, lt = act.LT)
+        {
+            KQuantDot.Q4_KLanes8(pw, xt, dt, lt, superBlocks, o);
+            KQuantDot.Scalar.Q4_KLanes8(pw, xt, dt, lt, superBlocks, ro);
+            for (int t = 0; t < 8; t++)
+            {
+                float single;
+                KQuantDot.Q4_K(pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
+                Assert.Equal(single, lanes[t]);
+                Assert.True(MathF.Abs(reference[t] - lanes[t]) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"token {t}: {lanes[t]} vs {reference[t]}");
+            }
+        }
+    }
 }
