@@ -84,49 +84,55 @@ public static unsafe class KQuantDot
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        var mask = Vector256.Create((byte)0x0F);
         for (int sb = 0; sb < superBlocks; sb++)
         {
             byte* blk = w + sb * 144;
             var (scale, min) = Q4_KScales(blk);
+            byte* qs = blk + 16;
             sbyte* x = xt + sb * 2048;      // 8 sub-blocks × 256 interleaved bytes
             float* d = dt + sb * 64;
             int* l = lt + sb * 64;
-            for (int g = 0; g < 4; g++)
-            {
-                var r = Vector256.Load(blk + 16 + 32 * g);
-                var lo = (r & mask).AsInt32();
-                var hi = (Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte() & mask).AsInt32();
-                int k0 = 2 * g, k1 = 2 * g + 1;
-                var v0 = LaneSum(lo, x + k0 * 256) * Avx2.PermuteVar8x32(scale, Vector256.Create(k0))
-                       - Avx.ConvertToVector256Single(Vector256.Load(l + k0 * 8)) * Avx2.PermuteVar8x32(min, Vector256.Create(k0));
-                var v1 = LaneSum(hi, x + k1 * 256) * Avx2.PermuteVar8x32(scale, Vector256.Create(k1))
-                       - Avx.ConvertToVector256Single(Vector256.Load(l + k1 * 8)) * Avx2.PermuteVar8x32(min, Vector256.Create(k1));
-                switch (g)
-                {
-                    case 0: a0 = Fma.MultiplyAdd(v0, Vector256.Load(d + k0 * 8), a0); a1 = Fma.MultiplyAdd(v1, Vector256.Load(d + k1 * 8), a1); break;
-                    case 1: a2 = Fma.MultiplyAdd(v0, Vector256.Load(d + k0 * 8), a2); a3 = Fma.MultiplyAdd(v1, Vector256.Load(d + k1 * 8), a3); break;
-                    case 2: a4 = Fma.MultiplyAdd(v0, Vector256.Load(d + k0 * 8), a4); a5 = Fma.MultiplyAdd(v1, Vector256.Load(d + k1 * 8), a5); break;
-                    default: a6 = Fma.MultiplyAdd(v0, Vector256.Load(d + k0 * 8), a6); a7 = Fma.MultiplyAdd(v1, Vector256.Load(d + k1 * 8), a7); break;
-                }
-            }
+            a0 = Fma.MultiplyAdd(SubBlock(qs, false, x, l, scale, min, 0), Vector256.Load(d), a0);
+            a1 = Fma.MultiplyAdd(SubBlock(qs, true, x + 256, l + 8, scale, min, 1), Vector256.Load(d + 8), a1);
+            a2 = Fma.MultiplyAdd(SubBlock(qs + 32, false, x + 512, l + 16, scale, min, 2), Vector256.Load(d + 16), a2);
+            a3 = Fma.MultiplyAdd(SubBlock(qs + 32, true, x + 768, l + 24, scale, min, 3), Vector256.Load(d + 24), a3);
+            a4 = Fma.MultiplyAdd(SubBlock(qs + 64, false, x + 1024, l + 32, scale, min, 4), Vector256.Load(d + 32), a4);
+            a5 = Fma.MultiplyAdd(SubBlock(qs + 64, true, x + 1280, l + 40, scale, min, 5), Vector256.Load(d + 40), a5);
+            a6 = Fma.MultiplyAdd(SubBlock(qs + 96, false, x + 1536, l + 48, scale, min, 6), Vector256.Load(d + 48), a6);
+            a7 = Fma.MultiplyAdd(SubBlock(qs + 96, true, x + 1792, l + 56, scale, min, 7), Vector256.Load(d + 56), a7);
         }
         (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(out8);
     }
 
-    /// <summary>The eight tokens' Σ nib·q over one sub-block: nibbles as eight dwords (four values each) in nib.</summary>
+    /// <summary>
+    /// Sub-block k of a Q4_K super-block for eight tokens: its 32 nibbles are the low (or, for odd k, high) nibbles of
+    /// the 32 bytes at q; each half is broadcast to both 128-bit lanes so that one in-lane shuffle spreads a group of
+    /// four to every token. Returns d·sc_k·Σ nib·q − dmin·m_k·Σq per token, as the one-token kernel computes it.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> LaneSum(Vector256<int> nib, sbyte* x)
+    private static Vector256<float> SubBlock(byte* q, bool high, sbyte* x, int* l, Vector256<float> scale, Vector256<float> min, int k)
     {
-        var s16 = Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(0)).AsByte(), Vector256.Load(x))
-                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(1)).AsByte(), Vector256.Load(x + 32))
-                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(2)).AsByte(), Vector256.Load(x + 64))
-                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(3)).AsByte(), Vector256.Load(x + 96))
-                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(4)).AsByte(), Vector256.Load(x + 128))
-                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(5)).AsByte(), Vector256.Load(x + 160))
-                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(6)).AsByte(), Vector256.Load(x + 192))
-                + Avx2.MultiplyAddAdjacent(Avx2.PermuteVar8x32(nib, Vector256.Create(7)).AsByte(), Vector256.Load(x + 224));
-        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s16, Vector256.Create((short)1)));
+        var mask = Vector256.Create((byte)0x0F);
+        var ra = Avx2.BroadcastVector128ToVector256(q);
+        var rb = Avx2.BroadcastVector128ToVector256(q + 16);
+        if (high)
+        {
+            ra = Avx2.ShiftRightLogical(ra.AsUInt16(), 4).AsByte();
+            rb = Avx2.ShiftRightLogical(rb.AsUInt16(), 4).AsByte();
+        }
+        var a = (ra & mask).AsInt32();   // values 0..15
+        var b = (rb & mask).AsInt32();   // values 16..31
+        var s16 = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(a, 0x00).AsByte(), Vector256.Load(x))
+                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(a, 0x55).AsByte(), Vector256.Load(x + 32))
+                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(a, 0xAA).AsByte(), Vector256.Load(x + 64))
+                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(a, 0xFF).AsByte(), Vector256.Load(x + 96))
+                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(b, 0x00).AsByte(), Vector256.Load(x + 128))
+                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(b, 0x55).AsByte(), Vector256.Load(x + 160))
+                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(b, 0xAA).AsByte(), Vector256.Load(x + 192))
+                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(b, 0xFF).AsByte(), Vector256.Load(x + 224));
+        var sum = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s16, Vector256.Create((short)1)));
+        var kv = Vector256.Create(k);
+        return sum * Avx2.PermuteVar8x32(scale, kv) - Avx.ConvertToVector256Single(Vector256.Load(l)) * Avx2.PermuteVar8x32(min, kv);
     }
 
     /// <summary>Σ nib·q of a Q4_K super-block's eight sub-blocks (quants at qs) with activations at x.</summary>
