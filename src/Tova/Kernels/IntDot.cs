@@ -323,6 +323,18 @@ public static unsafe class IntDot
         var raw = Avx2.BroadcastVector128ToVector256(blk + 2);
         var lo = (raw & mask).AsInt32();                                                   // elements 0..15 in both halves
         var hi = (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask).AsInt32();     // elements 16..31
+        return Avx.ConvertToVector256Single(LaneNibbleSums(lo, hi, x) - Vector256.Load(l));
+    }
+
+    /// <summary>
+    /// Eight tokens' Σ nib·q over 32 values whose nibbles are the four dwords of <paramref name="lo"/> (values 0..15)
+    /// and of <paramref name="hi"/> (16..31), each repeated in both 128-bit lanes; activations interleaved at x
+    /// (8 groups × 8 tokens × 4). Each group of four is spread to every token by one in-lane shuffle; the eight
+    /// groups add up in int16 (at most 8·2·15·127 = 30,480) and widen once.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> LaneNibbleSums(Vector256<int> lo, Vector256<int> hi, sbyte* x)
+    {
         var s16 = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0x00).AsByte(), Vector256.Load(x))
                 + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0x55).AsByte(), Vector256.Load(x + 32))
                 + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0xAA).AsByte(), Vector256.Load(x + 64))
@@ -331,7 +343,7 @@ public static unsafe class IntDot
                 + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0x55).AsByte(), Vector256.Load(x + 160))
                 + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0xAA).AsByte(), Vector256.Load(x + 192))
                 + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0xFF).AsByte(), Vector256.Load(x + 224));
-        return Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s16, Vector256.Create((short)1)) - Vector256.Load(l));
+        return Avx2.MultiplyAddAdjacent(s16, Vector256.Create((short)1));
     }
 
     /// <summary>Plain references: integer sums per block, then scaled.</summary>

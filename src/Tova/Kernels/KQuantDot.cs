@@ -122,15 +122,7 @@ public static unsafe class KQuantDot
         }
         var a = (ra & mask).AsInt32();   // values 0..15
         var b = (rb & mask).AsInt32();   // values 16..31
-        var s16 = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(a, 0x00).AsByte(), Vector256.Load(x))
-                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(a, 0x55).AsByte(), Vector256.Load(x + 32))
-                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(a, 0xAA).AsByte(), Vector256.Load(x + 64))
-                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(a, 0xFF).AsByte(), Vector256.Load(x + 96))
-                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(b, 0x00).AsByte(), Vector256.Load(x + 128))
-                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(b, 0x55).AsByte(), Vector256.Load(x + 160))
-                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(b, 0xAA).AsByte(), Vector256.Load(x + 192))
-                + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(b, 0xFF).AsByte(), Vector256.Load(x + 224));
-        var sum = Avx.ConvertToVector256Single(Avx2.MultiplyAddAdjacent(s16, Vector256.Create((short)1)));
+        var sum = Avx.ConvertToVector256Single(IntDot.LaneNibbleSums(a, b, x));
         var kv = Vector256.Create(k);
         return sum * Avx2.PermuteVar8x32(scale, kv) - Avx.ConvertToVector256Single(Vector256.Load(l)) * Avx2.PermuteVar8x32(min, kv);
     }
