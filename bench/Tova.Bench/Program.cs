@@ -122,6 +122,7 @@ static class Shapes
         "110m-q8_0" => (M110(context), GgmlType.Q8_0),
         "110m-f32" => (M110(context), GgmlType.F32),
         "tinyllama-q4_k_m" => (TinyLlama(context), GgmlType.Q4_K), // llama.cpp's quantizer, from the Q8_0 file
+        "tinyllama-q5_k_m" => (TinyLlama(context), GgmlType.Q5_K), // likewise
         _ => throw new ArgumentException($"unknown model '{name}'"),
     };
 
@@ -134,13 +135,14 @@ static class Shapes
     public static string Ensure(string dir, string name, RandomModelSpec spec, GgmlType type)
     {
         string path = Path.Combine(dir, name + ".gguf");
-        if (!File.Exists(path) && type == GgmlType.Q4_K)
+        if (!File.Exists(path) && type is GgmlType.Q4_K or GgmlType.Q5_K)
         {
-            // A real Q4_K_M file (Q4_K with Q6_K for some matrices, as users download them), made by llama.cpp.
+            // A real Q4_K_M / Q5_K_M file (with Q6_K for some matrices, as users download them), made by llama.cpp.
             string source = Ensure(dir, "tinyllama-q8_0", spec, GgmlType.Q8_0);
-            Console.Error.WriteLine($"quantizing {source} to Q4_K_M with llama.cpp …");
+            var ftype = type == GgmlType.Q4_K ? LLama.Native.LLamaFtype.MOSTLY_Q4_K_M : LLama.Native.LLamaFtype.MOSTLY_Q5_K_M;
+            Console.Error.WriteLine($"quantizing {source} to {ftype} with llama.cpp …");
             LLama.Native.NativeApi.llama_max_devices(); // loads the native library through LLamaSharp's loader first
-            if (!LLama.LLamaQuantizer.Quantize(source, path + ".tmp", LLama.Native.LLamaFtype.MOSTLY_Q4_K_M, 2, allowRequantize: true))
+            if (!LLama.LLamaQuantizer.Quantize(source, path + ".tmp", ftype, 2, allowRequantize: true))
                 throw new InvalidOperationException("llama.cpp could not quantize the model");
             File.Move(path + ".tmp", path);
         }

@@ -158,6 +158,58 @@ public static unsafe class KQuantDot
     }
 
     /// <summary>
+    /// Q5_K: as <see cref="Q4_K"/> with a fifth bit per value (from qh); 5-bit products overflow int16 sooner, so each
+    /// sub-block's pairs widen at once and the eight sums come from int32 horizontal adds.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q5_K(byte* w, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* outs)
+    {
+        if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
+        int nb = superBlocks * 8;
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            for (int t = 0; t < tokens; t++) outs[t] = Scalar.Q5_K(w, xq + t * stride, xd + t * nb, xl + t * nb, superBlocks);
+            return;
+        }
+        var acc = stackalloc Vector256<float>[IntDot.MaxTile];
+        for (int t = 0; t < tokens; t++) acc[t] = default;
+        var u = stackalloc Vector256<byte>[8];
+        var lo4 = Vector256.Create((byte)0x0F);
+        var bit = Vector256.Create((ushort)0x0101);
+        var ones = Vector256.Create((short)1);
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = w + sb * 176;
+            if (tokens == 1)
+                for (int l = 0; l < 192; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
+            var (scale, min) = Q4_KScales(blk);
+            var qh = Vector256.Load(blk + 16).AsUInt16();   // bits 2g and 2g + 1: the fifth bits of sub-blocks 2g, 2g + 1
+            for (int g = 0; g < 4; g++, qh = Avx2.ShiftRightLogical(qh, 2))
+            {
+                var r = Vector256.Load(blk + 48 + 32 * g);
+                var b0 = Avx2.ShiftLeftLogical(qh & bit, 4).AsByte();
+                var b1 = Avx2.ShiftLeftLogical(Avx2.ShiftRightLogical(qh, 1) & bit, 4).AsByte();
+                u[2 * g] = (r & lo4) | b0;
+                u[2 * g + 1] = (Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte() & lo4) | b1;
+            }
+            sbyte* x = xq + sb * 256;
+            for (int t = 0, o = sb * 8; t < tokens; t++, x += stride, o += nb)
+            {
+                var h0123 = IntDot.H(IntDot.H(Pairs(u[0], x, ones), Pairs(u[1], x + 32, ones)), IntDot.H(Pairs(u[2], x + 64, ones), Pairs(u[3], x + 96, ones)));
+                var h4567 = IntDot.H(IntDot.H(Pairs(u[4], x + 128, ones), Pairs(u[5], x + 160, ones)), IntDot.H(Pairs(u[6], x + 192, ones), Pairs(u[7], x + 224, ones)));
+                var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567));
+                var v = s * scale - Avx.ConvertToVector256Single(Vector256.Load(xl + o)) * min;
+                acc[t] = Fma.MultiplyAdd(v, Vector256.Load(xd + o), acc[t]);
+            }
+        }
+        for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Pairs(Vector256<byte> u, sbyte* x, Vector256<short> ones) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, Vector256.Load(x)), ones);
+
+    /// <summary>
     /// Q6_K: per activation block b of 32 (two scale groups of 16), xd_b·d·Σ_k sc_k·Σ (u − 32)·q with u the 6-bit
     /// value; (u − 32)·q pairs as u·q − 32·q (both u8 × s8 multiply-adds, difference within int16), times the group's
     /// scale in the int16 → int32 multiply-add. Arguments as <see cref="Q4_K"/> (xl unused).
@@ -251,6 +303,15 @@ public static unsafe class KQuantDot
                 }
                 out8[t] = (float)s;
             }
+        }
+
+        public static float Q5_K(byte* w, sbyte* xq, float* xd, int* xl, int superBlocks)
+        {
+            var row = new float[superBlocks * KQuants.QK_K];
+            KQuants.Dequantize(Formats.GgmlType.Q5_K, new ReadOnlySpan<byte>(w, superBlocks * 176), row);
+            double s = 0;
+            for (int i = 0; i < row.Length; i++) s += (double)row[i] * xd[i / 32] * xq[i];
+            return (float)s;
         }
 
         public static float Q6_K(byte* w, sbyte* xq, float* xd, int superBlocks)

@@ -58,7 +58,7 @@ public sealed unsafe class WeightMatrix
         Quantization.Dequantize(Type, new ReadOnlySpan<byte>(Data + row * RowBytes, (int)RowBytes), dst[..Columns]);
 
     /// <summary>True if rows multiply 8-bit activations with integer dot products (Q8_0, Q4_0).</summary>
-    public bool UsesQ8Activations => Type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    public bool UsesQ8Activations => Type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     /// <summary>One output row: float activations, or their 8-bit quantization for Q8_0 / Q4_0 weights.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -69,7 +69,7 @@ public sealed unsafe class WeightMatrix
         {
             GgmlType.Q4_0 when xq != null => IntDot.Q4_0(row, xq, xd, xl, Columns / Quantization.QK),
             GgmlType.Q8_0 when xq != null => IntDot.Q8_0(row, xq, xd, Columns / Quantization.QK),
-            GgmlType.Q4_K or GgmlType.Q6_K when xq != null => KQuantRow(row, xq, xd, xl),
+            GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K when xq != null => KQuantRow(row, xq, xd, xl),
             _ => RowDot.Dot(Type, row, x, Columns),
         };
     }
@@ -81,11 +81,12 @@ public sealed unsafe class WeightMatrix
         return y;
     }
 
-    /// <summary>A Q4_K or Q6_K row against 1..8 tokens of 8-bit activations (token t at xq + t·Columns).</summary>
+    /// <summary>A Q4_K, Q5_K or Q6_K row against 1..8 tokens of 8-bit activations (token t at xq + t·Columns).</summary>
     internal void KQuantTile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs)
     {
         int superBlocks = Columns / KQuants.QK_K;
         if (Type == GgmlType.Q4_K) KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs);
+        else if (Type == GgmlType.Q5_K) KQuantDot.Q5_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs);
         else KQuantDot.Q6_K(row, xq, xd, superBlocks, Columns, tokens, outs);
     }
 
@@ -241,7 +242,7 @@ public unsafe struct MatMulBatch
                 for (; i < b._batch; i += IntDot.MaxTile)
                 {
                     int n = Math.Min(IntDot.MaxTile, b._batch - i);
-                    if (m.Type is GgmlType.Q4_K or GgmlType.Q6_K)
+                    if (m.Type is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K)
                         m.KQuantTile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, outs);
                     else
                         IntDot.Q8_0Tile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._nb, b._cols, n, outs);

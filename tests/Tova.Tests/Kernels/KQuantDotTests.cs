@@ -31,6 +31,10 @@ public unsafe class KQuantDotTests
     [InlineData(GgmlType.Q4_K, 3, 1)]
     [InlineData(GgmlType.Q4_K, 3, 5)]
     [InlineData(GgmlType.Q4_K, 8, 8)]
+    [InlineData(GgmlType.Q5_K, 1, 1)]
+    [InlineData(GgmlType.Q5_K, 3, 1)]
+    [InlineData(GgmlType.Q5_K, 3, 7)]
+    [InlineData(GgmlType.Q5_K, 8, 8)]
     [InlineData(GgmlType.Q6_K, 1, 1)]
     [InlineData(GgmlType.Q6_K, 3, 1)]
     [InlineData(GgmlType.Q6_K, 3, 6)]
@@ -72,6 +76,7 @@ public unsafe class KQuantDotTests
     private static void Run(GgmlType type, byte* w, sbyte* q, float* d, int* l, int superBlocks, int stride, int tokens, float* outs)
     {
         if (type == GgmlType.Q4_K) KQuantDot.Q4_K(w, q, d, l, superBlocks, stride, tokens, outs);
+        else if (type == GgmlType.Q5_K) KQuantDot.Q5_K(w, q, d, l, superBlocks, stride, tokens, outs);
         else KQuantDot.Q6_K(w, q, d, superBlocks, stride, tokens, outs);
     }
 
