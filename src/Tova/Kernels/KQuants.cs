@@ -9,7 +9,8 @@ namespace Tova.Kernels;
 /// Q4_K = { f16 d, dmin; u8 scales[12]; u8 qs[128] } (144 bytes): 8 sub-blocks of 32 with 6-bit scale and min;
 /// Q5_K = { f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128] } (176 bytes): as Q4_K plus a fifth bit per value;
 /// Q6_K = { u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d } (210 bytes): 16 sub-blocks of 16, 6-bit values − 32.
-/// Rows are dequantized into a per-thread buffer and multiplied as floats (correct, not yet fast).
+/// Matrix products use the integer kernels of <see cref="KQuantDot"/>; this dequantizer is their reference, reads
+/// rows (embeddings) and serves <see cref="RowDot"/> for float activations.
 /// </summary>
 public static class KQuants
 {
