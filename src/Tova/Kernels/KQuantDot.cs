@@ -195,8 +195,8 @@ public static unsafe class KQuantDot
             sbyte* x = xq + sb * 256;
             for (int t = 0, o = sb * 8; t < tokens; t++, x += stride, o += nb)
             {
-                var h0123 = IntDot.H(IntDot.H(Pairs(u[0], x, ones), Pairs(u[1], x + 32, ones)), IntDot.H(Pairs(u[2], x + 64, ones), Pairs(u[3], x + 96, ones)));
-                var h4567 = IntDot.H(IntDot.H(Pairs(u[4], x + 128, ones), Pairs(u[5], x + 160, ones)), IntDot.H(Pairs(u[6], x + 192, ones), Pairs(u[7], x + 224, ones)));
+                var h0123 = IntDot.H4(Pairs(u[0], x, ones), Pairs(u[1], x + 32, ones), Pairs(u[2], x + 64, ones), Pairs(u[3], x + 96, ones));
+                var h4567 = IntDot.H4(Pairs(u[4], x + 128, ones), Pairs(u[5], x + 160, ones), Pairs(u[6], x + 192, ones), Pairs(u[7], x + 224, ones));
                 var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567));
                 var v = s * scale - Avx.ConvertToVector256Single(Vector256.Load(xl + o)) * min;
                 acc[t] = Fma.MultiplyAdd(v, Vector256.Load(xd + o), acc[t]);
@@ -252,10 +252,8 @@ public static unsafe class KQuantDot
             sbyte* x = xq + sb * 256;
             for (int t = 0, o = sb * 8; t < tokens; t++, x += stride, o += nb)
             {
-                var h0123 = IntDot.H(IntDot.H(Group(u[0], scv[0], c32, x), Group(u[1], scv[1], c32, x + 32)),
-                                     IntDot.H(Group(u[2], scv[2], c32, x + 64), Group(u[3], scv[3], c32, x + 96)));
-                var h4567 = IntDot.H(IntDot.H(Group(u[4], scv[4], c32, x + 128), Group(u[5], scv[5], c32, x + 160)),
-                                     IntDot.H(Group(u[6], scv[6], c32, x + 192), Group(u[7], scv[7], c32, x + 224)));
+                var h0123 = IntDot.H4(Group(u[0], scv[0], c32, x), Group(u[1], scv[1], c32, x + 32), Group(u[2], scv[2], c32, x + 64), Group(u[3], scv[3], c32, x + 96));
+                var h4567 = IntDot.H4(Group(u[4], scv[4], c32, x + 128), Group(u[5], scv[5], c32, x + 160), Group(u[6], scv[6], c32, x + 192), Group(u[7], scv[7], c32, x + 224));
                 var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567));
                 acc[t] = Fma.MultiplyAdd(s, scale * Vector256.Load(xd + o), acc[t]);
             }
