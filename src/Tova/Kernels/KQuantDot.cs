@@ -171,26 +171,46 @@ public static unsafe class KQuantDot
             for (int t = 0; t < tokens; t++) outs[t] = Scalar.Q5_K(w, xq + t * stride, xd + t * nb, xl + t * nb, superBlocks);
             return;
         }
-        var acc = stackalloc Vector256<float>[IntDot.MaxTile];
-        for (int t = 0; t < tokens; t++) acc[t] = default;
-        var u = stackalloc Vector256<byte>[8];
         var lo4 = Vector256.Create((byte)0x0F);
         var bit = Vector256.Create((ushort)0x0101);
         var ones = Vector256.Create((short)1);
+        if (tokens == 1)
+        {
+            // Decode: values built and used at once, one accumulator in a register, weights prefetched.
+            var sum = Vector256<float>.Zero;
+            for (int sb = 0; sb < superBlocks; sb++)
+            {
+                byte* blk = w + sb * 176;
+                for (int l = 0; l < 192; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
+                var (scale, min) = Q4_KScales(blk);
+                var qh = Vector256.Load(blk + 16).AsUInt16();
+                var r0 = Vector256.Load(blk + 48); var r1 = Vector256.Load(blk + 80); var r2 = Vector256.Load(blk + 112); var r3 = Vector256.Load(blk + 144);
+                var q1 = Avx2.ShiftRightLogical(qh, 2); var q2 = Avx2.ShiftRightLogical(qh, 4); var q3 = Avx2.ShiftRightLogical(qh, 6);
+                sbyte* x = xq + sb * 256;
+                var h0123 = IntDot.H4(Pairs(Low5(r0, qh, lo4, bit), x, ones), Pairs(High5(r0, qh, lo4, bit), x + 32, ones),
+                                      Pairs(Low5(r1, q1, lo4, bit), x + 64, ones), Pairs(High5(r1, q1, lo4, bit), x + 96, ones));
+                var h4567 = IntDot.H4(Pairs(Low5(r2, q2, lo4, bit), x + 128, ones), Pairs(High5(r2, q2, lo4, bit), x + 160, ones),
+                                      Pairs(Low5(r3, q3, lo4, bit), x + 192, ones), Pairs(High5(r3, q3, lo4, bit), x + 224, ones));
+                var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567));
+                var v = s * scale - Avx.ConvertToVector256Single(Vector256.Load(xl + sb * 8)) * min;
+                sum = Fma.MultiplyAdd(v, Vector256.Load(xd + sb * 8), sum);
+            }
+            outs[0] = Vector256.Sum(sum);
+            return;
+        }
+        var acc = stackalloc Vector256<float>[IntDot.MaxTile];
+        for (int t = 0; t < tokens; t++) acc[t] = default;
+        var u = stackalloc Vector256<byte>[8];
         for (int sb = 0; sb < superBlocks; sb++)
         {
             byte* blk = w + sb * 176;
-            if (tokens == 1)
-                for (int l = 0; l < 192; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
             var (scale, min) = Q4_KScales(blk);
             var qh = Vector256.Load(blk + 16).AsUInt16();   // bits 2g and 2g + 1: the fifth bits of sub-blocks 2g, 2g + 1
             for (int g = 0; g < 4; g++, qh = Avx2.ShiftRightLogical(qh, 2))
             {
                 var r = Vector256.Load(blk + 48 + 32 * g);
-                var b0 = Avx2.ShiftLeftLogical(qh & bit, 4).AsByte();
-                var b1 = Avx2.ShiftLeftLogical(Avx2.ShiftRightLogical(qh, 1) & bit, 4).AsByte();
-                u[2 * g] = (r & lo4) | b0;
-                u[2 * g + 1] = (Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte() & lo4) | b1;
+                u[2 * g] = Low5(r, qh, lo4, bit);
+                u[2 * g + 1] = High5(r, qh, lo4, bit);
             }
             sbyte* x = xq + sb * 256;
             for (int t = 0, o = sb * 8; t < tokens; t++, x += stride, o += nb)
@@ -204,6 +224,16 @@ public static unsafe class KQuantDot
         }
         for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
     }
+
+    /// <summary>Sub-block 2g of a Q5_K super-block: low nibbles of r with the fifth bit from bit 0 of each qh byte (qh shifted by 2g).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Low5(Vector256<byte> r, Vector256<ushort> qh, Vector256<byte> lo4, Vector256<ushort> bit) =>
+        (r & lo4) | Avx2.ShiftLeftLogical(qh & bit, 4).AsByte();
+
+    /// <summary>Sub-block 2g + 1: high nibbles of r with the fifth bit from bit 1 of each qh byte (qh shifted by 2g).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> High5(Vector256<byte> r, Vector256<ushort> qh, Vector256<byte> lo4, Vector256<ushort> bit) =>
+        (Avx2.ShiftRightLogical(r.AsUInt16(), 4).AsByte() & lo4) | Avx2.ShiftLeftLogical(Avx2.ShiftRightLogical(qh, 1) & bit, 4).AsByte();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Pairs(Vector256<byte> u, sbyte* x, Vector256<short> ones) =>
