@@ -254,30 +254,35 @@ public static unsafe class KQuantDot
             for (int t = 0; t < tokens; t++) outs[t] = Scalar.Q6_K(w, xq + t * stride, xd + t * nb, superBlocks);
             return;
         }
+        var c32 = Vector256.Create((byte)32);
+        if (tokens == 1)
+        {
+            // Decode: values and scales built and used at once, one accumulator in a register, weights prefetched.
+            var sum = Vector256<float>.Zero;
+            for (int sb = 0; sb < superBlocks; sb++)
+            {
+                byte* blk = w + sb * 210;
+                for (int l = 0; l < 256; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
+                sbyte* x = xq + sb * 256;
+                Q6Half(blk, 0, out var u0, out var u1, out var u2, out var u3, out var s0, out var s1, out var s2, out var s3);
+                var h0123 = IntDot.H4(Group(u0, s0, c32, x), Group(u1, s1, c32, x + 32), Group(u2, s2, c32, x + 64), Group(u3, s3, c32, x + 96));
+                Q6Half(blk, 1, out u0, out u1, out u2, out u3, out s0, out s1, out s2, out s3);
+                var h4567 = IntDot.H4(Group(u0, s0, c32, x + 128), Group(u1, s1, c32, x + 160), Group(u2, s2, c32, x + 192), Group(u3, s3, c32, x + 224));
+                var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567));
+                sum = Fma.MultiplyAdd(s, Vector256.Create(IntDot.HalfAt(blk + 208)) * Vector256.Load(xd + sb * 8), sum);
+            }
+            outs[0] = Vector256.Sum(sum);
+            return;
+        }
         var acc = stackalloc Vector256<float>[IntDot.MaxTile];
         for (int t = 0; t < tokens; t++) acc[t] = default;
         var u = stackalloc Vector256<byte>[8];     // the eight blocks' 6-bit values
         var scv = stackalloc Vector256<short>[8];  // per block: its first group's scale × 8 | its second's × 8
-        var lo4 = Vector256.Create((byte)0x0F);
-        var hi2 = Vector256.Create((byte)0x30);
-        var c32 = Vector256.Create((byte)32);
         for (int sb = 0; sb < superBlocks; sb++)
         {
             byte* blk = w + sb * 210;
-            if (tokens == 1)
-                for (int l = 0; l < 256; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
             for (int h = 0; h < 2; h++)
-            {
-                byte* ql = blk + 64 * h, qh = blk + 128 + 32 * h;
-                var ql0 = Vector256.Load(ql); var ql1 = Vector256.Load(ql + 32); var qhv = Vector256.Load(qh).AsUInt16();
-                u[4 * h + 0] = (ql0 & lo4) | ((qhv << 4).AsByte() & hi2);
-                u[4 * h + 1] = (ql1 & lo4) | ((qhv << 2).AsByte() & hi2);
-                u[4 * h + 2] = (Avx2.ShiftRightLogical(ql0.AsUInt16(), 4).AsByte() & lo4) | (qhv.AsByte() & hi2);
-                u[4 * h + 3] = (Avx2.ShiftRightLogical(ql1.AsUInt16(), 4).AsByte() & lo4) | (Avx2.ShiftRightLogical(qhv, 2).AsByte() & hi2);
-                // The half's eight int8 scales as int16, in both 128-bit lanes.
-                var sc = Vector256.Create(Avx2.ConvertToVector256Int16(Vector128.CreateScalarUnsafe(*(long*)(blk + 192 + 8 * h)).AsSByte()).GetLower());
-                for (int j = 0; j < 4; j++) scv[4 * h + j] = Avx2.Shuffle(sc.AsByte(), ScaleShuffle[j]).AsInt16();
-            }
+                Q6Half(blk, h, out u[4 * h], out u[4 * h + 1], out u[4 * h + 2], out u[4 * h + 3], out scv[4 * h], out scv[4 * h + 1], out scv[4 * h + 2], out scv[4 * h + 3]);
             var scale = Vector256.Create(IntDot.HalfAt(blk + 208));
             sbyte* x = xq + sb * 256;
             for (int t = 0, o = sb * 8; t < tokens; t++, x += stride, o += nb)
@@ -289,6 +294,30 @@ public static unsafe class KQuantDot
             }
         }
         for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
+    }
+
+    /// <summary>
+    /// Half h (values 128h ..+128, activation blocks 4h ..+4) of a Q6_K super-block: each block's 6-bit values (low
+    /// four bits from ql, high two from qh) and its two scale groups as int16 (first × 8 | second × 8).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6Half(byte* blk, int h, out Vector256<byte> u0, out Vector256<byte> u1, out Vector256<byte> u2, out Vector256<byte> u3,
+                               out Vector256<short> s0, out Vector256<short> s1, out Vector256<short> s2, out Vector256<short> s3)
+    {
+        var lo4 = Vector256.Create((byte)0x0F);
+        var hi2 = Vector256.Create((byte)0x30);
+        byte* ql = blk + 64 * h, qh = blk + 128 + 32 * h;
+        var ql0 = Vector256.Load(ql); var ql1 = Vector256.Load(ql + 32); var qhv = Vector256.Load(qh).AsUInt16();
+        u0 = (ql0 & lo4) | ((qhv << 4).AsByte() & hi2);
+        u1 = (ql1 & lo4) | ((qhv << 2).AsByte() & hi2);
+        u2 = (Avx2.ShiftRightLogical(ql0.AsUInt16(), 4).AsByte() & lo4) | (qhv.AsByte() & hi2);
+        u3 = (Avx2.ShiftRightLogical(ql1.AsUInt16(), 4).AsByte() & lo4) | (Avx2.ShiftRightLogical(qhv, 2).AsByte() & hi2);
+        // The half's eight int8 scales as int16, in both 128-bit lanes; one byte shuffle per block picks its two.
+        var sc = Vector256.Create(Avx2.ConvertToVector256Int16(Vector128.CreateScalarUnsafe(*(long*)(blk + 192 + 8 * h)).AsSByte()).GetLower()).AsByte();
+        s0 = Avx2.Shuffle(sc, ScaleShuffle[0]).AsInt16();
+        s1 = Avx2.Shuffle(sc, ScaleShuffle[1]).AsInt16();
+        s2 = Avx2.Shuffle(sc, ScaleShuffle[2]).AsInt16();
+        s3 = Avx2.Shuffle(sc, ScaleShuffle[3]).AsInt16();
     }
 
     /// <summary>One Q6_K block of 32 against activations x: (u·q − 32·q) pairs, times the groups' scales, as int32.</summary>
