@@ -84,47 +84,51 @@ public static unsafe class KQuantDot
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        float* sm = stackalloc float[16];   // this super-block's d·sc[8], dmin·m[8] / 8 (broadcast from memory per sub-block)
         for (int sb = 0; sb < superBlocks; sb++)
         {
             byte* blk = w + sb * 144;
             var (scale, min) = Q4_KScales(blk);
+            scale.Store(sm);
+            min.Store(sm + 8);
             byte* qs = blk + 16;
             sbyte* x = xt + sb * 2048;      // 8 sub-blocks × 256 interleaved bytes
             float* d = dt + sb * 64;
             int* l = lt + sb * 64;
-            a0 = Fma.MultiplyAdd(SubBlock(qs, false, x, l, scale, min, 0), Vector256.Load(d), a0);
-            a1 = Fma.MultiplyAdd(SubBlock(qs, true, x + 256, l + 8, scale, min, 1), Vector256.Load(d + 8), a1);
-            a2 = Fma.MultiplyAdd(SubBlock(qs + 32, false, x + 512, l + 16, scale, min, 2), Vector256.Load(d + 16), a2);
-            a3 = Fma.MultiplyAdd(SubBlock(qs + 32, true, x + 768, l + 24, scale, min, 3), Vector256.Load(d + 24), a3);
-            a4 = Fma.MultiplyAdd(SubBlock(qs + 64, false, x + 1024, l + 32, scale, min, 4), Vector256.Load(d + 32), a4);
-            a5 = Fma.MultiplyAdd(SubBlock(qs + 64, true, x + 1280, l + 40, scale, min, 5), Vector256.Load(d + 40), a5);
-            a6 = Fma.MultiplyAdd(SubBlock(qs + 96, false, x + 1536, l + 48, scale, min, 6), Vector256.Load(d + 48), a6);
-            a7 = Fma.MultiplyAdd(SubBlock(qs + 96, true, x + 1792, l + 56, scale, min, 7), Vector256.Load(d + 56), a7);
+            var (v0, v1) = SubBlockPair(qs, x, l, sm, 0);
+            a0 = Fma.MultiplyAdd(v0, Vector256.Load(d), a0);
+            a1 = Fma.MultiplyAdd(v1, Vector256.Load(d + 8), a1);
+            (v0, v1) = SubBlockPair(qs + 32, x + 512, l + 16, sm, 2);
+            a2 = Fma.MultiplyAdd(v0, Vector256.Load(d + 16), a2);
+            a3 = Fma.MultiplyAdd(v1, Vector256.Load(d + 24), a3);
+            (v0, v1) = SubBlockPair(qs + 64, x + 1024, l + 32, sm, 4);
+            a4 = Fma.MultiplyAdd(v0, Vector256.Load(d + 32), a4);
+            a5 = Fma.MultiplyAdd(v1, Vector256.Load(d + 40), a5);
+            (v0, v1) = SubBlockPair(qs + 96, x + 1536, l + 48, sm, 6);
+            a6 = Fma.MultiplyAdd(v0, Vector256.Load(d + 48), a6);
+            a7 = Fma.MultiplyAdd(v1, Vector256.Load(d + 56), a7);
         }
         (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(out8);
     }
 
     /// <summary>
-    /// Sub-block k of a Q4_K super-block for eight tokens: its 32 nibbles are the low (or, for odd k, high) nibbles of
-    /// the 32 bytes at q; each half is broadcast to both 128-bit lanes so that one in-lane shuffle spreads a group of
-    /// four to every token. Returns d·sc_k·Σ nib·q − dmin·m_k·Σq per token, as the one-token kernel computes it.
+    /// Sub-blocks k and k + 1 of a Q4_K super-block for eight tokens: the low and the high nibbles of the 32 bytes at
+    /// q. Each 16-byte half is broadcast to both 128-bit lanes so that one in-lane shuffle spreads a group of four to
+    /// every token. Returns, per token, d·sc·Σ nib·q − dmin·m·Σq for each, as the one-token kernel computes it
+    /// (sm: the eight d·sc, then the eight dmin·m / 8).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> SubBlock(byte* q, bool high, sbyte* x, int* l, Vector256<float> scale, Vector256<float> min, int k)
+    private static (Vector256<float>, Vector256<float>) SubBlockPair(byte* q, sbyte* x, int* l, float* sm, int k)
     {
         var mask = Vector256.Create((byte)0x0F);
-        var ra = Avx2.BroadcastVector128ToVector256(q);
-        var rb = Avx2.BroadcastVector128ToVector256(q + 16);
-        if (high)
-        {
-            ra = Avx2.ShiftRightLogical(ra.AsUInt16(), 4).AsByte();
-            rb = Avx2.ShiftRightLogical(rb.AsUInt16(), 4).AsByte();
-        }
-        var a = (ra & mask).AsInt32();   // values 0..15
-        var b = (rb & mask).AsInt32();   // values 16..31
-        var sum = Avx.ConvertToVector256Single(IntDot.LaneNibbleSums(a, b, x));
-        var kv = Vector256.Create(k);
-        return sum * Avx2.PermuteVar8x32(scale, kv) - Avx.ConvertToVector256Single(Vector256.Load(l)) * Avx2.PermuteVar8x32(min, kv);
+        var ra = Avx2.BroadcastVector128ToVector256(q);        // bytes 0..15: values 0..15 of both sub-blocks
+        var rb = Avx2.BroadcastVector128ToVector256(q + 16);   // bytes 16..31: values 16..31
+        var s0 = Avx.ConvertToVector256Single(IntDot.LaneNibbleSums((ra & mask).AsInt32(), (rb & mask).AsInt32(), x));
+        var s1 = Avx.ConvertToVector256Single(IntDot.LaneNibbleSums(
+            (Avx2.ShiftRightLogical(ra.AsUInt16(), 4).AsByte() & mask).AsInt32(), (Avx2.ShiftRightLogical(rb.AsUInt16(), 4).AsByte() & mask).AsInt32(), x + 256));
+        var v0 = s0 * Vector256.Create(sm[k]) - Avx.ConvertToVector256Single(Vector256.Load(l)) * Vector256.Create(sm[8 + k]);
+        var v1 = s1 * Vector256.Create(sm[k + 1]) - Avx.ConvertToVector256Single(Vector256.Load(l + 8)) * Vector256.Create(sm[9 + k]);
+        return (v0, v1);
     }
 
     /// <summary>Σ nib·q of a Q4_K super-block's eight sub-blocks (quants at qs) with activations at x.</summary>
