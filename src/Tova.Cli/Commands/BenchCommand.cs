@@ -19,8 +19,9 @@ public static class BenchCommand
         var gen = new Option<int>("--gen-tokens") { Description = "Decoding steps", DefaultValueFactory = _ => 32 };
         var batch = new Option<int>("--batch") { Description = "Sequences decoded together (each with its own multi-state)", DefaultValueFactory = _ => 1 };
         var synthetic = new Option<bool>("--synthetic-prefill") { Description = "Fill the caches with random states instead of running the prompt" };
+        var noWarmUp = new Option<bool>("--no-warmup") { Description = "Time the first run too (JIT compilation, first reads of the model file)" };
         var cacheOptions = new CacheCliOptions();
-        var cmd = new Command("bench", "Prefill and decode throughput, peak memory and kv_bytes") { model, prompt, gen, batch, threads, synthetic, json };
+        var cmd = new Command("bench", "Prefill and decode throughput, peak memory and kv_bytes") { model, prompt, gen, batch, threads, synthetic, noWarmUp, json };
         cacheOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
@@ -32,6 +33,7 @@ public static class BenchCommand
             {
                 PromptTokens = parse.GetValue(prompt), GenTokens = parse.GetValue(gen), Batch = parse.GetValue(batch), Cache = cache,
                 Prefill = cache.Prefill ?? new PrefillMode(PrefillKind.Chunked), SyntheticPrefill = parse.GetValue(synthetic),
+                WarmUp = !parse.GetValue(noWarmUp),
             });
             if (parse.GetValue(json))
             {
