@@ -301,6 +301,67 @@ public static unsafe class KQuantDot
     }
 
     /// <summary>
+    /// Q6_K against eight tokens with interleaved activations (lane t = token t; <see cref="Q8Activations.Interleave8"/>
+    /// and <see cref="Q8Activations.HalfSums8"/>): per block, Σ_k sc_k·(Σ u·q − 32·Σq) over its two groups of 16,
+    /// with u·q products of two groups of four added in int16 (at most 2·2·63·127 = 32,004) and the −32 taken from
+    /// the per-16 activation sums. Block k of each super-block accumulates into its own vector, so each result is
+    /// bit-identical to <see cref="Q6_K"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Q6_KLanes8(byte* w, sbyte* xt, float* dt, int* ht, int superBlocks, float* out8)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            Scalar.Q6_KLanes8(w, xt, dt, superBlocks, out8);
+            return;
+        }
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = w + sb * 210;
+            var d = Vector256.Create(IntDot.HalfAt(blk + 208));
+            sbyte* x = xt + sb * 2048;
+            float* ds = dt + sb * 64;
+            int* hs = ht + sb * 128;            // 16 groups of 16 × 8 tokens
+            sbyte* sc = (sbyte*)(blk + 192);
+            Q6Half(blk, 0, out var u0, out var u1, out var u2, out var u3, out _, out _, out _, out _);
+            a0 = Fma.MultiplyAdd(LaneBlock6(u0, x, hs, sc), d * Vector256.Load(ds), a0);
+            a1 = Fma.MultiplyAdd(LaneBlock6(u1, x + 256, hs + 16, sc + 2), d * Vector256.Load(ds + 8), a1);
+            a2 = Fma.MultiplyAdd(LaneBlock6(u2, x + 512, hs + 32, sc + 4), d * Vector256.Load(ds + 16), a2);
+            a3 = Fma.MultiplyAdd(LaneBlock6(u3, x + 768, hs + 48, sc + 6), d * Vector256.Load(ds + 24), a3);
+            Q6Half(blk, 1, out u0, out u1, out u2, out u3, out _, out _, out _, out _);
+            a4 = Fma.MultiplyAdd(LaneBlock6(u0, x + 1024, hs + 64, sc + 8), d * Vector256.Load(ds + 32), a4);
+            a5 = Fma.MultiplyAdd(LaneBlock6(u1, x + 1280, hs + 80, sc + 10), d * Vector256.Load(ds + 40), a5);
+            a6 = Fma.MultiplyAdd(LaneBlock6(u2, x + 1536, hs + 96, sc + 12), d * Vector256.Load(ds + 48), a6);
+            a7 = Fma.MultiplyAdd(LaneBlock6(u3, x + 1792, hs + 112, sc + 14), d * Vector256.Load(ds + 56), a7);
+        }
+        (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(out8);
+    }
+
+    /// <summary>
+    /// One Q6_K block of 32 (6-bit values u) for eight tokens: Σ over its two groups of 16 of sc·(Σ u·q − 32·Σq),
+    /// exact, as floats. x: interleaved activations; hs: the two groups' per-token Σq; sc: the two int8 scales.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> LaneBlock6(Vector256<byte> u, sbyte* x, int* hs, sbyte* sc)
+    {
+        var lo = Avx2.Permute2x128(u, u, 0x00).AsInt32();   // values 0..15 in both lanes
+        var hi = Avx2.Permute2x128(u, u, 0x11).AsInt32();   // values 16..31
+        var sLo = Vector256.Create((short)sc[0]);
+        var sHi = Vector256.Create((short)sc[1]);
+        var p = Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0x00).AsByte(), Vector256.Load(x))
+                                        + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0x55).AsByte(), Vector256.Load(x + 32)), sLo)
+              + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0xAA).AsByte(), Vector256.Load(x + 64))
+                                        + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0xFF).AsByte(), Vector256.Load(x + 96)), sLo)
+              + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0x00).AsByte(), Vector256.Load(x + 128))
+                                        + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0x55).AsByte(), Vector256.Load(x + 160)), sHi)
+              + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0xAA).AsByte(), Vector256.Load(x + 192))
+                                        + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0xFF).AsByte(), Vector256.Load(x + 224)), sHi);
+        var offset = (Vector256.Load(hs) * Vector256.Create((int)sc[0]) + Vector256.Load(hs + 8) * Vector256.Create((int)sc[1])) << 5;
+        return Avx.ConvertToVector256Single(p - offset);
+    }
+
+    /// <summary>
     /// Half h (values 128h ..+128, activation blocks 4h ..+4) of a Q6_K super-block: each block's 6-bit values (low
     /// four bits from ql, high two from qh) and its two scale groups as int16 (first × 8 | second × 8).
     /// </summary>
@@ -373,6 +434,23 @@ public static unsafe class KQuantDot
             double s = 0;
             for (int i = 0; i < row.Length; i++) s += (double)row[i] * xd[i / 32] * xq[i];
             return (float)s;
+        }
+
+        /// <summary>Reference for <see cref="KQuantDot.Q6_KLanes8"/>: reads the interleaved activations back per token.</summary>
+        public static void Q6_KLanes8(byte* w, sbyte* xt, float* dt, int superBlocks, float* out8)
+        {
+            var row = new float[superBlocks * KQuants.QK_K];
+            KQuants.Dequantize(Formats.GgmlType.Q6_K, new ReadOnlySpan<byte>(w, superBlocks * 210), row);
+            for (int t = 0; t < 8; t++)
+            {
+                double s = 0;
+                for (int i = 0; i < row.Length; i++)
+                {
+                    int b = i / 32, e = i % 32;
+                    s += (double)row[i] * dt[b * 8 + t] * xt[b * 256 + (e / 4) * 32 + t * 4 + e % 4];
+                }
+                out8[t] = (float)s;
+            }
         }
 
         public static float Q6_K(byte* w, sbyte* xq, float* xd, int superBlocks)

@@ -20,6 +20,7 @@ public sealed unsafe class Q8Activations
     public sbyte[] T = [];   // [tiles, cols / 32, 8 groups of 4 values, 8 tokens, 4]
     public float[] DT = [];  // [tiles, cols / 32, 8 tokens]
     public int[] LT = [];    // [tiles, cols / 32, 8 tokens]
+    public int[] HT = [];    // [tiles, cols / 16, 8 tokens]  Σ Q over each 16 values (Q6_K's −32 offset; HalfSums8)
 
     public int Blocks => Length / Quantization.QK;
 
@@ -57,6 +58,36 @@ public sealed unsafe class Q8Activations
                     {
                         DT[o + k] = D[(g * 8 + k) * nb + b];
                         LT[o + k] = L[(g * 8 + k) * nb + b];
+                    }
+                }
+        }
+        return tiles;
+    }
+
+    /// <summary>
+    /// Builds <see cref="HT"/> for the first ⌊rows / 8⌋·8 quantized rows: for tile g, half-block h (16 values) and
+    /// token t, Σ Q[(8g + t)·cols + 16h ..+16]. Returns the number of tiles.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public int HalfSums8(int rows, int cols)
+    {
+        int tiles = rows / 8, nh = cols / 16;
+        if (tiles == 0) return 0;
+        if ((long)rows * cols > Length) throw new ArgumentException($"{rows} rows of {cols} exceed the {Length} quantized values");
+        if (HT.Length < tiles * nh * 8) HT = GC.AllocateArray<int>(tiles * nh * 8, pinned: true);
+        fixed (sbyte* q = Q)
+        fixed (int* ht = HT)
+        {
+            for (int g = 0; g < tiles; g++)
+                for (int k = 0; k < 8; k++)
+                {
+                    sbyte* src = q + (long)(g * 8 + k) * cols;
+                    int* dst = ht + (long)g * nh * 8 + k;
+                    for (int h = 0; h < nh; h++)
+                    {
+                        int sum = 0;
+                        for (int e = 0; e < 16; e++) sum += src[16 * h + e];
+                        dst[h * 8] = sum;
                     }
                 }
         }

@@ -125,6 +125,10 @@ public unsafe struct MatMulBatch
     private sbyte* _xt;             // [tiles, cols / 32, 8, 8, 4]
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
+    private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K)
+
+    /// <summary>True for the types whose prompts run eight tokens per SIMD vector (interleaved activations).</summary>
+    private static bool UsesLanes(WeightMatrix? m) => m is { Type: GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K };
 
     /// <summary>Work per chunk below which waking another thread costs more than it saves.</summary>
     private const int MinMacsPerChunk = 1 << 16;
@@ -154,14 +158,16 @@ public unsafe struct MatMulBatch
         {
             scratch ??= new Q8Activations();
             scratch.Quantize(new ReadOnlySpan<float>(x, batch * _cols));
-            bool q4 = _m0.Type is GgmlType.Q4_0 or GgmlType.Q4_K || _m1 is { Type: GgmlType.Q4_0 or GgmlType.Q4_K } || _m2 is { Type: GgmlType.Q4_0 or GgmlType.Q4_K };
-            _tiles = q4 ? scratch.Interleave8(batch, _cols) : 0;
+            bool lanes = UsesLanes(_m0) || UsesLanes(_m1) || UsesLanes(_m2);
+            _tiles = lanes ? scratch.Interleave8(batch, _cols) : 0;
+            if (_tiles > 0 && (_m0.Type == GgmlType.Q6_K || _m1 is { Type: GgmlType.Q6_K } || _m2 is { Type: GgmlType.Q6_K }))
+                scratch.HalfSums8(batch, _cols);
             fixed (sbyte* q = scratch.Q, xt = scratch.T)
             fixed (float* d = scratch.D, dt = scratch.DT)
-            fixed (int* l = scratch.L, lt = scratch.LT)
+            fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT)
             {
                 _xq = q; _xd = d; _xl = l;
-                _xt = xt; _dt = dt; _lt = lt;
+                _xt = xt; _dt = dt; _lt = lt; _ht = ht;
                 Dispatch(pool);
             }
         }
@@ -232,10 +238,13 @@ public unsafe struct MatMulBatch
                     }
                     continue;
                 }
-                if (m.Type == GgmlType.Q4_K)
+                if (m.Type is GgmlType.Q4_K or GgmlType.Q6_K)
                     for (int g = 0; g < b._tiles; g++, i += 8)
                     {
-                        KQuantDot.Q4_KLanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._cols / KQuants.QK_K, outs);
+                        if (m.Type == GgmlType.Q4_K)
+                            KQuantDot.Q4_KLanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._cols / KQuants.QK_K, outs);
+                        else
+                            KQuantDot.Q6_KLanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._ht + g * b._nb * 16, b._cols / KQuants.QK_K, outs);
                         for (int t = 0; t < 8; t++) y[(i + t) * rows + row] = outs[t];
                     }
                 // Tiles of up to eight tokens: each group of weight blocks is loaded once for all of them.

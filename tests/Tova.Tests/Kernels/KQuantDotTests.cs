@@ -111,4 +111,41 @@ public unsafe class KQuantDotTests
             }
         }
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(8)]
+    public void EightLaneQ6_KEqualsTheOneTokenKernel(int superBlocks)
+    {
+        var r = new Random(superBlocks + 70);
+        int n = superBlocks * KQuants.QK_K;
+        var row = RandomRow(GgmlType.Q6_K, superBlocks, r);
+        var x = new float[8 * n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
+        x[5] = 300; // a block whose activations reach ±127
+        var act = new Q8Activations();
+        act.Quantize(x);
+        act.Interleave8(8, n);
+        act.HalfSums8(8, n);
+        for (int k = 0; k < 8; k++)
+            for (int h = 0; h < n / 16; h++)
+                Assert.Equal(act.Q.Skip(k * n + 16 * h).Take(16).Sum(v => (int)v), act.HT[h * 8 + k]);
+        var lanes = new float[8];
+        var reference = new float[8];
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q, xt = act.T)
+        fixed (float* d = act.D, dt = act.DT, o = lanes, ro = reference)
+        fixed (int* l = act.L, ht = act.HT)
+        {
+            KQuantDot.Q6_KLanes8(pw, xt, dt, ht, superBlocks, o);
+            KQuantDot.Scalar.Q6_KLanes8(pw, xt, dt, superBlocks, ro);
+            for (int t = 0; t < 8; t++)
+            {
+                float single;
+                KQuantDot.Q6_K(pw, q + t * n, d + t * n / 32, superBlocks, n, 1, &single);
+                Assert.Equal(single, lanes[t]);
+                Assert.True(MathF.Abs(reference[t] - lanes[t]) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"token {t}: {lanes[t]} vs {reference[t]}");
+            }
+        }
+    }
 }
