@@ -25,7 +25,7 @@ public static unsafe class KQuantDot
         int nb = superBlocks * 8;
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            for (int t = 0; t < tokens; t++) outs[t] = Scalar.Q4_K(w, xq + t * stride, xd + t * nb, xl + t * nb, superBlocks);
+            Scalar.Tile(Formats.GgmlType.Q4_K, w, xq, xd, superBlocks, stride, tokens, outs);
             return;
         }
         var mask = Vector256.Create((byte)0x0F);
@@ -80,7 +80,7 @@ public static unsafe class KQuantDot
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            Scalar.Q4_KLanes8(w, xt, dt, lt, superBlocks, out8);
+            Scalar.Lanes8(Formats.GgmlType.Q4_K, w, xt, dt, superBlocks, out8);
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -172,7 +172,7 @@ public static unsafe class KQuantDot
         int nb = superBlocks * 8;
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            for (int t = 0; t < tokens; t++) outs[t] = Scalar.Q5_K(w, xq + t * stride, xd + t * nb, xl + t * nb, superBlocks);
+            Scalar.Tile(Formats.GgmlType.Q5_K, w, xq, xd, superBlocks, stride, tokens, outs);
             return;
         }
         var lo4 = Vector256.Create((byte)0x0F);
@@ -255,7 +255,7 @@ public static unsafe class KQuantDot
         int nb = superBlocks * 8;
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            for (int t = 0; t < tokens; t++) outs[t] = Scalar.Q6_K(w, xq + t * stride, xd + t * nb, superBlocks);
+            Scalar.Tile(Formats.GgmlType.Q6_K, w, xq, xd, superBlocks, stride, tokens, outs);
             return;
         }
         var c32 = Vector256.Create((byte)32);
@@ -312,7 +312,7 @@ public static unsafe class KQuantDot
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            Scalar.Q6_KLanes8(w, xt, dt, superBlocks, out8);
+            Scalar.Lanes8(Formats.GgmlType.Q6_K, w, xt, dt, superBlocks, out8);
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -410,11 +410,15 @@ public static unsafe class KQuantDot
     /// <summary>Plain references: the row dequantized as ggml does, times the dequantized activations, in double.</summary>
     public static class Scalar
     {
-        /// <summary>Reference for <see cref="KQuantDot.Q4_KLanes8"/>: reads the interleaved activations back per token.</summary>
-        public static void Q4_KLanes8(byte* w, sbyte* xt, float* dt, int* lt, int superBlocks, float* out8)
+        /// <summary>
+        /// Reference for the eight-lane kernels (<see cref="KQuantDot.Q4_KLanes8"/>, <see cref="KQuantDot.Q6_KLanes8"/>):
+        /// reads the interleaved activations back per token.
+        /// </summary>
+        public static void Lanes8(Formats.GgmlType type, byte* w, sbyte* xt, float* dt, int superBlocks, float* out8)
         {
+            Formats.GgmlTypeInfo.TryGetBlock(type, out _, out int blockBytes);
             var row = new float[superBlocks * KQuants.QK_K];
-            KQuants.Dequantize(Formats.GgmlType.Q4_K, new ReadOnlySpan<byte>(w, superBlocks * 144), row);
+            KQuants.Dequantize(type, new ReadOnlySpan<byte>(w, superBlocks * blockBytes), row);
             for (int t = 0; t < 8; t++)
             {
                 double s = 0;
@@ -427,48 +431,21 @@ public static unsafe class KQuantDot
             }
         }
 
-        public static float Q5_K(byte* w, sbyte* xq, float* xd, int* xl, int superBlocks)
+        /// <summary>A k-quant row (type's layout) times one token's 8-bit activations, in double.</summary>
+        public static float Dot(Formats.GgmlType type, byte* w, sbyte* xq, float* xd, int superBlocks)
         {
+            Formats.GgmlTypeInfo.TryGetBlock(type, out _, out int blockBytes);
             var row = new float[superBlocks * KQuants.QK_K];
-            KQuants.Dequantize(Formats.GgmlType.Q5_K, new ReadOnlySpan<byte>(w, superBlocks * 176), row);
+            KQuants.Dequantize(type, new ReadOnlySpan<byte>(w, superBlocks * blockBytes), row);
             double s = 0;
             for (int i = 0; i < row.Length; i++) s += (double)row[i] * xd[i / 32] * xq[i];
             return (float)s;
         }
 
-        /// <summary>Reference for <see cref="KQuantDot.Q6_KLanes8"/>: reads the interleaved activations back per token.</summary>
-        public static void Q6_KLanes8(byte* w, sbyte* xt, float* dt, int superBlocks, float* out8)
+        /// <summary><see cref="Dot"/> for each of <paramref name="tokens"/> tokens (the kernels' layout of arguments).</summary>
+        public static void Tile(Formats.GgmlType type, byte* w, sbyte* xq, float* xd, int superBlocks, int stride, int tokens, float* outs)
         {
-            var row = new float[superBlocks * KQuants.QK_K];
-            KQuants.Dequantize(Formats.GgmlType.Q6_K, new ReadOnlySpan<byte>(w, superBlocks * 210), row);
-            for (int t = 0; t < 8; t++)
-            {
-                double s = 0;
-                for (int i = 0; i < row.Length; i++)
-                {
-                    int b = i / 32, e = i % 32;
-                    s += (double)row[i] * dt[b * 8 + t] * xt[b * 256 + (e / 4) * 32 + t * 4 + e % 4];
-                }
-                out8[t] = (float)s;
-            }
-        }
-
-        public static float Q6_K(byte* w, sbyte* xq, float* xd, int superBlocks)
-        {
-            var row = new float[superBlocks * KQuants.QK_K];
-            KQuants.Dequantize(Formats.GgmlType.Q6_K, new ReadOnlySpan<byte>(w, superBlocks * 210), row);
-            double s = 0;
-            for (int i = 0; i < row.Length; i++) s += (double)row[i] * xd[i / 32] * xq[i];
-            return (float)s;
-        }
-
-        public static float Q4_K(byte* w, sbyte* xq, float* xd, int* xl, int superBlocks)
-        {
-            var row = new float[superBlocks * KQuants.QK_K];
-            KQuants.Dequantize(Formats.GgmlType.Q4_K, new ReadOnlySpan<byte>(w, superBlocks * 144), row);
-            double s = 0;
-            for (int i = 0; i < row.Length; i++) s += (double)row[i] * xd[i / 32] * xq[i];
-            return (float)s;
+            for (int t = 0; t < tokens; t++) outs[t] = Dot(type, w, xq + t * stride, xd + t * superBlocks * 8, superBlocks);
         }
     }
 }

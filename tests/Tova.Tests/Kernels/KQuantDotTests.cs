@@ -101,7 +101,7 @@ public unsafe class KQuantDotTests
         fixed (int* l = act.L, lt = act.LT)
         {
             KQuantDot.Q4_KLanes8(pw, xt, dt, lt, superBlocks, o);
-            KQuantDot.Scalar.Q4_KLanes8(pw, xt, dt, lt, superBlocks, ro);
+            KQuantDot.Scalar.Lanes8(GgmlType.Q4_K, pw, xt, dt, superBlocks, ro);
             for (int t = 0; t < 8; t++)
             {
                 float single;
@@ -138,7 +138,7 @@ public unsafe class KQuantDotTests
         fixed (int* l = act.L, ht = act.HT)
         {
             KQuantDot.Q6_KLanes8(pw, xt, dt, ht, superBlocks, o);
-            KQuantDot.Scalar.Q6_KLanes8(pw, xt, dt, superBlocks, ro);
+            KQuantDot.Scalar.Lanes8(GgmlType.Q6_K, pw, xt, dt, superBlocks, ro);
             for (int t = 0; t < 8; t++)
             {
                 float single;
