@@ -70,8 +70,8 @@ public static unsafe class KQuantDot
 
     /// <summary>
     /// Q4_K against eight tokens with interleaved activations (<see cref="Q8Activations.Interleave8"/>), SIMD lane t
-    /// being token t, like <see cref="IntDot.Q4_0Lanes8"/>: each group of four nibbles is broadcast to all lanes (one
-    /// cross-lane permute), the eight groups of a sub-block add up in int16. Sub-block k of every super-block
+    /// being token t, like <see cref="IntDot.Q4_0Lanes8"/>: each group of four nibbles is spread to all lanes (halves
+    /// broadcast to both 128-bit lanes, then one in-lane shuffle), the eight groups of a sub-block add up in int16. Sub-block k of every super-block
     /// accumulates into its own vector and the eight are added in <see cref="Vector256.Sum{T}"/>'s order, so each
     /// result is bit-identical to <see cref="Q4_K"/>'s.
     /// </summary>
