@@ -43,7 +43,7 @@ public sealed unsafe class Transformer : IDisposable
     private float[] _att;             // [heads, att_stride] attention probabilities of the current query
     private int _attStride;
     private readonly float[] _invFreq;// [head_dim / 2]
-    private readonly Q8Activations _xq = new(); // the current matmul input quantized to 8 bits (Q8_0 / Q4_0 weights)
+    private readonly Q8Activations _xq = new(); // the current matmul input quantized to 8 bits (integer-kernel weight types)
     private readonly MultiStateCache[] _one = new MultiStateCache[1];
     private readonly int[] _oneToken = new int[1];
 
@@ -427,12 +427,7 @@ public sealed unsafe class Transformer : IDisposable
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
-                    float* qh = j.Query + b * j.Dim + h * hd;
-                    for (int i = 0; i < n; i++) att[i] = Dot(qh, keys + i * hd, hd) * j.Scale;
-                    StableSoftMax(new Span<float>(att, n));
-                    float* o = j.Output + b * j.Dim + h * hd;
-                    new Span<float>(o, hd).Clear();
-                    for (int i = 0; i < n; i++) Axpy(att[i], values + i * hd, o, hd);
+                    AttendHead(j.Query + b * j.Dim + h * hd, keys, values, n, null, null, att, j.Output + b * j.Dim + h * hd, hd, j.Scale);
                 }
             }
         }
@@ -460,18 +455,28 @@ public sealed unsafe class Transformer : IDisposable
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
-                    float* qh = j.Query + h * hd;
-                    float* att = j.Att + h * j.Stride;
-                    for (int i = 0; i < stored; i++) att[i] = Dot(qh, keys + i * hd, hd) * j.Scale;
-                    if (n > stored) att[stored] = Dot(qh, pk, hd) * j.Scale;
-                    StableSoftMax(new Span<float>(att, n));
-                    float* o = j.Output + h * hd;
-                    new Span<float>(o, hd).Clear();
-                    for (int i = 0; i < stored; i++) Axpy(att[i], values + i * hd, o, hd);
-                    if (n > stored) Axpy(att[stored], pv, o, hd);
+                    AttendHead(j.Query + h * hd, keys, values, stored, n > stored ? pk : null, pv, j.Att + h * j.Stride, j.Output + h * hd, hd, j.Scale);
                 }
             }
         }
+    }
+
+    /// <summary>
+    /// One query head over <paramref name="stored"/> states (keys and values [stored, hd]) plus, if
+    /// <paramref name="pendingKey"/> is not null, the pending one: scores, softmax (left in att[0 .. stored (+1))),
+    /// and the weighted sum of the values into o[hd].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AttendHead(float* qh, float* keys, float* values, int stored, float* pendingKey, float* pendingValue,
+                                   float* att, float* o, int hd, float scale)
+    {
+        int n = pendingKey != null ? stored + 1 : stored;
+        for (int i = 0; i < stored; i++) att[i] = Dot(qh, keys + i * hd, hd) * scale;
+        if (pendingKey != null) att[stored] = Dot(qh, pendingKey, hd) * scale;
+        StableSoftMax(new Span<float>(att, n));
+        new Span<float>(o, hd).Clear();
+        for (int i = 0; i < stored; i++) Axpy(att[i], values + i * hd, o, hd);
+        if (pendingKey != null) Axpy(att[stored], pendingValue, o, hd);
     }
 
     /// <summary>x·y for a head vector (no call overhead for the usual 64 or 128 dimensions).</summary>

@@ -57,10 +57,10 @@ public sealed unsafe class WeightMatrix
     public void ReadRow(int row, Span<float> dst) =>
         Quantization.Dequantize(Type, new ReadOnlySpan<byte>(Data + row * RowBytes, (int)RowBytes), dst[..Columns]);
 
-    /// <summary>True if rows multiply 8-bit activations with integer dot products (Q8_0, Q4_0).</summary>
+    /// <summary>True if rows multiply 8-bit activations with integer dot products (Q8_0, Q4_0 and the k-quants).</summary>
     public bool UsesQ8Activations => Type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
-    /// <summary>One output row: float activations, or their 8-bit quantization for Q8_0 / Q4_0 weights.</summary>
+    /// <summary>One output row: float activations, or their 8-bit quantization for the integer-kernel types.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl)
     {
@@ -77,20 +77,46 @@ public sealed unsafe class WeightMatrix
     private float KQuantRow(byte* row, sbyte* xq, float* xd, int* xl)
     {
         float y;
-        KQuantTile(row, xq, xd, xl, 1, &y);
+        Tile(row, xq, xd, xl, 1, &y);
         return y;
     }
 
-    /// <summary>A Q4_K, Q5_K or Q6_K row against 1..8 tokens of 8-bit activations (token t at xq + t·Columns).</summary>
-    internal void KQuantTile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs)
+    /// <summary>
+    /// One row against 1..<see cref="IntDot.MaxTile"/> tokens of 8-bit activations (token t at xq + t·Columns, its
+    /// block scales at xd + t·Columns/32, its 8·Σq at xl + t·Columns/32); integer-kernel types only.
+    /// </summary>
+    internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs)
     {
-        int superBlocks = Columns / KQuants.QK_K;
-        if (Type == GgmlType.Q4_K) KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs);
-        else if (Type == GgmlType.Q5_K) KQuantDot.Q5_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs);
-        else KQuantDot.Q6_K(row, xq, xd, superBlocks, Columns, tokens, outs);
+        int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
+        switch (Type)
+        {
+            case GgmlType.Q4_0: IntDot.Q4_0Tile(row, xq, xd, xl, nb, Columns, tokens, outs); break;
+            case GgmlType.Q8_0: IntDot.Q8_0Tile(row, xq, xd, nb, Columns, tokens, outs); break;
+            case GgmlType.Q4_K: KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs); break;
+            case GgmlType.Q5_K: KQuantDot.Q5_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs); break;
+            default: KQuantDot.Q6_K(row, xq, xd, superBlocks, Columns, tokens, outs); break;
+        }
     }
 
-    /// <summary>y[Rows] = W · x[Columns], rows split across the pool (x quantized to 8 bits first for Q8_0 / Q4_0).</summary>
+    /// <summary>True for the types whose prompts run eight tokens per SIMD vector (<see cref="Lanes8"/>).</summary>
+    internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+
+    /// <summary>
+    /// One row against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>; per-16 sums
+    /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K); <see cref="UsesLanes"/> types only.
+    /// </summary>
+    internal void Lanes8(byte* row, sbyte* xt, float* dt, int* lt, int* ht, float* out8)
+    {
+        int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
+        switch (Type)
+        {
+            case GgmlType.Q4_0: IntDot.Q4_0Lanes8(row, xt, dt, lt, nb, out8); break;
+            case GgmlType.Q4_K: KQuantDot.Q4_KLanes8(row, xt, dt, lt, superBlocks, out8); break;
+            default: KQuantDot.Q6_KLanes8(row, xt, dt, ht, superBlocks, out8); break;
+        }
+    }
+
+    /// <summary>y[Rows] = W · x[Columns], rows split across the pool (x quantized to 8 bits first for the integer-kernel types).</summary>
     public void MatVec(WorkerPool pool, float* x, float* y, Q8Activations? scratch = null)
     {
         var batch = new MatMulBatch();
@@ -121,14 +147,12 @@ public unsafe struct MatMulBatch
     private sbyte* _xq;             // [batch, cols]
     private float* _xd;             // [batch, cols / 32]
     private int* _xl;               // [batch, cols / 32]
-    private int _tiles;             // eight-token tiles with interleaved activations (Q4_0 weights, batch ≥ 8)
+    private int _tiles;             // eight-token tiles with interleaved activations (lanes types, batch ≥ 8)
     private sbyte* _xt;             // [tiles, cols / 32, 8, 8, 4]
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
     private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K)
 
-    /// <summary>True for the types whose prompts run eight tokens per SIMD vector (interleaved activations).</summary>
-    private static bool UsesLanes(WeightMatrix? m) => m is { Type: GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K };
 
     /// <summary>Work per chunk below which waking another thread costs more than it saves.</summary>
     private const int MinMacsPerChunk = 1 << 16;
@@ -158,7 +182,7 @@ public unsafe struct MatMulBatch
         {
             scratch ??= new Q8Activations();
             scratch.Quantize(new ReadOnlySpan<float>(x, batch * _cols));
-            bool lanes = UsesLanes(_m0) || UsesLanes(_m1) || UsesLanes(_m2);
+            bool lanes = _m0.UsesLanes || _m1 is { UsesLanes: true } || _m2 is { UsesLanes: true };
             _tiles = lanes ? scratch.Interleave8(batch, _cols) : 0;
             if (_tiles > 0 && (_m0.Type == GgmlType.Q6_K || _m1 is { Type: GgmlType.Q6_K } || _m2 is { Type: GgmlType.Q6_K }))
                 scratch.HalfSums8(batch, _cols);
@@ -222,39 +246,18 @@ public unsafe struct MatMulBatch
             if (b._xq != null && m.UsesQ8Activations)
             {
                 byte* wr = m.Data + row * m.RowBytes;
-                if (m.Type == GgmlType.Q4_0)
-                {
-                    // Eight tokens per SIMD vector (interleaved activations), then the rest as one tile.
+                // Eight tokens per SIMD vector (interleaved activations), then tiles of up to eight tokens: each group
+                // of weight blocks is loaded (and unpacked) once for all of them.
+                if (m.UsesLanes)
                     for (int g = 0; g < b._tiles; g++, i += 8)
                     {
-                        IntDot.Q4_0Lanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._nb, outs);
+                        m.Lanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._ht + g * b._nb * 16, outs);
                         for (int t = 0; t < 8; t++) y[(i + t) * rows + row] = outs[t];
                     }
-                    if (i < b._batch)
-                    {
-                        int n = b._batch - i;
-                        IntDot.Q4_0Tile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, b._nb, b._cols, n, outs);
-                        for (int t = 0; t < n; t++) y[(i + t) * rows + row] = outs[t];
-                    }
-                    continue;
-                }
-                if (m.Type is GgmlType.Q4_K or GgmlType.Q6_K)
-                    for (int g = 0; g < b._tiles; g++, i += 8)
-                    {
-                        if (m.Type == GgmlType.Q4_K)
-                            KQuantDot.Q4_KLanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._cols / KQuants.QK_K, outs);
-                        else
-                            KQuantDot.Q6_KLanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._ht + g * b._nb * 16, b._cols / KQuants.QK_K, outs);
-                        for (int t = 0; t < 8; t++) y[(i + t) * rows + row] = outs[t];
-                    }
-                // Tiles of up to eight tokens: each group of weight blocks is loaded once for all of them.
                 for (; i < b._batch; i += IntDot.MaxTile)
                 {
                     int n = Math.Min(IntDot.MaxTile, b._batch - i);
-                    if (m.Type is GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K)
-                        m.KQuantTile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, outs);
-                    else
-                        IntDot.Q8_0Tile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._nb, b._cols, n, outs);
+                    m.Tile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, outs);
                     for (int t = 0; t < n; t++) y[(i + t) * rows + row] = outs[t];
                 }
                 continue;
@@ -285,7 +288,6 @@ public unsafe struct MatMulBatch
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q4_0(w, b._xq, b._xd, b._xl, b._nb);
             else if (b._xq != null && m.Type == GgmlType.Q8_0)
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q8_0(w, b._xq, b._xd, b._nb);
-
             else
                 for (; r < stop; r++) y[r] = m.DotRow(r - first, b._x, b._xq, b._xd, b._xl);
         }
