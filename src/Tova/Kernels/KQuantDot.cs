@@ -18,7 +18,7 @@ public static unsafe class KQuantDot
     /// Q4_K: per sub-block s of 32 (activation block b = 8·superblock + s), xd_b·(d·sc_s·Σ nib·q − dmin·m_s·Σq).
     /// Token t's activations at xq + t·stride, block scales at xd + t·nb, 8·Σq at xl + t·nb (nb = 8·superblocks).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Q4_K(byte* w, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* outs)
     {
         if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
@@ -75,7 +75,7 @@ public static unsafe class KQuantDot
     /// accumulates into its own vector and the eight are added in <see cref="Vector256.Sum{T}"/>'s order, so each
     /// result is bit-identical to <see cref="Q4_K"/>'s.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Q4_KLanes8(byte* w, sbyte* xt, float* dt, int* lt, int superBlocks, float* out8)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
@@ -165,7 +165,7 @@ public static unsafe class KQuantDot
     /// Q5_K: as <see cref="Q4_K"/> with a fifth bit per value (from qh); 5-bit products overflow int16 sooner, so each
     /// sub-block's pairs widen at once and the eight sums come from int32 horizontal adds.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Q5_K(byte* w, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* outs)
     {
         if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
@@ -248,7 +248,7 @@ public static unsafe class KQuantDot
     /// value; (u − 32)·q pairs as u·q − 32·q (both u8 × s8 multiply-adds, difference within int16), times the group's
     /// scale in the int16 → int32 multiply-add. Arguments as <see cref="Q4_K"/> (xl unused).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Q6_K(byte* w, sbyte* xq, float* xd, int superBlocks, int stride, int tokens, float* outs)
     {
         if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
@@ -307,7 +307,7 @@ public static unsafe class KQuantDot
     /// the per-16 activation sums. Block k of each super-block accumulates into its own vector, so each result is
     /// bit-identical to <see cref="Q6_K"/>'s.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Q6_KLanes8(byte* w, sbyte* xt, float* dt, int* ht, int superBlocks, float* out8)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))

@@ -99,7 +99,7 @@ public sealed unsafe class WeightMatrix
     }
 
     /// <summary>True for the types whose prompts run eight tokens per SIMD vector (<see cref="Lanes8"/>).</summary>
-    internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
     /// <summary>
     /// One row against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>; per-16 sums
@@ -111,6 +111,7 @@ public sealed unsafe class WeightMatrix
         switch (Type)
         {
             case GgmlType.Q4_0: IntDot.Q4_0Lanes8(row, xt, dt, lt, nb, out8); break;
+            case GgmlType.Q8_0: IntDot.Q8_0Lanes8(row, xt, dt, nb, out8); break;
             case GgmlType.Q4_K: KQuantDot.Q4_KLanes8(row, xt, dt, lt, superBlocks, out8); break;
             default: KQuantDot.Q6_KLanes8(row, xt, dt, ht, superBlocks, out8); break;
         }
@@ -245,27 +246,38 @@ public unsafe struct MatMulBatch
             }
             if (b._xq != null && m.UsesQ8Activations)
             {
-                byte* wr = m.Data + row * m.RowBytes;
+                // A block of rows of this matrix against each group of tokens in turn, so that the group's activations
+                // stay in the L1 cache across the block's rows instead of streaming from L2 once per row.
+                int count = Math.Min(Math.Min(RowBlock(m.RowBytes), end - r), rows - row);
+                byte* w0 = m.Data + row * m.RowBytes;
                 // Eight tokens per SIMD vector (interleaved activations), then tiles of up to eight tokens: each group
                 // of weight blocks is loaded (and unpacked) once for all of them.
                 if (m.UsesLanes)
                     for (int g = 0; g < b._tiles; g++, i += 8)
-                    {
-                        m.Lanes8(wr, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._ht + g * b._nb * 16, outs);
-                        for (int t = 0; t < 8; t++) y[(i + t) * rows + row] = outs[t];
-                    }
+                        for (int k = 0; k < count; k++)
+                        {
+                            m.Lanes8(w0 + k * m.RowBytes, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._ht + g * b._nb * 16, outs);
+                            for (int t = 0; t < 8; t++) y[(i + t) * rows + row + k] = outs[t];
+                        }
                 for (; i < b._batch; i += IntDot.MaxTile)
                 {
                     int n = Math.Min(IntDot.MaxTile, b._batch - i);
-                    m.Tile(wr, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, outs);
-                    for (int t = 0; t < n; t++) y[(i + t) * rows + row] = outs[t];
+                    for (int k = 0; k < count; k++)
+                    {
+                        m.Tile(w0 + k * m.RowBytes, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, outs);
+                        for (int t = 0; t < n; t++) y[(i + t) * rows + row + k] = outs[t];
+                    }
                 }
+                r += count - 1;
                 continue;
             }
             for (; i < b._batch; i++)
                 y[i * rows + row] = m.DotRow(row, b._x + i * b._cols, null, null, null);
         }
     }
+
+    /// <summary>Rows per block of the batched loop: as many as fit in about 16 KB (1..16).</summary>
+    private static int RowBlock(long rowBytes) => (int)Math.Clamp(16384 / rowBytes, 1, 16);
 
     /// <summary>Decode (one token): runs of rows of one matrix go straight to the row kernel.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
