@@ -1,5 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Tova.Cache;
 using Tova.Kernels;
 
@@ -471,42 +473,108 @@ public sealed unsafe class Transformer : IDisposable
                                    float* att, float* o, int hd, float scale)
     {
         int n = pendingKey != null ? stored + 1 : stored;
-        for (int i = 0; i < stored; i++) att[i] = Dot(qh, keys + i * hd, hd) * scale;
-        if (pendingKey != null) att[stored] = Dot(qh, pendingKey, hd) * scale;
-        StableSoftMax(new Span<float>(att, n));
-        new Span<float>(o, hd).Clear();
-        for (int i = 0; i < stored; i++) Axpy(att[i], values + i * hd, o, hd);
-        if (pendingKey != null) Axpy(att[stored], pendingValue, o, hd);
-    }
-
-    /// <summary>x·y for a head vector (no call overhead for the usual 64 or 128 dimensions).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Dot(float* x, float* y, int n)
-    {
-        if (n % 16 != 0 || !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
-            return TensorPrimitives.Dot(new ReadOnlySpan<float>(x, n), new ReadOnlySpan<float>(y, n));
-        var a0 = System.Runtime.Intrinsics.Vector256<float>.Zero;
-        var a1 = System.Runtime.Intrinsics.Vector256<float>.Zero;
-        for (int i = 0; i < n; i += 16)
+        if (hd % 8 != 0 || !Fma.IsSupported)
         {
-            a0 += System.Runtime.Intrinsics.Vector256.Load(x + i) * System.Runtime.Intrinsics.Vector256.Load(y + i);
-            a1 += System.Runtime.Intrinsics.Vector256.Load(x + i + 8) * System.Runtime.Intrinsics.Vector256.Load(y + i + 8);
-        }
-        return System.Runtime.Intrinsics.Vector256.Sum(a0 + a1);
-    }
-
-    /// <summary>o += a·v for a head vector.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Axpy(float a, float* v, float* o, int n)
-    {
-        if (n % 8 != 0 || !System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated)
-        {
-            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(v, n), a, new ReadOnlySpan<float>(o, n), new Span<float>(o, n));
+            for (int i = 0; i < stored; i++) att[i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(qh, hd), new ReadOnlySpan<float>(keys + i * hd, hd)) * scale;
+            if (pendingKey != null) att[stored] = TensorPrimitives.Dot(new ReadOnlySpan<float>(qh, hd), new ReadOnlySpan<float>(pendingKey, hd)) * scale;
+            StableSoftMax(new Span<float>(att, n));
+            var output = new Span<float>(o, hd);
+            output.Clear();
+            for (int i = 0; i < stored; i++) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(values + i * hd, hd), att[i], output, output);
+            if (pendingKey != null) TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(pendingValue, hd), att[stored], output, output);
             return;
         }
-        var va = System.Runtime.Intrinsics.Vector256.Create(a);
-        for (int i = 0; i < n; i += 8)
-            System.Runtime.Intrinsics.Vector256.Store(System.Runtime.Intrinsics.Vector256.Load(o + i) + va * System.Runtime.Intrinsics.Vector256.Load(v + i), o + i);
+        Scores(qh, keys, stored, hd, scale, att);
+        if (pendingKey != null) att[stored] = Dot(qh, pendingKey, hd) * scale;
+        StableSoftMax(new Span<float>(att, n));
+        WeightedSum(att, values, stored, hd, o);
+        if (pendingKey != null)
+        {
+            var a = Vector256.Create(att[stored]);
+            for (int d = 0; d < hd; d += 8) Fma.MultiplyAdd(a, Vector256.Load(pendingValue + d), Vector256.Load(o + d)).Store(o + d);
+        }
+    }
+
+    /// <summary>
+    /// scores[i] = (q · keys[i])·scale for i &lt; count (head_dim a multiple of 8): four keys at a time share the query's
+    /// loads and one interleaved reduction. Every score, in a group of four or alone (<see cref="Dot"/>), is the same
+    /// sequence of float operations, so a key's score does not depend on where it sits.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scores(float* q, float* keys, int count, int hd, float scale, float* scores)
+    {
+        int i = 0;
+        for (; i + 4 <= count; i += 4)
+        {
+            float* k = keys + i * hd;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int d = 0; d < hd; d += 8)
+            {
+                var qv = Vector256.Load(q + d);
+                a0 = Fma.MultiplyAdd(qv, Vector256.Load(k + d), a0);
+                a1 = Fma.MultiplyAdd(qv, Vector256.Load(k + hd + d), a1);
+                a2 = Fma.MultiplyAdd(qv, Vector256.Load(k + 2 * hd + d), a2);
+                a3 = Fma.MultiplyAdd(qv, Vector256.Load(k + 3 * hd + d), a3);
+            }
+            (Reduce4(a0, a1, a2, a3) * scale).Store(scores + i);
+        }
+        for (; i < count; i++) scores[i] = Dot(q, keys + i * hd, hd) * scale;
+    }
+
+    /// <summary>q · k (head_dim a multiple of 8), with the arithmetic of one lane of <see cref="Scores"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Dot(float* q, float* k, int hd)
+    {
+        var a = Vector256<float>.Zero;
+        for (int d = 0; d < hd; d += 8) a = Fma.MultiplyAdd(Vector256.Load(q + d), Vector256.Load(k + d), a);
+        return Reduce4(a, a, a, a).ToScalar();
+    }
+
+    /// <summary>[Σ a, Σ b, Σ c, Σ d], each as ((x0 + x2) + (x1 + x3)) + ((x4 + x6) + (x5 + x7)), by interleave-and-add.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<float> Reduce4(Vector256<float> a, Vector256<float> b, Vector256<float> c, Vector256<float> d)
+    {
+        var ab = Avx.UnpackLow(a, b) + Avx.UnpackHigh(a, b);   // [a0+a2, b0+b2, a1+a3, b1+b3] per half
+        var cd = Avx.UnpackLow(c, d) + Avx.UnpackHigh(c, d);
+        var s = Avx.UnpackLow(ab.AsDouble(), cd.AsDouble()).AsSingle() + Avx.UnpackHigh(ab.AsDouble(), cd.AsDouble()).AsSingle();
+        return s.GetLower() + s.GetUpper();
+    }
+
+    /// <summary>
+    /// o[hd] = Σ_i p[i]·values[i] (head_dim a multiple of 8), accumulated in registers 64 dimensions at a time, in the
+    /// order i = 0, 1, … (one fused multiply-add per value and dimension).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void WeightedSum(float* p, float* values, int count, int hd, float* o)
+    {
+        int d0 = 0;
+        for (; d0 + 64 <= hd; d0 += 64)
+        {
+            Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default, o4 = default, o5 = default, o6 = default, o7 = default;
+            float* v = values + d0;
+            for (int i = 0; i < count; i++, v += hd)
+            {
+                var a = Vector256.Create(p[i]);
+                o0 = Fma.MultiplyAdd(a, Vector256.Load(v), o0);
+                o1 = Fma.MultiplyAdd(a, Vector256.Load(v + 8), o1);
+                o2 = Fma.MultiplyAdd(a, Vector256.Load(v + 16), o2);
+                o3 = Fma.MultiplyAdd(a, Vector256.Load(v + 24), o3);
+                o4 = Fma.MultiplyAdd(a, Vector256.Load(v + 32), o4);
+                o5 = Fma.MultiplyAdd(a, Vector256.Load(v + 40), o5);
+                o6 = Fma.MultiplyAdd(a, Vector256.Load(v + 48), o6);
+                o7 = Fma.MultiplyAdd(a, Vector256.Load(v + 56), o7);
+            }
+            float* dst = o + d0;
+            o0.Store(dst); o1.Store(dst + 8); o2.Store(dst + 16); o3.Store(dst + 24);
+            o4.Store(dst + 32); o5.Store(dst + 40); o6.Store(dst + 48); o7.Store(dst + 56);
+        }
+        for (; d0 < hd; d0 += 8)
+        {
+            var acc = Vector256<float>.Zero;
+            float* v = values + d0;
+            for (int i = 0; i < count; i++, v += hd) acc = Fma.MultiplyAdd(Vector256.Create(p[i]), Vector256.Load(v), acc);
+            acc.Store(o + d0);
+        }
     }
 
     private float[] _rotKeys = [];   // [states, head_dim] keys rotated at their index (renumbered positions)
