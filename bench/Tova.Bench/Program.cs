@@ -340,6 +340,12 @@ static unsafe class KernelBench
                     Time("avx2", i => IntDot.Q8_0Avx2(W + i * rowBytes, Q, D, nb));
                     Time("tile 4", i => IntDot.Q8_0Tile(W + i * rowBytes, Q, D, nb, cols, 4, O), 4);
                     Time("tile 8", i => IntDot.Q8_0Tile(W + i * rowBytes, Q, D, nb, cols, 8, O), 8);
+                    fixed (sbyte* xt = act.T)
+                    fixed (float* dt = act.DT)
+                    {
+                        sbyte* XT = xt; float* DT = dt;
+                        Time("lanes 8", i => IntDot.Q8_0Lanes8(W + i * rowBytes, XT, DT, nb, O), 8);
+                    }
                 }
             }
         }

@@ -46,11 +46,13 @@ public sealed unsafe class WorkerPool : IDisposable
     /// <summary>
     /// Runs fn(ctx, start, end) over [0, total) in chunks of at least <paramref name="minChunk"/> items,
     /// on all threads, and returns when every chunk is done. One job at a time (callers are serialised).
+    /// Chunks shrink as the range runs out (each takes a quarter of the remaining items per thread, at least
+    /// 1/64 of the range per thread), so the threads finish close together.
     /// </summary>
     public void For(int total, int minChunk, delegate*<nint, int, int, void> fn, nint ctx)
     {
         if (total <= 0) return;
-        int chunk = Math.Max(minChunk, (total + Threads * 16 - 1) / (Threads * 16));
+        int chunk = Math.Max(Math.Max(1, minChunk), (total + Threads * 64 - 1) / (Threads * 64));
         if (_workers.Length == 0 || chunk >= total)
         {
             fn(ctx, 0, total);
@@ -77,11 +79,15 @@ public sealed unsafe class WorkerPool : IDisposable
 
     private void Work()
     {
+        int total = _total, threads = Threads;
         while (true)
         {
-            int start = Interlocked.Add(ref _next, _chunk) - _chunk;
-            if (start >= _total) return;
-            _fn(_ctx, start, Math.Min(_total, start + _chunk));
+            int start = Volatile.Read(ref _next);
+            if (start >= total) return;
+            int size = Math.Max(_chunk, (total - start) / (4 * threads));
+            int end = Math.Min(total, start + size);
+            if (Interlocked.CompareExchange(ref _next, end, start) != start) continue;
+            _fn(_ctx, start, end);
         }
     }
 
