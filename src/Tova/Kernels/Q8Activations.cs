@@ -29,10 +29,17 @@ public sealed unsafe class Q8Activations
     /// rows (each <paramref name="cols"/> long): for tile g, block b, group j, token t, the four values
     /// Q[(8g + t)·cols + 32b + 4j ..+4]. Returns the number of tiles.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int Interleave8(int rows, int cols)
     {
-        int tiles = rows / 8, nb = cols / Quantization.QK;
+        int tiles = ReserveTiles(rows, cols);
+        InterleaveTiles(0, tiles, cols);
+        return tiles;
+    }
+
+    /// <summary>Sizes <see cref="T"/>, <see cref="DT"/> and <see cref="LT"/> for <see cref="Interleave8"/>; returns the number of tiles.</summary>
+    public int ReserveTiles(int rows, int cols)
+    {
+        int tiles = rows / 8;
         if (tiles == 0) return 0;
         if ((long)rows * cols > Length) throw new ArgumentException($"{rows} rows of {cols} exceed the {Length} quantized values");
         int n = tiles * 8 * cols;
@@ -42,9 +49,17 @@ public sealed unsafe class Q8Activations
             DT = GC.AllocateArray<float>(n / Quantization.QK, pinned: true);
             LT = GC.AllocateArray<int>(n / Quantization.QK, pinned: true);
         }
+        return tiles;
+    }
+
+    /// <summary>Interleaves tiles [g0, g1) (after <see cref="ReserveTiles"/>; tiles are independent, so ranges may run in parallel).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void InterleaveTiles(int g0, int g1, int cols)
+    {
+        int nb = cols / Quantization.QK;
         fixed (sbyte* q = Q, t = T)
         {
-            for (int g = 0; g < tiles; g++)
+            for (int g = g0; g < g1; g++)
                 for (int b = 0; b < nb; b++)
                 {
                     int* dst = (int*)(t + ((long)g * nb + b) * 256);  // [8 groups][8 tokens]
@@ -61,24 +76,38 @@ public sealed unsafe class Q8Activations
                     }
                 }
         }
-        return tiles;
     }
 
     /// <summary>
     /// Builds <see cref="HT"/> for the first ⌊rows / 8⌋·8 quantized rows: for tile g, half-block h (16 values) and
     /// token t, Σ Q[(8g + t)·cols + 16h ..+16]. Returns the number of tiles.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public int HalfSums8(int rows, int cols)
+    {
+        int tiles = ReserveHalfSums(rows, cols);
+        HalfSumTiles(0, tiles, cols);
+        return tiles;
+    }
+
+    /// <summary>Sizes <see cref="HT"/> for <see cref="HalfSums8"/>; returns the number of tiles.</summary>
+    public int ReserveHalfSums(int rows, int cols)
     {
         int tiles = rows / 8, nh = cols / 16;
         if (tiles == 0) return 0;
         if ((long)rows * cols > Length) throw new ArgumentException($"{rows} rows of {cols} exceed the {Length} quantized values");
         if (HT.Length < tiles * nh * 8) HT = GC.AllocateArray<int>(tiles * nh * 8, pinned: true);
+        return tiles;
+    }
+
+    /// <summary>Per-16 sums of tiles [g0, g1) (after <see cref="ReserveHalfSums"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void HalfSumTiles(int g0, int g1, int cols)
+    {
+        int nh = cols / 16;
         fixed (sbyte* q = Q)
         fixed (int* ht = HT)
         {
-            for (int g = 0; g < tiles; g++)
+            for (int g = g0; g < g1; g++)
                 for (int k = 0; k < 8; k++)
                 {
                     sbyte* src = q + (long)(g * 8 + k) * cols;
@@ -91,7 +120,6 @@ public sealed unsafe class Q8Activations
                     }
                 }
         }
-        return tiles;
     }
 
     /// <summary>dst[j·8 + k] = src[k·stride + j] for j, k &lt; 8 (an 8×8 transpose of 32-bit values).</summary>
@@ -116,22 +144,36 @@ public sealed unsafe class Q8Activations
         Avx2.Permute2x128(u2, u6, 0x31).Store(dst + 48); Avx2.Permute2x128(u3, u7, 0x31).Store(dst + 56);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Quantize(ReadOnlySpan<float> x)
     {
-        if (x.Length % Quantization.QK != 0) throw new ArgumentException($"length {x.Length} is not a multiple of {Quantization.QK}");
-        int nb = x.Length / Quantization.QK;
-        if (Q.Length < x.Length)
+        Reserve(x.Length);
+        fixed (float* px = x) QuantizeBlocks(px, 0, x.Length / Quantization.QK);
+    }
+
+    /// <summary>Sizes the buffers for <paramref name="length"/> values (a multiple of 32) and sets <see cref="Length"/>.</summary>
+    public void Reserve(int length)
+    {
+        if (length % Quantization.QK != 0) throw new ArgumentException($"length {length} is not a multiple of {Quantization.QK}");
+        if (Q.Length < length)
         {
-            Q = GC.AllocateArray<sbyte>(x.Length, pinned: true);
+            int nb = length / Quantization.QK;
+            Q = GC.AllocateArray<sbyte>(length, pinned: true);
             D = GC.AllocateArray<float>(nb, pinned: true);
             L = GC.AllocateArray<int>(nb, pinned: true);
         }
-        Length = x.Length;
-        fixed (float* px = x)
+        Length = length;
+    }
+
+    /// <summary>
+    /// Quantizes blocks [b0, b1) of x (after <see cref="Reserve"/>): blocks are independent, so ranges may run in parallel.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void QuantizeBlocks(float* px, int b0, int b1)
+    {
+        if (b0 < 0 || b1 > Length / Quantization.QK || b0 > b1) throw new ArgumentOutOfRangeException(nameof(b1), $"blocks {b0}..{b1} outside 0..{Length / Quantization.QK}");
         fixed (sbyte* pq = Q)
         {
-            for (int b = 0; b < nb; b++)
+            for (int b = b0; b < b1; b++)
             {
                 float* src = px + b * 32;
                 float amax;

@@ -149,6 +149,8 @@ public unsafe struct MatMulBatch
     private float* _xd;             // [batch, cols / 32]
     private int* _xl;               // [batch, cols / 32]
     private int _tiles;             // eight-token tiles with interleaved activations (lanes types, batch ≥ 8)
+    private bool _halfSums;         // tiles also need per-16 sums (Q6_K)
+    private Q8Activations? _scratch;
     private sbyte* _xt;             // [tiles, cols / 32, 8, 8, 4]
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
@@ -182,11 +184,20 @@ public unsafe struct MatMulBatch
         if (q8 && _cols % Quantization.QK == 0)
         {
             scratch ??= new Q8Activations();
-            scratch.Quantize(new ReadOnlySpan<float>(x, batch * _cols));
+            scratch.Reserve(batch * _cols);
             bool lanes = _m0.UsesLanes || _m1 is { UsesLanes: true } || _m2 is { UsesLanes: true };
-            _tiles = lanes ? scratch.Interleave8(batch, _cols) : 0;
-            if (_tiles > 0 && (_m0.Type == GgmlType.Q6_K || _m1 is { Type: GgmlType.Q6_K } || _m2 is { Type: GgmlType.Q6_K }))
-                scratch.HalfSums8(batch, _cols);
+            _tiles = lanes ? scratch.ReserveTiles(batch, _cols) : 0;
+            _halfSums = _tiles > 0 && (_m0.Type == GgmlType.Q6_K || _m1 is { Type: GgmlType.Q6_K } || _m2 is { Type: GgmlType.Q6_K });
+            if (_halfSums) scratch.ReserveHalfSums(batch, _cols);
+            _scratch = scratch;
+            // Quantizing (and interleaving) the inputs, eight rows per work item: on the pool for prompts, where it
+            // was the largest serial step between the matrix products.
+            int groups = (batch + 7) / 8;
+            fixed (MatMulBatch* self = &this)
+            {
+                if (groups > 1) pool.For(groups, 1, &Prepare, (nint)self);
+                else Prepare((nint)self, 0, groups);
+            }
             fixed (sbyte* q = scratch.Q, xt = scratch.T)
             fixed (float* d = scratch.D, dt = scratch.DT)
             fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT)
@@ -200,6 +211,22 @@ public unsafe struct MatMulBatch
         {
             _xq = null;
             Dispatch(pool);
+        }
+    }
+
+    /// <summary>Quantizes input rows 8g .. 8g + 7 for each group g in [start, end), then interleaves full tiles.</summary>
+    private static void Prepare(nint ctx, int start, int end)
+    {
+        ref var b = ref *(MatMulBatch*)ctx;
+        for (int g = start; g < end; g++)
+        {
+            int r0 = g * 8, r1 = Math.Min(b._batch, r0 + 8);
+            b._scratch!.QuantizeBlocks(b._x, r0 * b._nb, r1 * b._nb);
+            if (g < b._tiles)
+            {
+                b._scratch.InterleaveTiles(g, g + 1, b._cols);
+                if (b._halfSums) b._scratch.HalfSumTiles(g, g + 1, b._cols);
+            }
         }
     }
 

@@ -174,6 +174,49 @@ public class Q8ActivationTests
         }
         Assert.Equal(2, act.Q[100]); // 2.5 rounds to even
     }
+
+    [Fact]
+    public unsafe void RangesInAnyOrderGiveWhatTheWholeCallGives()
+    {
+        // MatMulBatch prepares prompts in parallel, eight rows per work item: blocks, tiles and per-16 sums computed
+        // range by range (here in reverse order) must equal the single calls, and a range outside the buffer throws.
+        const int rows = 27, cols = 96;
+        var r = new Random(5);
+        var x = new float[rows * cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 4 - 2);
+        var whole = new Q8Activations();
+        whole.Quantize(x);
+        int tiles = whole.Interleave8(rows, cols);
+        Assert.Equal(3, tiles);
+        whole.HalfSums8(rows, cols);
+
+        var parts = new Q8Activations();
+        parts.Reserve(x.Length);
+        Assert.Equal(3, parts.ReserveTiles(rows, cols));
+        Assert.Equal(3, parts.ReserveHalfSums(rows, cols));
+        int nb = cols / 32;
+        fixed (float* px = x)
+        {
+            for (int g = (rows + 7) / 8 - 1; g >= 0; g--)
+            {
+                parts.QuantizeBlocks(px, g * 8 * nb, Math.Min(rows, g * 8 + 8) * nb);
+                if (g < tiles)
+                {
+                    parts.InterleaveTiles(g, g + 1, cols);
+                    parts.HalfSumTiles(g, g + 1, cols);
+                }
+            }
+            float* end = px;
+            Assert.Throws<ArgumentOutOfRangeException>(() => parts.QuantizeBlocks(end, 0, rows * nb + 1));
+        }
+        Assert.Equal(whole.Q.Take(x.Length), parts.Q.Take(x.Length));
+        Assert.Equal(whole.D.Take(rows * nb), parts.D.Take(rows * nb));
+        Assert.Equal(whole.L.Take(rows * nb), parts.L.Take(rows * nb));
+        Assert.Equal(whole.T.Take(tiles * 8 * cols), parts.T.Take(tiles * 8 * cols));
+        Assert.Equal(whole.DT.Take(tiles * 8 * nb), parts.DT.Take(tiles * 8 * nb));
+        Assert.Equal(whole.LT.Take(tiles * 8 * nb), parts.LT.Take(tiles * 8 * nb));
+        Assert.Equal(whole.HT.Take(tiles * 8 * cols / 16), parts.HT.Take(tiles * 8 * cols / 16));
+    }
 }
 
 /// <summary>The multi-token kernels against the single-row kernels and the plain references.</summary>
