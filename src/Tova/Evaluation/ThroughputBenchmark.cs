@@ -42,8 +42,10 @@ public static class ThroughputBenchmark
                 $"{o.PromptTokens} prompt + {o.GenTokens} generated tokens exceed the context length {cfg.ContextLength}: a full cache cannot hold them (use a bounded cache, e.g. --cache tova --budget 256)");
         if (o.WarmUp)
         {
-            var warm = tf.CreateCache(CacheOptions.Full, new PrefillMode(PrefillKind.Exact), 16);
-            var ids = new int[Math.Min(16, cfg.ContextLength - 4)];
+            // A prompt as long as the measured one (up to 64 tokens: one step) runs every batched code path once.
+            int warmTokens = Math.Min(Math.Min(64, o.PromptTokens), cfg.ContextLength - 4);
+            var warm = tf.CreateCache(CacheOptions.Full, new PrefillMode(PrefillKind.Exact), warmTokens);
+            var ids = new int[warmTokens];
             for (int i = 0; i < ids.Length; i++) ids[i] = 3 + i % (cfg.VocabSize - 3);
             tf.Prefill(ids, warm, new PrefillMode(PrefillKind.Exact));
             for (int i = 0; i < 3; i++) tf.Forward(ids[i], warm);

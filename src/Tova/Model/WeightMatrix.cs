@@ -61,7 +61,7 @@ public sealed unsafe class WeightMatrix
     public bool UsesQ8Activations => Type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
 
     /// <summary>One output row: float activations, or their 8-bit quantization for the integer-kernel types.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl)
     {
         byte* row = Data + r * RowBytes;
@@ -85,6 +85,7 @@ public sealed unsafe class WeightMatrix
     /// One row against 1..<see cref="IntDot.MaxTile"/> tokens of 8-bit activations (token t at xq + t·Columns, its
     /// block scales at xd + t·Columns/32, its 8·Σq at xl + t·Columns/32); integer-kernel types only.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs)
     {
         int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
@@ -105,6 +106,7 @@ public sealed unsafe class WeightMatrix
     /// One row against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>; per-16 sums
     /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K); <see cref="UsesLanes"/> types only.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void Lanes8(byte* row, sbyte* xt, float* dt, int* lt, int* ht, float* out8)
     {
         int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
@@ -174,6 +176,7 @@ public unsafe struct MatMulBatch
     }
 
     /// <summary>Multiplies <paramref name="batch"/> input rows x[b·cols .. (b+1)·cols).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Run(WorkerPool pool, float* x, int batch, Q8Activations? scratch)
     {
         _x = x;
@@ -215,6 +218,7 @@ public unsafe struct MatMulBatch
     }
 
     /// <summary>Quantizes input rows 8g .. 8g + 7 for each group g in [start, end), then interleaves full tiles.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Prepare(nint ctx, int start, int end)
     {
         ref var b = ref *(MatMulBatch*)ctx;
