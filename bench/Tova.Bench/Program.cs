@@ -12,6 +12,8 @@ using Tova.Model;
 // medians of several repetitions. Usage:
 //   dotnet run --project bench/Tova.Bench -c Release -- [--models tinyllama-q4_0,tinyllama-q8_0,110m-q8_0,110m-f32]
 //        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]
+//   ... --table1 [--models 110m-q8_0]   the paper's Table 1 (largest batch and decode throughput per cache)
+//   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
 if (args.Contains("--ports"))
 {
     PortBench.Run();
