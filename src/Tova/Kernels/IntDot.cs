@@ -294,29 +294,62 @@ public static unsafe class IntDot
             Scalar.Q4_0Lanes8(w, xt, dt, lt, nb, out8);
             return;
         }
+        Lanes8<Q4_0Block>(w, xt, dt, lt, nb, out8);
+    }
+
+    /// <summary>How a block type's eight-lane kernel reads one block: its size and the eight tokens' exact integer sums.</summary>
+    private interface ILaneBlock
+    {
+        static abstract int Bytes { get; }
+
+        /// <summary>The eight tokens' integer sums for the block at blk (as floats, exact); l: its per-token offsets, if any.</summary>
+        static abstract Vector256<float> Sums(byte* blk, sbyte* x, int* l);
+    }
+
+    private struct Q4_0Block : ILaneBlock
+    {
+        public static int Bytes => 18;
+        public static Vector256<float> Sums(byte* blk, sbyte* x, int* l) => LaneSums(blk, x, l);
+    }
+
+    private struct Q8_0Block : ILaneBlock
+    {
+        public static int Bytes => 34;
+        public static Vector256<float> Sums(byte* blk, sbyte* x, int* l) => SignedLaneSums(blk, x);
+    }
+
+    /// <summary>
+    /// The eight-lane loop shared by the 32-value block types: block k of each group of eight accumulates into its own
+    /// vector (scaled by d_w·d_x per token), the eight added in <see cref="Vector256.Sum{T}"/>'s order, then the tail
+    /// blocks — the single-row kernels' float steps in their order. <paramref name="lt"/> advances 8 per block (may be null).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Lanes8<TBlock>(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* out8) where TBlock : struct, ILaneBlock
+    {
+        int bytes = TBlock.Bytes;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         int b = 0;
         for (; b + 8 <= nb; b += 8)
         {
-            byte* k = w + b * 18;
+            byte* k = w + b * bytes;
             sbyte* x = xt + b * 256;
-            var dw8 = HalfAt8(k, 18);
+            var dw8 = HalfAt8(k, bytes);
             float* d = dt + b * 8;
             int* l = lt + b * 8;
-            a0 = Fma.MultiplyAdd(LaneSums(k, x, l), Avx2.PermuteVar8x32(dw8, Vector256.Create(0)) * Vector256.Load(d), a0);
-            a1 = Fma.MultiplyAdd(LaneSums(k + 18, x + 256, l + 8), Avx2.PermuteVar8x32(dw8, Vector256.Create(1)) * Vector256.Load(d + 8), a1);
-            a2 = Fma.MultiplyAdd(LaneSums(k + 36, x + 512, l + 16), Avx2.PermuteVar8x32(dw8, Vector256.Create(2)) * Vector256.Load(d + 16), a2);
-            a3 = Fma.MultiplyAdd(LaneSums(k + 54, x + 768, l + 24), Avx2.PermuteVar8x32(dw8, Vector256.Create(3)) * Vector256.Load(d + 24), a3);
-            a4 = Fma.MultiplyAdd(LaneSums(k + 72, x + 1024, l + 32), Avx2.PermuteVar8x32(dw8, Vector256.Create(4)) * Vector256.Load(d + 32), a4);
-            a5 = Fma.MultiplyAdd(LaneSums(k + 90, x + 1280, l + 40), Avx2.PermuteVar8x32(dw8, Vector256.Create(5)) * Vector256.Load(d + 40), a5);
-            a6 = Fma.MultiplyAdd(LaneSums(k + 108, x + 1536, l + 48), Avx2.PermuteVar8x32(dw8, Vector256.Create(6)) * Vector256.Load(d + 48), a6);
-            a7 = Fma.MultiplyAdd(LaneSums(k + 126, x + 1792, l + 56), Avx2.PermuteVar8x32(dw8, Vector256.Create(7)) * Vector256.Load(d + 56), a7);
+            a0 = Fma.MultiplyAdd(TBlock.Sums(k, x, l), Avx2.PermuteVar8x32(dw8, Vector256.Create(0)) * Vector256.Load(d), a0);
+            a1 = Fma.MultiplyAdd(TBlock.Sums(k + bytes, x + 256, l + 8), Avx2.PermuteVar8x32(dw8, Vector256.Create(1)) * Vector256.Load(d + 8), a1);
+            a2 = Fma.MultiplyAdd(TBlock.Sums(k + 2 * bytes, x + 512, l + 16), Avx2.PermuteVar8x32(dw8, Vector256.Create(2)) * Vector256.Load(d + 16), a2);
+            a3 = Fma.MultiplyAdd(TBlock.Sums(k + 3 * bytes, x + 768, l + 24), Avx2.PermuteVar8x32(dw8, Vector256.Create(3)) * Vector256.Load(d + 24), a3);
+            a4 = Fma.MultiplyAdd(TBlock.Sums(k + 4 * bytes, x + 1024, l + 32), Avx2.PermuteVar8x32(dw8, Vector256.Create(4)) * Vector256.Load(d + 32), a4);
+            a5 = Fma.MultiplyAdd(TBlock.Sums(k + 5 * bytes, x + 1280, l + 40), Avx2.PermuteVar8x32(dw8, Vector256.Create(5)) * Vector256.Load(d + 40), a5);
+            a6 = Fma.MultiplyAdd(TBlock.Sums(k + 6 * bytes, x + 1536, l + 48), Avx2.PermuteVar8x32(dw8, Vector256.Create(6)) * Vector256.Load(d + 48), a6);
+            a7 = Fma.MultiplyAdd(TBlock.Sums(k + 7 * bytes, x + 1792, l + 56), Avx2.PermuteVar8x32(dw8, Vector256.Create(7)) * Vector256.Load(d + 56), a7);
         }
         var sum = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
         for (; b < nb; b++)
         {
-            byte* k = w + b * 18;
-            sum += Vector256.Create(HalfAt(k)) * Vector256.Load(dt + b * 8) * LaneSums(k, xt + b * 256, lt + b * 8);
+            byte* k = w + b * bytes;
+            sum += Vector256.Create(HalfAt(k)) * Vector256.Load(dt + b * 8) * TBlock.Sums(k, xt + b * 256, lt + b * 8);
         }
         sum.Store(out8);
     }
@@ -337,30 +370,7 @@ public static unsafe class IntDot
             Scalar.Q8_0Lanes8(w, xt, dt, nb, out8);
             return;
         }
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        int b = 0;
-        for (; b + 8 <= nb; b += 8)
-        {
-            byte* k = w + b * 34;
-            sbyte* x = xt + b * 256;
-            var dw8 = HalfAt8(k, 34);
-            float* d = dt + b * 8;
-            a0 = Fma.MultiplyAdd(SignedLaneSums(k, x), Avx2.PermuteVar8x32(dw8, Vector256.Create(0)) * Vector256.Load(d), a0);
-            a1 = Fma.MultiplyAdd(SignedLaneSums(k + 34, x + 256), Avx2.PermuteVar8x32(dw8, Vector256.Create(1)) * Vector256.Load(d + 8), a1);
-            a2 = Fma.MultiplyAdd(SignedLaneSums(k + 68, x + 512), Avx2.PermuteVar8x32(dw8, Vector256.Create(2)) * Vector256.Load(d + 16), a2);
-            a3 = Fma.MultiplyAdd(SignedLaneSums(k + 102, x + 768), Avx2.PermuteVar8x32(dw8, Vector256.Create(3)) * Vector256.Load(d + 24), a3);
-            a4 = Fma.MultiplyAdd(SignedLaneSums(k + 136, x + 1024), Avx2.PermuteVar8x32(dw8, Vector256.Create(4)) * Vector256.Load(d + 32), a4);
-            a5 = Fma.MultiplyAdd(SignedLaneSums(k + 170, x + 1280), Avx2.PermuteVar8x32(dw8, Vector256.Create(5)) * Vector256.Load(d + 40), a5);
-            a6 = Fma.MultiplyAdd(SignedLaneSums(k + 204, x + 1536), Avx2.PermuteVar8x32(dw8, Vector256.Create(6)) * Vector256.Load(d + 48), a6);
-            a7 = Fma.MultiplyAdd(SignedLaneSums(k + 238, x + 1792), Avx2.PermuteVar8x32(dw8, Vector256.Create(7)) * Vector256.Load(d + 56), a7);
-        }
-        var sum = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
-        for (; b < nb; b++)
-        {
-            byte* k = w + b * 34;
-            sum += Vector256.Create(HalfAt(k)) * Vector256.Load(dt + b * 8) * SignedLaneSums(k, xt + b * 256);
-        }
-        sum.Store(out8);
+        Lanes8<Q8_0Block>(w, xt, dt, null, nb, out8);
     }
 
     /// <summary>
@@ -427,39 +437,28 @@ public static unsafe class IntDot
     public static class Scalar
     {
         /// <summary>Reference for <see cref="IntDot.Q4_0Lanes8"/>: reads the interleaved activations back per token.</summary>
-        public static void Q4_0Lanes8(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* out8)
-        {
-            for (int t = 0; t < 8; t++)
-            {
-                float sum = 0;
-                for (int b = 0; b < nb; b++)
-                {
-                    byte* blk = w + b * 18;
-                    sbyte* a = xt + b * 256;
-                    int s = 0;
-                    for (int e = 0; e < 32; e++)
-                    {
-                        int nib = e < 16 ? blk[2 + e] & 0xF : blk[2 + e - 16] >> 4;
-                        s += (nib - 8) * a[(e / 4) * 32 + t * 4 + e % 4];
-                    }
-                    sum += HalfAt(blk) * dt[b * 8 + t] * s;
-                }
-                out8[t] = sum;
-            }
-        }
+        public static void Q4_0Lanes8(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* out8) => Lanes8(w, 18, &Q4_0Weight, xt, dt, nb, out8);
 
         /// <summary>Reference for <see cref="IntDot.Q8_0Lanes8"/>: reads the interleaved activations back per token.</summary>
-        public static void Q8_0Lanes8(byte* w, sbyte* xt, float* dt, int nb, float* out8)
+        public static void Q8_0Lanes8(byte* w, sbyte* xt, float* dt, int nb, float* out8) => Lanes8(w, 34, &Q8_0Weight, xt, dt, nb, out8);
+
+        /// <summary>Weight e (0..31) of a Q4_0 block: nibble − 8 (values 0..15 in the low nibbles, 16..31 in the high).</summary>
+        private static int Q4_0Weight(byte* blk, int e) => (e < 16 ? blk[2 + e] & 0xF : blk[2 + e - 16] >> 4) - 8;
+
+        private static int Q8_0Weight(byte* blk, int e) => (sbyte)blk[2 + e];
+
+        /// <summary>Per token t: Σ_b d_w·d_x·Σ_e w_e·q[t, e], the activations read back from the interleaved layout.</summary>
+        private static void Lanes8(byte* w, int blockBytes, delegate*<byte*, int, int> weight, sbyte* xt, float* dt, int nb, float* out8)
         {
             for (int t = 0; t < 8; t++)
             {
                 float sum = 0;
                 for (int b = 0; b < nb; b++)
                 {
-                    byte* blk = w + b * 34;
+                    byte* blk = w + b * blockBytes;
                     sbyte* a = xt + b * 256;
                     int s = 0;
-                    for (int e = 0; e < 32; e++) s += (sbyte)blk[2 + e] * a[(e / 4) * 32 + t * 4 + e % 4];
+                    for (int e = 0; e < 32; e++) s += weight(blk, e) * a[(e / 4) * 32 + t * 4 + e % 4];
                     sum += HalfAt(blk) * dt[b * 8 + t] * s;
                 }
                 out8[t] = sum;

@@ -306,62 +306,33 @@ public unsafe class TileKernelTests
     }
 
     [Theory]
-    [InlineData(1, false)]
-    [InlineData(8, false)]
-    [InlineData(19, false)]
-    [InlineData(64, false)]
-    [InlineData(16, true)]
-    public void EightLaneKernelMatchesReferences(int blocks, bool extreme)
+    [InlineData(GgmlType.Q4_0, 1, false)]
+    [InlineData(GgmlType.Q4_0, 8, false)]
+    [InlineData(GgmlType.Q4_0, 19, false)]
+    [InlineData(GgmlType.Q4_0, 64, false)]
+    [InlineData(GgmlType.Q4_0, 16, true)]
+    [InlineData(GgmlType.Q8_0, 1, false)]
+    [InlineData(GgmlType.Q8_0, 8, false)]
+    [InlineData(GgmlType.Q8_0, 19, false)]
+    [InlineData(GgmlType.Q8_0, 64, false)]
+    [InlineData(GgmlType.Q8_0, 16, true)]
+    public void EightLaneKernelMatchesReferences(GgmlType type, int blocks, bool extreme)
     {
-        // extreme: every nibble 15 or 0 and every activation ±127 — the int16 block sums' worst case (8·2·15·127).
+        // extreme, the int16 worst cases with every activation ±127: Q4_0 nibbles of 15 or 0 (8·2·15·127 per block);
+        // Q8_0 weights of ±127 and a -128 written by hand (a u8 × s8 pair reaches 2·128·127 = 32,512).
         int n = blocks * 32;
-        var r = new Random(blocks);
+        var r = new Random(type == GgmlType.Q4_0 ? blocks : 100 + blocks);
         var w = new float[n];
         var x = new float[8 * n];
-        for (int i = 0; i < n; i++) w[i] = extreme ? (i % 32 == 0 ? -1f : 0.875f) : (float)(r.NextDouble() * 2 - 1);
-        for (int i = 0; i < x.Length; i++) x[i] = extreme ? ((i / n) % 2 == 0 ? 1f : -1f) : (float)(r.NextDouble() * 6 - 3);
-        var row = Quantization.Encode(GgmlType.Q4_0, w);
-        if (extreme) Assert.Contains(row, v => v == 0xFF); // nibbles of 15 present
-        var act = new Q8Activations();
-        act.Quantize(x);
-        if (extreme) Assert.All(act.Q.Take(8 * n), v => Assert.Equal(127, Math.Abs((int)v)));
-        act.Interleave8(8, n);
-        var lanes = new float[8];
-        var scalarLanes = new float[8];
-        fixed (byte* pw = row)
-        fixed (sbyte* q = act.Q, xt = act.T)
-        fixed (float* d = act.D, dt = act.DT, o = lanes, so = scalarLanes)
-        fixed (int* s = act.L, lt = act.LT)
-        {
-            IntDot.Q4_0Lanes8(pw, xt, dt, lt, blocks, o);
-            IntDot.Scalar.Q4_0Lanes8(pw, xt, dt, lt, blocks, so);
-            for (int t = 0; t < 8; t++)
-            {
-                float reference = IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks);
-                Assert.Equal(IntDot.Q4_0(pw, q + t * n, d + t * blocks, s + t * blocks, blocks), lanes[t]); // same sums, same order
-                Assert.True(MathF.Abs(reference - lanes[t]) <= 1e-4f * (1 + MathF.Abs(reference)), $"token {t}: {lanes[t]} vs {reference}");
-                Assert.True(MathF.Abs(reference - scalarLanes[t]) <= 1e-4f * (1 + MathF.Abs(reference)), $"scalar token {t}: {scalarLanes[t]} vs {reference}");
-            }
-        }
-    }
-    [Theory]
-    [InlineData(1, false)]
-    [InlineData(8, false)]
-    [InlineData(19, false)]
-    [InlineData(64, false)]
-    [InlineData(16, true)]
-    public void EightLaneQ8_0KernelMatchesReferences(int blocks, bool extreme)
-    {
-        // extreme: weights of ±127 (and a -128 written by hand) against activations of ±127 — the u8 × s8 pairs'
-        // worst case (2·128·127 = 32,512 < 32,767).
-        int n = blocks * 32;
-        var r = new Random(100 + blocks);
-        var w = new float[n];
-        var x = new float[8 * n];
-        for (int i = 0; i < n; i++) w[i] = extreme ? (i % 3 == 0 ? -1f : 1f) : (float)(r.NextDouble() * 2 - 1);
-        for (int i = 0; i < x.Length; i++) x[i] = extreme ? ((i / n + i) % 2 == 0 ? 1f : -1f) : (float)(r.NextDouble() * 6 - 3);
-        var row = Quantization.Encode(GgmlType.Q8_0, w);
-        if (extreme)
+        for (int i = 0; i < n; i++)
+            w[i] = !extreme ? (float)(r.NextDouble() * 2 - 1)
+                 : type == GgmlType.Q4_0 ? (i % 32 == 0 ? -1f : 0.875f)
+                 : (i % 3 == 0 ? -1f : 1f);
+        for (int i = 0; i < x.Length; i++)
+            x[i] = !extreme ? (float)(r.NextDouble() * 6 - 3) : ((i / n + (type == GgmlType.Q8_0 ? i : 0)) % 2 == 0 ? 1f : -1f);
+        var row = Quantization.Encode(type, w);
+        if (extreme && type == GgmlType.Q4_0) Assert.Contains(row, v => v == 0xFF); // nibbles of 15 present
+        if (extreme && type == GgmlType.Q8_0)
         {
             row[2] = 0x80; row[3] = 0x80; // w = -128 (never written by ggml's quantizer, but legal in a file)
             Assert.All(row.Where((_, i) => i % 34 >= 2), v => Assert.True(v is 0x7F or 0x81 or 0x80));
@@ -375,13 +346,26 @@ public unsafe class TileKernelTests
         fixed (byte* pw = row)
         fixed (sbyte* q = act.Q, xt = act.T)
         fixed (float* d = act.D, dt = act.DT, o = lanes, so = scalarLanes)
+        fixed (int* s = act.L, lt = act.LT)
         {
-            IntDot.Q8_0Lanes8(pw, xt, dt, blocks, o);
-            IntDot.Scalar.Q8_0Lanes8(pw, xt, dt, blocks, so);
+            if (type == GgmlType.Q4_0)
+            {
+                IntDot.Q4_0Lanes8(pw, xt, dt, lt, blocks, o);
+                IntDot.Scalar.Q4_0Lanes8(pw, xt, dt, lt, blocks, so);
+            }
+            else
+            {
+                IntDot.Q8_0Lanes8(pw, xt, dt, blocks, o);
+                IntDot.Scalar.Q8_0Lanes8(pw, xt, dt, blocks, so);
+            }
             for (int t = 0; t < 8; t++)
             {
-                float reference = IntDot.Scalar.Q8_0(pw, q + t * n, d + t * blocks, blocks);
-                Assert.Equal(IntDot.Q8_0(pw, q + t * n, d + t * blocks, blocks), lanes[t]); // same sums, same order
+                sbyte* qt = q + t * n;
+                float* dtk = d + t * blocks;
+                int* st = s + t * blocks;
+                float reference = type == GgmlType.Q4_0 ? IntDot.Scalar.Q4_0(pw, qt, dtk, st, blocks) : IntDot.Scalar.Q8_0(pw, qt, dtk, blocks);
+                float single = type == GgmlType.Q4_0 ? IntDot.Q4_0(pw, qt, dtk, st, blocks) : IntDot.Q8_0(pw, qt, dtk, blocks);
+                Assert.Equal(single, lanes[t]); // same sums, same order
                 Assert.True(MathF.Abs(reference - lanes[t]) <= 1e-4f * (1 + MathF.Abs(reference)), $"token {t}: {lanes[t]} vs {reference}");
                 Assert.True(MathF.Abs(reference - scalarLanes[t]) <= 1e-4f * (1 + MathF.Abs(reference)), $"scalar token {t}: {scalarLanes[t]} vs {reference}");
             }
