@@ -294,7 +294,21 @@ public static unsafe class IntDot
             Scalar.Q4_0Lanes8(w, xt, dt, lt, nb, out8);
             return;
         }
-        Lanes8<Q4_0Block>(w, xt, dt, lt, nb, out8);
+        Lanes8<Q4_0Block>(w, xt, dt, lt, nb, out8, 1);
+    }
+
+    /// <summary><see cref="Q4_0Lanes8"/> with token t's result written to y[t·stride] (a column of a batch's output).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Q4_0Lanes8(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* y, long stride)
+    {
+        if (Avx2.IsSupported && Fma.IsSupported)
+        {
+            Lanes8<Q4_0Block>(w, xt, dt, lt, nb, y, stride);
+            return;
+        }
+        float* o = stackalloc float[8];
+        Scalar.Q4_0Lanes8(w, xt, dt, lt, nb, o);
+        for (int t = 0; t < 8; t++) y[t * stride] = o[t];
     }
 
     /// <summary>How a block type's eight-lane kernel reads one block: its size and the eight tokens' exact integer sums.</summary>
@@ -324,7 +338,7 @@ public static unsafe class IntDot
     /// blocks — the single-row kernels' float steps in their order. <paramref name="lt"/> advances 8 per block (may be null).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    private static void Lanes8<TBlock>(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* out8) where TBlock : struct, ILaneBlock
+    private static void Lanes8<TBlock>(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* y, long stride) where TBlock : struct, ILaneBlock
     {
         int bytes = TBlock.Bytes;
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -351,7 +365,12 @@ public static unsafe class IntDot
             byte* k = w + b * bytes;
             sum += Vector256.Create(HalfAt(k)) * Vector256.Load(dt + b * 8) * TBlock.Sums(k, xt + b * 256, lt + b * 8);
         }
-        sum.Store(out8);
+        // Token t's result to y[t·stride], lane by lane from the register: reading eight floats back from a vector
+        // just stored stalls on store-to-load forwarding.
+        var lo = sum.GetLower();
+        var hi = sum.GetUpper();
+        y[0] = lo.ToScalar(); y[stride] = lo.GetElement(1); y[2 * stride] = lo.GetElement(2); y[3 * stride] = lo.GetElement(3);
+        y[4 * stride] = hi.ToScalar(); y[5 * stride] = hi.GetElement(1); y[6 * stride] = hi.GetElement(2); y[7 * stride] = hi.GetElement(3);
     }
 
     /// <summary>
@@ -370,7 +389,21 @@ public static unsafe class IntDot
             Scalar.Q8_0Lanes8(w, xt, dt, nb, out8);
             return;
         }
-        Lanes8<Q8_0Block>(w, xt, dt, null, nb, out8);
+        Lanes8<Q8_0Block>(w, xt, dt, null, nb, out8, 1);
+    }
+
+    /// <summary><see cref="Q8_0Lanes8"/> with token t's result written to y[t·stride].</summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Q8_0Lanes8(byte* w, sbyte* xt, float* dt, int nb, float* y, long stride)
+    {
+        if (Avx2.IsSupported && Fma.IsSupported)
+        {
+            Lanes8<Q8_0Block>(w, xt, dt, null, nb, y, stride);
+            return;
+        }
+        float* o = stackalloc float[8];
+        Scalar.Q8_0Lanes8(w, xt, dt, nb, o);
+        for (int t = 0; t < 8; t++) y[t * stride] = o[t];
     }
 
     /// <summary>

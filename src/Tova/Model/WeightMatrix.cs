@@ -104,19 +104,21 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>
     /// One row against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>; per-16 sums
-    /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K); <see cref="UsesLanes"/> types only.
+    /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K), token t's result to y[t·stride]; <see cref="UsesLanes"/> types only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void Lanes8(byte* row, sbyte* xt, float* dt, int* lt, int* ht, float* out8)
+    internal void Lanes8(byte* row, sbyte* xt, float* dt, int* lt, int* ht, float* y, long stride)
     {
         int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
         switch (Type)
         {
-            case GgmlType.Q4_0: IntDot.Q4_0Lanes8(row, xt, dt, lt, nb, out8); break;
-            case GgmlType.Q8_0: IntDot.Q8_0Lanes8(row, xt, dt, nb, out8); break;
-            case GgmlType.Q4_K: KQuantDot.Q4_KLanes8(row, xt, dt, lt, superBlocks, out8); break;
-            default: KQuantDot.Q6_KLanes8(row, xt, dt, ht, superBlocks, out8); break;
+            case GgmlType.Q4_0: IntDot.Q4_0Lanes8(row, xt, dt, lt, nb, y, stride); return;
+            case GgmlType.Q8_0: IntDot.Q8_0Lanes8(row, xt, dt, nb, y, stride); return;
         }
+        float* out8 = stackalloc float[8];
+        if (Type == GgmlType.Q4_K) KQuantDot.Q4_KLanes8(row, xt, dt, lt, superBlocks, out8);
+        else KQuantDot.Q6_KLanes8(row, xt, dt, ht, superBlocks, out8);
+        for (int t = 0; t < 8; t++) y[t * stride] = out8[t];
     }
 
     /// <summary>y[Rows] = W · x[Columns], rows split across the pool (x quantized to 8 bits first for the integer-kernel types).</summary>
@@ -286,10 +288,8 @@ public unsafe struct MatMulBatch
                 if (m.UsesLanes)
                     for (int g = 0; g < b._tiles; g++, i += 8)
                         for (int k = 0; k < count; k++)
-                        {
-                            m.Lanes8(w0 + k * m.RowBytes, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._ht + g * b._nb * 16, outs);
-                            for (int t = 0; t < 8; t++) y[(i + t) * rows + row + k] = outs[t];
-                        }
+                            m.Lanes8(w0 + k * m.RowBytes, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._ht + g * b._nb * 16,
+                                     y + (long)i * rows + row + k, rows);
                 for (; i < b._batch; i += IntDot.MaxTile)
                 {
                     int n = Math.Min(IntDot.MaxTile, b._batch - i);

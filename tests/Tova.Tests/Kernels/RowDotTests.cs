@@ -348,16 +348,23 @@ public unsafe class TileKernelTests
         fixed (float* d = act.D, dt = act.DT, o = lanes, so = scalarLanes)
         fixed (int* s = act.L, lt = act.LT)
         {
+            float* column = stackalloc float[8 * 3]; // the strided form writes token t to column[3t] (a batch's output column)
+            for (int i = 0; i < 24; i++) column[i] = float.NaN;
             if (type == GgmlType.Q4_0)
             {
                 IntDot.Q4_0Lanes8(pw, xt, dt, lt, blocks, o);
+                IntDot.Q4_0Lanes8(pw, xt, dt, lt, blocks, column, 3);
                 IntDot.Scalar.Q4_0Lanes8(pw, xt, dt, lt, blocks, so);
             }
             else
             {
                 IntDot.Q8_0Lanes8(pw, xt, dt, blocks, o);
+                IntDot.Q8_0Lanes8(pw, xt, dt, blocks, column, 3);
                 IntDot.Scalar.Q8_0Lanes8(pw, xt, dt, blocks, so);
             }
+            for (int i = 0; i < 24; i++)
+                if (i % 3 == 0) Assert.Equal(lanes[i / 3], column[i]);
+                else Assert.True(float.IsNaN(column[i]), $"the strided form wrote between columns at {i}");
             for (int t = 0; t < 8; t++)
             {
                 sbyte* qt = q + t * n;
