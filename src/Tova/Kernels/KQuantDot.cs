@@ -73,14 +73,16 @@ public static unsafe class KQuantDot
     /// being token t, like <see cref="IntDot.Q4_0Lanes8"/>: each group of four nibbles is spread to all lanes (halves
     /// broadcast to both 128-bit lanes, then one in-lane shuffle), the eight groups of a sub-block add up in int16. Sub-block k of every super-block
     /// accumulates into its own vector and the eight are added in <see cref="Vector256.Sum{T}"/>'s order, so each
-    /// result is bit-identical to <see cref="Q4_K"/>'s.
+    /// result is bit-identical to <see cref="Q4_K"/>'s. Token t's result goes to y[t·stride].
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_KLanes8(byte* w, sbyte* xt, float* dt, int* lt, int superBlocks, float* out8)
+    public static void Q4_KLanes8(byte* w, sbyte* xt, float* dt, int* lt, int superBlocks, float* y, long stride = 1)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            Scalar.Lanes8(Formats.GgmlType.Q4_K, w, xt, dt, superBlocks, out8);
+            float* o = stackalloc float[8];
+            Scalar.Lanes8(Formats.GgmlType.Q4_K, w, xt, dt, superBlocks, o);
+            for (int t = 0; t < 8; t++) y[t * stride] = o[t];
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -108,7 +110,7 @@ public static unsafe class KQuantDot
             a6 = Fma.MultiplyAdd(v0, Vector256.Load(d + 48), a6);
             a7 = Fma.MultiplyAdd(v1, Vector256.Load(d + 56), a7);
         }
-        (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(out8);
+        IntDot.StoreColumn(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
     }
 
     /// <summary>
@@ -305,14 +307,16 @@ public static unsafe class KQuantDot
     /// and <see cref="Q8Activations.HalfSums8"/>): per block, Σ_k sc_k·(Σ u·q − 32·Σq) over its two groups of 16,
     /// with u·q products of two groups of four added in int16 (at most 2·2·63·127 = 32,004) and the −32 taken from
     /// the per-16 activation sums. Block k of each super-block accumulates into its own vector, so each result is
-    /// bit-identical to <see cref="Q6_K"/>'s.
+    /// bit-identical to <see cref="Q6_K"/>'s. Token t's result goes to y[t·stride].
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q6_KLanes8(byte* w, sbyte* xt, float* dt, int* ht, int superBlocks, float* out8)
+    public static void Q6_KLanes8(byte* w, sbyte* xt, float* dt, int* ht, int superBlocks, float* y, long stride = 1)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            Scalar.Lanes8(Formats.GgmlType.Q6_K, w, xt, dt, superBlocks, out8);
+            float* o = stackalloc float[8];
+            Scalar.Lanes8(Formats.GgmlType.Q6_K, w, xt, dt, superBlocks, o);
+            for (int t = 0; t < 8; t++) y[t * stride] = o[t];
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -335,7 +339,7 @@ public static unsafe class KQuantDot
             a6 = Fma.MultiplyAdd(LaneBlock6(u2, x + 1536, hs + 96, sc + 12), d * Vector256.Load(ds + 48), a6);
             a7 = Fma.MultiplyAdd(LaneBlock6(u3, x + 1792, hs + 112, sc + 14), d * Vector256.Load(ds + 56), a7);
         }
-        (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(out8);
+        IntDot.StoreColumn(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
     }
 
     /// <summary>

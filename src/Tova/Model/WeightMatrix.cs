@@ -112,13 +112,11 @@ public sealed unsafe class WeightMatrix
         int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
         switch (Type)
         {
-            case GgmlType.Q4_0: IntDot.Q4_0Lanes8(row, xt, dt, lt, nb, y, stride); return;
-            case GgmlType.Q8_0: IntDot.Q8_0Lanes8(row, xt, dt, nb, y, stride); return;
+            case GgmlType.Q4_0: IntDot.Q4_0Lanes8(row, xt, dt, lt, nb, y, stride); break;
+            case GgmlType.Q8_0: IntDot.Q8_0Lanes8(row, xt, dt, nb, y, stride); break;
+            case GgmlType.Q4_K: KQuantDot.Q4_KLanes8(row, xt, dt, lt, superBlocks, y, stride); break;
+            default: KQuantDot.Q6_KLanes8(row, xt, dt, ht, superBlocks, y, stride); break;
         }
-        float* out8 = stackalloc float[8];
-        if (Type == GgmlType.Q4_K) KQuantDot.Q4_KLanes8(row, xt, dt, lt, superBlocks, out8);
-        else KQuantDot.Q6_KLanes8(row, xt, dt, ht, superBlocks, out8);
-        for (int t = 0; t < 8; t++) y[t * stride] = out8[t];
     }
 
     /// <summary>y[Rows] = W · x[Columns], rows split across the pool (x quantized to 8 bits first for the integer-kernel types).</summary>

@@ -101,6 +101,9 @@ public unsafe class KQuantDotTests
         fixed (int* l = act.L, lt = act.LT)
         {
             KQuantDot.Q4_KLanes8(pw, xt, dt, lt, superBlocks, o);
+            float* column = stackalloc float[40]; // the strided form, as the batched row loop calls it: token t at column[5t]
+            KQuantDot.Q4_KLanes8(pw, xt, dt, lt, superBlocks, column, 5);
+            for (int t = 0; t < 8; t++) Assert.Equal(lanes[t], column[5 * t]);
             KQuantDot.Scalar.Lanes8(GgmlType.Q4_K, pw, xt, dt, superBlocks, ro);
             for (int t = 0; t < 8; t++)
             {
@@ -138,6 +141,9 @@ public unsafe class KQuantDotTests
         fixed (int* l = act.L, ht = act.HT)
         {
             KQuantDot.Q6_KLanes8(pw, xt, dt, ht, superBlocks, o);
+            float* column = stackalloc float[40]; // the strided form, as the batched row loop calls it: token t at column[5t]
+            KQuantDot.Q6_KLanes8(pw, xt, dt, ht, superBlocks, column, 5);
+            for (int t = 0; t < 8; t++) Assert.Equal(lanes[t], column[5 * t]);
             KQuantDot.Scalar.Lanes8(GgmlType.Q6_K, pw, xt, dt, superBlocks, ro);
             for (int t = 0; t < 8; t++)
             {
