@@ -285,21 +285,10 @@ public static unsafe class IntDot
     /// added in int16 (at most 8·2·15·127 = 30,480) before one widening: about 30 instructions per block for 256
     /// multiply-adds. Block k of each group of eight accumulates into its own vector and the eight are added in the
     /// order <see cref="Vector256.Sum{T}"/> uses, so every result is bit-identical to <see cref="Q4_0Avx2"/>'s.
+    /// Token t's result goes to y[t·stride] (a column of a batch's output; stride 1: eight consecutive floats).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_0Lanes8(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* out8)
-    {
-        if (!(Avx2.IsSupported && Fma.IsSupported))
-        {
-            Scalar.Q4_0Lanes8(w, xt, dt, lt, nb, out8);
-            return;
-        }
-        Lanes8<Q4_0Block>(w, xt, dt, lt, nb, out8, 1);
-    }
-
-    /// <summary><see cref="Q4_0Lanes8"/> with token t's result written to y[t·stride] (a column of a batch's output).</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_0Lanes8(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* y, long stride)
+    public static void Q4_0Lanes8(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* y, long stride = 1)
     {
         if (Avx2.IsSupported && Fma.IsSupported)
         {
@@ -387,22 +376,10 @@ public static unsafe class IntDot
     /// four weights (|w| × sign(q, w), then pairs of int16 into int32), but no horizontal sums: about 45 instructions
     /// per block for 256 multiply-adds against about 50 for the token-by-token tile, and fewer of them on the two
     /// pipes that multiply. Each result is bit-identical to <see cref="Q8_0Avx2"/>'s (same block sums, same float steps
-    /// in the same order).
+    /// in the same order). Token t's result goes to y[t·stride].
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q8_0Lanes8(byte* w, sbyte* xt, float* dt, int nb, float* out8)
-    {
-        if (!(Avx2.IsSupported && Fma.IsSupported))
-        {
-            Scalar.Q8_0Lanes8(w, xt, dt, nb, out8);
-            return;
-        }
-        Lanes8<Q8_0Block>(w, xt, dt, null, nb, out8, 1);
-    }
-
-    /// <summary><see cref="Q8_0Lanes8"/> with token t's result written to y[t·stride].</summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q8_0Lanes8(byte* w, sbyte* xt, float* dt, int nb, float* y, long stride)
+    public static void Q8_0Lanes8(byte* w, sbyte* xt, float* dt, int nb, float* y, long stride = 1)
     {
         if (Avx2.IsSupported && Fma.IsSupported)
         {
