@@ -295,9 +295,7 @@ public static unsafe class IntDot
             Lanes8<Q4_0Block>(w, xt, dt, lt, nb, y, stride);
             return;
         }
-        float* o = stackalloc float[8];
-        Scalar.Q4_0Lanes8(w, xt, dt, lt, nb, o);
-        for (int t = 0; t < 8; t++) y[t * stride] = o[t];
+        Scalar.Q4_0Lanes8(w, xt, dt, lt, nb, y, stride);
     }
 
     /// <summary>How a block type's eight-lane kernel reads one block: its size and the eight tokens' exact integer sums.</summary>
@@ -386,9 +384,7 @@ public static unsafe class IntDot
             Lanes8<Q8_0Block>(w, xt, dt, null, nb, y, stride);
             return;
         }
-        float* o = stackalloc float[8];
-        Scalar.Q8_0Lanes8(w, xt, dt, nb, o);
-        for (int t = 0; t < 8; t++) y[t * stride] = o[t];
+        Scalar.Q8_0Lanes8(w, xt, dt, nb, y, stride);
     }
 
     /// <summary>
@@ -455,18 +451,18 @@ public static unsafe class IntDot
     public static class Scalar
     {
         /// <summary>Reference for <see cref="IntDot.Q4_0Lanes8"/>: reads the interleaved activations back per token.</summary>
-        public static void Q4_0Lanes8(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* out8) => Lanes8(w, 18, &Q4_0Weight, xt, dt, nb, out8);
+        public static void Q4_0Lanes8(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* y, long stride = 1) => Lanes8(w, 18, &Q4_0Weight, xt, dt, nb, y, stride);
 
         /// <summary>Reference for <see cref="IntDot.Q8_0Lanes8"/>: reads the interleaved activations back per token.</summary>
-        public static void Q8_0Lanes8(byte* w, sbyte* xt, float* dt, int nb, float* out8) => Lanes8(w, 34, &Q8_0Weight, xt, dt, nb, out8);
+        public static void Q8_0Lanes8(byte* w, sbyte* xt, float* dt, int nb, float* y, long stride = 1) => Lanes8(w, 34, &Q8_0Weight, xt, dt, nb, y, stride);
 
         /// <summary>Weight e (0..31) of a Q4_0 block: nibble − 8 (values 0..15 in the low nibbles, 16..31 in the high).</summary>
         private static int Q4_0Weight(byte* blk, int e) => (e < 16 ? blk[2 + e] & 0xF : blk[2 + e - 16] >> 4) - 8;
 
         private static int Q8_0Weight(byte* blk, int e) => (sbyte)blk[2 + e];
 
-        /// <summary>Per token t: Σ_b d_w·d_x·Σ_e w_e·q[t, e], the activations read back from the interleaved layout.</summary>
-        private static void Lanes8(byte* w, int blockBytes, delegate*<byte*, int, int> weight, sbyte* xt, float* dt, int nb, float* out8)
+        /// <summary>Per token t: y[t·stride] = Σ_b d_w·d_x·Σ_e w_e·q[t, e], the activations read back from the interleaved layout.</summary>
+        private static void Lanes8(byte* w, int blockBytes, delegate*<byte*, int, int> weight, sbyte* xt, float* dt, int nb, float* y, long stride)
         {
             for (int t = 0; t < 8; t++)
             {
@@ -479,7 +475,7 @@ public static unsafe class IntDot
                     for (int e = 0; e < 32; e++) s += weight(blk, e) * a[(e / 4) * 32 + t * 4 + e % 4];
                     sum += HalfAt(blk) * dt[b * 8 + t] * s;
                 }
-                out8[t] = sum;
+                y[t * stride] = sum;
             }
         }
 

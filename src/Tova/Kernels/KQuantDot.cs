@@ -80,9 +80,7 @@ public static unsafe class KQuantDot
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            float* o = stackalloc float[8];
-            Scalar.Lanes8(Formats.GgmlType.Q4_K, w, xt, dt, superBlocks, o);
-            for (int t = 0; t < 8; t++) y[t * stride] = o[t];
+            Scalar.Lanes8(Formats.GgmlType.Q4_K, w, xt, dt, superBlocks, y, stride);
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -314,9 +312,7 @@ public static unsafe class KQuantDot
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            float* o = stackalloc float[8];
-            Scalar.Lanes8(Formats.GgmlType.Q6_K, w, xt, dt, superBlocks, o);
-            for (int t = 0; t < 8; t++) y[t * stride] = o[t];
+            Scalar.Lanes8(Formats.GgmlType.Q6_K, w, xt, dt, superBlocks, y, stride);
             return;
         }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
@@ -418,7 +414,7 @@ public static unsafe class KQuantDot
         /// Reference for the eight-lane kernels (<see cref="KQuantDot.Q4_KLanes8"/>, <see cref="KQuantDot.Q6_KLanes8"/>):
         /// reads the interleaved activations back per token.
         /// </summary>
-        public static void Lanes8(Formats.GgmlType type, byte* w, sbyte* xt, float* dt, int superBlocks, float* out8)
+        public static void Lanes8(Formats.GgmlType type, byte* w, sbyte* xt, float* dt, int superBlocks, float* y, long stride = 1)
         {
             Formats.GgmlTypeInfo.TryGetBlock(type, out _, out int blockBytes);
             var row = new float[superBlocks * KQuants.QK_K];
@@ -431,7 +427,7 @@ public static unsafe class KQuantDot
                     int b = i / 32, e = i % 32;
                     s += (double)row[i] * dt[b * 8 + t] * xt[b * 256 + (e / 4) * 32 + t * 4 + e % 4];
                 }
-                out8[t] = (float)s;
+                y[t * stride] = (float)s;
             }
         }
 
