@@ -22,6 +22,11 @@ public sealed unsafe class Q8Activations
     public int[] LT = [];    // [tiles, cols / 32, 8 tokens]
     public int[] HT = [];    // [tiles, cols / 16, 8 tokens]  Σ Q over each 16 values (Q6_K's −32 offset; HalfSums8)
 
+    // Sixteen-token groups widened to int16 for WideDot.Q8_0Rows8x16, built from pairs of tiles by WidenTiles: for
+    // group h, block b, pair p, token t, the two values Q[(16h + t)·cols + 32b + 2p ..+2].
+    public short[] Q16 = []; // [groups, cols / 32, 16 pairs, 16 tokens, 2]
+    public float[] D16 = []; // [groups, cols / 32, 16 tokens]
+
     public int Blocks => Length / Quantization.QK;
 
     /// <summary>
@@ -79,6 +84,76 @@ public sealed unsafe class Q8Activations
     }
 
     /// <summary>
+    /// Builds <see cref="Q16"/> and <see cref="D16"/> for the first ⌊rows / 16⌋·16 quantized rows (interleaving the
+    /// tiles first). Returns the number of sixteen-token groups.
+    /// </summary>
+    public int Widen16(int rows, int cols)
+    {
+        InterleaveTiles(0, ReserveTiles(rows, cols), cols);
+        int groups = ReserveWide(rows, cols);
+        WidenTiles(0, groups, cols);
+        return groups;
+    }
+
+    /// <summary>Sizes <see cref="Q16"/> and <see cref="D16"/> (after <see cref="ReserveTiles"/>); returns the number of groups.</summary>
+    public int ReserveWide(int rows, int cols)
+    {
+        int groups = rows / 16;
+        if (groups == 0) return 0;
+        if ((long)rows * cols > Length) throw new ArgumentException($"{rows} rows of {cols} exceed the {Length} quantized values");
+        if (T.Length < groups * 16 * cols) throw new InvalidOperationException("reserve the tiles before the sixteen-token groups");
+        int n = groups * 16 * cols;
+        if (Q16.Length < n)
+        {
+            Q16 = GC.AllocateArray<short>(n, pinned: true);
+            D16 = GC.AllocateArray<float>(n / Quantization.QK, pinned: true);
+        }
+        return groups;
+    }
+
+    /// <summary>
+    /// Widens groups [h0, h1) from tiles 2h and 2h + 1 (interleaved already; groups are independent, so ranges may
+    /// run in parallel): a tile's group of four values per token, sign-extended, holds the token's pairs 2j and 2j + 1
+    /// side by side; one two-source permute per pair gathers the sixteen tokens.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public void WidenTiles(int h0, int h1, int cols)
+    {
+        int nb = cols / Quantization.QK;
+        var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        var odd = even + Vector512<int>.One;
+        fixed (sbyte* t = T)
+        fixed (short* q16 = Q16)
+        fixed (float* dt = DT, d16 = D16)
+        {
+            for (int h = h0; h < h1; h++)
+                for (int b = 0; b < nb; b++)
+                {
+                    sbyte* lo = t + ((long)(2 * h) * nb + b) * 256, hi = lo + (long)nb * 256;   // tiles 2h, 2h + 1: [8 groups][8 tokens][4]
+                    short* dst = q16 + ((long)h * nb + b) * 512;                               // [16 pairs][16 tokens][2]
+                    if (Avx512BW.IsSupported)
+                        for (int j = 0; j < 8; j++)
+                        {
+                            var a = Avx512BW.ConvertToVector512Int16(Vector256.Load(lo + j * 32)).AsInt32();   // token k's pairs 2j, 2j+1 at 2k, 2k+1
+                            var c = Avx512BW.ConvertToVector512Int16(Vector256.Load(hi + j * 32)).AsInt32();
+                            Avx512F.PermuteVar16x32x2(a, even, c).Store((int*)(dst + 2 * j * 32));
+                            Avx512F.PermuteVar16x32x2(a, odd, c).Store((int*)(dst + (2 * j + 1) * 32));
+                        }
+                    else
+                        for (int e = 0; e < 32; e++)
+                            for (int k = 0; k < 16; k++)
+                                dst[(e / 2) * 32 + k * 2 + e % 2] = (k < 8 ? lo : hi)[(e / 4) * 32 + (k % 8) * 4 + e % 4];
+                    float* ds = dt + ((long)(2 * h) * nb + b) * 8;
+                    for (int k = 0; k < 8; k++)
+                    {
+                        d16[((long)h * nb + b) * 16 + k] = ds[k];
+                        d16[((long)h * nb + b) * 16 + 8 + k] = ds[nb * 8 + k];
+                    }
+                }
+        }
+    }
+
+    /// <summary>
     /// Builds <see cref="HT"/> for the first ⌊rows / 8⌋·8 quantized rows: for tile g, half-block h (16 values) and
     /// token t, Σ Q[(8g + t)·cols + 16h ..+16]. Returns the number of tiles.
     /// </summary>
@@ -130,18 +205,9 @@ public sealed unsafe class Q8Activations
         var r2 = Vector256.Load(src + 2 * stride); var r3 = Vector256.Load(src + 3 * stride);
         var r4 = Vector256.Load(src + 4 * stride); var r5 = Vector256.Load(src + 5 * stride);
         var r6 = Vector256.Load(src + 6 * stride); var r7 = Vector256.Load(src + 7 * stride);
-        var t0 = Avx2.UnpackLow(r0, r1); var t1 = Avx2.UnpackHigh(r0, r1);
-        var t2 = Avx2.UnpackLow(r2, r3); var t3 = Avx2.UnpackHigh(r2, r3);
-        var t4 = Avx2.UnpackLow(r4, r5); var t5 = Avx2.UnpackHigh(r4, r5);
-        var t6 = Avx2.UnpackLow(r6, r7); var t7 = Avx2.UnpackHigh(r6, r7);
-        var u0 = Avx2.UnpackLow(t0.AsInt64(), t2.AsInt64()).AsInt32(); var u1 = Avx2.UnpackHigh(t0.AsInt64(), t2.AsInt64()).AsInt32();
-        var u2 = Avx2.UnpackLow(t1.AsInt64(), t3.AsInt64()).AsInt32(); var u3 = Avx2.UnpackHigh(t1.AsInt64(), t3.AsInt64()).AsInt32();
-        var u4 = Avx2.UnpackLow(t4.AsInt64(), t6.AsInt64()).AsInt32(); var u5 = Avx2.UnpackHigh(t4.AsInt64(), t6.AsInt64()).AsInt32();
-        var u6 = Avx2.UnpackLow(t5.AsInt64(), t7.AsInt64()).AsInt32(); var u7 = Avx2.UnpackHigh(t5.AsInt64(), t7.AsInt64()).AsInt32();
-        Avx2.Permute2x128(u0, u4, 0x20).Store(dst); Avx2.Permute2x128(u1, u5, 0x20).Store(dst + 8);
-        Avx2.Permute2x128(u2, u6, 0x20).Store(dst + 16); Avx2.Permute2x128(u3, u7, 0x20).Store(dst + 24);
-        Avx2.Permute2x128(u0, u4, 0x31).Store(dst + 32); Avx2.Permute2x128(u1, u5, 0x31).Store(dst + 40);
-        Avx2.Permute2x128(u2, u6, 0x31).Store(dst + 48); Avx2.Permute2x128(u3, u7, 0x31).Store(dst + 56);
+        WideDot.Transpose8x8(ref r0, ref r1, ref r2, ref r3, ref r4, ref r5, ref r6, ref r7);
+        r0.Store(dst); r1.Store(dst + 8); r2.Store(dst + 16); r3.Store(dst + 24);
+        r4.Store(dst + 32); r5.Store(dst + 40); r6.Store(dst + 48); r7.Store(dst + 56);
     }
 
     public void Quantize(ReadOnlySpan<float> x)

@@ -17,6 +17,7 @@ public sealed unsafe class WorkerPool : IDisposable
     private nint _ctx;
     private int _total;
     private int _chunk;
+    private int _align;
     private int _next;        // next chunk start handed out
     private int _pending;     // workers still running this job
     private int _generation;  // bumped once per job
@@ -47,10 +48,12 @@ public sealed unsafe class WorkerPool : IDisposable
     /// Runs fn(ctx, start, end) over [0, total) in chunks of at least <paramref name="minChunk"/> items,
     /// on all threads, and returns when every chunk is done. One job at a time (callers are serialised).
     /// Chunks shrink as the range runs out (each takes a quarter of the remaining items per thread, at least
-    /// 1/64 of the range per thread), so the threads finish close together.
+    /// 1/64 of the range per thread), so the threads finish close together. Every chunk but the last starts and
+    /// ends on a multiple of <paramref name="align"/> (a kernel's natural group of items, e.g. eight rows).
     /// </summary>
-    public void For(int total, int minChunk, delegate*<nint, int, int, void> fn, nint ctx)
+    public void For(int total, int minChunk, delegate*<nint, int, int, void> fn, nint ctx, int align = 1)
     {
+        if (align < 1) throw new ArgumentOutOfRangeException(nameof(align), align, "alignment must be at least 1");
         if (total <= 0) return;
         int chunk = Math.Max(Math.Max(1, minChunk), (total + Threads * 64 - 1) / (Threads * 64));
         if (_workers.Length == 0 || chunk >= total)
@@ -64,6 +67,7 @@ public sealed unsafe class WorkerPool : IDisposable
             _ctx = ctx;
             _total = total;
             _chunk = chunk;
+            _align = align;
             _next = 0;
             Volatile.Write(ref _pending, _workers.Length);
             Interlocked.Increment(ref _generation);
@@ -85,7 +89,7 @@ public sealed unsafe class WorkerPool : IDisposable
             int start = Volatile.Read(ref _next);
             if (start >= total) return;
             int size = Math.Max(_chunk, (total - start) / (4 * threads));
-            int end = Math.Min(total, start + size);
+            int end = (int)Math.Min(total, ((long)start + size + _align - 1) / _align * _align);
             if (Interlocked.CompareExchange(ref _next, end, start) != start) continue;
             _fn(_ctx, start, end);
         }

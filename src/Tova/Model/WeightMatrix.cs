@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 using Tova.Formats;
 using Tova.Kernels;
 
@@ -157,6 +158,9 @@ public unsafe struct MatMulBatch
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
     private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K)
+    private int _groups;            // sixteen-token groups widened to int16 (Q8_0 on AVX-512, batch ≥ 16)
+    private short* _q16;            // [groups, cols / 32, 16, 16, 2]
+    private float* _d16;            // [groups, cols / 32, 16]
 
 
     /// <summary>Work per chunk below which waking another thread costs more than it saves.</summary>
@@ -192,21 +196,25 @@ public unsafe struct MatMulBatch
             _tiles = lanes ? scratch.ReserveTiles(batch, _cols) : 0;
             _halfSums = _tiles > 0 && (_m0.Type == GgmlType.Q6_K || _m1 is { Type: GgmlType.Q6_K } || _m2 is { Type: GgmlType.Q6_K });
             if (_halfSums) scratch.ReserveHalfSums(batch, _cols);
+            bool wide = _tiles > 0 && WideDot.IsSupported && (_m0.Type == GgmlType.Q8_0 || _m1 is { Type: GgmlType.Q8_0 } || _m2 is { Type: GgmlType.Q8_0 });
+            _groups = wide ? scratch.ReserveWide(batch, _cols) : 0;
             _scratch = scratch;
-            // Quantizing (and interleaving) the inputs, eight rows per work item: on the pool for prompts, where it
-            // was the largest serial step between the matrix products.
-            int groups = (batch + 7) / 8;
+            // Quantizing (and interleaving, widening) the inputs, eight rows per work item (sixteen with widening):
+            // on the pool for prompts, where it was the largest serial step between the matrix products.
+            int groups = _groups > 0 ? (batch + 15) / 16 : (batch + 7) / 8;
             fixed (MatMulBatch* self = &this)
             {
                 if (groups > 1) pool.For(groups, 1, &Prepare, (nint)self);
                 else Prepare((nint)self, 0, groups);
             }
             fixed (sbyte* q = scratch.Q, xt = scratch.T)
-            fixed (float* d = scratch.D, dt = scratch.DT)
+            fixed (float* d = scratch.D, dt = scratch.DT, d16 = scratch.D16)
             fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT)
+            fixed (short* q16 = scratch.Q16)
             {
                 _xq = q; _xd = d; _xl = l;
                 _xt = xt; _dt = dt; _lt = lt; _ht = ht;
+                _q16 = q16; _d16 = d16;
                 Dispatch(pool);
             }
         }
@@ -217,27 +225,33 @@ public unsafe struct MatMulBatch
         }
     }
 
-    /// <summary>Quantizes input rows 8g .. 8g + 7 for each group g in [start, end), then interleaves full tiles.</summary>
+    /// <summary>
+    /// Quantizes input rows 8g .. 8g + 7 (16g .. 16g + 15 with widening) for each item g in [start, end), then
+    /// interleaves its full tiles and widens its full sixteen-token group.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Prepare(nint ctx, int start, int end)
     {
         ref var b = ref *(MatMulBatch*)ctx;
+        int tilesPerItem = b._groups > 0 ? 2 : 1;
         for (int g = start; g < end; g++)
         {
-            int r0 = g * 8, r1 = Math.Min(b._batch, r0 + 8);
+            int r0 = g * 8 * tilesPerItem, r1 = Math.Min(b._batch, r0 + 8 * tilesPerItem);
             b._scratch!.QuantizeBlocks(b._x, r0 * b._nb, r1 * b._nb);
-            if (g < b._tiles)
+            int t0 = g * tilesPerItem, t1 = Math.Min(b._tiles, t0 + tilesPerItem);
+            if (t0 < t1)
             {
-                b._scratch.InterleaveTiles(g, g + 1, b._cols);
-                if (b._halfSums) b._scratch.HalfSumTiles(g, g + 1, b._cols);
+                b._scratch.InterleaveTiles(t0, t1, b._cols);
+                if (b._halfSums) b._scratch.HalfSumTiles(t0, t1, b._cols);
             }
+            if (g < b._groups) b._scratch.WidenTiles(g, g + 1, b._cols);
         }
     }
 
     private void Dispatch(WorkerPool pool)
     {
         fixed (MatMulBatch* self = &this)
-            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self);
+            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self, _groups > 0 ? WideDot.Rows : 1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -281,10 +295,39 @@ public unsafe struct MatMulBatch
                 // stay in the L1 cache across the block's rows instead of streaming from L2 once per row.
                 int count = Math.Min(Math.Min(RowBlock(m.RowBytes), end - r), rows - row);
                 byte* w0 = m.Data + row * m.RowBytes;
+                int g = 0;
+                if (b._groups > 0 && m.Type == GgmlType.Q8_0)
+                {
+                    // Eight rows widened to int16 once, against each sixteen-token group (WideDot); a part of eight at
+                    // a chunk's or matrix's end goes row by row over the groups' tiles.
+                    count = Math.Min(Math.Min(WideDot.Rows, end - r), rows - row);
+                    if (count == WideDot.Rows)
+                    {
+                        WideDot.RowScratch(b._nb, out short* ws, out float* dws);
+                        WideDot.WidenRows8(w0, m.RowBytes, b._nb, ws, dws);
+                        // The next eight rows are fetched into L2 a share per group while the kernels run: read cold
+                        // from the memory map, they stall the widening (+2–3 % on 110M prompts; within noise whether
+                        // fetched all at once or spread).
+                        long span = WideDot.Rows * m.RowBytes, share = (span / b._groups + 63) & ~63L;
+                        byte* next = w0 + span;
+                        for (int h = 0; h < b._groups; h++, next += share)
+                        {
+                            for (long o = 0; o < share; o += 64) Sse.Prefetch1(next + o);
+                            WideDot.Q8_0Rows8x16(ws, dws, b._q16 + (long)h * b._nb * 512, b._d16 + h * b._nb * 16, b._nb, y + (long)h * 16 * rows + row, rows);
+                        }
+                    }
+                    else
+                        for (int h = 0; h < 2 * b._groups; h++)
+                            for (int k = 0; k < count; k++)
+                                m.Lanes8(w0 + k * m.RowBytes, b._xt + (long)h * b._nb * 256, b._dt + h * b._nb * 8, b._lt + h * b._nb * 8, b._ht + h * b._nb * 16,
+                                         y + (long)h * 8 * rows + row + k, rows);
+                    g = 2 * b._groups;
+                    i = 16 * b._groups;
+                }
                 // Eight tokens per SIMD vector (interleaved activations), then tiles of up to eight tokens: each group
                 // of weight blocks is loaded (and unpacked) once for all of them.
                 if (m.UsesLanes)
-                    for (int g = 0; g < b._tiles; g++, i += 8)
+                    for (; g < b._tiles; g++, i += 8)
                         for (int k = 0; k < count; k++)
                             m.Lanes8(w0 + k * m.RowBytes, b._xt + (long)g * b._nb * 256, b._dt + g * b._nb * 8, b._lt + g * b._nb * 8, b._ht + g * b._nb * 16,
                                      y + (long)i * rows + row + k, rows);
