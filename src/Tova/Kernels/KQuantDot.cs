@@ -112,6 +112,78 @@ public static unsafe class KQuantDot
     }
 
     /// <summary>
+    /// <see cref="Q4_KLanes8"/> with 512-bit vectors: sixteen tokens per vector (<see cref="Q8Activations.T16"/>,
+    /// D16, LT16; <see cref="TokenGroups.Bytes"/>), half the instructions per product on the same pipes (Zen 4 runs a
+    /// 512-bit operation as two halves). Lane t does exactly what lane t of the eight-lane kernel does, so results
+    /// stay bit-identical to <see cref="Q4_K"/>'s. Token t's result goes to y[t·stride].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Q4_KLanes16(byte* w, sbyte* xt, float* dt, int* lt, int superBlocks, float* y, long stride = 1)
+    {
+        if (!Avx512BW.IsSupported)
+        {
+            Scalar.Lanes16(Formats.GgmlType.Q4_K, w, xt, dt, superBlocks, y, stride);
+            return;
+        }
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        float* sm = stackalloc float[16];
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = w + sb * 144;
+            var (scale, min) = Q4_KScales(blk);
+            scale.Store(sm);
+            min.Store(sm + 8);
+            byte* qs = blk + 16;
+            sbyte* x = xt + sb * 4096;
+            float* d = dt + sb * 128;
+            int* l = lt + sb * 128;
+            var (v0, v1) = SubBlockPair16(qs, x, l, sm, 0);
+            a0 = Avx512F.FusedMultiplyAdd(v0, Vector512.Load(d), a0);
+            a1 = Avx512F.FusedMultiplyAdd(v1, Vector512.Load(d + 16), a1);
+            (v0, v1) = SubBlockPair16(qs + 32, x + 1024, l + 32, sm, 2);
+            a2 = Avx512F.FusedMultiplyAdd(v0, Vector512.Load(d + 32), a2);
+            a3 = Avx512F.FusedMultiplyAdd(v1, Vector512.Load(d + 48), a3);
+            (v0, v1) = SubBlockPair16(qs + 64, x + 2048, l + 64, sm, 4);
+            a4 = Avx512F.FusedMultiplyAdd(v0, Vector512.Load(d + 64), a4);
+            a5 = Avx512F.FusedMultiplyAdd(v1, Vector512.Load(d + 80), a5);
+            (v0, v1) = SubBlockPair16(qs + 96, x + 3072, l + 96, sm, 6);
+            a6 = Avx512F.FusedMultiplyAdd(v0, Vector512.Load(d + 96), a6);
+            a7 = Avx512F.FusedMultiplyAdd(v1, Vector512.Load(d + 112), a7);
+        }
+        StoreColumn16(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
+    }
+
+    /// <summary><see cref="SubBlockPair"/> for sixteen tokens (each 16-byte half broadcast to all four 128-bit lanes).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector512<float>, Vector512<float>) SubBlockPair16(byte* q, sbyte* x, int* l, float* sm, int k)
+    {
+        var mask = Vector512.Create((byte)0x0F);
+        var ra = Avx512F.BroadcastVector128ToVector512((int*)q).AsByte();
+        var rb = Avx512F.BroadcastVector128ToVector512((int*)(q + 16)).AsByte();
+        var s0 = Avx512F.ConvertToVector512Single(Nibble16((ra & mask).AsInt32(), (rb & mask).AsInt32(), x));
+        var s1 = Avx512F.ConvertToVector512Single(Nibble16(
+            (Avx512BW.ShiftRightLogical(ra.AsUInt16(), 4).AsByte() & mask).AsInt32(), (Avx512BW.ShiftRightLogical(rb.AsUInt16(), 4).AsByte() & mask).AsInt32(), x + 512));
+        var v0 = s0 * Vector512.Create(sm[k]) - Avx512F.ConvertToVector512Single(Vector512.Load(l)) * Vector512.Create(sm[8 + k]);
+        var v1 = s1 * Vector512.Create(sm[k + 1]) - Avx512F.ConvertToVector512Single(Vector512.Load(l + 16)) * Vector512.Create(sm[9 + k]);
+        return (v0, v1);
+    }
+
+    /// <summary><see cref="IntDot.LaneNibbleSums"/> for sixteen tokens: Σ nib·q over 32 values, int16 within the block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Nibble16(Vector512<int> lo, Vector512<int> hi, sbyte* x)
+    {
+        var s16 = Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0x00).AsByte(), Vector512.Load(x))
+                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0x55).AsByte(), Vector512.Load(x + 64))
+                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0xAA).AsByte(), Vector512.Load(x + 128))
+                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0xFF).AsByte(), Vector512.Load(x + 192))
+                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0x00).AsByte(), Vector512.Load(x + 256))
+                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0x55).AsByte(), Vector512.Load(x + 320))
+                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0xAA).AsByte(), Vector512.Load(x + 384))
+                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0xFF).AsByte(), Vector512.Load(x + 448));
+        return Avx512BW.MultiplyAddAdjacent(s16, Vector512.Create((short)1));
+    }
+
+    /// <summary>
     /// Sub-blocks k and k + 1 of a Q4_K super-block for eight tokens: the low and the high nibbles of the 32 bytes at
     /// q. Each 16-byte half is broadcast to both 128-bit lanes so that one in-lane shuffle spreads a group of four to
     /// every token. Returns, per token, d·sc·Σ nib·q − dmin·m·Σq for each, as the one-token kernel computes it
@@ -339,6 +411,71 @@ public static unsafe class KQuantDot
     }
 
     /// <summary>
+    /// <see cref="Q6_KLanes8"/> with 512-bit vectors: sixteen tokens per vector (<see cref="Q8Activations.T16"/>, D16
+    /// and the per-16 sums HT16), lane t doing what lane t of the eight-lane kernel does, so results stay
+    /// bit-identical to <see cref="Q6_K"/>'s. Token t's result goes to y[t·stride].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Q6_KLanes16(byte* w, sbyte* xt, float* dt, int* ht, int superBlocks, float* y, long stride = 1)
+    {
+        if (!Avx512BW.IsSupported)
+        {
+            Scalar.Lanes16(Formats.GgmlType.Q6_K, w, xt, dt, superBlocks, y, stride);
+            return;
+        }
+        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = w + sb * 210;
+            var d = Vector512.Create(IntDot.HalfAt(blk + 208));
+            sbyte* x = xt + sb * 4096;
+            float* ds = dt + sb * 128;
+            int* hs = ht + sb * 256;            // 16 groups of 16 × 16 tokens
+            sbyte* sc = (sbyte*)(blk + 192);
+            Q6Half(blk, 0, out var u0, out var u1, out var u2, out var u3, out _, out _, out _, out _);
+            a0 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u0, x, hs, sc), d * Vector512.Load(ds), a0);
+            a1 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u1, x + 512, hs + 32, sc + 2), d * Vector512.Load(ds + 16), a1);
+            a2 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u2, x + 1024, hs + 64, sc + 4), d * Vector512.Load(ds + 32), a2);
+            a3 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u3, x + 1536, hs + 96, sc + 6), d * Vector512.Load(ds + 48), a3);
+            Q6Half(blk, 1, out u0, out u1, out u2, out u3, out _, out _, out _, out _);
+            a4 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u0, x + 2048, hs + 128, sc + 8), d * Vector512.Load(ds + 64), a4);
+            a5 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u1, x + 2560, hs + 160, sc + 10), d * Vector512.Load(ds + 80), a5);
+            a6 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u2, x + 3072, hs + 192, sc + 12), d * Vector512.Load(ds + 96), a6);
+            a7 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u3, x + 3584, hs + 224, sc + 14), d * Vector512.Load(ds + 112), a7);
+        }
+        StoreColumn16(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
+    }
+
+    /// <summary><see cref="LaneBlock6"/> for sixteen tokens: each 16-value half of u spread to all four 128-bit lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> LaneBlock6x16(Vector256<byte> u, sbyte* x, int* hs, sbyte* sc)
+    {
+        var z = u.ToVector512Unsafe().AsInt32();
+        var lo = Avx512F.Shuffle4x128(z, z, 0x00);   // values 0..15 in every lane
+        var hi = Avx512F.Shuffle4x128(z, z, 0x55);   // values 16..31
+        var sLo = Vector512.Create((short)sc[0]);
+        var sHi = Vector512.Create((short)sc[1]);
+        var p = Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0x00).AsByte(), Vector512.Load(x))
+                                            + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0x55).AsByte(), Vector512.Load(x + 64)), sLo)
+              + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0xAA).AsByte(), Vector512.Load(x + 128))
+                                            + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0xFF).AsByte(), Vector512.Load(x + 192)), sLo)
+              + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0x00).AsByte(), Vector512.Load(x + 256))
+                                            + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0x55).AsByte(), Vector512.Load(x + 320)), sHi)
+              + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0xAA).AsByte(), Vector512.Load(x + 384))
+                                            + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0xFF).AsByte(), Vector512.Load(x + 448)), sHi);
+        var offset = (Vector512.Load(hs) * Vector512.Create((int)sc[0]) + Vector512.Load(hs + 16) * Vector512.Create((int)sc[1])) << 5;
+        return Avx512F.ConvertToVector512Single(p - offset);
+    }
+
+    /// <summary>Lane t of v to y[t·stride] for sixteen tokens.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreColumn16(Vector512<float> v, float* y, long stride)
+    {
+        IntDot.StoreColumn(v.GetLower(), y, stride);
+        IntDot.StoreColumn(v.GetUpper(), y + 8 * stride, stride);
+    }
+
+    /// <summary>
     /// One Q6_K block of 32 (6-bit values u) for eight tokens: Σ over its two groups of 16 of sc·(Σ u·q − 32·Σq),
     /// exact, as floats. x: interleaved activations; hs: the two groups' per-token Σq; sc: the two int8 scales.
     /// </summary>
@@ -414,18 +551,25 @@ public static unsafe class KQuantDot
         /// Reference for the eight-lane kernels (<see cref="KQuantDot.Q4_KLanes8"/>, <see cref="KQuantDot.Q6_KLanes8"/>):
         /// reads the interleaved activations back per token.
         /// </summary>
-        public static void Lanes8(Formats.GgmlType type, byte* w, sbyte* xt, float* dt, int superBlocks, float* y, long stride = 1)
+        public static void Lanes8(Formats.GgmlType type, byte* w, sbyte* xt, float* dt, int superBlocks, float* y, long stride = 1) =>
+            Lanes(type, 8, w, xt, dt, superBlocks, y, stride);
+
+        /// <summary>Reference for the sixteen-lane kernels (<see cref="KQuantDot.Q4_KLanes16"/>, <see cref="KQuantDot.Q6_KLanes16"/>): the 512-bit layouts read back per token.</summary>
+        public static void Lanes16(Formats.GgmlType type, byte* w, sbyte* xt, float* dt, int superBlocks, float* y, long stride = 1) =>
+            Lanes(type, 16, w, xt, dt, superBlocks, y, stride);
+
+        private static void Lanes(Formats.GgmlType type, int lanes, byte* w, sbyte* xt, float* dt, int superBlocks, float* y, long stride)
         {
             Formats.GgmlTypeInfo.TryGetBlock(type, out _, out int blockBytes);
             var row = new float[superBlocks * KQuants.QK_K];
             KQuants.Dequantize(type, new ReadOnlySpan<byte>(w, superBlocks * blockBytes), row);
-            for (int t = 0; t < 8; t++)
+            for (int t = 0; t < lanes; t++)
             {
                 double s = 0;
                 for (int i = 0; i < row.Length; i++)
                 {
                     int b = i / 32, e = i % 32;
-                    s += (double)row[i] * dt[b * 8 + t] * xt[b * 256 + (e / 4) * 32 + t * 4 + e % 4];
+                    s += (double)row[i] * dt[b * lanes + t] * xt[b * 32 * lanes + (e / 4) * 4 * lanes + t * 4 + e % 4];
                 }
                 y[t * stride] = (float)s;
             }

@@ -22,10 +22,14 @@ public sealed unsafe class Q8Activations
     public int[] LT = [];    // [tiles, cols / 32, 8 tokens]
     public int[] HT = [];    // [tiles, cols / 16, 8 tokens]  Σ Q over each 16 values (Q6_K's −32 offset; HalfSums8)
 
-    // Sixteen-token groups widened to int16 for WideDot.Q8_0Rows8x16, built from pairs of tiles by WidenTiles: for
-    // group h, block b, pair p, token t, the two values Q[(16h + t)·cols + 32b + 2p ..+2].
+    // Sixteen-token groups for the 512-bit kernels, built from pairs of tiles by BuildGroups. Int16 (WideDot): for
+    // group h, block b, pair p, token t, the two values Q[(16h + t)·cols + 32b + 2p ..+2]; bytes (the sixteen-lane
+    // k-quant kernels): for group h, block b, group of four j, token t, Q[(16h + t)·cols + 32b + 4j ..+4].
     public short[] Q16 = []; // [groups, cols / 32, 16 pairs, 16 tokens, 2]
+    public sbyte[] T16 = []; // [groups, cols / 32, 8 groups of 4 values, 16 tokens, 4]
     public float[] D16 = []; // [groups, cols / 32, 16 tokens]
+    public int[] LT16 = [];  // [groups, cols / 32, 16 tokens]  (bytes layout)
+    public int[] HT16 = [];  // [groups, cols / 16, 16 tokens]  per-16 sums (half-sums layout, from HT)
 
     public int Blocks => Length / Quantization.QK;
 
@@ -84,70 +88,115 @@ public sealed unsafe class Q8Activations
     }
 
     /// <summary>
-    /// Builds <see cref="Q16"/> and <see cref="D16"/> for the first ⌊rows / 16⌋·16 quantized rows (interleaving the
-    /// tiles first). Returns the number of sixteen-token groups.
+    /// Builds the sixteen-token groups of <paramref name="layouts"/> (and <see cref="D16"/>) for the first
+    /// ⌊rows / 16⌋·16 quantized rows, interleaving the tiles first. Returns the number of groups.
     /// </summary>
-    public int Widen16(int rows, int cols)
+    public int Group16(int rows, int cols, TokenGroups layouts)
     {
         InterleaveTiles(0, ReserveTiles(rows, cols), cols);
-        int groups = ReserveWide(rows, cols);
-        WidenTiles(0, groups, cols);
-        return groups;
-    }
-
-    /// <summary>Sizes <see cref="Q16"/> and <see cref="D16"/> (after <see cref="ReserveTiles"/>); returns the number of groups.</summary>
-    public int ReserveWide(int rows, int cols)
-    {
-        int groups = rows / 16;
-        if (groups == 0) return 0;
-        if ((long)rows * cols > Length) throw new ArgumentException($"{rows} rows of {cols} exceed the {Length} quantized values");
-        if (T.Length < groups * 16 * cols) throw new InvalidOperationException("reserve the tiles before the sixteen-token groups");
-        int n = groups * 16 * cols;
-        if (Q16.Length < n)
-        {
-            Q16 = GC.AllocateArray<short>(n, pinned: true);
-            D16 = GC.AllocateArray<float>(n / Quantization.QK, pinned: true);
-        }
+        if ((layouts & TokenGroups.HalfSums) != 0) HalfSums8(rows, cols);
+        int groups = ReserveGroups(rows, cols, layouts);
+        BuildGroups(0, groups, cols);
         return groups;
     }
 
     /// <summary>
-    /// Widens groups [h0, h1) from tiles 2h and 2h + 1 (interleaved already; groups are independent, so ranges may
-    /// run in parallel): a tile's group of four values per token, sign-extended, holds the token's pairs 2j and 2j + 1
-    /// side by side; one two-source permute per pair gathers the sixteen tokens.
+    /// Sizes the sixteen-token group buffers of <paramref name="layouts"/> (after <see cref="ReserveTiles"/>) and
+    /// remembers which <see cref="BuildGroups"/> builds; returns the number of groups.
+    /// </summary>
+    public int ReserveGroups(int rows, int cols, TokenGroups layouts)
+    {
+        _groupLayouts = layouts;
+        int groups = rows / 16;
+        if (groups == 0 || layouts == TokenGroups.None) return 0;
+        if ((long)rows * cols > Length) throw new ArgumentException($"{rows} rows of {cols} exceed the {Length} quantized values");
+        if (T.Length < groups * 16 * cols) throw new InvalidOperationException("reserve the tiles before the sixteen-token groups");
+        int n = groups * 16 * cols;
+        if (D16.Length < n / Quantization.QK) D16 = GC.AllocateArray<float>(n / Quantization.QK, pinned: true);
+        if ((layouts & TokenGroups.Int16) != 0 && Q16.Length < n) Q16 = GC.AllocateArray<short>(n, pinned: true);
+        if ((layouts & TokenGroups.Bytes) != 0 && T16.Length < n)
+        {
+            T16 = GC.AllocateArray<sbyte>(n, pinned: true);
+            LT16 = GC.AllocateArray<int>(n / Quantization.QK, pinned: true);
+        }
+        if ((layouts & TokenGroups.HalfSums) != 0)
+        {
+            if (HT.Length < n / 16) throw new InvalidOperationException("reserve the tiles' per-16 sums before the groups'");
+            if (HT16.Length < n / 16) HT16 = GC.AllocateArray<int>(n / 16, pinned: true);
+        }
+        return groups;
+    }
+
+    private TokenGroups _groupLayouts;
+
+    /// <summary>
+    /// Builds groups [h0, h1) from tiles 2h and 2h + 1 (interleaved already; groups are independent, so ranges may
+    /// run in parallel), in the layouts last reserved. Bytes: each group of four values is tile 2h's 32 bytes then
+    /// tile 2h + 1's. Int16: a tile's group of four values per token, sign-extended, holds the token's pairs 2j and
+    /// 2j + 1 side by side; one two-source permute per pair gathers the sixteen tokens.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void WidenTiles(int h0, int h1, int cols)
+    public void BuildGroups(int h0, int h1, int cols)
     {
         int nb = cols / Quantization.QK;
+        bool int16 = (_groupLayouts & TokenGroups.Int16) != 0, bytes = (_groupLayouts & TokenGroups.Bytes) != 0;
+        bool halfSums = (_groupLayouts & TokenGroups.HalfSums) != 0;
         var even = Vector512.Create(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
         var odd = even + Vector512<int>.One;
-        fixed (sbyte* t = T)
+        fixed (sbyte* t = T, t16 = T16)
         fixed (short* q16 = Q16)
         fixed (float* dt = DT, d16 = D16)
+        fixed (int* lt = LT, lt16 = LT16, ht = HT, ht16 = HT16)
         {
             for (int h = h0; h < h1; h++)
                 for (int b = 0; b < nb; b++)
                 {
+                    if (halfSums)
+                        for (int half = 2 * b; half < 2 * b + 2; half++)
+                        {
+                            int* src = ht + ((long)(2 * h) * nb * 2 + half) * 8;                 // tile 2h; tile 2h + 1 at + nb·16
+                            int* dst = ht16 + ((long)h * nb * 2 + half) * 16;
+                            Vector256.Load(src).Store(dst);
+                            Vector256.Load(src + (long)nb * 16).Store(dst + 8);
+                        }
+                    long o = (long)h * nb + b;
                     sbyte* lo = t + ((long)(2 * h) * nb + b) * 256, hi = lo + (long)nb * 256;   // tiles 2h, 2h + 1: [8 groups][8 tokens][4]
-                    short* dst = q16 + ((long)h * nb + b) * 512;                               // [16 pairs][16 tokens][2]
-                    if (Avx512BW.IsSupported)
+                    if (int16)
+                    {
+                        short* dst = q16 + o * 512;                                             // [16 pairs][16 tokens][2]
+                        if (Avx512BW.IsSupported)
+                            for (int j = 0; j < 8; j++)
+                            {
+                                var a = Avx512BW.ConvertToVector512Int16(Vector256.Load(lo + j * 32)).AsInt32();   // token k's pairs 2j, 2j+1 at 2k, 2k+1
+                                var c = Avx512BW.ConvertToVector512Int16(Vector256.Load(hi + j * 32)).AsInt32();
+                                Avx512F.PermuteVar16x32x2(a, even, c).Store((int*)(dst + 2 * j * 32));
+                                Avx512F.PermuteVar16x32x2(a, odd, c).Store((int*)(dst + (2 * j + 1) * 32));
+                            }
+                        else
+                            for (int e = 0; e < 32; e++)
+                                for (int k = 0; k < 16; k++)
+                                    dst[(e / 2) * 32 + k * 2 + e % 2] = (k < 8 ? lo : hi)[(e / 4) * 32 + (k % 8) * 4 + e % 4];
+                    }
+                    if (bytes)
+                    {
+                        sbyte* dst = t16 + o * 512;                                             // [8 groups][16 tokens][4]
                         for (int j = 0; j < 8; j++)
                         {
-                            var a = Avx512BW.ConvertToVector512Int16(Vector256.Load(lo + j * 32)).AsInt32();   // token k's pairs 2j, 2j+1 at 2k, 2k+1
-                            var c = Avx512BW.ConvertToVector512Int16(Vector256.Load(hi + j * 32)).AsInt32();
-                            Avx512F.PermuteVar16x32x2(a, even, c).Store((int*)(dst + 2 * j * 32));
-                            Avx512F.PermuteVar16x32x2(a, odd, c).Store((int*)(dst + (2 * j + 1) * 32));
+                            Vector256.Load(lo + j * 32).Store(dst + j * 64);
+                            Vector256.Load(hi + j * 32).Store(dst + j * 64 + 32);
                         }
-                    else
-                        for (int e = 0; e < 32; e++)
-                            for (int k = 0; k < 16; k++)
-                                dst[(e / 2) * 32 + k * 2 + e % 2] = (k < 8 ? lo : hi)[(e / 4) * 32 + (k % 8) * 4 + e % 4];
+                    }
                     float* ds = dt + ((long)(2 * h) * nb + b) * 8;
+                    int* ls = lt + ((long)(2 * h) * nb + b) * 8;
                     for (int k = 0; k < 8; k++)
                     {
-                        d16[((long)h * nb + b) * 16 + k] = ds[k];
-                        d16[((long)h * nb + b) * 16 + 8 + k] = ds[nb * 8 + k];
+                        d16[o * 16 + k] = ds[k];
+                        d16[o * 16 + 8 + k] = ds[nb * 8 + k];
+                        if (bytes)
+                        {
+                            lt16[o * 16 + k] = ls[k];
+                            lt16[o * 16 + 8 + k] = ls[nb * 8 + k];
+                        }
                     }
                 }
         }
@@ -289,4 +338,17 @@ public sealed unsafe class Q8Activations
             }
         }
     }
+}
+
+/// <summary>Which sixteen-token layouts <see cref="Q8Activations.BuildGroups"/> builds.</summary>
+[Flags]
+public enum TokenGroups
+{
+    None = 0,
+    /// <summary>Pairs of values widened to int16 (<see cref="Q8Activations.Q16"/>, for <see cref="WideDot"/>).</summary>
+    Int16 = 1,
+    /// <summary>Groups of four bytes, sixteen tokens per 512-bit vector (<see cref="Q8Activations.T16"/>, <see cref="Q8Activations.LT16"/>).</summary>
+    Bytes = 2,
+    /// <summary>Per-16 sums of sixteen tokens (<see cref="Q8Activations.HT16"/>, from the tiles' <see cref="Q8Activations.HT"/>; Q6_K).</summary>
+    HalfSums = 4,
 }

@@ -103,6 +103,20 @@ public sealed unsafe class WeightMatrix
     /// <summary>True for the types whose prompts run eight tokens per SIMD vector (<see cref="Lanes8"/>).</summary>
     internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
+    /// <summary>True for the types whose prompts run sixteen tokens per 512-bit vector on the bytes layout (<see cref="TokenGroups.Bytes"/>).</summary>
+    internal bool UsesLanes16 => Type is GgmlType.Q4_K or GgmlType.Q6_K;
+
+    /// <summary>
+    /// One row against a sixteen-token group (bytes layout; per-16 sums h16 for Q6_K), token t's result to
+    /// y[t·stride]; <see cref="UsesLanes16"/> types only.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    internal void Lanes16(byte* row, sbyte* x16, float* d16, int* l16, int* h16, float* y, long stride)
+    {
+        if (Type == GgmlType.Q4_K) KQuantDot.Q4_KLanes16(row, x16, d16, l16, Columns / KQuants.QK_K, y, stride);
+        else KQuantDot.Q6_KLanes16(row, x16, d16, h16, Columns / KQuants.QK_K, y, stride);
+    }
+
     /// <summary>
     /// One row against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>; per-16 sums
     /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K), token t's result to y[t·stride]; <see cref="UsesLanes"/> types only.
@@ -158,9 +172,13 @@ public unsafe struct MatMulBatch
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
     private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K)
-    private int _groups;            // sixteen-token groups widened to int16 (Q8_0 on AVX-512, batch ≥ 16)
+    private int _groups;            // sixteen-token groups (AVX-512, batch ≥ 16): int16 for Q8_0, bytes for Q4_K
+    private TokenGroups _layouts;
     private short* _q16;            // [groups, cols / 32, 16, 16, 2]
+    private sbyte* _t16;            // [groups, cols / 32, 8, 16, 4]
     private float* _d16;            // [groups, cols / 32, 16]
+    private int* _lt16;             // [groups, cols / 32, 16]
+    private int* _ht16;             // [groups, cols / 16, 16]  (Q6_K)
 
 
     /// <summary>Work per chunk below which waking another thread costs more than it saves.</summary>
@@ -196,8 +214,14 @@ public unsafe struct MatMulBatch
             _tiles = lanes ? scratch.ReserveTiles(batch, _cols) : 0;
             _halfSums = _tiles > 0 && (_m0.Type == GgmlType.Q6_K || _m1 is { Type: GgmlType.Q6_K } || _m2 is { Type: GgmlType.Q6_K });
             if (_halfSums) scratch.ReserveHalfSums(batch, _cols);
-            bool wide = _tiles > 0 && WideDot.IsSupported && (_m0.Type == GgmlType.Q8_0 || _m1 is { Type: GgmlType.Q8_0 } || _m2 is { Type: GgmlType.Q8_0 });
-            _groups = wide ? scratch.ReserveWide(batch, _cols) : 0;
+            _layouts = TokenGroups.None;
+            if (_tiles > 0 && WideDot.IsSupported)
+            {
+                if (_m0.Type == GgmlType.Q8_0 || _m1 is { Type: GgmlType.Q8_0 } || _m2 is { Type: GgmlType.Q8_0 }) _layouts |= TokenGroups.Int16;
+                if (_m0.UsesLanes16 || _m1 is { UsesLanes16: true } || _m2 is { UsesLanes16: true }) _layouts |= TokenGroups.Bytes;
+                if (_halfSums) _layouts |= TokenGroups.HalfSums;
+            }
+            _groups = scratch.ReserveGroups(batch, _cols, _layouts);
             _scratch = scratch;
             // Quantizing (and interleaving, widening) the inputs, eight rows per work item (sixteen with widening):
             // on the pool for prompts, where it was the largest serial step between the matrix products.
@@ -207,14 +231,14 @@ public unsafe struct MatMulBatch
                 if (groups > 1) pool.For(groups, 1, &Prepare, (nint)self);
                 else Prepare((nint)self, 0, groups);
             }
-            fixed (sbyte* q = scratch.Q, xt = scratch.T)
+            fixed (sbyte* q = scratch.Q, xt = scratch.T, t16 = scratch.T16)
             fixed (float* d = scratch.D, dt = scratch.DT, d16 = scratch.D16)
-            fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT)
+            fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT, lt16 = scratch.LT16, ht16 = scratch.HT16)
             fixed (short* q16 = scratch.Q16)
             {
                 _xq = q; _xd = d; _xl = l;
                 _xt = xt; _dt = dt; _lt = lt; _ht = ht;
-                _q16 = q16; _d16 = d16;
+                _q16 = q16; _t16 = t16; _d16 = d16; _lt16 = lt16; _ht16 = ht16;
                 Dispatch(pool);
             }
         }
@@ -244,14 +268,14 @@ public unsafe struct MatMulBatch
                 b._scratch.InterleaveTiles(t0, t1, b._cols);
                 if (b._halfSums) b._scratch.HalfSumTiles(t0, t1, b._cols);
             }
-            if (g < b._groups) b._scratch.WidenTiles(g, g + 1, b._cols);
+            if (g < b._groups) b._scratch.BuildGroups(g, g + 1, b._cols);
         }
     }
 
     private void Dispatch(WorkerPool pool)
     {
         fixed (MatMulBatch* self = &this)
-            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self, _groups > 0 ? WideDot.Rows : 1);
+            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self, (_layouts & TokenGroups.Int16) != 0 ? WideDot.Rows : 1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -296,7 +320,17 @@ public unsafe struct MatMulBatch
                 int count = Math.Min(Math.Min(RowBlock(m.RowBytes), end - r), rows - row);
                 byte* w0 = m.Data + row * m.RowBytes;
                 int g = 0;
-                if (b._groups > 0 && m.Type == GgmlType.Q8_0)
+                if (b._groups > 0 && m.UsesLanes16)
+                {
+                    // Sixteen tokens per 512-bit vector, then the tiles left over.
+                    for (int h = 0; h < b._groups; h++)
+                        for (int k = 0; k < count; k++)
+                            m.Lanes16(w0 + k * m.RowBytes, b._t16 + (long)h * b._nb * 512, b._d16 + h * b._nb * 16, b._lt16 + h * b._nb * 16,
+                                      b._ht16 + h * b._nb * 32, y + (long)h * 16 * rows + row + k, rows);
+                    g = 2 * b._groups;
+                    i = 16 * b._groups;
+                }
+                else if (b._groups > 0 && m.Type == GgmlType.Q8_0)
                 {
                     // Eight rows widened to int16 once, against each sixteen-token group (WideDot); a part of eight at
                     // a chunk's or matrix's end goes row by row over the groups' tiles.

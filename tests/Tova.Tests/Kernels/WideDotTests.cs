@@ -5,9 +5,10 @@ using Tova.Model;
 namespace Tova.Tests.Kernels;
 
 /// <summary>
-/// The int16 eight-row × sixteen-token Q8_0 kernel (<see cref="WideDot"/>): its widened layouts against the quantized
-/// values they come from, its results against the single-row kernel (bit for bit) and the scalar reference, and the
-/// batched matrix product that uses it against one token at a time.
+/// The 512-bit prompt kernels: the int16 eight-row × sixteen-token Q8_0 kernel (<see cref="WideDot"/>) and the
+/// sixteen-lane Q4_K and Q6_K kernels — their sixteen-token layouts against the quantized values they come from, their results
+/// against the single-token kernels (bit for bit) and the scalar references, and the batched matrix products that
+/// use them against one token at a time.
 /// </summary>
 public unsafe class WideDotTests
 {
@@ -36,31 +37,44 @@ public unsafe class WideDotTests
     {
         const int rows = 40, cols = 96, nb = cols / 32;
         var (_, act, x) = Inputs(nb, rows, false, 3);
-        Assert.Equal(2, act.Widen16(rows, cols));
+        Assert.Equal(2, act.Group16(rows, cols, TokenGroups.Int16 | TokenGroups.Bytes));
         for (int h = 0; h < 2; h++)
             for (int b = 0; b < nb; b++)
                 for (int t = 0; t < 16; t++)
                 {
                     for (int e = 0; e < 32; e++)
+                    {
                         Assert.Equal(act.Q[(16 * h + t) * cols + 32 * b + e], act.Q16[((h * nb + b) * 16 + e / 2) * 32 + t * 2 + e % 2]);
+                        Assert.Equal(act.Q[(16 * h + t) * cols + 32 * b + e], act.T16[((h * nb + b) * 8 + e / 4) * 64 + t * 4 + e % 4]);
+                    }
                     Assert.Equal(act.D[(16 * h + t) * nb + b], act.D16[(h * nb + b) * 16 + t]);
+                    Assert.Equal(act.L[(16 * h + t) * nb + b], act.LT16[(h * nb + b) * 16 + t]);
                 }
 
         // Group by group in reverse order (as the pool may run them) gives the same.
         var parts = new Q8Activations();
         parts.Quantize(x);
         parts.InterleaveTiles(0, parts.ReserveTiles(rows, cols), cols);
-        Assert.Equal(2, parts.ReserveWide(rows, cols));
-        parts.WidenTiles(1, 2, cols);
-        parts.WidenTiles(0, 1, cols);
+        Assert.Equal(2, parts.ReserveGroups(rows, cols, TokenGroups.Int16 | TokenGroups.Bytes));
+        parts.BuildGroups(1, 2, cols);
+        parts.BuildGroups(0, 1, cols);
         Assert.Equal(act.Q16.Take(32 * cols), parts.Q16.Take(32 * cols));
+        Assert.Equal(act.T16.Take(32 * cols), parts.T16.Take(32 * cols));
         Assert.Equal(act.D16.Take(32 * nb), parts.D16.Take(32 * nb));
+        Assert.Equal(act.LT16.Take(32 * nb), parts.LT16.Take(32 * nb));
+
+        // Only the layouts asked for are built.
+        var int16Only = new Q8Activations();
+        int16Only.Quantize(x);
+        Assert.Equal(2, int16Only.Group16(rows, cols, TokenGroups.Int16));
+        Assert.Empty(int16Only.T16);
+        Assert.Equal(act.Q16.Take(32 * cols), int16Only.Q16.Take(32 * cols));
 
         // Groups need their tiles first, and only full groups are built.
         var untiled = new Q8Activations();
         untiled.Reserve(rows * cols);
-        Assert.Throws<InvalidOperationException>(() => untiled.ReserveWide(rows, cols));
-        Assert.Equal(0, new Q8Activations().ReserveWide(15, cols));
+        Assert.Throws<InvalidOperationException>(() => untiled.ReserveGroups(rows, cols, TokenGroups.Int16));
+        Assert.Equal(0, new Q8Activations().ReserveGroups(15, cols, TokenGroups.Bytes));
     }
 
     [Fact]
@@ -103,7 +117,7 @@ public unsafe class WideDotTests
         int n = blocks * 32;
         var (rows, act, _) = Inputs(blocks, 16, extreme, blocks);
         if (extreme) Assert.All(act.Q.Take(16 * n), v => Assert.Equal(127, Math.Abs((int)v)));
-        Assert.Equal(1, act.Widen16(16, n));
+        Assert.Equal(1, act.Group16(16, n, TokenGroups.Int16));
         var ws = new short[blocks * 8 * 32];
         var dws = new float[blocks * 8];
         var y = new float[16 * stride];
@@ -149,18 +163,84 @@ public unsafe class WideDotTests
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 4 - 2);
         var data = GC.AllocateArray<byte>(Quantization.Encode(GgmlType.Q8_0, w).Length, pinned: true);
         Quantization.Encode(GgmlType.Q8_0, w).CopyTo(data, 0);
-        var m = new WeightMatrix("w", GgmlType.Q8_0, rows, cols, data);
+        AssertBatchedEqualsSingle(new WeightMatrix("w", GgmlType.Q8_0, rows, cols, data), x, batch, threads);
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 1)]
+    [InlineData(GgmlType.Q4_K, 3)]
+    [InlineData(GgmlType.Q4_K, 8)]
+    [InlineData(GgmlType.Q6_K, 1)]
+    [InlineData(GgmlType.Q6_K, 3)]
+    [InlineData(GgmlType.Q6_K, 8)]
+    public void SixteenLaneKQuantKernelEqualsTheOneTokenKernel(GgmlType type, int superBlocks)
+    {
+        var r = new Random(superBlocks + 90 + (int)type);
+        int n = superBlocks * KQuants.QK_K;
+        var row = KQuantDotTests.RandomRow(type, superBlocks, r);
+        var x = new float[16 * n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
+        x[n + 7] = 300; // token 1 has a block whose activations reach ±127
+        var act = new Q8Activations();
+        act.Quantize(x);
+        Assert.Equal(1, act.Group16(16, n, TokenGroups.Bytes | TokenGroups.HalfSums));
+        for (int t = 0; t < 16; t++)
+            for (int h = 0; h < n / 16; h++)
+                Assert.Equal(act.Q.Skip(t * n + 16 * h).Take(16).Sum(v => (int)v), act.HT16[h * 16 + t]);
+        const int stride = 3;
+        var y = new float[16 * stride];
+        var reference = new float[16];
+        Array.Fill(y, float.NaN);
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q, x16 = act.T16)
+        fixed (float* d = act.D, d16 = act.D16, py = y, pr = reference)
+        fixed (int* l = act.L, l16 = act.LT16, h16 = act.HT16)
+        {
+            if (type == GgmlType.Q4_K) KQuantDot.Q4_KLanes16(pw, x16, d16, l16, superBlocks, py, stride);
+            else KQuantDot.Q6_KLanes16(pw, x16, d16, h16, superBlocks, py, stride);
+            KQuantDot.Scalar.Lanes16(type, pw, x16, d16, superBlocks, pr);
+            for (int t = 0; t < 16; t++)
+            {
+                float single;
+                if (type == GgmlType.Q4_K) KQuantDot.Q4_K(pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
+                else KQuantDot.Q6_K(pw, q + t * n, d + t * n / 32, superBlocks, n, 1, &single);
+                Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(y[t * stride]));
+                Assert.True(MathF.Abs(reference[t] - single) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"token {t}: {single} vs {reference[t]}");
+                Assert.True(float.IsNaN(y[t * stride + 1]) && float.IsNaN(y[t * stride + 2]), $"the kernel wrote between tokens near {t * stride}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 45, 37, 2)]   // two sixteen-token groups, one tile, five tokens
+    [InlineData(GgmlType.Q6_K, 45, 21, 2)]
+    [InlineData(GgmlType.Q5_K, 45, 21, 2)]   // no eight- or sixteen-lane kernel: tiles throughout
+    public void BatchedKQuantProductGivesWhatOneTokenAtATimeGives(GgmlType type, int batch, int rows, int threads)
+    {
+        const int cols = 512;
+        var r = new Random(batch + rows + (int)type);
+        var encoded = KQuantDotTests.RandomRow(type, rows * cols / KQuants.QK_K, r);
+        var data = GC.AllocateArray<byte>(encoded.Length, pinned: true);
+        encoded.CopyTo(data, 0);
+        var m = new WeightMatrix("w", type, rows, cols, data);
+        var x = new float[batch * cols];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 4 - 2);
+        AssertBatchedEqualsSingle(m, x, batch, threads);
+    }
+
+    private static void AssertBatchedEqualsSingle(WeightMatrix m, float[] x, int batch, int threads)
+    {
         using var pool = new WorkerPool(threads);
-        var batched = new float[batch * rows];
-        var single = new float[rows];
+        var batched = new float[batch * m.Rows];
+        var single = new float[m.Rows];
         fixed (float* px = x, py = batched, ps = single)
         {
             m.MatMul(pool, px, py, batch);
             for (int t = 0; t < batch; t++)
             {
-                m.MatVec(pool, px + t * cols, ps);
-                for (int k = 0; k < rows; k++)
-                    Assert.Equal(BitConverter.SingleToInt32Bits(single[k]), BitConverter.SingleToInt32Bits(batched[t * rows + k]));
+                m.MatVec(pool, px + t * m.Columns, ps);
+                for (int k = 0; k < m.Rows; k++)
+                    Assert.Equal(BitConverter.SingleToInt32Bits(single[k]), BitConverter.SingleToInt32Bits(batched[t * m.Rows + k]));
             }
         }
     }
