@@ -150,7 +150,7 @@ public static unsafe class KQuantDot
             a6 = Avx512F.FusedMultiplyAdd(v0, Vector512.Load(d + 96), a6);
             a7 = Avx512F.FusedMultiplyAdd(v1, Vector512.Load(d + 112), a7);
         }
-        StoreColumn16(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
+        IntDot.StoreColumn16(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
     }
 
     /// <summary><see cref="SubBlockPair"/> for sixteen tokens (each 16-byte half broadcast to all four 128-bit lanes).</summary>
@@ -160,27 +160,12 @@ public static unsafe class KQuantDot
         var mask = Vector512.Create((byte)0x0F);
         var ra = Avx512F.BroadcastVector128ToVector512((int*)q).AsByte();
         var rb = Avx512F.BroadcastVector128ToVector512((int*)(q + 16)).AsByte();
-        var s0 = Avx512F.ConvertToVector512Single(Nibble16((ra & mask).AsInt32(), (rb & mask).AsInt32(), x));
-        var s1 = Avx512F.ConvertToVector512Single(Nibble16(
+        var s0 = Avx512F.ConvertToVector512Single(IntDot.LaneNibbleSums16((ra & mask).AsInt32(), (rb & mask).AsInt32(), x));
+        var s1 = Avx512F.ConvertToVector512Single(IntDot.LaneNibbleSums16(
             (Avx512BW.ShiftRightLogical(ra.AsUInt16(), 4).AsByte() & mask).AsInt32(), (Avx512BW.ShiftRightLogical(rb.AsUInt16(), 4).AsByte() & mask).AsInt32(), x + 512));
         var v0 = s0 * Vector512.Create(sm[k]) - Avx512F.ConvertToVector512Single(Vector512.Load(l)) * Vector512.Create(sm[8 + k]);
         var v1 = s1 * Vector512.Create(sm[k + 1]) - Avx512F.ConvertToVector512Single(Vector512.Load(l + 16)) * Vector512.Create(sm[9 + k]);
         return (v0, v1);
-    }
-
-    /// <summary><see cref="IntDot.LaneNibbleSums"/> for sixteen tokens: Σ nib·q over 32 values, int16 within the block.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Nibble16(Vector512<int> lo, Vector512<int> hi, sbyte* x)
-    {
-        var s16 = Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0x00).AsByte(), Vector512.Load(x))
-                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0x55).AsByte(), Vector512.Load(x + 64))
-                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0xAA).AsByte(), Vector512.Load(x + 128))
-                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(lo, 0xFF).AsByte(), Vector512.Load(x + 192))
-                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0x00).AsByte(), Vector512.Load(x + 256))
-                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0x55).AsByte(), Vector512.Load(x + 320))
-                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0xAA).AsByte(), Vector512.Load(x + 384))
-                + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0xFF).AsByte(), Vector512.Load(x + 448));
-        return Avx512BW.MultiplyAddAdjacent(s16, Vector512.Create((short)1));
     }
 
     /// <summary>
@@ -443,7 +428,7 @@ public static unsafe class KQuantDot
             a6 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u2, x + 3072, hs + 192, sc + 12), d * Vector512.Load(ds + 96), a6);
             a7 = Avx512F.FusedMultiplyAdd(LaneBlock6x16(u3, x + 3584, hs + 224, sc + 14), d * Vector512.Load(ds + 112), a7);
         }
-        StoreColumn16(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
+        IntDot.StoreColumn16(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
     }
 
     /// <summary><see cref="LaneBlock6"/> for sixteen tokens: each 16-value half of u spread to all four 128-bit lanes.</summary>
@@ -465,14 +450,6 @@ public static unsafe class KQuantDot
                                             + Avx512BW.MultiplyAddAdjacent(Avx512F.Shuffle(hi, 0xFF).AsByte(), Vector512.Load(x + 448)), sHi);
         var offset = (Vector512.Load(hs) * Vector512.Create((int)sc[0]) + Vector512.Load(hs + 16) * Vector512.Create((int)sc[1])) << 5;
         return Avx512F.ConvertToVector512Single(p - offset);
-    }
-
-    /// <summary>Lane t of v to y[t·stride] for sixteen tokens.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void StoreColumn16(Vector512<float> v, float* y, long stride)
-    {
-        IntDot.StoreColumn(v.GetLower(), y, stride);
-        IntDot.StoreColumn(v.GetUpper(), y + 8 * stride, stride);
     }
 
     /// <summary>

@@ -104,7 +104,7 @@ public sealed unsafe class WeightMatrix
     internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
     /// <summary>True for the types whose prompts run sixteen tokens per 512-bit vector on the bytes layout (<see cref="TokenGroups.Bytes"/>).</summary>
-    internal bool UsesLanes16 => Type is GgmlType.Q4_K or GgmlType.Q6_K;
+    internal bool UsesLanes16 => Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
 
     /// <summary>
     /// One row against a sixteen-token group (bytes layout; per-16 sums h16 for Q6_K), token t's result to
@@ -113,8 +113,12 @@ public sealed unsafe class WeightMatrix
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal void Lanes16(byte* row, sbyte* x16, float* d16, int* l16, int* h16, float* y, long stride)
     {
-        if (Type == GgmlType.Q4_K) KQuantDot.Q4_KLanes16(row, x16, d16, l16, Columns / KQuants.QK_K, y, stride);
-        else KQuantDot.Q6_KLanes16(row, x16, d16, h16, Columns / KQuants.QK_K, y, stride);
+        switch (Type)
+        {
+            case GgmlType.Q4_0: IntDot.Q4_0Lanes16(row, x16, d16, l16, Columns / Quantization.QK, y, stride); break;
+            case GgmlType.Q4_K: KQuantDot.Q4_KLanes16(row, x16, d16, l16, Columns / KQuants.QK_K, y, stride); break;
+            default: KQuantDot.Q6_KLanes16(row, x16, d16, h16, Columns / KQuants.QK_K, y, stride); break;
+        }
     }
 
     /// <summary>

@@ -6,7 +6,7 @@ namespace Tova.Tests.Kernels;
 
 /// <summary>
 /// The 512-bit prompt kernels: the int16 eight-row × sixteen-token Q8_0 kernel (<see cref="WideDot"/>) and the
-/// sixteen-lane Q4_K and Q6_K kernels — their sixteen-token layouts against the quantized values they come from, their results
+/// sixteen-lane Q4_0, Q4_K and Q6_K kernels — their sixteen-token layouts against the quantized values they come from, their results
 /// against the single-token kernels (bit for bit) and the scalar references, and the batched matrix products that
 /// use them against one token at a time.
 /// </summary>
@@ -167,6 +167,47 @@ public unsafe class WideDotTests
     }
 
     [Theory]
+    [InlineData(1, false)]
+    [InlineData(8, false)]
+    [InlineData(19, false)]
+    [InlineData(64, false)]
+    [InlineData(16, true)]
+    public void SixteenLaneQ4_0EqualsTheOneTokenKernel(int blocks, bool extreme)
+    {
+        // extreme: nibbles of 15 and 0 with every activation ±127, the int16 worst case (8·2·15·127 per block).
+        int n = blocks * 32;
+        var r = new Random(blocks + 300);
+        var w = new float[n];
+        for (int i = 0; i < n; i++) w[i] = extreme ? (i % 32 == 0 ? -1f : 0.875f) : (float)(r.NextDouble() * 2 - 1);
+        var row = Quantization.Encode(GgmlType.Q4_0, w);
+        var x = new float[16 * n];
+        for (int i = 0; i < x.Length; i++) x[i] = extreme ? (i / n % 2 == 0 ? 1f : -1f) : (float)(r.NextDouble() * 6 - 3);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        Assert.Equal(1, act.Group16(16, n, TokenGroups.Bytes));
+        const int stride = 3;
+        var y = new float[16 * stride];
+        var reference = new float[16];
+        Array.Fill(y, float.NaN);
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q, x16 = act.T16)
+        fixed (float* d = act.D, d16 = act.D16, py = y, pr = reference)
+        fixed (int* l = act.L, l16 = act.LT16)
+        {
+            IntDot.Q4_0Lanes16(pw, x16, d16, l16, blocks, py, stride);
+            IntDot.Scalar.Q4_0Lanes16(pw, x16, d16, l16, blocks, pr);
+            for (int t = 0; t < 16; t++)
+            {
+                float single = IntDot.Q4_0(pw, q + t * n, d + t * blocks, l + t * blocks, blocks);
+                float plain = IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, l + t * blocks, blocks);
+                Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(y[t * stride]));
+                Assert.True(MathF.Abs(plain - reference[t]) <= 1e-4f * (1 + MathF.Abs(plain)), $"token {t}: {reference[t]} vs {plain}");
+                Assert.True(float.IsNaN(y[t * stride + 1]) && float.IsNaN(y[t * stride + 2]), $"the kernel wrote between tokens near {t * stride}");
+            }
+        }
+    }
+
+    [Theory]
     [InlineData(GgmlType.Q4_K, 1)]
     [InlineData(GgmlType.Q4_K, 3)]
     [InlineData(GgmlType.Q4_K, 8)]
@@ -213,13 +254,21 @@ public unsafe class WideDotTests
 
     [Theory]
     [InlineData(GgmlType.Q4_K, 45, 37, 2)]   // two sixteen-token groups, one tile, five tokens
+    [InlineData(GgmlType.Q4_0, 45, 37, 2)]
     [InlineData(GgmlType.Q6_K, 45, 21, 2)]
     [InlineData(GgmlType.Q5_K, 45, 21, 2)]   // no eight- or sixteen-lane kernel: tiles throughout
-    public void BatchedKQuantProductGivesWhatOneTokenAtATimeGives(GgmlType type, int batch, int rows, int threads)
+    public void BatchedSixteenLaneProductGivesWhatOneTokenAtATimeGives(GgmlType type, int batch, int rows, int threads)
     {
         const int cols = 512;
         var r = new Random(batch + rows + (int)type);
-        var encoded = KQuantDotTests.RandomRow(type, rows * cols / KQuants.QK_K, r);
+        byte[] encoded;
+        if (type == GgmlType.Q4_0)
+        {
+            var w = new float[rows * cols];
+            for (int i = 0; i < w.Length; i++) w[i] = (float)(r.NextDouble() * 2 - 1);
+            encoded = Quantization.Encode(type, w);
+        }
+        else encoded = KQuantDotTests.RandomRow(type, rows * cols / KQuants.QK_K, r);
         var data = GC.AllocateArray<byte>(encoded.Length, pinned: true);
         encoded.CopyTo(data, 0);
         var m = new WeightMatrix("w", type, rows, cols, data);
