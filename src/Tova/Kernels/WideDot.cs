@@ -9,7 +9,7 @@ namespace Tova.Kernels;
 /// per call. Signed × signed bytes cost three instructions per 32 multiply-adds on the pipes that multiply (sign,
 /// u8 × s8, int16 pairs); widened to int16 once, they cost one vpmaddwd per 32 (512-bit) plus an integer add that
 /// runs elsewhere. Weights are widened per block of eight rows into a small per-thread buffer
-/// (<see cref="WidenRows8"/>), activations once per prompt (<see cref="Q8Activations.WidenTiles"/>); each 32-bit
+/// (<see cref="WidenRows8"/>), activations once per prompt (<see cref="Q8Activations.BuildGroups"/>, <see cref="TokenGroups.Int16"/>); each 32-bit
 /// weight pair is broadcast to the sixteen tokens' lanes.
 /// Block sums are exact and every float step is <see cref="IntDot.Q8_0Avx2"/>'s in its order (d_w·d_x, then one FMA
 /// per block into the accumulator of its block index mod 8, the eight added as <see cref="Vector256.Sum{T}"/> does,
@@ -71,7 +71,7 @@ public static unsafe class WideDot
 
     /// <summary>
     /// y[t·stride + r] = row r · token t for r &lt; 8, t &lt; 16: rows widened by <see cref="WidenRows8"/> (ws, dws), tokens
-    /// by <see cref="Q8Activations.WidenTiles"/> (xw [nb, 16 pairs, 16 tokens, 2], dxw [nb, 16]). Token t's eight
+    /// by <see cref="Q8Activations.BuildGroups"/>, <see cref="TokenGroups.Int16"/> (xw [nb, 16 pairs, 16 tokens, 2], dxw [nb, 16]). Token t's eight
     /// results are stored together (one 256-bit store), so stride ≥ 8 keeps them apart.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
