@@ -177,33 +177,48 @@ public unsafe class WideDotTests
         // extreme: nibbles of 15 and 0 with every activation ±127, the int16 worst case (8·2·15·127 per block).
         int n = blocks * 32;
         var r = new Random(blocks + 300);
-        var w = new float[n];
-        for (int i = 0; i < n; i++) w[i] = extreme ? (i % 32 == 0 ? -1f : 0.875f) : (float)(r.NextDouble() * 2 - 1);
-        var row = Quantization.Encode(GgmlType.Q4_0, w);
+        var values = new float[n];
+        for (int i = 0; i < n; i++) values[i] = extreme ? (i % 32 == 0 ? -1f : 0.875f) : (float)(r.NextDouble() * 2 - 1);
+        var row = Quantization.Encode(GgmlType.Q4_0, values);
         var x = new float[16 * n];
         for (int i = 0; i < x.Length; i++) x[i] = extreme ? (i / n % 2 == 0 ? 1f : -1f) : (float)(r.NextDouble() * 6 - 3);
         var act = new Q8Activations();
         act.Quantize(x);
         Assert.Equal(1, act.Group16(16, n, TokenGroups.Bytes));
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q, x16 = act.T16)
+        fixed (float* d = act.D, d16 = act.D16)
+        fixed (int* l = act.L, l16 = act.LT16)
+        {
+            byte* w = pw; sbyte* xq = q, xt = x16; float* xd = d, dt = d16; int* xl = l, lt = l16;
+            CheckSixteenLanes(
+                (y, stride) => IntDot.Q4_0Lanes16(w, xt, dt, lt, blocks, (float*)y, stride),
+                y => IntDot.Scalar.Q4_0Lanes16(w, xt, dt, lt, blocks, (float*)y),
+                t => IntDot.Q4_0(w, xq + t * n, xd + t * blocks, xl + t * blocks, blocks));
+        }
+    }
+
+    /// <summary>
+    /// Runs a sixteen-lane kernel (token t's result to y[3t]) and checks each token against its one-token kernel
+    /// (bit for bit) and the scalar reference (to 1e-4), and that nothing was written between the tokens.
+    /// </summary>
+    private static void CheckSixteenLanes(Action<nint, long> kernel, Action<nint> scalar, Func<int, float> single)
+    {
         const int stride = 3;
         var y = new float[16 * stride];
         var reference = new float[16];
         Array.Fill(y, float.NaN);
-        fixed (byte* pw = row)
-        fixed (sbyte* q = act.Q, x16 = act.T16)
-        fixed (float* d = act.D, d16 = act.D16, py = y, pr = reference)
-        fixed (int* l = act.L, l16 = act.LT16)
+        fixed (float* py = y, pr = reference)
         {
-            IntDot.Q4_0Lanes16(pw, x16, d16, l16, blocks, py, stride);
-            IntDot.Scalar.Q4_0Lanes16(pw, x16, d16, l16, blocks, pr);
-            for (int t = 0; t < 16; t++)
-            {
-                float single = IntDot.Q4_0(pw, q + t * n, d + t * blocks, l + t * blocks, blocks);
-                float plain = IntDot.Scalar.Q4_0(pw, q + t * n, d + t * blocks, l + t * blocks, blocks);
-                Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(y[t * stride]));
-                Assert.True(MathF.Abs(plain - reference[t]) <= 1e-4f * (1 + MathF.Abs(plain)), $"token {t}: {reference[t]} vs {plain}");
-                Assert.True(float.IsNaN(y[t * stride + 1]) && float.IsNaN(y[t * stride + 2]), $"the kernel wrote between tokens near {t * stride}");
-            }
+            kernel((nint)py, stride);
+            scalar((nint)pr);
+        }
+        for (int t = 0; t < 16; t++)
+        {
+            float one = single(t);
+            Assert.Equal(BitConverter.SingleToInt32Bits(one), BitConverter.SingleToInt32Bits(y[t * stride]));
+            Assert.True(MathF.Abs(reference[t] - one) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"token {t}: {one} vs {reference[t]}");
+            Assert.True(float.IsNaN(y[t * stride + 1]) && float.IsNaN(y[t * stride + 2]), $"the kernel wrote between tokens near {t * stride}");
         }
     }
 
@@ -228,27 +243,26 @@ public unsafe class WideDotTests
         for (int t = 0; t < 16; t++)
             for (int h = 0; h < n / 16; h++)
                 Assert.Equal(act.Q.Skip(t * n + 16 * h).Take(16).Sum(v => (int)v), act.HT16[h * 16 + t]);
-        const int stride = 3;
-        var y = new float[16 * stride];
-        var reference = new float[16];
-        Array.Fill(y, float.NaN);
         fixed (byte* pw = row)
         fixed (sbyte* q = act.Q, x16 = act.T16)
-        fixed (float* d = act.D, d16 = act.D16, py = y, pr = reference)
+        fixed (float* d = act.D, d16 = act.D16)
         fixed (int* l = act.L, l16 = act.LT16, h16 = act.HT16)
         {
-            if (type == GgmlType.Q4_K) KQuantDot.Q4_KLanes16(pw, x16, d16, l16, superBlocks, py, stride);
-            else KQuantDot.Q6_KLanes16(pw, x16, d16, h16, superBlocks, py, stride);
-            KQuantDot.Scalar.Lanes16(type, pw, x16, d16, superBlocks, pr);
-            for (int t = 0; t < 16; t++)
-            {
-                float single;
-                if (type == GgmlType.Q4_K) KQuantDot.Q4_K(pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
-                else KQuantDot.Q6_K(pw, q + t * n, d + t * n / 32, superBlocks, n, 1, &single);
-                Assert.Equal(BitConverter.SingleToInt32Bits(single), BitConverter.SingleToInt32Bits(y[t * stride]));
-                Assert.True(MathF.Abs(reference[t] - single) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"token {t}: {single} vs {reference[t]}");
-                Assert.True(float.IsNaN(y[t * stride + 1]) && float.IsNaN(y[t * stride + 2]), $"the kernel wrote between tokens near {t * stride}");
-            }
+            byte* w = pw; sbyte* xq = q, xt = x16; float* xd = d, dt = d16; int* xl = l, lt = l16, ht = h16;
+            CheckSixteenLanes(
+                (y, stride) =>
+                {
+                    if (type == GgmlType.Q4_K) KQuantDot.Q4_KLanes16(w, xt, dt, lt, superBlocks, (float*)y, stride);
+                    else KQuantDot.Q6_KLanes16(w, xt, dt, ht, superBlocks, (float*)y, stride);
+                },
+                y => KQuantDot.Scalar.Lanes16(type, w, xt, dt, superBlocks, (float*)y),
+                t =>
+                {
+                    float one;
+                    if (type == GgmlType.Q4_K) KQuantDot.Q4_K(w, xq + t * n, xd + t * n / 32, xl + t * n / 32, superBlocks, n, 1, &one);
+                    else KQuantDot.Q6_K(w, xq + t * n, xd + t * n / 32, superBlocks, n, 1, &one);
+                    return one;
+                });
         }
     }
 
