@@ -279,7 +279,7 @@ public unsafe struct MatMulBatch
     private void Dispatch(WorkerPool pool)
     {
         fixed (MatMulBatch* self = &this)
-            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self, (_layouts & TokenGroups.Int16) != 0 ? WideDot.Rows : 1);
+            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self, _groups > 0 && (_layouts & TokenGroups.Int16) != 0 ? WideDot.Rows : 1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -324,7 +324,7 @@ public unsafe struct MatMulBatch
                 int count = Math.Min(Math.Min(RowBlock(m.RowBytes), end - r), rows - row);
                 byte* w0 = m.Data + row * m.RowBytes;
                 int g = 0;
-                if (b._groups > 0 && m.UsesLanes16)
+                if (b._groups > 0 && (b._layouts & TokenGroups.Bytes) != 0 && m.UsesLanes16)
                 {
                     // Sixteen tokens per 512-bit vector, then the tiles left over.
                     for (int h = 0; h < b._groups; h++)
@@ -334,7 +334,7 @@ public unsafe struct MatMulBatch
                     g = 2 * b._groups;
                     i = 16 * b._groups;
                 }
-                else if (b._groups > 0 && m.Type == GgmlType.Q8_0)
+                else if (b._groups > 0 && (b._layouts & TokenGroups.Int16) != 0 && m.Type == GgmlType.Q8_0)
                 {
                     // Eight rows widened to int16 once, against each sixteen-token group (WideDot); a part of eight at
                     // a chunk's or matrix's end goes row by row over the groups' tiles.
