@@ -337,7 +337,7 @@ public unsafe struct MatMulBatch
                 else if (b._groups > 0 && (b._layouts & TokenGroups.Int16) != 0 && m.Type == GgmlType.Q8_0)
                 {
                     // Eight rows widened to int16 once, against each sixteen-token group (WideDot); a part of eight at
-                    // a chunk's or matrix's end goes row by row over the groups' tiles.
+                    // a chunk's or matrix's end is left to the eight-lane loop below, over all the tiles.
                     count = Math.Min(Math.Min(WideDot.Rows, end - r), rows - row);
                     if (count == WideDot.Rows)
                     {
@@ -353,14 +353,9 @@ public unsafe struct MatMulBatch
                             for (long o = 0; o < share; o += 64) Sse.Prefetch1(next + o);
                             WideDot.Q8_0Rows8x16(ws, dws, b._q16 + (long)h * b._nb * 512, b._d16 + h * b._nb * 16, b._nb, y + (long)h * 16 * rows + row, rows);
                         }
+                        g = 2 * b._groups;
+                        i = 16 * b._groups;
                     }
-                    else
-                        for (int h = 0; h < 2 * b._groups; h++)
-                            for (int k = 0; k < count; k++)
-                                m.Lanes8(w0 + k * m.RowBytes, b._xt + (long)h * b._nb * 256, b._dt + h * b._nb * 8, b._lt + h * b._nb * 8, b._ht + h * b._nb * 16,
-                                         y + (long)h * 8 * rows + row + k, rows);
-                    g = 2 * b._groups;
-                    i = 16 * b._groups;
                 }
                 // Eight tokens per SIMD vector (interleaved activations), then tiles of up to eight tokens: each group
                 // of weight blocks is loaded (and unpacked) once for all of them.

@@ -73,7 +73,8 @@ public unsafe class KQuantDotTests
         }
     }
 
-    private static void Run(GgmlType type, byte* w, sbyte* q, float* d, int* l, int superBlocks, int stride, int tokens, float* outs)
+    /// <summary>The one-token (tokens = 1) or tile kernel of a k-quant type.</summary>
+    internal static void Run(GgmlType type, byte* w, sbyte* q, float* d, int* l, int superBlocks, int stride, int tokens, float* outs)
     {
         if (type == GgmlType.Q4_K) KQuantDot.Q4_K(w, q, d, l, superBlocks, stride, tokens, outs);
         else if (type == GgmlType.Q5_K) KQuantDot.Q5_K(w, q, d, l, superBlocks, stride, tokens, outs);
@@ -81,51 +82,18 @@ public unsafe class KQuantDotTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(8)]
-    public void EightLaneQ4_KEqualsTheOneTokenKernel(int superBlocks)
+    [InlineData(GgmlType.Q4_K, 1)]
+    [InlineData(GgmlType.Q4_K, 8)]
+    [InlineData(GgmlType.Q6_K, 1)]
+    [InlineData(GgmlType.Q6_K, 8)]
+    public void EightLaneKernelEqualsTheOneTokenKernel(GgmlType type, int superBlocks)
     {
-        var r = new Random(superBlocks + 50);
+        var r = new Random(superBlocks + (type == GgmlType.Q4_K ? 50 : 70));
         int n = superBlocks * KQuants.QK_K;
-        var row = RandomRow(GgmlType.Q4_K, superBlocks, r);
+        var row = RandomRow(type, superBlocks, r);
         var x = new float[8 * n];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
-        var act = new Q8Activations();
-        act.Quantize(x);
-        act.Interleave8(8, n);
-        var lanes = new float[8];
-        var reference = new float[8];
-        fixed (byte* pw = row)
-        fixed (sbyte* q = act.Q, xt = act.T)
-        fixed (float* d = act.D, dt = act.DT, o = lanes, ro = reference)
-        fixed (int* l = act.L, lt = act.LT)
-        {
-            KQuantDot.Q4_KLanes8(pw, xt, dt, lt, superBlocks, o);
-            float* column = stackalloc float[40]; // the strided form, as the batched row loop calls it: token t at column[5t]
-            KQuantDot.Q4_KLanes8(pw, xt, dt, lt, superBlocks, column, 5);
-            for (int t = 0; t < 8; t++) Assert.Equal(lanes[t], column[5 * t]);
-            KQuantDot.Scalar.Lanes8(GgmlType.Q4_K, pw, xt, dt, superBlocks, ro);
-            for (int t = 0; t < 8; t++)
-            {
-                float single;
-                KQuantDot.Q4_K(pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
-                Assert.Equal(single, lanes[t]);
-                Assert.True(MathF.Abs(reference[t] - lanes[t]) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"token {t}: {lanes[t]} vs {reference[t]}");
-            }
-        }
-    }
-
-    [Theory]
-    [InlineData(1)]
-    [InlineData(8)]
-    public void EightLaneQ6_KEqualsTheOneTokenKernel(int superBlocks)
-    {
-        var r = new Random(superBlocks + 70);
-        int n = superBlocks * KQuants.QK_K;
-        var row = RandomRow(GgmlType.Q6_K, superBlocks, r);
-        var x = new float[8 * n];
-        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
-        x[5] = 300; // a block whose activations reach ±127
+        if (type == GgmlType.Q6_K) x[5] = 300; // a block whose activations reach ±127
         var act = new Q8Activations();
         act.Quantize(x);
         act.Interleave8(8, n);
@@ -138,17 +106,25 @@ public unsafe class KQuantDotTests
         fixed (byte* pw = row)
         fixed (sbyte* q = act.Q, xt = act.T)
         fixed (float* d = act.D, dt = act.DT, o = lanes, ro = reference)
-        fixed (int* l = act.L, ht = act.HT)
+        fixed (int* l = act.L, lt = act.LT, ht = act.HT)
         {
-            KQuantDot.Q6_KLanes8(pw, xt, dt, ht, superBlocks, o);
             float* column = stackalloc float[40]; // the strided form, as the batched row loop calls it: token t at column[5t]
-            KQuantDot.Q6_KLanes8(pw, xt, dt, ht, superBlocks, column, 5);
+            if (type == GgmlType.Q4_K)
+            {
+                KQuantDot.Q4_KLanes8(pw, xt, dt, lt, superBlocks, o);
+                KQuantDot.Q4_KLanes8(pw, xt, dt, lt, superBlocks, column, 5);
+            }
+            else
+            {
+                KQuantDot.Q6_KLanes8(pw, xt, dt, ht, superBlocks, o);
+                KQuantDot.Q6_KLanes8(pw, xt, dt, ht, superBlocks, column, 5);
+            }
             for (int t = 0; t < 8; t++) Assert.Equal(lanes[t], column[5 * t]);
-            KQuantDot.Scalar.Lanes8(GgmlType.Q6_K, pw, xt, dt, superBlocks, ro);
+            KQuantDot.Scalar.Lanes8(type, pw, xt, dt, superBlocks, ro);
             for (int t = 0; t < 8; t++)
             {
                 float single;
-                KQuantDot.Q6_K(pw, q + t * n, d + t * n / 32, superBlocks, n, 1, &single);
+                Run(type, pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
                 Assert.Equal(single, lanes[t]);
                 Assert.True(MathF.Abs(reference[t] - lanes[t]) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"token {t}: {lanes[t]} vs {reference[t]}");
             }

@@ -259,8 +259,7 @@ public unsafe class WideDotTests
                 t =>
                 {
                     float one;
-                    if (type == GgmlType.Q4_K) KQuantDot.Q4_K(w, xq + t * n, xd + t * n / 32, xl + t * n / 32, superBlocks, n, 1, &one);
-                    else KQuantDot.Q6_K(w, xq + t * n, xd + t * n / 32, superBlocks, n, 1, &one);
+                    KQuantDotTests.Run(type, w, xq + t * n, xd + t * n / 32, xl + t * n / 32, superBlocks, n, 1, &one);
                     return one;
                 });
         }
