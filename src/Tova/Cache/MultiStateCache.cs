@@ -15,6 +15,9 @@ public sealed class MultiStateCache
 {
     private const int InitialCapacity = 64;
     private readonly HeadStates[] _sets; // [layer * kv_heads + kv_head]
+    private readonly int[] _window;      // [layer] sliding window (0 = none)
+    private readonly int[] _layerMax;    // [layer] most states a set of the layer stores
+    private readonly int[] _lastAdded;   // [layer] position of the newest state
     private readonly int _groupSize;
 
     public int Layers { get; }
@@ -58,15 +61,33 @@ public sealed class MultiStateCache
         Policy = options.CreatePolicy(Budget);
         Headroom = options.IsFull ? 0 : Math.Max(0, headroom);
         MaxStates = options.IsFull ? config.ContextLength : Budget + Headroom;
+        _window = new int[Layers];
+        _layerMax = new int[Layers];
+        _lastAdded = new int[Layers];
         _sets = new HeadStates[Layers * KvHeads];
-        for (int i = 0; i < _sets.Length; i++)
+        for (int l = 0; l < Layers; l++)
         {
-            _sets[i] = new HeadStates(HeadDim);
-            if (Bounded) _sets[i].Resize(MaxStates);
+            // A sliding-window layer never needs more than its window: bounded, min(window, budget) (+ the chunk's
+            // headroom); full, the window plus one batch of new states added before the step's attention.
+            int w = _window[l] = config.WindowOf(l);
+            _layerMax[l] = w == 0 ? MaxStates
+                : options.IsFull ? Math.Min(config.ContextLength, w + Transformer.MaxBatch - 1)
+                : Math.Min(Budget, w) + Headroom;
+            for (int g = 0; g < KvHeads; g++)
+            {
+                var set = _sets[l * KvHeads + g] = new HeadStates(HeadDim);
+                if (Bounded) set.Resize(_layerMax[l]);
+            }
         }
     }
 
     public HeadStates Set(int layer, int kvHead) => _sets[layer * KvHeads + kvHead];
+
+    /// <summary>The sliding window of layer <paramref name="layer"/> (0 = it sees every state it holds).</summary>
+    public int Window(int layer) => _window[layer];
+
+    /// <summary>Most states one set of layer <paramref name="layer"/> may store.</summary>
+    public int MaxStatesOf(int layer) => _layerMax[layer];
 
     /// <summary>Largest number of states attention reads in a layer this step (sizes the attention buffer).</summary>
     public int MaxTotal(int layer)
@@ -104,15 +125,17 @@ public sealed class MultiStateCache
     /// </summary>
     public void Add(int layer, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int position)
     {
+        _lastAdded[layer] = position;
+        int max = _layerMax[layer];
         for (int g = 0; g < KvHeads; g++)
         {
             var s = _sets[layer * KvHeads + g];
             if (!Bounded && s.Count == s.Capacity)
             {
-                if (s.Count >= MaxStates)
+                if (s.Count >= max)
                     throw new InvalidOperationException(
                         $"the full cache holds at most {MaxStates} states (the context length); use a bounded cache (e.g. --cache tova --budget 256) for longer sequences");
-                s.Resize(Math.Min(MaxStates, Math.Max(InitialCapacity, s.Capacity * 2)));
+                s.Resize(Math.Min(max, Math.Max(InitialCapacity, s.Capacity * 2)));
             }
             s.Add(k.Slice(g * HeadDim, HeadDim), v.Slice(g * HeadDim, HeadDim), position);
         }
@@ -125,7 +148,11 @@ public sealed class MultiStateCache
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AfterAttention(int layer, ReadOnlySpan<float> probs, int stride)
     {
-        if (!Bounded) return;
+        if (!Bounded)
+        {
+            ExpireWindow(layer);
+            return;
+        }
         bool scores = Policy.UsesScores;
         if (Options.Granularity == Granularity.Layer)
         {
@@ -141,6 +168,8 @@ public sealed class MultiStateCache
                 System.Numerics.Tensors.TensorPrimitives.Multiply(avg, 1.0f / heads, avg);
                 Policy.Observe(avg, s0.PolicyState.AsSpan(0, total));
             }
+            ExpireWindow(layer);
+            total = s0.Total;
             if (!Deferred && total > Budget)
             {
                 int victim = Policy.ChooseVictim(s0.Scores.AsSpan(0, total), s0.Positions.AsSpan(0, total), s0.PolicyState.AsSpan(0, total));
@@ -159,13 +188,56 @@ public sealed class MultiStateCache
                     System.Numerics.Tensors.TensorPrimitives.Add(avg, probs.Slice((g * _groupSize + hh) * stride, total), avg);
                 System.Numerics.Tensors.TensorPrimitives.Multiply(avg, 1.0f / _groupSize, avg);
                 Policy.Observe(avg, s.PolicyState.AsSpan(0, total));
+                ExpireSet(layer, g);
+                total = s.Total;
                 if (!Deferred && total > Budget)
                 {
-                    int victim = Policy.ChooseVictim(avg, s.Positions.AsSpan(0, total), s.PolicyState.AsSpan(0, total));
+                    int victim = Policy.ChooseVictim(s.Scores.AsSpan(0, total), s.Positions.AsSpan(0, total), s.PolicyState.AsSpan(0, total));
                     OnDrop?.Invoke(layer, g, s.Positions[victim]);
                     s.Drop(victim);
                 }
             }
+        }
+    }
+
+    /// <summary>
+    /// In a sliding-window layer, drops every state the next query will not see (position ≤ newest + 1 − window),
+    /// whatever the policy: the layer's multi-state never holds more than its window. No-op for other layers.
+    /// </summary>
+    public void ExpireWindow(int layer)
+    {
+        if (_window[layer] == 0) return;
+        if (Options.Granularity == Granularity.Layer || !Bounded)
+        {
+            var s0 = _sets[layer * KvHeads];
+            int oldest = _lastAdded[layer] + 2 - _window[layer];
+            for (int i = 0; i < s0.Count;)
+            {
+                if (s0.Positions[i] < oldest)
+                {
+                    if (Bounded) DropFromLayer(layer, i);
+                    else for (int g = 0; g < KvHeads; g++) _sets[layer * KvHeads + g].Drop(i);
+                }
+                else i++;
+            }
+        }
+        else
+            for (int g = 0; g < KvHeads; g++) ExpireSet(layer, g);
+    }
+
+    private void ExpireSet(int layer, int g)
+    {
+        if (_window[layer] == 0) return;
+        var s = _sets[layer * KvHeads + g];
+        int oldest = _lastAdded[layer] + 2 - _window[layer];
+        for (int i = 0; i < s.Count;)
+        {
+            if (s.Positions[i] < oldest)
+            {
+                OnDrop?.Invoke(layer, g, s.Positions[i]);
+                s.Drop(i);
+            }
+            else i++;
         }
     }
 
@@ -221,11 +293,10 @@ public sealed class MultiStateCache
             throw new ArgumentException($"a full cache holds at most {MaxStates} states; {tokens} requested");
         Clear();
         var rng = new Random(seed);
-        int keep = Math.Min(tokens, Bounded ? Budget : MaxStates);
         var k = new float[KvHeads * HeadDim];
         var v = new float[KvHeads * HeadDim];
         for (int l = 0; l < Layers; l++)
-            for (int p = tokens - keep; p < tokens; p++)
+            for (int p = tokens - Math.Min(tokens, Bounded ? Math.Min(Budget, _layerMax[l]) : _layerMax[l]); p < tokens; p++)
             {
                 for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() - 0.5); v[i] = (float)(rng.NextDouble() - 0.5); }
                 Add(l, k, v, p);

@@ -83,7 +83,12 @@ public static class GgmlTypeInfo
     }
 
     /// <summary>Types whose rows the forward pass can multiply.</summary>
-    public static bool IsSupportedWeight(GgmlType type) =>
-        type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16 or GgmlType.Q8_0 or GgmlType.Q4_0
-            or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+    public static bool IsSupportedWeight(GgmlType type) => SupportedWeights.Contains(type);
+
+    /// <summary>Every type Tova multiplies weights in.</summary>
+    public static readonly IReadOnlyList<GgmlType> SupportedWeights =
+        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+
+    /// <summary>"F32, F16, …": the supported weight types, for error messages.</summary>
+    public static string SupportedWeightNames => string.Join(", ", SupportedWeights);
 }

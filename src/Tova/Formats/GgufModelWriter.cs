@@ -4,10 +4,10 @@ namespace Tova.Formats;
 
 /// <summary>
 /// Writes a <see cref="LlamaModel"/> from any source (llama2.c checkpoint, GGUF, Hugging Face folder) as a GGUF file
-/// llama.cpp can load: architecture "llama" (Llama, Mistral) or "qwen2" with its standard metadata keys and tensor
-/// names, the chosen weight type for the matrices, F32 norms and biases, and optionally the tokenizer vocabulary.
-/// qwen2 files keep q/k rows in Hugging Face (half-split) order, which llama.cpp runs with NEOX RoPE; llama files
-/// hold them interleaved, as Tova does. A matrix whose row length is not a whole number of the chosen type's blocks
+/// llama.cpp can load: the model's architecture with its standard metadata keys and the tensor names of the
+/// architecture table (<see cref="ModelArchitecture"/>), the chosen weight type for the matrices, F32 norms and
+/// biases, and optionally the tokenizer vocabulary. NEOX architectures keep q/k rows in Hugging Face (half-split)
+/// order; llama files hold them interleaved, as Tova does. A matrix whose row length is not a whole number of the chosen type's blocks
 /// (e.g. a 172-wide row for Q8_0's 32) is stored as F32; llama.cpp accepts per-tensor types.
 /// The whole file is assembled in memory before it is written, so this suits small and medium models.
 /// </summary>
@@ -59,43 +59,90 @@ public static class GgufModelWriter
         AddMetadata(w, c, weightType, vocabulary, name ?? (Directory.Exists(model.Source)
             ? Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Source))
             : Path.GetFileNameWithoutExtension(model.Source)));
-        // qwen2 (NEOX RoPE in llama.cpp) stores q/k in Hugging Face order; Tova holds them interleaved.
-        int halfSplit = Architecture(c) == "qwen2" ? c.HeadDim : 0;
-
-        AddMatrix(w, "token_embd.weight", model.TokenEmbedding, weightType);
-        for (int l = 0; l < c.Layers; l++)
+        // NEOX architectures store q/k rows in Hugging Face (half-split) order; Tova holds them interleaved.
+        bool halfSplit = c.Arch.GgufRope == RopeStyle.Neox;
+        float[] Rows(WeightMatrix m, bool rope)
         {
-            var b = model.Layers[l];
-            string p = $"blk.{l}.";
-            AddVector(w, p + "attn_norm.weight", b.AttnNorm);
-            AddMatrix(w, p + "attn_q.weight", b.Wq, weightType, halfSplit);
-            AddMatrix(w, p + "attn_k.weight", b.Wk, weightType, halfSplit);
-            AddMatrix(w, p + "attn_v.weight", b.Wv, weightType);
-            if (b.Bq is not null) AddVector(w, p + "attn_q.bias", halfSplit > 0 ? RopeLayout.ToHalfSplit(b.Bq, 1, halfSplit) : b.Bq);
-            if (b.Bk is not null) AddVector(w, p + "attn_k.bias", halfSplit > 0 ? RopeLayout.ToHalfSplit(b.Bk, 1, halfSplit) : b.Bk);
-            if (b.Bv is not null) AddVector(w, p + "attn_v.bias", b.Bv);
-            AddMatrix(w, p + "attn_output.weight", b.Wo, weightType);
-            AddVector(w, p + "ffn_norm.weight", b.FfnNorm);
-            AddMatrix(w, p + "ffn_gate.weight", b.WGate, weightType);
-            AddMatrix(w, p + "ffn_down.weight", b.WDown, weightType);
-            AddMatrix(w, p + "ffn_up.weight", b.WUp, weightType);
+            long n = (long)m.Rows * m.Columns;
+            if (n > Array.MaxLength)
+                throw new NotSupportedException($"tensor '{m.Name}' has {n} values, too many to convert in memory");
+            var values = new float[n];
+            for (int r = 0; r < m.Rows; r++)
+                m.ReadRow(r, values.AsSpan(r * m.Columns, m.Columns));
+            return rope && halfSplit ? RopeLayout.ToHalfSplit(values, m.Columns, c.HeadDim, c.RopeDims) : values;
         }
-        AddVector(w, "output_norm.weight", model.OutputNorm);
-        if (!model.TiedOutput)
-            AddMatrix(w, "output.weight", model.Output, weightType);
+        float[]? Vec(float[]? v, bool rope) => v is null ? null : rope && halfSplit ? RopeLayout.ToHalfSplit(v, 1, c.HeadDim, c.RopeDims) : v;
+
+        AddTensors(w, c, weightType, (role, l) =>
+        {
+            var b = l >= 0 ? model.Layers[l] : null;
+            return role switch
+            {
+                TensorRole.TokenEmbedding => Rows(model.TokenEmbedding, false),
+                TensorRole.Output => model.TiedOutput ? null : Rows(model.Output, false),
+                TensorRole.OutputNorm => model.OutputNorm,
+                TensorRole.RopeFreqs or TensorRole.RopeFactorsShort or TensorRole.RopeFactorsLong => c.RopeFreqFactors,
+                TensorRole.AttnNorm => b!.AttnNorm,
+                TensorRole.Wq => Rows(b!.Wq, true),
+                TensorRole.Wk => Rows(b!.Wk, true),
+                TensorRole.Wv => Rows(b!.Wv, false),
+                TensorRole.Wqkv => [.. Rows(b!.Wq, true), .. Rows(b.Wk, true), .. Rows(b.Wv, false)],
+                TensorRole.Bq => Vec(b!.Bq, true),
+                TensorRole.Bk => Vec(b!.Bk, true),
+                TensorRole.Bv => b!.Bv,
+                TensorRole.QNorm => Vec(b!.QNorm, true),
+                TensorRole.KNorm => Vec(b!.KNorm, true),
+                TensorRole.Wo => Rows(b!.Wo, false),
+                TensorRole.AttnPostNorm => b!.AttnPostNorm,
+                TensorRole.FfnNorm => b!.FfnNorm,
+                TensorRole.WGate => Rows(b!.WGate, false),
+                TensorRole.WUp => Rows(b!.WUp, false),
+                TensorRole.WGateUp => [.. Rows(b!.WGate, false), .. Rows(b.WUp, false)],
+                TensorRole.WDown => Rows(b!.WDown, false),
+                TensorRole.FfnPostNorm => b!.FfnPostNorm,
+                _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
+            };
+        });
         return w;
     }
 
     /// <summary>
-    /// Adds general.*, llama.* and (if given) tokenizer.ggml.* keys for a model of configuration <paramref name="c"/>.
-    /// Public so that tools building tensors themselves (tests, converters) write the same metadata.
+    /// Adds every tensor the architecture of <paramref name="c"/> lists, in the table's order (globals, then each
+    /// layer): <paramref name="values"/>(role, layer) gives its values in the file's layout (layer −1 for globals; null
+    /// to leave an optional tensor out). Matrices are stored as <see cref="StorageType"/>, vectors as F32.
+    /// </summary>
+    public static void AddTensors(GgufWriter w, LlamaConfig c, GgmlType weightType, Func<TensorRole, int, float[]?> values)
+    {
+        var arch = c.Arch;
+        void Add(TensorSpec spec, int layer)
+        {
+            var v = values(spec.Role, layer);
+            if (v is null)
+            {
+                if (spec.Optional) return;
+                throw new ArgumentException($"no values for tensor '{spec.GgufName(layer)}', which {arch.Name} requires");
+            }
+            var shape = ModelArchitecture.ShapeOf(spec.Role, c);
+            string name = spec.GgufName(layer);
+            if (shape.Length == 2) AddMatrix(w, name, shape[0], shape[1], v, weightType);
+            else w.AddTensor(name, GgmlType.F32, [shape[0]], v);
+        }
+        foreach (var spec in arch.Tensors.Where(t => !t.PerLayer)) Add(spec, -1);
+        for (int l = 0; l < c.Layers; l++)
+            foreach (var spec in arch.Tensors.Where(t => t.PerLayer)) Add(spec, l);
+    }
+
+    /// <summary>
+    /// Adds general.*, the architecture's hyper-parameter keys and (if given) tokenizer.ggml.* keys for a model of
+    /// configuration <paramref name="c"/>. Public so that tools building tensors themselves write the same metadata.
     /// </summary>
     public static void AddMetadata(GgufWriter w, LlamaConfig c, GgmlType weightType, GgufVocabulary? vocabulary, string name)
     {
         c.Validate("GgufModelWriter");
         if (vocabulary is not null && vocabulary.Count != c.VocabSize)
             throw new ArgumentException($"the vocabulary holds {vocabulary.Count} tokens, the model {c.VocabSize}");
-        string a = Architecture(c);
+        var arch = c.Arch;
+        string a = arch.GgufWriteName;
         w.Set("general.architecture", GgufValue.Of(a));
         w.Set("general.name", GgufValue.Of(name));
         w.Set("general.file_type", GgufValue.Of(FileType(weightType)));
@@ -103,34 +150,32 @@ public static class GgufModelWriter
         w.Set(a + ".embedding_length", GgufValue.Of((uint)c.Dim));
         w.Set(a + ".block_count", GgufValue.Of((uint)c.Layers));
         w.Set(a + ".feed_forward_length", GgufValue.Of((uint)c.HiddenDim));
-        w.Set(a + ".rope.dimension_count", GgufValue.Of((uint)c.HeadDim));
+        w.Set(a + ".rope.dimension_count", GgufValue.Of((uint)c.RopeDims));
         w.Set(a + ".attention.head_count", GgufValue.Of((uint)c.Heads));
         w.Set(a + ".attention.head_count_kv", GgufValue.Of((uint)c.KvHeads));
+        w.Set(a + ".attention.key_length", GgufValue.Of((uint)c.HeadDim));
+        w.Set(a + ".attention.value_length", GgufValue.Of((uint)c.HeadDim));
         w.Set(a + ".attention.layer_norm_rms_epsilon", GgufValue.Of(c.RmsEps));
         w.Set(a + ".rope.freq_base", GgufValue.Of(c.RopeTheta));
         w.Set(a + ".vocab_size", GgufValue.Of((uint)c.VocabSize));
+        if (c.RopeScale != 1f)
+        {
+            w.Set(a + ".rope.scaling.type", GgufValue.Of("linear"));
+            w.Set(a + ".rope.scaling.factor", GgufValue.Of(1f / c.RopeScale));
+        }
+        if (c.RopeAttnFactor != 1f) w.Set(a + ".rope.scaling.attn_factor", GgufValue.Of(c.RopeAttnFactor));
+        if (arch.Has(TensorRole.RopeFactorsShort))
+            w.Set(a + ".rope.scaling.original_context_length", GgufValue.Of((uint)c.ContextLength));
+        if (arch.SlidingPattern > 0 && c.SlidingWindow > 0) w.Set(a + ".attention.sliding_window", GgufValue.Of((uint)c.SlidingWindow));
+        if (arch.DefaultAttnSoftCap > 0 || arch.DefaultFinalSoftCap > 0)
+        {
+            w.Set(a + ".attn_logit_softcapping", GgufValue.Of(c.AttnSoftCap));
+            w.Set(a + ".final_logit_softcapping", GgufValue.Of(c.FinalSoftCap));
+        }
         vocabulary?.WriteTo(w);
     }
-
-    /// <summary>The GGUF architecture written for a model: "qwen2" for Qwen2, else "llama" (Llama, Mistral).</summary>
-    public static string Architecture(LlamaConfig c) => c.Architecture == "qwen2" ? "qwen2" : "llama";
 
     /// <summary>Adds a [rows × columns] matrix (ggml shape [columns, rows]) stored as <see cref="StorageType"/>.</summary>
     public static void AddMatrix(GgufWriter w, string name, int rows, int columns, ReadOnlySpan<float> values, GgmlType weightType) =>
         w.AddTensor(name, StorageType(weightType, columns), [columns, rows], values);
-
-    /// <summary>Adds a model matrix; with <paramref name="halfSplitHeadDim"/> &gt; 0 its interleaved q/k rows go back to half-split order.</summary>
-    private static void AddMatrix(GgufWriter w, string name, WeightMatrix m, GgmlType weightType, int halfSplitHeadDim = 0)
-    {
-        long n = (long)m.Rows * m.Columns;
-        if (n > Array.MaxLength)
-            throw new NotSupportedException($"tensor '{name}' has {n} values, too many to convert in memory");
-        var values = new float[n];
-        for (int r = 0; r < m.Rows; r++)
-            m.ReadRow(r, values.AsSpan(r * m.Columns, m.Columns));
-        if (halfSplitHeadDim > 0) values = RopeLayout.ToHalfSplit(values, m.Columns, halfSplitHeadDim);
-        AddMatrix(w, name, m.Rows, m.Columns, values, weightType);
-    }
-
-    private static void AddVector(GgufWriter w, string name, float[] v) => w.AddTensor(name, GgmlType.F32, [v.Length], v);
 }

@@ -2,7 +2,10 @@ using Tova.Model;
 
 namespace Tova.Formats;
 
-/// <summary>Shape of a random test model.</summary>
+/// <summary>
+/// Shape of a random test model: any architecture of the table (<see cref="ModelArchitecture"/>), with the head size,
+/// sliding window, RoPE scaling and soft-caps it may set (null soft-caps: the architecture's defaults).
+/// </summary>
 public sealed record RandomModelSpec(
     int Dim = 64,
     int Hidden = 128,
@@ -14,22 +17,43 @@ public sealed record RandomModelSpec(
     bool Tied = true,
     float RmsEps = 1e-5f,
     float RopeTheta = 10000f,
-    int Seed = 1)
+    int Seed = 1,
+    string Architecture = "llama",
+    int HeadDim = 0,
+    int SlidingWindow = 0,
+    float RopeScale = 1f,
+    float[]? RopeFreqFactors = null,
+    float? AttnSoftCap = null,
+    float? FinalSoftCap = null)
 {
-    public LlamaConfig Config => new()
+    public LlamaConfig Config
     {
-        Dim = Dim, HiddenDim = Hidden, Layers = Layers, Heads = Heads, KvHeads = KvHeads, VocabSize = Vocab,
-        ContextLength = Context, RmsEps = RmsEps, RopeTheta = RopeTheta,
-    };
+        get
+        {
+            var arch = ModelArchitecture.Get(Architecture);
+            int hd = HeadDim > 0 ? HeadDim : Dim / Heads;
+            return new()
+            {
+                Architecture = Architecture, Dim = Dim, HiddenDim = Hidden, Layers = Layers, Heads = Heads, KvHeads = KvHeads,
+                HeadDim = hd, VocabSize = Vocab, ContextLength = Context, RmsEps = RmsEps, RopeTheta = RopeTheta,
+                RopeScale = RopeScale, RopeFreqFactors = RopeFreqFactors,
+                SlidingWindow = arch.SlidingPattern > 0 ? SlidingWindow : 0,
+                AttnSoftCap = AttnSoftCap ?? arch.DefaultAttnSoftCap,
+                FinalSoftCap = FinalSoftCap ?? arch.DefaultFinalSoftCap,
+                QueryScale = ModelLoader.QueryScaleOf(arch, Dim, Heads, hd, Layers, null),
+            };
+        }
+    }
 
     public override string ToString() =>
-        $"dim{Dim}-ffn{Hidden}-L{Layers}-h{Heads}-kv{KvHeads}-v{Vocab}-{(Tied ? "tied" : "sep")}-s{Seed}";
+        $"{Architecture}-dim{Dim}-ffn{Hidden}-L{Layers}-h{Heads}-kv{KvHeads}{(HeadDim > 0 ? $"-hd{HeadDim}" : "")}-v{Vocab}-{(Tied ? "tied" : "sep")}-s{Seed}";
 }
 
 /// <summary>
-/// Random-weight llama GGUF files, written with the project's own writer: for parity and robustness tests
-/// (weights ~ N(0, 0.2²), so logits are far from uniform; norm weights 1 + 0.1·N(0, 1)) and for speed benchmarks
-/// of realistic shapes. A synthetic SentencePiece vocabulary that llama.cpp accepts is included.
+/// Random-weight GGUF files of any architecture, written with the project's own writer from the architecture table:
+/// for parity and robustness tests (weights ~ N(0, 0.2²), so logits are far from uniform; norm weights
+/// 1 + 0.1·N(0, 1)) and for speed benchmarks of realistic shapes. A synthetic SentencePiece vocabulary that
+/// llama.cpp accepts is included.
 /// </summary>
 public static class RandomModels
 {
@@ -43,7 +67,7 @@ public static class RandomModels
         var w = new GgufWriter();
         GgufModelWriter.AddMetadata(w, c, type, Vocabulary(spec.Vocab), "random-" + spec);
 
-        void Matrix(string name, int rows, int cols)
+        float[] Matrix(string name, int rows, int cols)
         {
             var v = new float[(long)rows * cols];
             if (v.Length < 1 << 22)
@@ -58,32 +82,23 @@ public static class RandomModels
                     int end = Math.Min(v.Length, (block + 1) << 20);
                     for (int i = block << 20; i < end; i++) v[i] = WeightStd * g.Next();
                 });
-            GgufModelWriter.AddMatrix(w, name, rows, cols, v, type);
+            return v;
         }
-        void Norm(string name)
+        float[] Norm(int n)
         {
-            var v = new float[c.Dim];
+            var v = new float[n];
             for (int i = 0; i < v.Length; i++) v[i] = 1 + 0.1f * rng.Next();
-            w.AddTensor(name, GgmlType.F32, [c.Dim], v);
+            return v;
         }
 
-        Matrix("token_embd.weight", c.VocabSize, c.Dim);
-        for (int l = 0; l < c.Layers; l++)
+        GgufModelWriter.AddTensors(w, c, type, (role, layer) =>
         {
-            string p = $"blk.{l}.";
-            Norm(p + "attn_norm.weight");
-            Matrix(p + "attn_q.weight", c.Dim, c.Dim);
-            Matrix(p + "attn_k.weight", c.KvDim, c.Dim);
-            Matrix(p + "attn_v.weight", c.KvDim, c.Dim);
-            Matrix(p + "attn_output.weight", c.Dim, c.Dim);
-            Norm(p + "ffn_norm.weight");
-            Matrix(p + "ffn_gate.weight", c.HiddenDim, c.Dim);
-            Matrix(p + "ffn_down.weight", c.Dim, c.HiddenDim);
-            Matrix(p + "ffn_up.weight", c.HiddenDim, c.Dim);
-        }
-        Norm("output_norm.weight");
-        if (!spec.Tied)
-            Matrix("output.weight", c.VocabSize, c.Dim);
+            if (role == TensorRole.Output && spec.Tied) return null;
+            if (role is TensorRole.RopeFreqs or TensorRole.RopeFactorsShort or TensorRole.RopeFactorsLong) return c.RopeFreqFactors;
+            var shape = ModelArchitecture.ShapeOf(role, c);
+            if (ModelArchitecture.IsNorm(role)) return Norm(shape[0]);
+            return shape.Length == 2 ? Matrix(c.Arch.Find(role)!.GgufName(layer), shape[0], shape[1]) : Matrix("bias", 1, shape[0]);
+        });
         w.Write(path);
     }
 

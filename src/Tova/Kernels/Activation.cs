@@ -12,6 +12,20 @@ public static class Activation
 {
     /// <summary>gate[i] = silu(gate[i]) · up[i].</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>
+    /// gate[i] ← gelu_tanh(gate[i]) · up[i], GeGLU with the tanh approximation (Gemma):
+    /// gelu(x) = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))), in float as Hugging Face computes it.
+    /// </summary>
+    public static void GeGlu(Span<float> gate, ReadOnlySpan<float> up)
+    {
+        const float c = 0.7978845608028654f; // √(2/π)
+        for (int i = 0; i < gate.Length; i++)
+        {
+            float x = gate[i];
+            gate[i] = 0.5f * x * (1f + MathF.Tanh(c * (x + 0.044715f * x * x * x))) * up[i];
+        }
+    }
+
     public static void SwiGlu(Span<float> gate, ReadOnlySpan<float> up)
     {
         if (up.Length < gate.Length) throw new ArgumentException("up is shorter than gate");

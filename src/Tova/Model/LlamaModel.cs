@@ -7,17 +7,21 @@ namespace Tova.Model;
 public sealed class LayerWeights
 {
     public required float[] AttnNorm { get; init; }   // [dim]
-    public required WeightMatrix Wq { get; init; }    // [dim] ← [dim]
+    public required WeightMatrix Wq { get; init; }    // [q_dim] ← [dim]
     public required WeightMatrix Wk { get; init; }    // [kv_dim] ← [dim]
     public required WeightMatrix Wv { get; init; }    // [kv_dim] ← [dim]
-    public required WeightMatrix Wo { get; init; }    // [dim] ← [dim]
+    public required WeightMatrix Wo { get; init; }    // [dim] ← [q_dim]
     public required float[] FfnNorm { get; init; }    // [dim]
     public required WeightMatrix WGate { get; init; } // [hidden] ← [dim]   (llama2.c w1)
     public required WeightMatrix WDown { get; init; } // [dim] ← [hidden]   (llama2.c w2)
     public required WeightMatrix WUp { get; init; }   // [hidden] ← [dim]   (llama2.c w3)
-    public float[]? Bq { get; init; }                 // [dim] q bias (Qwen2), added right after the matmul
+    public float[]? Bq { get; init; }                 // [q_dim] q bias (Qwen2), added right after the matmul
     public float[]? Bk { get; init; }                 // [kv_dim]
     public float[]? Bv { get; init; }                 // [kv_dim]
+    public float[]? QNorm { get; init; }              // [head_dim] per-head RMSNorm of q before RoPE (Qwen3, Gemma 3)
+    public float[]? KNorm { get; init; }              // [head_dim] per-head RMSNorm of k before RoPE
+    public float[]? AttnPostNorm { get; init; }       // [dim] RMSNorm of the attention output (Gemma)
+    public float[]? FfnPostNorm { get; init; }        // [dim] RMSNorm of the FFN output (Gemma)
 }
 
 /// <summary>

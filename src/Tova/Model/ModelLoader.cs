@@ -1,12 +1,11 @@
-using System.Runtime.InteropServices;
 using Tova.Formats;
-using Tova.Kernels;
 
 namespace Tova.Model;
 
 /// <summary>
 /// Opens a model of any supported format: a Hugging Face folder (config.json + safetensors), GGUF (by its magic) or a
-/// llama2.c legacy checkpoint.
+/// llama2.c legacy checkpoint. Every format goes through one builder driven by the architecture table
+/// (<see cref="ModelArchitecture"/>): the same tensors, shapes and q/k reordering whatever the file.
 /// </summary>
 public static unsafe class ModelLoader
 {
@@ -34,40 +33,112 @@ public static unsafe class ModelLoader
 
     // ---- GGUF -------------------------------------------------------------------------------------------------
 
+    /// <summary>The configuration a GGUF file describes; throws if it holds anything Tova cannot run exactly.</summary>
     public static LlamaConfig ConfigFromGguf(GgufFile g)
     {
-        string arch = g.GetString("general.architecture")
+        string name = g.GetString("general.architecture")
                       ?? throw new InvalidDataException($"{g.Path}: metadata 'general.architecture' is missing");
-        if (arch is not ("llama" or "mistral" or "qwen2"))
-            throw new NotSupportedException($"{g.Path}: architecture '{arch}' is not supported (supported: llama, mistral, qwen2)");
-        long Req(string key) => g.GetInt($"{arch}.{key}") ?? throw new InvalidDataException($"{g.Path}: metadata '{arch}.{key}' is missing");
+        var arch = ModelArchitecture.TryGet(name)
+                   ?? throw new NotSupportedException($"{g.Path}: architecture '{name}' is not supported (supported: {ModelArchitecture.Names})");
+        long Req(string key) => g.GetInt($"{name}.{key}") ?? throw new InvalidDataException($"{g.Path}: metadata '{name}.{key}' is missing");
         // Metadata holds 32- or 64-bit numbers; anything beyond int is corrupt (Validate rejects the rest).
-        int Int(string what, long v) => v is >= int.MinValue and <= int.MaxValue
+        int Int(string key, long v) => v is >= int.MinValue and <= int.MaxValue
             ? (int)v
-            : throw new InvalidDataException($"{g.Path}: invalid model hyper-parameters: {what} = {v}");
-        int heads = Int($"{arch}.attention.head_count", Req("attention.head_count"));
-        long vocab = g.GetInt($"{arch}.vocab_size")
+            : throw new InvalidDataException($"{g.Path}: invalid model hyper-parameters: {name}.{key} = {v}");
+        int? OptInt(string key) => g.GetInt($"{name}.{key}") is long v ? Int(key, v) : null;
+        float? OptFloat(string key) => g.GetFloat($"{name}.{key}") is double d ? (float)d : null;
+
+        int heads = Int("attention.head_count", Req("attention.head_count"));
+        int dim = Int("embedding_length", Req("embedding_length"));
+        long vocab = g.GetInt($"{name}.vocab_size")
                      ?? (g.TryGetTensor("token_embd.weight", out var te) && te.Shape.Length == 2 ? te.Shape[1]
                          : g.GetArray<string>("tokenizer.ggml.tokens")?.Length
                            ?? throw new InvalidDataException($"{g.Path}: cannot tell the vocabulary size"));
+        int headDim = OptInt("attention.key_length") ?? (heads > 0 ? dim / heads : 0);
+        int valueDim = OptInt("attention.value_length") ?? headDim;
+        if (valueDim != headDim)
+            throw new NotSupportedException($"{g.Path}: value head size {valueDim} differs from key head size {headDim} ({name}.attention.value_length), which Tova does not support");
+        int layers = Int("block_count", Req("block_count"));
+        int context = Int("context_length", Req("context_length"));
+
+        // RoPE scaling: none or linear; YaRN and unknown types are refused rather than run approximately.
+        string scaling = g.GetString($"{name}.rope.scaling.type") ?? "none";
+        float factor = OptFloat("rope.scaling.factor") ?? OptFloat("rope.scale_linear") ?? 0f;
+        if (scaling == "none" && g.GetString($"{name}.rope.scaling.type") is null && factor is not (0f or 1f))
+            scaling = "linear"; // llama.cpp reads a factor without a type as linear
+        float ropeScale = scaling switch
+        {
+            "none" => 1f,
+            "linear" => factor is 0f or 1f ? 1f : 1f / factor,
+            "longrope" when arch == ModelArchitecture.Phi3 => 1f,
+            _ => throw new NotSupportedException($"{g.Path}: RoPE scaling type '{scaling}' ({name}.rope.scaling.type) is not supported (supported: none, linear{(arch == ModelArchitecture.Phi3 ? ", longrope" : "")})"),
+        };
+        int ropeDims = OptInt("rope.dimension_count") ?? headDim;
+
+        float[]? freqFactors = null;
+        var src = new GgufWeightSource(g);
+        if (arch.Has(TensorRole.RopeFreqs) && src.Has("rope_freqs.weight"))
+            freqFactors = src.Vector("rope_freqs.weight", ropeDims / 2, norm: false);
+        if (arch.Has(TensorRole.RopeFactorsShort) && src.Has("rope_factors_short.weight"))
+        {
+            // Phi-3's LongRoPE: the short factors hold up to the original context; beyond it llama.cpp and
+            // Hugging Face switch to the long ones, so Tova's context stops there (never run approximately).
+            freqFactors = src.Vector("rope_factors_short.weight", ropeDims / 2, norm: false);
+            int original = OptInt("rope.scaling.original_context_length") ?? context;
+            if (src.Has("rope_factors_long.weight")
+                && !src.Vector("rope_factors_long.weight", ropeDims / 2, norm: false).AsSpan().SequenceEqual(freqFactors))
+                context = Math.Min(context, original);
+        }
+
+        int window = 0;
+        if (arch.SlidingPattern > 0)
+        {
+            window = OptInt("attention.sliding_window") ?? arch.DefaultSlidingWindow;
+            if (window == 0 && arch.DefaultSlidingWindow == 0 && arch.SlidingPattern > 1)
+                throw new InvalidDataException($"{g.Path}: metadata '{name}.attention.sliding_window' is missing");
+        }
+        float attnCap = 0, finalCap = 0;
+        if (arch.DefaultAttnSoftCap > 0 || arch.DefaultFinalSoftCap > 0)
+        {
+            attnCap = OptFloat("attn_logit_softcapping") ?? arch.DefaultAttnSoftCap;
+            finalCap = OptFloat("final_logit_softcapping") ?? arch.DefaultFinalSoftCap;
+        }
+
         var cfg = new LlamaConfig
         {
-            Architecture = arch,
-            Dim = Int($"{arch}.embedding_length", Req("embedding_length")),
-            HiddenDim = Int($"{arch}.feed_forward_length", Req("feed_forward_length")),
-            Layers = Int($"{arch}.block_count", Req("block_count")),
+            Architecture = name,
+            Dim = dim,
+            HiddenDim = Int("feed_forward_length", Req("feed_forward_length")),
+            Layers = layers,
             Heads = heads,
-            KvHeads = Int($"{arch}.attention.head_count_kv", g.GetInt($"{arch}.attention.head_count_kv") ?? heads),
+            KvHeads = OptInt("attention.head_count_kv") ?? heads,
+            HeadDim = headDim,
             VocabSize = Int("vocab_size", vocab),
-            ContextLength = Int($"{arch}.context_length", Req("context_length")),
-            RmsEps = (float)(g.GetFloat($"{arch}.attention.layer_norm_rms_epsilon") ?? 1e-5),
-            RopeTheta = (float)(g.GetFloat($"{arch}.rope.freq_base") ?? 10000.0),
+            ContextLength = context,
+            RmsEps = OptFloat("attention.layer_norm_rms_epsilon") ?? 1e-5f,
+            RopeTheta = OptFloat("rope.freq_base") ?? 10000f,
+            RopeDims = ropeDims,
+            RopeScale = ropeScale,
+            RopeAttnFactor = OptFloat("rope.scaling.attn_factor") ?? 1f,
+            RopeFreqFactors = freqFactors,
+            SlidingWindow = window,
+            AttnSoftCap = attnCap,
+            FinalSoftCap = finalCap,
+            QueryScale = QueryScaleOf(arch, dim, heads, headDim, layers, null),
         };
         cfg.Validate(g.Path);
-        long ropeDims = g.GetInt($"{arch}.rope.dimension_count") ?? cfg.HeadDim;
-        if (ropeDims != cfg.HeadDim)
-            throw new NotSupportedException($"{g.Path}: partial RoPE ({arch}.rope.dimension_count = {ropeDims}, head size {cfg.HeadDim}) is not supported");
         return cfg;
+    }
+
+    /// <summary>
+    /// The factor on q·k: 1/√head_dim, except Gemma, whose largest model (llama.cpp tells it by its layer count) uses
+    /// 1/√(dim/heads), and whose Hugging Face config says query_pre_attn_scalar.
+    /// </summary>
+    internal static float QueryScaleOf(ModelArchitecture arch, int dim, int heads, int headDim, int layers, double? queryPreAttnScalar)
+    {
+        if (queryPreAttnScalar is double s) return (float)(1.0 / Math.Sqrt(s));
+        if (arch.WideQueryScaleLayers == layers && heads > 0) return 1f / MathF.Sqrt(dim / heads);
+        return 1f / MathF.Sqrt(Math.Max(1, headDim));
     }
 
     private static LlamaModel FromGguf(GgufFile g)
@@ -75,71 +146,15 @@ public static unsafe class ModelLoader
         if (g.Tensors.Count == 0)
             throw new InvalidDataException($"{g.Path}: the file holds no tensors (a vocabulary-only GGUF cannot be run)");
         var c = ConfigFromGguf(g);
-        // llama.cpp runs qwen2 with NEOX RoPE on q/k rows in Hugging Face order: reorder them for Tova's RoPE.
-        bool halfSplit = c.Architecture == "qwen2";
-
-        WeightMatrix Matrix(string name, int rows, int cols, bool rope = false)
-        {
-            var t = g.GetTensor(name);
-            if (t.Shape.Length != 2 || t.Shape[0] != cols || t.Shape[1] != rows)
-                throw new InvalidDataException($"{g.Path}: tensor '{name}' has shape {t.ShapeText}, expected [{cols}, {rows}]");
-            if (!GgmlTypeInfo.IsSupportedWeight(t.Type))
-                throw new NotSupportedException($"{g.Path}: tensor '{name}' has type {t.Type}, which Tova does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
-            return rope && halfSplit
-                ? RopeLayout.ToInterleaved(name, t.Type, rows, cols, g.TensorData(t), c.HeadDim)
-                : new WeightMatrix(name, t.Type, rows, cols, g.TensorData(t));
-        }
-        float[]? Bias(string name, int n, bool rope)
-        {
-            if (!g.TryGetTensor(name, out _))
-                return halfSplit ? throw new InvalidDataException($"{g.Path}: tensor '{name}' is missing (qwen2 has q/k/v biases)") : null;
-            var v = Vector(name, n);
-            return rope && halfSplit ? RopeLayout.ToInterleaved(v, c.HeadDim) : v;
-        }
-        float[] Vector(string name, int n)
-        {
-            var t = g.GetTensor(name);
-            if (t.ElementCount != n || t.Shape[0] != n)
-                throw new InvalidDataException($"{g.Path}: tensor '{name}' has shape {t.ShapeText}, expected [{n}]");
-            if (t.Type is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
-                throw new NotSupportedException($"{g.Path}: tensor '{name}' has type {t.Type}; norm weights must be F32, F16 or BF16");
-            var v = new float[n];
-            Quantization.Dequantize(t.Type, g.TensorBytes(t), v);
-            return v;
-        }
-
-        var embedding = Matrix("token_embd.weight", c.VocabSize, c.Dim);
-        var layers = new LayerWeights[c.Layers];
-        for (int l = 0; l < c.Layers; l++)
-        {
-            string p = $"blk.{l}.";
-            layers[l] = new LayerWeights
-            {
-                AttnNorm = Vector(p + "attn_norm.weight", c.Dim),
-                Wq = Matrix(p + "attn_q.weight", c.Dim, c.Dim, rope: true),
-                Wk = Matrix(p + "attn_k.weight", c.KvDim, c.Dim, rope: true),
-                Wv = Matrix(p + "attn_v.weight", c.KvDim, c.Dim),
-                Wo = Matrix(p + "attn_output.weight", c.Dim, c.Dim),
-                FfnNorm = Vector(p + "ffn_norm.weight", c.Dim),
-                WGate = Matrix(p + "ffn_gate.weight", c.HiddenDim, c.Dim),
-                WDown = Matrix(p + "ffn_down.weight", c.Dim, c.HiddenDim),
-                WUp = Matrix(p + "ffn_up.weight", c.HiddenDim, c.Dim),
-                Bq = Bias(p + "attn_q.bias", c.Dim, rope: true),
-                Bk = Bias(p + "attn_k.bias", c.KvDim, rope: true),
-                Bv = Bias(p + "attn_v.bias", c.KvDim, rope: false),
-            };
-        }
-        var outputNorm = Vector("output_norm.weight", c.Dim);
-        var output = g.TryGetTensor("output.weight", out _) ? Matrix("output.weight", c.VocabSize, c.Dim) : embedding;
-        return new LlamaModel(g.Path, $"GGUF v{g.Version}", c, embedding, layers, outputNorm, output, g, g);
+        return Build(new GgufWeightSource(g), c, c.Arch.GgufRope, tied: null, $"GGUF v{g.Version}", g, g, null);
     }
 
     // ---- Hugging Face -----------------------------------------------------------------------------------------
 
     /// <summary>
     /// A Hugging Face folder: config.json and safetensors weights (F32, F16, BF16), used in place from the maps
-    /// except q_proj / k_proj, whose rows are reordered for Tova's RoPE into owned pinned copies (see
-    /// <see cref="RopeLayout"/>). Norm weights and biases are read into float arrays.
+    /// except the q/k rows, which are reordered for Tova's RoPE into owned pinned copies (see <see cref="RopeLayout"/>).
+    /// Norm weights and biases are read into float arrays.
     /// </summary>
     public static LlamaModel FromHf(string dir)
     {
@@ -148,57 +163,8 @@ public static unsafe class ModelLoader
         try
         {
             var c = hf.Config;
-            (SafeTensorsFile File, SafeTensorInfo Info, GgmlType Type) Tensor(string name, params long[] shape)
-            {
-                var (file, t) = ckpt.Get(name);
-                if (!t.Shape.AsSpan().SequenceEqual(shape))
-                    throw new InvalidDataException($"{file.Path}: tensor '{name}' has shape {t.ShapeText}, expected [{string.Join(", ", shape)}]");
-                var type = t.Type ?? throw new NotSupportedException($"{file.Path}: tensor '{name}' has dtype {t.DType}, which Tova does not support (supported: F32, F16, BF16)");
-                return (file, t, type);
-            }
-            WeightMatrix Matrix(string name, int rows, int cols, bool rope = false)
-            {
-                var (file, t, type) = Tensor(name, rows, cols);
-                return rope
-                    ? RopeLayout.ToInterleaved(name, type, rows, cols, file.TensorData(t), c.HeadDim)
-                    : new WeightMatrix(name, type, rows, cols, file.TensorData(t));
-            }
-            float[] Vector(string name, int n, bool rope = false)
-            {
-                var (file, t, type) = Tensor(name, n);
-                var v = new float[n];
-                Quantization.Dequantize(type, file.TensorBytes(t), v);
-                return rope ? RopeLayout.ToInterleaved(v, c.HeadDim) : v;
-            }
-
-            var embedding = Matrix("model.embed_tokens.weight", c.VocabSize, c.Dim);
-            var layers = new LayerWeights[c.Layers];
-            for (int l = 0; l < c.Layers; l++)
-            {
-                string p = $"model.layers.{l}.";
-                layers[l] = new LayerWeights
-                {
-                    AttnNorm = Vector(p + "input_layernorm.weight", c.Dim),
-                    Wq = Matrix(p + "self_attn.q_proj.weight", c.Dim, c.Dim, rope: true),
-                    Wk = Matrix(p + "self_attn.k_proj.weight", c.KvDim, c.Dim, rope: true),
-                    Wv = Matrix(p + "self_attn.v_proj.weight", c.KvDim, c.Dim),
-                    Wo = Matrix(p + "self_attn.o_proj.weight", c.Dim, c.Dim),
-                    FfnNorm = Vector(p + "post_attention_layernorm.weight", c.Dim),
-                    WGate = Matrix(p + "mlp.gate_proj.weight", c.HiddenDim, c.Dim),
-                    WDown = Matrix(p + "mlp.down_proj.weight", c.Dim, c.HiddenDim),
-                    WUp = Matrix(p + "mlp.up_proj.weight", c.HiddenDim, c.Dim),
-                    Bq = hf.QkvBias ? Vector(p + "self_attn.q_proj.bias", c.Dim, rope: true) : null,
-                    Bk = hf.QkvBias ? Vector(p + "self_attn.k_proj.bias", c.KvDim, rope: true) : null,
-                    Bv = hf.QkvBias ? Vector(p + "self_attn.v_proj.bias", c.KvDim) : null,
-                };
-            }
-            var outputNorm = Vector("model.norm.weight", c.Dim);
-            WeightMatrix output;
-            if (hf.TiedEmbeddings) output = embedding;
-            else if (ckpt.TryGet("lm_head.weight", out _, out _)) output = Matrix("lm_head.weight", c.VocabSize, c.Dim);
-            else throw new InvalidDataException($"{dir}: lm_head.weight is missing and config.json does not tie it to the embedding (tie_word_embeddings)");
             string format = $"Hugging Face {hf.Architecture} ({ckpt.Files.Count} safetensors file{(ckpt.Files.Count == 1 ? "" : "s")})";
-            return new LlamaModel(dir, format, c, embedding, layers, outputNorm, output, ckpt, null, hf);
+            return Build(new HfWeightSource(ckpt, c.Arch, c.Layers), c, RopeStyle.Neox, hf.TiedEmbeddings, format, ckpt, null, hf);
         }
         catch
         {
@@ -236,42 +202,29 @@ public static unsafe class ModelLoader
                 VocabSize = h.VocabSize, ContextLength = h.SeqLen, RmsEps = 1e-5f, RopeTheta = 10000f,
             };
             c.Validate(path);
+            // The file's arrays in order: each holds all layers' weights of one kind.
+            var tensors = new Dictionary<string, (nint, long)>();
             float* p = (float*)(file.Pointer + Llama2cHeader.Bytes);
             long d = c.Dim, kv = c.KvDim, hd = c.HiddenDim, L = c.Layers;
-            float* Take(long n) { float* q = p; p += n; return q; }
-            WeightMatrix M(string name, float* data, int rows, int cols) => new(name, GgmlType.F32, rows, cols, (byte*)data);
-            float[] V(float* data, long n) => new ReadOnlySpan<float>(data, (int)n).ToArray();
-
-            var emb = M("token_embedding", Take(c.VocabSize * d), c.VocabSize, c.Dim);
-            float* rmsAtt = Take(L * d);
-            float* wq = Take(L * d * d);
-            float* wk = Take(L * kv * d);
-            float* wv = Take(L * kv * d);
-            float* wo = Take(L * d * d);
-            float* rmsFfn = Take(L * d);
-            float* w1 = Take(L * hd * d);
-            float* w2 = Take(L * d * hd);
-            float* w3 = Take(L * hd * d);
-            float* rmsFinal = Take(d);
-            Take((long)c.ContextLength * c.HeadDim); // freq_cis_real, freq_cis_imag (unused: RoPE is computed)
-            var output = h.SharedClassifier ? emb : M("wcls", Take(c.VocabSize * d), c.VocabSize, c.Dim);
-            var layers = new LayerWeights[L];
-            for (int l = 0; l < L; l++)
+            void Take(string name, long perLayer, bool layered = true)
             {
-                layers[l] = new LayerWeights
-                {
-                    AttnNorm = V(rmsAtt + l * d, d),
-                    Wq = M($"layers.{l}.wq", wq + l * d * d, c.Dim, c.Dim),
-                    Wk = M($"layers.{l}.wk", wk + l * kv * d, c.KvDim, c.Dim),
-                    Wv = M($"layers.{l}.wv", wv + l * kv * d, c.KvDim, c.Dim),
-                    Wo = M($"layers.{l}.wo", wo + l * d * d, c.Dim, c.Dim),
-                    FfnNorm = V(rmsFfn + l * d, d),
-                    WGate = M($"layers.{l}.w1", w1 + l * hd * d, c.HiddenDim, c.Dim),
-                    WDown = M($"layers.{l}.w2", w2 + l * d * hd, c.Dim, c.HiddenDim),
-                    WUp = M($"layers.{l}.w3", w3 + l * hd * d, c.HiddenDim, c.Dim),
-                };
+                for (int l = 0; l < (layered ? L : 1); l++, p += perLayer)
+                    tensors[layered ? $"blk.{l}.{name}" : name] = ((nint)p, perLayer);
             }
-            return new LlamaModel(path, "llama2.c", c, emb, layers, V(rmsFinal, d), output, file, null);
+            Take("token_embd.weight", c.VocabSize * d, layered: false);
+            Take("attn_norm.weight", d);
+            Take("attn_q.weight", d * d);
+            Take("attn_k.weight", kv * d);
+            Take("attn_v.weight", kv * d);
+            Take("attn_output.weight", d * d);
+            Take("ffn_norm.weight", d);
+            Take("ffn_gate.weight", hd * d);
+            Take("ffn_down.weight", d * hd);
+            Take("ffn_up.weight", hd * d);
+            Take("output_norm.weight", d, layered: false);
+            p += (long)c.ContextLength * c.HeadDim; // freq_cis_real, freq_cis_imag (unused: RoPE is computed)
+            if (!h.SharedClassifier) Take("output.weight", c.VocabSize * d, layered: false);
+            return Build(new Llama2cWeightSource(path, tensors), c, RopeStyle.Interleaved, tied: null, "llama2.c", file, null, null);
         }
         catch
         {
@@ -279,4 +232,119 @@ public static unsafe class ModelLoader
             throw;
         }
     }
+
+    // ---- one builder for every format -------------------------------------------------------------------------
+
+    /// <summary>
+    /// Builds the model the architecture table describes from <paramref name="s"/>: every tensor the architecture
+    /// lists (optional ones if present), nothing else — a tensor the architecture does not use is an error.
+    /// <paramref name="fileRope"/> says how the file orders q/k rows; half-split rows are reordered to interleaved.
+    /// <paramref name="tied"/>: the format's own word on a tied output (Hugging Face), or null to tie when the
+    /// output tensor is absent (GGUF, llama2.c).
+    /// </summary>
+    private static LlamaModel Build(WeightSource s, LlamaConfig c, RopeStyle fileRope, bool? tied, string format,
+        IDisposable owner, GgufFile? gguf, HfFolder? hf)
+    {
+        var arch = c.Arch;
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        bool halfSplit = fileRope == RopeStyle.Neox;
+        int hd = c.HeadDim, rd = c.RopeDims;
+        string Name(TensorRole role, int layer) => (arch.Find(role) ?? throw new InvalidOperationException($"{arch.Name} has no {role}")).GgufName(layer);
+        bool Present(TensorRole role, int layer) => arch.Find(role) is { } t && s.Has(t.GgufName(layer));
+
+        // Rows [first, first + count) of the [rows × columns] tensor of a role; q/k rows reordered if the file is half-split.
+        WeightMatrix Matrix(TensorRole role, int layer, int rows, int columns, int first = 0, int count = -1, bool rope = false)
+        {
+            string name = Name(role, layer);
+            used.Add(name);
+            var (type, data) = s.Matrix(name, rows, columns);
+            if (count < 0) count = rows;
+            byte* start = (byte*)data + first * GgmlTypeInfo.RowBytes(type, columns);
+            return rope && halfSplit
+                ? RopeLayout.ToInterleaved(name, type, count, columns, start, hd, rd)
+                : new WeightMatrix(name, type, count, columns, start);
+        }
+        float[] Vector(TensorRole role, int layer, int n, bool norm = false, bool rope = false)
+        {
+            string name = Name(role, layer);
+            used.Add(name);
+            var v = s.Vector(name, n, norm);
+            return rope && halfSplit ? RopeLayout.ToInterleaved(v, hd, rd) : v;
+        }
+        float[]? Optional(TensorRole role, int layer, int n, bool norm = false, bool rope = false) =>
+            arch.Has(role) ? Vector(role, layer, n, norm, rope) : null;
+
+        var missing = new List<string>();
+        foreach (var spec in arch.Tensors.Where(t => !t.Optional && (t.Hf is not null || s is not HfWeightSource)))
+            for (int l = 0; l < (spec.PerLayer ? c.Layers : 1); l++)
+                if (!s.Has(spec.GgufName(l))) missing.Add(s.DisplayName(spec.GgufName(l)));
+        if (missing.Count > 0)
+            throw new InvalidDataException($"{s.Path}: {missing.Count} tensor{(missing.Count == 1 ? " is" : "s are")} missing for architecture '{arch.Name}': {string.Join(", ", missing.Take(8))}{(missing.Count > 8 ? ", …" : "")}");
+        foreach (var role in new[] { TensorRole.RopeFreqs, TensorRole.RopeFactorsShort, TensorRole.RopeFactorsLong })
+            if (Present(role, 0)) used.Add(Name(role, 0)); // read into the configuration
+
+        var embedding = Matrix(TensorRole.TokenEmbedding, 0, c.VocabSize, c.Dim);
+        var layers = new LayerWeights[c.Layers];
+        for (int l = 0; l < c.Layers; l++)
+        {
+            WeightMatrix wq, wk, wv, wgate, wup;
+            if (arch.Has(TensorRole.Wqkv))
+            {
+                int rows = c.QDim + 2 * c.KvDim;
+                wq = Matrix(TensorRole.Wqkv, l, rows, c.Dim, 0, c.QDim, rope: true);
+                wk = Matrix(TensorRole.Wqkv, l, rows, c.Dim, c.QDim, c.KvDim, rope: true);
+                wv = Matrix(TensorRole.Wqkv, l, rows, c.Dim, c.QDim + c.KvDim, c.KvDim);
+            }
+            else
+            {
+                wq = Matrix(TensorRole.Wq, l, c.QDim, c.Dim, rope: true);
+                wk = Matrix(TensorRole.Wk, l, c.KvDim, c.Dim, rope: true);
+                wv = Matrix(TensorRole.Wv, l, c.KvDim, c.Dim);
+            }
+            if (arch.Has(TensorRole.WGateUp))
+            {
+                wgate = Matrix(TensorRole.WGateUp, l, 2 * c.HiddenDim, c.Dim, 0, c.HiddenDim);
+                wup = Matrix(TensorRole.WGateUp, l, 2 * c.HiddenDim, c.Dim, c.HiddenDim, c.HiddenDim);
+            }
+            else
+            {
+                wgate = Matrix(TensorRole.WGate, l, c.HiddenDim, c.Dim);
+                wup = Matrix(TensorRole.WUp, l, c.HiddenDim, c.Dim);
+            }
+            layers[l] = new LayerWeights
+            {
+                AttnNorm = Vector(TensorRole.AttnNorm, l, c.Dim, norm: true),
+                Wq = wq, Wk = wk, Wv = wv,
+                Bq = Optional(TensorRole.Bq, l, c.QDim, rope: true),
+                Bk = Optional(TensorRole.Bk, l, c.KvDim, rope: true),
+                Bv = Optional(TensorRole.Bv, l, c.KvDim),
+                QNorm = Optional(TensorRole.QNorm, l, hd, norm: true, rope: true),
+                KNorm = Optional(TensorRole.KNorm, l, hd, norm: true, rope: true),
+                Wo = Matrix(TensorRole.Wo, l, c.Dim, c.QDim),
+                AttnPostNorm = Optional(TensorRole.AttnPostNorm, l, c.Dim, norm: true),
+                FfnNorm = Vector(TensorRole.FfnNorm, l, c.Dim, norm: true),
+                WGate = wgate, WUp = wup,
+                WDown = Matrix(TensorRole.WDown, l, c.Dim, c.HiddenDim),
+                FfnPostNorm = Optional(TensorRole.FfnPostNorm, l, c.Dim, norm: true),
+            };
+        }
+        var outputNorm = Vector(TensorRole.OutputNorm, 0, c.Dim, norm: true);
+        WeightMatrix output;
+        string outputName = Name(TensorRole.Output, 0);
+        if (tied == true || (tied is null && !s.Has(outputName)))
+        {
+            output = embedding;
+            used.Add(outputName); // a tied checkpoint may still carry a copy
+        }
+        else if (s.Has(outputName)) output = Matrix(TensorRole.Output, 0, c.VocabSize, c.Dim);
+        else throw new InvalidDataException($"{s.Path}: {arch.Find(TensorRole.Output)!.Hf ?? outputName} is missing and config.json does not tie it to the embedding (tie_word_embeddings)");
+
+        foreach (var name in s.Names)
+            if (!used.Contains(name) && !IsIgnorable(name))
+                throw new InvalidDataException($"{s.Path}: tensor '{name}' is not used by architecture '{arch.Name}' (Tova refuses a model it cannot run exactly)");
+        return new LlamaModel(s.Path, format, c, embedding, layers, outputNorm, output, owner, gguf, hf);
+    }
+
+    /// <summary>Tensors files carry that no forward pass reads (precomputed RoPE tables of old checkpoints).</summary>
+    private static bool IsIgnorable(string name) => name.EndsWith("rotary_emb.inv_freq", StringComparison.Ordinal);
 }

@@ -12,51 +12,56 @@ namespace Tova.Model;
 /// </summary>
 public static unsafe class RopeLayout
 {
-    /// <summary>The half-split row that interleaved row <paramref name="row"/> comes from.</summary>
-    public static int HalfSplitRow(int row, int headDim)
+    /// <summary>
+    /// The half-split row that interleaved row <paramref name="row"/> comes from. Only the first
+    /// <paramref name="ropeDims"/> rows of each head rotate (partial RoPE); the rest stay where they are.
+    /// </summary>
+    public static int HalfSplitRow(int row, int headDim, int ropeDims = 0)
     {
+        int rd = ropeDims == 0 ? headDim : ropeDims;
         int head = row / headDim, j = row % headDim;
-        return head * headDim + (j % 2) * (headDim / 2) + j / 2;
+        return j >= rd ? row : head * headDim + (j % 2) * (rd / 2) + j / 2;
     }
 
     /// <summary>The interleaved row that half-split row <paramref name="row"/> goes to.</summary>
-    public static int InterleavedRow(int row, int headDim)
+    public static int InterleavedRow(int row, int headDim, int ropeDims = 0)
     {
-        int head = row / headDim, j = row % headDim, half = headDim / 2;
-        return head * headDim + 2 * (j % half) + j / half;
+        int rd = ropeDims == 0 ? headDim : ropeDims;
+        int head = row / headDim, j = row % headDim, half = rd / 2;
+        return j >= rd ? row : head * headDim + 2 * (j % half) + j / half;
     }
 
     /// <summary>
     /// A copy of a half-split matrix (rows at <paramref name="src"/>) in interleaved row order, in a pinned buffer the
     /// returned matrix owns. Any row-wise type works (rows are moved whole); this is the only weight Tova copies.
     /// </summary>
-    public static WeightMatrix ToInterleaved(string name, GgmlType type, int rows, int columns, byte* src, int headDim)
+    public static WeightMatrix ToInterleaved(string name, GgmlType type, int rows, int columns, byte* src, int headDim, int ropeDims = 0)
     {
         long rowBytes = GgmlTypeInfo.RowBytes(type, columns);
         var buffer = GC.AllocateArray<byte>(checked((int)(rowBytes * rows)), pinned: true);
         fixed (byte* dst = buffer)
         {
             for (int r = 0; r < rows; r++)
-                Buffer.MemoryCopy(src + HalfSplitRow(r, headDim) * rowBytes, dst + r * rowBytes, rowBytes, rowBytes);
+                Buffer.MemoryCopy(src + HalfSplitRow(r, headDim, ropeDims) * rowBytes, dst + r * rowBytes, rowBytes, rowBytes);
         }
         return new WeightMatrix(name, type, rows, columns, buffer);
     }
 
     /// <summary>A half-split vector (a q or k bias) in interleaved order.</summary>
-    public static float[] ToInterleaved(ReadOnlySpan<float> v, int headDim)
+    public static float[] ToInterleaved(ReadOnlySpan<float> v, int headDim, int ropeDims = 0)
     {
         var r = new float[v.Length];
-        for (int i = 0; i < r.Length; i++) r[i] = v[HalfSplitRow(i, headDim)];
+        for (int i = 0; i < r.Length; i++) r[i] = v[HalfSplitRow(i, headDim, ropeDims)];
         return r;
     }
 
     /// <summary>Interleaved rows (each <paramref name="columns"/> values) back in half-split order.</summary>
-    public static float[] ToHalfSplit(ReadOnlySpan<float> rows, int columns, int headDim)
+    public static float[] ToHalfSplit(ReadOnlySpan<float> rows, int columns, int headDim, int ropeDims = 0)
     {
         var r = new float[rows.Length];
         int n = rows.Length / columns;
         for (int i = 0; i < n; i++)
-            rows.Slice(InterleavedRow(i, headDim) * columns, columns).CopyTo(r.AsSpan(i * columns, columns));
+            rows.Slice(InterleavedRow(i, headDim, ropeDims) * columns, columns).CopyTo(r.AsSpan(i * columns, columns));
         return r;
     }
 }

@@ -35,7 +35,8 @@ public sealed unsafe class Transformer : IDisposable
     private float[] _xb2 = [];        // [B, dim] projection output
     private float[] _hb = [];         // [B, hidden] gate
     private float[] _hb2 = [];        // [B, hidden] up
-    private float[] _q = [];          // [B, dim]
+    private float[] _q = [];          // [B, q_dim]
+    private float[] _attOut = [];     // [B, q_dim] attention output (the input of Wo)
     private float[] _k = [];          // [B, kv_dim]
     private float[] _v = [];          // [B, kv_dim]
     private float[] _logits = [];     // [B, vocab]
@@ -44,7 +45,10 @@ public sealed unsafe class Transformer : IDisposable
     private MultiStateCache[] _stepCaches = []; // [B] the step's caches (batched attention)
     private float[] _att;             // [heads, att_stride] attention probabilities of the current query
     private int _attStride;
-    private readonly float[] _invFreq;// [head_dim / 2]
+    private readonly double[][] _ropeFreq;  // [tables][rope_dims / 2] angle per position unit of each frequency
+    private readonly int[] _ropeTableOf;    // [layers] the layer's table, −1 where the layer skips RoPE
+    private float[] _ropeCs = [];           // [B, tables, rope_dims] cosines then sines at each token's position
+    private readonly float _embedScale;     // √dim (Gemma) or 1
     private readonly Q8Activations _xq = new(); // the current matmul input quantized to 8 bits (integer-kernel weight types)
     private readonly MultiStateCache[] _one = new MultiStateCache[1];
     private readonly int[] _oneToken = new int[1];
@@ -59,14 +63,31 @@ public sealed unsafe class Transformer : IDisposable
         _c = model.Config;
         _ownsPool = pool is null;
         _pool = pool ?? new WorkerPool(WorkerPool.DefaultThreads);
-        EnsureBatch(1);
         _attStride = 64;
         _att = GC.AllocateArray<float>(_c.Heads * _attStride, pinned: true);
-        _invFreq = new float[_c.HeadDim / 2];
-        _ropeCos = new float[_c.HeadDim / 2];
-        _ropeSin = new float[_c.HeadDim / 2];
-        for (int i = 0; i < _invFreq.Length; i++)
-            _invFreq[i] = 1.0f / MathF.Pow(_c.RopeTheta, 2 * i / (float)_c.HeadDim);
+        _embedScale = _c.Arch.ScaleEmbedding ? MathF.Sqrt(_c.Dim) : 1f;
+        // One table of frequencies per distinct (base, linear scale) among the layers, in double precision:
+        // angle_i(pos) = pos · scale · base^(−2i / rope_dims) / factor_i.
+        var tables = new List<(float Theta, float Scale)>();
+        _ropeTableOf = new int[_c.Layers];
+        for (int l = 0; l < _c.Layers; l++)
+        {
+            if (!_c.UsesRope(l)) { _ropeTableOf[l] = -1; continue; }
+            var key = (_c.RopeThetaOf(l), _c.RopeScaleOf(l));
+            int t = tables.IndexOf(key);
+            if (t < 0) { t = tables.Count; tables.Add(key); }
+            _ropeTableOf[l] = t;
+        }
+        int half = _c.RopeDims / 2;
+        _ropeFreq = new double[tables.Count][];
+        for (int t = 0; t < tables.Count; t++)
+        {
+            _ropeFreq[t] = new double[half];
+            for (int i = 0; i < half; i++)
+                _ropeFreq[t][i] = tables[t].Scale * Math.Pow(tables[t].Theta, -2.0 * i / _c.RopeDims) / (_c.RopeFreqFactors?[i] ?? 1.0);
+        }
+        _ropeOne = new float[_c.RopeDims];
+        EnsureBatch(1);
     }
 
     private void EnsureBatch(int b)
@@ -75,7 +96,8 @@ public sealed unsafe class Transformer : IDisposable
         float[] Buf(int n) => GC.AllocateArray<float>(b * n, pinned: true);
         _x = Buf(_c.Dim); _xb = Buf(_c.Dim); _xb2 = Buf(_c.Dim);
         _hb = Buf(_c.HiddenDim); _hb2 = Buf(_c.HiddenDim);
-        _q = Buf(_c.Dim); _k = Buf(_c.KvDim); _v = Buf(_c.KvDim);
+        _q = Buf(_c.QDim); _attOut = Buf(_c.QDim); _k = Buf(_c.KvDim); _v = Buf(_c.KvDim);
+        _ropeCs = new float[b * _ropeFreq.Length * _c.RopeDims];
         _logits = Buf(_c.VocabSize);
         _pos = new int[b];
         _visible = GC.AllocateArray<int>(b, pinned: true);
@@ -116,7 +138,7 @@ public sealed unsafe class Transformer : IDisposable
         if (caches.Length != n) throw new ArgumentException("one cache per token");
         if (n > MaxBatch) throw new ArgumentException($"a step takes at most {MaxBatch} tokens");
         EnsureBatch(n);
-        int dim = _c.Dim, kvDim = _c.KvDim, hidden = _c.HiddenDim;
+        int dim = _c.Dim, qDim = _c.QDim, kvDim = _c.KvDim, hidden = _c.HiddenDim;
         for (int b = 0; b < n; b++)
         {
             if ((uint)tokens[b] >= (uint)_c.VocabSize)
@@ -124,15 +146,19 @@ public sealed unsafe class Transformer : IDisposable
             int pos = caches[b].Position;
             for (int j = 0; j < b; j++) if (ReferenceEquals(caches[j], caches[b])) pos++;
             _pos[b] = pos;
-            _model.TokenEmbedding.ReadRow(tokens[b], _x.AsSpan(b * dim, dim));
+            var row = _x.AsSpan(b * dim, dim);
+            _model.TokenEmbedding.ReadRow(tokens[b], row);
+            if (_embedScale != 1f) TensorPrimitives.Multiply(row, _embedScale, row);
+            for (int t = 0; t < _ropeFreq.Length; t++) RopeAngles(_pos[b], t, RopeCs(b, t));
         }
 
         bool allFull = n > 1 && AllFull(caches), ownCaches = n > 1 && !allFull && OneCacheEach(caches);
-        fixed (float* x = _x, xb = _xb, xb2 = _xb2, hb = _hb, hb2 = _hb2, q = _q, k = _k, v = _v)
+        fixed (float* x = _x, xb = _xb, xb2 = _xb2, hb = _hb, hb2 = _hb2, q = _q, k = _k, v = _v, ao = _attOut)
         {
             for (int l = 0; l < _c.Layers; l++)
             {
                 var w = _model.Layers[l];
+                int rt = _ropeTableOf[l];
                 for (int b = 0; b < n; b++) RmsNorm(_xb.AsSpan(b * dim, dim), _x.AsSpan(b * dim, dim), w.AttnNorm, _c.RmsEps);
                 var qkv = new MatMulBatch();
                 qkv.Add(w.Wq, q);
@@ -142,6 +168,8 @@ public sealed unsafe class Transformer : IDisposable
                 if (w.Bq is not null) AddBias(_q, w.Bq, n);
                 if (w.Bk is not null) AddBias(_k, w.Bk, n);
                 if (w.Bv is not null) AddBias(_v, w.Bv, n);
+                if (w.QNorm is not null) HeadNorms(_q.AsSpan(0, n * qDim), w.QNorm);
+                if (w.KNorm is not null) HeadNorms(_k.AsSpan(0, n * kvDim), w.KNorm);
                 if (allFull || ownCaches)
                 {
                     // Full caches keep every state and have no policy: add all the tokens' states, then attend for
@@ -149,13 +177,17 @@ public sealed unsafe class Transformer : IDisposable
                     // decoding with one cache per token: each token's attention and policy step on the pool.
                     for (int b = 0; b < n; b++)
                     {
-                        Rope(_q.AsSpan(b * dim, dim), _pos[b]);
-                        Rope(_k.AsSpan(b * kvDim, kvDim), _pos[b]);
+                        Rope(_q.AsSpan(b * qDim, qDim), b, rt);
+                        Rope(_k.AsSpan(b * kvDim, kvDim), b, rt);
                         caches[b].Add(l, _k.AsSpan(b * kvDim, kvDim), _v.AsSpan(b * kvDim, kvDim), _pos[b]);
                         _visible[b] = caches[b].Set(l, 0).Count;
                         _stepCaches[b] = caches[b];
                     }
-                    if (allFull) AttentionBatch(l, n);
+                    if (allFull)
+                    {
+                        AttentionBatch(l, n);
+                        for (int b = 0; b < n; b++) caches[b].ExpireWindow(l);
+                    }
                     else AttentionPerSequence(l, n);
                 }
                 else
@@ -163,24 +195,26 @@ public sealed unsafe class Transformer : IDisposable
                     for (int b = 0; b < n; b++)
                     {
                         var cache = caches[b];
-                        var qb = _q.AsSpan(b * dim, dim);
+                        var qb = _q.AsSpan(b * qDim, qDim);
                         var kb = _k.AsSpan(b * kvDim, kvDim);
                         if (cache.Renumber)
                         {
                             // Keys are stored unrotated and rotated at their index in the cache at every step.
                             cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
-                            Rope(qb, cache.MaxTotal(l) - 1);
+                            RopeAt(qb, cache.MaxTotal(l) - 1, rt);
                         }
                         else
                         {
-                            Rope(qb, _pos[b]);
-                            Rope(kb, _pos[b]);
+                            Rope(qb, b, rt);
+                            Rope(kb, b, rt);
                             cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
                         }
-                        Attention(cache, l, qb, _xb.AsSpan(b * dim, dim));
+                        Attention(cache, l, qb, _attOut.AsSpan(b * qDim, qDim));
                     }
                 }
-                w.Wo.MatMul(_pool, xb, xb2, n, _xq);
+                w.Wo.MatMul(_pool, ao, xb2, n, _xq);
+                if (w.AttnPostNorm is not null)
+                    for (int b = 0; b < n; b++) RmsNorm(_xb2.AsSpan(b * dim, dim), _xb2.AsSpan(b * dim, dim), w.AttnPostNorm, _c.RmsEps);
                 TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
 
                 for (int b = 0; b < n; b++) RmsNorm(_xb.AsSpan(b * dim, dim), _x.AsSpan(b * dim, dim), w.FfnNorm, _c.RmsEps);
@@ -188,14 +222,19 @@ public sealed unsafe class Transformer : IDisposable
                 gateUp.Add(w.WGate, hb);
                 gateUp.Add(w.WUp, hb2);
                 gateUp.Run(_pool, xb, n, _xq);
-                Activation.SwiGlu(_hb.AsSpan(0, n * hidden), _hb2.AsSpan(0, n * hidden));
+                if (_c.Arch.Activation == FfnActivation.GeluTanh) Activation.GeGlu(_hb.AsSpan(0, n * hidden), _hb2.AsSpan(0, n * hidden));
+                else Activation.SwiGlu(_hb.AsSpan(0, n * hidden), _hb2.AsSpan(0, n * hidden));
                 w.WDown.MatMul(_pool, hb, xb2, n, _xq);
+                if (w.FfnPostNorm is not null)
+                    for (int b = 0; b < n; b++) RmsNorm(_xb2.AsSpan(b * dim, dim), _xb2.AsSpan(b * dim, dim), w.FfnPostNorm, _c.RmsEps);
                 TensorPrimitives.Add(_x.AsSpan(0, n * dim), _xb2.AsSpan(0, n * dim), _x.AsSpan(0, n * dim));
             }
             int first = logitsFrom;
             for (int b = first; b < n; b++) RmsNorm(_x.AsSpan(b * dim, dim), _x.AsSpan(b * dim, dim), _model.OutputNorm, _c.RmsEps);
             fixed (float* logits = _logits)
                 _model.Output.MatMul(_pool, x + first * dim, logits + first * _c.VocabSize, n - first, _xq);
+            if (_c.FinalSoftCap > 0)
+                SoftCap(_logits.AsSpan(first * _c.VocabSize, (n - first) * _c.VocabSize), _c.FinalSoftCap);
         }
         for (int b = 0; b < n; b++) caches[b].Position = _pos[b] + 1;
     }
@@ -272,20 +311,21 @@ public sealed unsafe class Transformer : IDisposable
             while (_attStride < need) _attStride *= 2;
             _att = GC.AllocateArray<float>(_c.Heads * _attStride, pinned: true);
         }
-        float scale = 1.0f / MathF.Sqrt(hd);
+        float scale = _c.QueryScale;
         if (cache.Renumber)
         {
             for (int g = 0; g < _c.KvHeads; g++)
             {
                 var set = cache.Set(l, g);
                 int n = set.Total;
-                RenumberKeys(set, n);
+                RenumberKeys(set, n, _ropeTableOf[l]);
                 for (int hh = 0; hh < group; hh++)
                 {
                     int h = g * group + hh;
                     var qh = query.Slice(h * hd, hd);
                     var att = _att.AsSpan(h * _attStride, n);
                     for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, _rotKeys.AsSpan(i * hd, hd)) * scale;
+                    if (_c.AttnSoftCap > 0) SoftCap(att, _c.AttnSoftCap);
                     StableSoftMax(att);
                     var o = output.Slice(h * hd, hd);
                     o.Clear();
@@ -302,7 +342,7 @@ public sealed unsafe class Transformer : IDisposable
                 var job = new AttentionJob
                 {
                     Cache = cache, Layer = l, Query = q, Output = o, Att = att, Stride = _attStride, Scale = scale,
-                    Group = group, HeadDim = hd,
+                    SoftCap = _c.AttnSoftCap, Group = group, HeadDim = hd,
                 };
                 int states = cache.MaxTotal(l);
                 // Small caches are cheaper on one thread than waking another.
@@ -348,13 +388,13 @@ public sealed unsafe class Transformer : IDisposable
             while (stride < _stepCaches[b].MaxTotal(l)) stride *= 2;
         long need = (long)n * _c.Heads * stride;
         if (_attBatch.Length < need) _attBatch = GC.AllocateArray<float>((int)Math.Max(need, _attBatch.Length * 2L), pinned: true);
-        fixed (float* q = _q, o = _xb, att = _attBatch)
+        fixed (float* q = _q, o = _attOut, att = _attBatch)
         {
             var job = new SequencesJob
             {
                 Caches = _stepCaches, Attention = _attBatch, Layer = l, Query = q, Output = o, Att = att, Stride = stride,
-                Scale = 1.0f / MathF.Sqrt(_c.HeadDim), Group = _c.GroupSize, HeadDim = _c.HeadDim, KvHeads = _c.KvHeads,
-                Heads = _c.Heads, Dim = _c.Dim,
+                Scale = _c.QueryScale, SoftCap = _c.AttnSoftCap, Group = _c.GroupSize, HeadDim = _c.HeadDim, KvHeads = _c.KvHeads,
+                Heads = _c.Heads, Dim = _c.QDim,
             };
             _pool.For(n, 1, &AttendSequences, (nint)(&job));
         }
@@ -364,9 +404,9 @@ public sealed unsafe class Transformer : IDisposable
     {
         public MultiStateCache[] Caches;
         public float[] Attention;
-        public int Layer, Stride, Group, HeadDim, KvHeads, Heads, Dim;
-        public float Scale;
-        public float* Query, Output, Att;   // [n, dim], [n, dim], [n, heads, stride]
+        public int Layer, Stride, Group, HeadDim, KvHeads, Heads, Dim; // Dim: q_dim
+        public float Scale, SoftCap;
+        public float* Query, Output, Att;   // [n, q_dim], [n, q_dim], [n, heads, stride]
     }
 
     private static void AttendSequences(nint ctx, int start, int end)
@@ -377,7 +417,7 @@ public sealed unsafe class Transformer : IDisposable
             var one = new AttentionJob
             {
                 Cache = j.Caches[b], Layer = j.Layer, Query = j.Query + b * j.Dim, Output = j.Output + b * j.Dim,
-                Att = j.Att + (long)b * j.Heads * j.Stride, Stride = j.Stride, Scale = j.Scale, Group = j.Group, HeadDim = j.HeadDim,
+                Att = j.Att + (long)b * j.Heads * j.Stride, Stride = j.Stride, Scale = j.Scale, SoftCap = j.SoftCap, Group = j.Group, HeadDim = j.HeadDim,
             };
             AttendKvHeads((nint)(&one), 0, j.KvHeads);
             j.Caches[b].AfterAttention(j.Layer, j.Attention.AsSpan(b * j.Heads * j.Stride, j.Heads * j.Stride), j.Stride);
@@ -390,13 +430,13 @@ public sealed unsafe class Transformer : IDisposable
     /// </summary>
     private void AttentionBatch(int l, int n)
     {
-        fixed (float* q = _q, o = _xb)
-        fixed (int* visible = _visible)
+        fixed (float* q = _q, o = _attOut)
+        fixed (int* visible = _visible, pos = _pos)
         {
             var job = new BatchAttentionJob
             {
-                Caches = _stepCaches, Layer = l, Query = q, Output = o, Visible = visible, Scale = 1.0f / MathF.Sqrt(_c.HeadDim),
-                Group = _c.GroupSize, HeadDim = _c.HeadDim, KvHeads = _c.KvHeads, Dim = _c.Dim,
+                Caches = _stepCaches, Layer = l, Query = q, Output = o, Visible = visible, Positions = pos, Window = _c.WindowOf(l),
+                Scale = _c.QueryScale, SoftCap = _c.AttnSoftCap, Group = _c.GroupSize, HeadDim = _c.HeadDim, KvHeads = _c.KvHeads, Dim = _c.QDim,
             };
             _pool.For(n * _c.KvHeads, 1, &AttendTokenKvHeads, (nint)(&job));
         }
@@ -405,10 +445,11 @@ public sealed unsafe class Transformer : IDisposable
     private struct BatchAttentionJob
     {
         public MultiStateCache[] Caches;
-        public int Layer, Group, HeadDim, KvHeads, Dim;
-        public float Scale;
-        public float* Query, Output;   // [n, dim]
+        public int Layer, Group, HeadDim, KvHeads, Dim, Window; // Dim: q_dim; Window: 0 = none
+        public float Scale, SoftCap;
+        public float* Query, Output;   // [n, q_dim]
         public int* Visible;           // [n]
+        public int* Positions;         // [n] each token's position
     }
 
     [ThreadStatic] private static float[]? t_scores;
@@ -424,12 +465,17 @@ public sealed unsafe class Transformer : IDisposable
             var set = j.Caches[b].Set(j.Layer, g);
             int n = j.Visible[b];
             var scores = t_scores is { } buf && buf.Length >= n ? buf : t_scores = GC.AllocateArray<float>(Math.Max(n, 1024) * 2, pinned: true);
+            // In a sliding-window layer token b sees only positions > its own − window (older states of the batch's
+            // earlier tokens are still stored until the step ends).
+            int oldest = j.Window > 0 ? j.Positions[b] - j.Window + 1 : int.MinValue;
             fixed (float* keys = set.Keys, values = set.Values, att = scores)
+            fixed (int* positions = set.Positions)
             {
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
-                    AttendHead(j.Query + b * j.Dim + h * hd, keys, values, n, null, null, att, j.Output + b * j.Dim + h * hd, hd, j.Scale);
+                    AttendHead(j.Query + b * j.Dim + h * hd, keys, values, n, null, null, att, j.Output + b * j.Dim + h * hd, hd, j.Scale,
+                               j.SoftCap, j.Window > 0 ? positions : null, oldest);
                 }
             }
         }
@@ -439,7 +485,7 @@ public sealed unsafe class Transformer : IDisposable
     {
         public MultiStateCache Cache;
         public int Layer, Stride, Group, HeadDim;
-        public float Scale;
+        public float Scale, SoftCap;
         public float* Query, Output, Att;   // [heads, head_dim], [heads, head_dim], [heads, stride]
     }
 
@@ -457,7 +503,7 @@ public sealed unsafe class Transformer : IDisposable
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
-                    AttendHead(j.Query + h * hd, keys, values, stored, n > stored ? pk : null, pv, j.Att + h * j.Stride, j.Output + h * hd, hd, j.Scale);
+                    AttendHead(j.Query + h * hd, keys, values, stored, n > stored ? pk : null, pv, j.Att + h * j.Stride, j.Output + h * hd, hd, j.Scale, j.SoftCap);
                 }
             }
         }
@@ -465,18 +511,20 @@ public sealed unsafe class Transformer : IDisposable
 
     /// <summary>
     /// One query head over <paramref name="stored"/> states (keys and values [stored, hd]) plus, if
-    /// <paramref name="pendingKey"/> is not null, the pending one: scores, softmax (left in att[0 .. stored (+1))),
-    /// and the weighted sum of the values into o[hd].
+    /// <paramref name="pendingKey"/> is not null, the pending one: scores (soft-capped when <paramref name="softCap"/>
+    /// &gt; 0; with <paramref name="positions"/>, states before <paramref name="oldest"/> masked out), softmax (left in
+    /// att[0 .. stored (+1))), and the weighted sum of the values into o[hd].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void AttendHead(float* qh, float* keys, float* values, int stored, float* pendingKey, float* pendingValue,
-                                   float* att, float* o, int hd, float scale)
+                                   float* att, float* o, int hd, float scale, float softCap = 0, int* positions = null, int oldest = 0)
     {
         int n = pendingKey != null ? stored + 1 : stored;
         if (hd % 8 != 0 || !Fma.IsSupported)
         {
             for (int i = 0; i < stored; i++) att[i] = TensorPrimitives.Dot(new ReadOnlySpan<float>(qh, hd), new ReadOnlySpan<float>(keys + i * hd, hd)) * scale;
             if (pendingKey != null) att[stored] = TensorPrimitives.Dot(new ReadOnlySpan<float>(qh, hd), new ReadOnlySpan<float>(pendingKey, hd)) * scale;
+            AdjustScores(att, stored, n, softCap, positions, oldest);
             StableSoftMax(new Span<float>(att, n));
             var output = new Span<float>(o, hd);
             output.Clear();
@@ -486,6 +534,7 @@ public sealed unsafe class Transformer : IDisposable
         }
         Scores(qh, keys, stored, hd, scale, att);
         if (pendingKey != null) att[stored] = Dot(qh, pendingKey, hd) * scale;
+        AdjustScores(att, stored, n, softCap, positions, oldest);
         StableSoftMax(new Span<float>(att, n));
         WeightedSum(att, values, stored, hd, o);
         if (pendingKey != null)
@@ -493,6 +542,24 @@ public sealed unsafe class Transformer : IDisposable
             var a = Vector256.Create(att[stored]);
             for (int d = 0; d < hd; d += 8) Fma.MultiplyAdd(a, Vector256.Load(pendingValue + d), Vector256.Load(o + d)).Store(o + d);
         }
+    }
+
+    /// <summary>Soft-caps the n scores (cap·tanh(s / cap)) and masks stored states whose position is before <paramref name="oldest"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AdjustScores(float* att, int stored, int n, float softCap, int* positions, int oldest)
+    {
+        if (softCap > 0) SoftCap(new Span<float>(att, n), softCap);
+        if (positions != null)
+            for (int i = 0; i < stored; i++)
+                if (positions[i] < oldest) att[i] = float.NegativeInfinity;
+    }
+
+    /// <summary>x ← cap·tanh(x / cap).</summary>
+    private static void SoftCap(Span<float> x, float cap)
+    {
+        TensorPrimitives.Multiply(x, 1f / cap, x);
+        TensorPrimitives.Tanh(x, x);
+        TensorPrimitives.Multiply(x, cap, x);
     }
 
     /// <summary>
@@ -583,7 +650,7 @@ public sealed unsafe class Transformer : IDisposable
 
     /// <summary>Rotates each state's stored (unrotated) key at its index in the cache, ordered by original position.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void RenumberKeys(HeadStates set, int n)
+    private void RenumberKeys(HeadStates set, int n, int table)
     {
         int hd = _c.HeadDim;
         if (_rotKeys.Length < n * hd) _rotKeys = new float[Math.Max(n * hd, _rotKeys.Length * 2)];
@@ -595,28 +662,54 @@ public sealed unsafe class Transformer : IDisposable
             int slot = _order[rank];
             var dst = _rotKeys.AsSpan(slot * hd, hd);
             set.Key(slot).CopyTo(dst);
-            Rope(dst, rank);
+            RopeAt(dst, rank, table);
         }
     }
 
-    private readonly float[] _ropeCos, _ropeSin; // [head_dim / 2] the angles of one position
+    private readonly float[] _ropeOne; // [rope_dims] cosines and sines of one position (renumbered positions)
+
+    /// <summary>Token b's cosines and sines [rope_dims] for table t, filled at the start of each step.</summary>
+    private Span<float> RopeCs(int b, int t) => _ropeCs.AsSpan((b * _ropeFreq.Length + t) * _c.RopeDims, _c.RopeDims);
 
     /// <summary>
-    /// Rotates every head of <paramref name="vec"/> (heads × head_dim) at position <paramref name="pos"/>: the
-    /// angles' cosines and sines are computed once per call (head_dim / 2 of each) and shared by all heads.
+    /// cs[0 .. rope_dims/2) = cos, cs[rope_dims/2 ..) = sin of each frequency's angle at <paramref name="pos"/>, computed
+    /// in double precision (positions reach the tens of thousands when streaming) and multiplied by the RoPE
+    /// attention factor.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Rope(Span<float> vec, int pos)
+    private void RopeAngles(int pos, int table, Span<float> cs)
     {
-        int hd = _c.HeadDim, half = hd / 2;
-        var cos = _ropeCos.AsSpan(0, half);
-        var sin = _ropeSin.AsSpan(0, half);
-        for (int f = 0; f < half; f++)
+        var freq = _ropeFreq[table];
+        int half = freq.Length;
+        double m = _c.RopeAttnFactor;
+        for (int i = 0; i < half; i++)
         {
-            float val = pos * _invFreq[f];
-            cos[f] = MathF.Cos(val);
-            sin[f] = MathF.Sin(val);
+            double a = pos * freq[i];
+            cs[i] = (float)(Math.Cos(a) * m);
+            cs[half + i] = (float)(Math.Sin(a) * m);
         }
+    }
+
+    /// <summary>Rotates every head of <paramref name="vec"/> (heads × head_dim) at token b's position, with table t (−1: none).</summary>
+    private void Rope(Span<float> vec, int b, int table)
+    {
+        if (table >= 0) Rotate(vec, RopeCs(b, table));
+    }
+
+    /// <summary>Rotates every head of <paramref name="vec"/> at position <paramref name="pos"/> (renumbered positions).</summary>
+    private void RopeAt(Span<float> vec, int pos, int table)
+    {
+        if (table < 0) return;
+        RopeAngles(pos, table, _ropeOne);
+        Rotate(vec, _ropeOne);
+    }
+
+    /// <summary>Rotates pairs (2i, 2i+1), i &lt; rope_dims/2, of every head by the given cosines and sines.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Rotate(Span<float> vec, ReadOnlySpan<float> cs)
+    {
+        int hd = _c.HeadDim, half = _c.RopeDims / 2;
+        var cos = cs[..half];
+        var sin = cs.Slice(half, half);
         for (int h = 0; h < vec.Length; h += hd)
         {
             var head = vec.Slice(h, hd);
@@ -626,6 +719,16 @@ public sealed unsafe class Transformer : IDisposable
                 head[2 * f] = v0 * cos[f] - v1 * sin[f];
                 head[2 * f + 1] = v0 * sin[f] + v1 * cos[f];
             }
+        }
+    }
+
+    /// <summary>RMSNorm of every head of <paramref name="rows"/> (tokens × heads × head_dim) with one weight [head_dim].</summary>
+    private void HeadNorms(Span<float> rows, float[] weight)
+    {
+        for (int h = 0; h < rows.Length; h += weight.Length)
+        {
+            var head = rows.Slice(h, weight.Length);
+            RmsNorm(head, head, weight, _c.RmsEps);
         }
     }
 

@@ -28,7 +28,7 @@ public sealed unsafe class WeightMatrix
     public WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data)
     {
         if (!GgmlTypeInfo.IsSupportedWeight(type))
-            throw new NotSupportedException($"tensor '{name}' has type {type}, which Tova does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
+            throw new NotSupportedException($"tensor '{name}' has type {type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightNames})");
         Name = name;
         Type = type;
         Rows = rows;
