@@ -65,7 +65,7 @@ public static class RandomModels
         var c = spec.Config;
         var rng = new Gaussian(spec.Seed);
         var w = new GgufWriter();
-        GgufModelWriter.AddMetadata(w, c, type, Vocabulary(spec.Vocab), "random-" + spec);
+        GgufModelWriter.AddMetadata(w, c, type, Vocabulary(spec.Vocab, c.Arch), "random-" + spec);
 
         float[] Matrix(string name, int rows, int cols)
         {
@@ -107,7 +107,7 @@ public static class RandomModels
     /// &lt;/s&gt;, the 256 byte tokens (llama.cpp needs &lt;0x0A&gt; for the newline), then distinct filler pieces
     /// ("▁a", "a", "▁b", "b", …) with decreasing scores.
     /// </summary>
-    public static GgufVocabulary Vocabulary(int size)
+    public static GgufVocabulary Vocabulary(int size, ModelArchitecture? arch = null)
     {
         if (size < 262) throw new ArgumentOutOfRangeException(nameof(size), "a vocabulary needs the 3 specials, 256 bytes and a few pieces");
         var tokens = new string[size];
@@ -131,6 +131,12 @@ public static class RandomModels
             tokens[i] = k % 2 == 0 ? "\u2581" + letters : letters;
             scores[i] = -k;
             types[i] = GgufTokenType.Normal;
+        }
+        if (arch == ModelArchitecture.Phi3)
+        {
+            // llama.cpp's vocabulary loader looks Phi-3's end-of-turn tokens up by text.
+            (tokens[size - 2], types[size - 2]) = ("<|endoftext|>", GgufTokenType.Control);
+            (tokens[size - 1], types[size - 1]) = ("<|end|>", GgufTokenType.Control);
         }
         return new GgufVocabulary("llama", tokens, scores, types, BosId: 1, EosId: 2, UnkId: 0, AddBos: true, AddSpacePrefix: true);
     }

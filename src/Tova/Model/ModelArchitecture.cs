@@ -138,9 +138,9 @@ public sealed record ModelArchitecture
     /// <summary>Gemma's sandwich norms: Hugging Face calls the post-attention norm what Llama calls the FFN norm.</summary>
     private static readonly TensorSpec[] GemmaNorms =
     [
-        L(TensorRole.AttnPostNorm, "attn_post_norm.weight", "post_attention_layernorm.weight"),
+        L(TensorRole.AttnPostNorm, "post_attention_norm.weight", "post_attention_layernorm.weight"),
         L(TensorRole.FfnNorm, "ffn_norm.weight", "pre_feedforward_layernorm.weight"),
-        L(TensorRole.FfnPostNorm, "ffn_post_norm.weight", "post_feedforward_layernorm.weight"),
+        L(TensorRole.FfnPostNorm, "post_ffw_norm.weight", "post_feedforward_layernorm.weight"),
         L(TensorRole.WGate, "ffn_gate.weight", "mlp.gate_proj.weight"),
         L(TensorRole.WUp, "ffn_up.weight", "mlp.up_proj.weight"),
         L(TensorRole.WDown, "ffn_down.weight", "mlp.down_proj.weight"),

@@ -1,0 +1,57 @@
+using Tova.Formats;
+using Tova.Model;
+using Xunit.Abstractions;
+using static Tova.Tests.Model.LlamaCppParityTests;
+
+namespace Tova.Tests.Model;
+
+/// <summary>
+/// Every architecture and RoPE variant of the table against llama.cpp (LLamaSharp 0.30.0, F32 KV cache, flash
+/// attention off) on random-weight GGUF files written by the project's own writer: logits at every position.
+/// </summary>
+public class ArchitectureParityTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("tova-arch-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    /// <summary>A case: the model, and how many positions to compare (RoPE scalings differ most at long positions).</summary>
+    public static readonly IReadOnlyDictionary<string, (RandomModelSpec Spec, int Positions)> Cases = new Dictionary<string, (RandomModelSpec, int)>
+    {
+        // Llama 3's rope_freqs factors (original context 64, so the scaling bites well inside 1,024 positions).
+        ["llama3-rope-freqs"] = (new(Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, Context: 1024, Seed: 31, RopeTheta: 500000f,
+            RopeFreqFactors: RopeFactors.Llama3(500000f, 16, 8, 1, 4, 64)), 1024),
+        ["llama-linear"] = (new(Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, Context: 1024, Seed: 32, RopeScale: 0.25f), 1024),
+        ["qwen3"] = (new(Architecture: "qwen3", Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, HeadDim: 32, Seed: 33, RopeTheta: 1000000f), 64),
+        ["gemma2"] = (new(Architecture: "gemma2", Dim: 64, Hidden: 128, Layers: 3, Heads: 4, KvHeads: 2, HeadDim: 32, SlidingWindow: 16, Seed: 34), 64),
+        ["gemma3"] = (new(Architecture: "gemma3", Dim: 64, Hidden: 128, Layers: 7, Heads: 4, KvHeads: 2, HeadDim: 32, SlidingWindow: 16,
+            RopeTheta: 1000000f, RopeScale: 0.125f, Seed: 35), 64),
+        ["phi3"] = (new(Architecture: "phi3", Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 4, Seed: 36,
+            RopeFreqFactors: [1f, 1.2f, 1.5f, 2f, 2.5f, 3f, 4f, 6f]), 64),
+        ["smollm3"] = (new(Architecture: "smollm3", Dim: 64, Hidden: 128, Layers: 4, Heads: 4, KvHeads: 2, Seed: 37), 64),
+    };
+
+    public static TheoryData<string> Names() => [.. Cases.Keys];
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void LogitsMatchLlamaCpp(string name)
+    {
+        var (spec, positions) = Cases[name];
+        string path = Path.Combine(_dir, name + ".gguf");
+        RandomModels.Write(path, spec, GgmlType.F32);
+        var tokens = Sequence(spec.Vocab, positions);
+
+        var llama = LlamaCpp.Logits(path, tokens);
+        var tova = TovaLogits(path, tokens);
+        var cmp = Comparison.Of(llama, tova);
+        output.WriteLine($"{name}: {cmp}");
+        Assert.True(cmp.Range > 5, $"logit range {cmp.Range} is too small for a meaningful comparison");
+        Assert.True(cmp.MaxRel <= 1e-3, $"{name}: {cmp}");
+        Assert.True(cmp.ArgmaxAgreement >= 0.99, $"{name}: {cmp}");
+
+        // A batched prompt gives what one token at a time gives (sliding windows masked inside the batch).
+        var batched = Comparison.Of(tova, TovaBatchedLogits(path, tokens, Math.Min(positions, 61)));
+        Assert.True(batched.MaxRel <= 1e-5, $"{name} batched vs steps: {batched}");
+    }
+}
