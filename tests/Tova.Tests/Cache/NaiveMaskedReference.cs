@@ -6,7 +6,10 @@ namespace Tova.Tests.Cache;
 /// <summary>
 /// The paper's emulation of a bounded multi-state, written independently of the engine: every step recomputes
 /// attention over the FULL history under a mask of the states kept so far (plus the new token), then applies the
-/// policy's rule to the mask. Plain loops in double precision; weights dequantized to float matrices.
+/// policy's rule to the mask. Plain loops in double precision; weights dequantized to float matrices. Covers every
+/// architecture of the table: q/k norms, per-layer RoPE (base, linear scale, frequency factors, attention factor,
+/// partial rotation, layers without RoPE), the query scale, soft-caps, sandwich norms, GeGLU, scaled embeddings and
+/// sliding-window layers (a state older than the window is masked, then dropped whatever the policy).
 /// </summary>
 internal sealed class NaiveMaskedReference
 {
@@ -78,18 +81,37 @@ internal sealed class NaiveMaskedReference
         return o;
     }
 
+    private int _layer; // the layer Rotate works for
+
     private void Rotate(double[] v, int offset, int length, int pos)
     {
-        int hd = _c.HeadDim;
+        if (!_c.UsesRope(_layer)) return;
+        int hd = _c.HeadDim, rd = _c.RopeDims;
         for (int i = 0; i < length; i += 2)
         {
-            double freq = Math.Pow(_c.RopeTheta, -(double)(i % hd) / hd);
-            double a = pos * freq, c = Math.Cos(a), s = Math.Sin(a);
+            int j = i % hd;
+            if (j >= rd) continue;
+            double freq = _c.RopeScaleOf(_layer) * Math.Pow(_c.RopeThetaOf(_layer), -(double)j / rd) / (_c.RopeFreqFactors?[j / 2] ?? 1.0);
+            double a = pos * freq, c = Math.Cos(a) * _c.RopeAttnFactor, s = Math.Sin(a) * _c.RopeAttnFactor;
             double x0 = v[offset + i], x1 = v[offset + i + 1];
             v[offset + i] = x0 * c - x1 * s;
             v[offset + i + 1] = x0 * s + x1 * c;
         }
     }
+
+    private double[] HeadNorms(double[] x, float[]? weight)
+    {
+        if (weight is null) return x;
+        var o = new double[x.Length];
+        for (int h = 0; h < x.Length; h += weight.Length)
+        {
+            var head = Norm(x[h..(h + weight.Length)], weight);
+            Array.Copy(head, 0, o, h, head.Length);
+        }
+        return o;
+    }
+
+    private static double Cap(double x, float cap) => cap > 0 ? cap * Math.Tanh(x / cap) : x;
 
     /// <summary>Kept positions of a layer's set after the last step.</summary>
     public IReadOnlyCollection<int> Kept(int layer, int set = 0) => _kept[layer][set];
@@ -97,27 +119,36 @@ internal sealed class NaiveMaskedReference
     public double[] Step(int token)
     {
         int t = _t++;
-        int dim = _c.Dim, hd = _c.HeadDim, kvDim = _c.KvDim, group = _c.GroupSize;
+        int dim = _c.Dim, qDim = _c.QDim, hd = _c.HeadDim, kvDim = _c.KvDim, group = _c.GroupSize;
         var x = new double[dim];
-        for (int i = 0; i < dim; i++) x[i] = _emb[token * dim + i];
+        double embScale = _c.Arch.ScaleEmbedding ? Math.Sqrt(dim) : 1;
+        for (int i = 0; i < dim; i++) x[i] = (float)(_emb[token * dim + i] * (float)embScale);
         for (int l = 0; l < _c.Layers; l++)
         {
+            _layer = l;
             var w = _w[l];
-            var xb = Norm(x, _m.Layers[l].AttnNorm);
-            var q = MatVec(w[0], xb, dim);
+            var lw = _m.Layers[l];
+            var xb = Norm(x, lw.AttnNorm);
+            var q = MatVec(w[0], xb, qDim);
             var k = MatVec(w[1], xb, kvDim);
             var v = MatVec(w[2], xb, kvDim);
-            if (!_renumber) { Rotate(q, 0, dim, t); Rotate(k, 0, kvDim, t); }
+            if (lw.Bq is not null) for (int i = 0; i < qDim; i++) q[i] += lw.Bq[i];
+            if (lw.Bk is not null) for (int i = 0; i < kvDim; i++) k[i] += lw.Bk[i];
+            if (lw.Bv is not null) for (int i = 0; i < kvDim; i++) v[i] += lw.Bv[i];
+            q = HeadNorms(q, lw.QNorm);
+            k = HeadNorms(k, lw.KNorm);
+            if (!_renumber) { Rotate(q, 0, qDim, t); Rotate(k, 0, kvDim, t); }
             _keys[l].Add(k);
             _values[l].Add(v);
-            var att = new double[dim];
+            int window = _c.WindowOf(l);
+            var att = new double[qDim];
             int sets = _kept[l].Length;
             var avg = new Dictionary<int, double>[sets];
             for (int s = 0; s < sets; s++) avg[s] = [];
             for (int h = 0; h < _c.Heads; h++)
             {
                 int g = h / group, s = _perHead ? g : 0;
-                var cand = _kept[l][s].Append(t).ToList(); // ascending positions; the new token last
+                var cand = _kept[l][s].Where(p => window == 0 || p > t - window).Append(t).ToList(); // ascending; the new token last
                 var qh = new double[hd];
                 Array.Copy(q, h * hd, qh, 0, hd);
                 if (_renumber) Rotate(qh, 0, hd, cand.Count - 1);
@@ -129,7 +160,7 @@ internal sealed class NaiveMaskedReference
                     if (_renumber) Rotate(kk, 0, hd, i);
                     double dot = 0;
                     for (int d = 0; d < hd; d++) dot += qh[d] * kk[d];
-                    scores[i] = dot / Math.Sqrt(hd);
+                    scores[i] = Cap(dot * _c.QueryScale, _c.AttnSoftCap);
                 }
                 double max = scores.Max(), sum = 0;
                 for (int i = 0; i < scores.Length; i++) { scores[i] = Math.Exp(scores[i] - max); sum += scores[i]; }
@@ -141,25 +172,36 @@ internal sealed class NaiveMaskedReference
                     avg[s][cand[i]] = avg[s].GetValueOrDefault(cand[i]) + p / heads;
                 }
             }
-            for (int s = 0; s < sets; s++) Evict(l, s, t, avg[s]);
+            for (int s = 0; s < sets; s++) Evict(l, s, t, avg[s], window);
             var o = MatVec(w[3], att, dim);
+            if (lw.AttnPostNorm is not null) o = Norm(o, lw.AttnPostNorm);
             for (int i = 0; i < dim; i++) x[i] += o[i];
-            xb = Norm(x, _m.Layers[l].FfnNorm);
+            xb = Norm(x, lw.FfnNorm);
             var gate = MatVec(w[4], xb, _c.HiddenDim);
             var up = MatVec(w[6], xb, _c.HiddenDim);
-            for (int i = 0; i < gate.Length; i++) gate[i] = gate[i] / (1 + Math.Exp(-gate[i])) * up[i];
+            bool gelu = _c.Arch.Activation == FfnActivation.GeluTanh;
+            for (int i = 0; i < gate.Length; i++)
+            {
+                double g = gate[i];
+                gate[i] = (gelu ? 0.5 * g * (1 + Math.Tanh(Math.Sqrt(2 / Math.PI) * (g + 0.044715 * g * g * g))) : g / (1 + Math.Exp(-g))) * up[i];
+            }
             var down = MatVec(w[5], gate, dim);
+            if (lw.FfnPostNorm is not null) down = Norm(down, lw.FfnPostNorm);
             for (int i = 0; i < dim; i++) x[i] += down[i];
         }
-        return MatVec(_out, Norm(x, _m.OutputNorm), _c.VocabSize);
+        var logits = MatVec(_out, Norm(x, _m.OutputNorm), _c.VocabSize);
+        for (int i = 0; i < logits.Length; i++) logits[i] = Cap(logits[i], _c.FinalSoftCap);
+        return logits;
     }
 
-    private void Evict(int l, int s, int t, Dictionary<int, double> avg)
+    private void Evict(int l, int s, int t, Dictionary<int, double> avg, int window)
     {
         var kept = _kept[l][s];
         kept.Add(t);
         if (_policy == "h2o")
             foreach (var (p, a) in avg) _h2o[l][s][p] = _h2o[l][s].GetValueOrDefault(p) + a;
+        if (window > 0)
+            foreach (var p in kept.Where(p => p <= t + 1 - window).ToList()) { kept.Remove(p); _h2o[l][s].Remove(p); }
         if (_policy == "full" || kept.Count <= _budget) return;
         var list = kept.ToList(); // ascending: ties resolved to the oldest by taking the first minimum
         int victim = _policy switch

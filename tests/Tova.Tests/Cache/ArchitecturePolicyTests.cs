@@ -1,0 +1,110 @@
+using Tova.Cache;
+using Tova.Formats;
+using Tova.Model;
+using Tova.Tests.Model;
+
+namespace Tova.Tests.Cache;
+
+/// <summary>
+/// The bounded multi-state on every architecture of the table (random-weight models of the parity tests' shapes):
+/// logits and kept sets against the naive masked emulation at every step, and every prefill mode running within
+/// its budget and windows.
+/// </summary>
+public class ArchitecturePolicyTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("tova-arch-policy-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private LlamaModel Load(string arch)
+    {
+        string path = Path.Combine(_dir, arch + ".gguf");
+        if (!File.Exists(path)) RandomModels.Write(path, ArchitectureParityTests.Cases[arch].Spec, GgmlType.F32);
+        return ModelLoader.Load(path);
+    }
+
+    public static TheoryData<string, string, int, bool, bool> StepCases()
+    {
+        var data = new TheoryData<string, string, int, bool, bool>();
+        foreach (var arch in new[] { "qwen3", "gemma3", "gemma2", "phi3", "smollm3", "llama3-rope-freqs" })
+        {
+            data.Add(arch, "tova", 12, false, false);
+            data.Add(arch, "tova", 12, true, false);
+            data.Add(arch, "h2o", 12, false, false);
+            data.Add(arch, "window", 12, false, true);
+            data.Add(arch, "sink", 12, false, false);
+            data.Add(arch, "tova", 24, false, false); // a budget above the sliding window (16)
+            data.Add(arch, "full", 0, false, false);
+        }
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(StepCases))]
+    public void MatchesTheNaiveMaskedReferenceAtEveryStep(string arch, string policy, int budget, bool perHead, bool renumber)
+    {
+        var ids = LlamaCppParityTests.Sequence(300, 48, seed: 9);
+        using var model = Load(arch);
+        using var tf = new Transformer(model);
+        var c = model.Config;
+        var options = new CacheOptions
+        {
+            Policy = policy, Budget = policy == "full" ? null : budget.ToString(), Sinks = 3,
+            Granularity = perHead ? Granularity.Head : Granularity.Layer,
+            Positions = renumber ? PositionMode.Renumber : PositionMode.Original,
+        };
+        var cache = new MultiStateCache(c, options);
+        var reference = new NaiveMaskedReference(model, policy, policy == "full" ? int.MaxValue : budget, sinks: 3, perHead: perHead, renumber: renumber);
+        double worst = 0, range = 0;
+        for (int i = 0; i < ids.Length; i++)
+        {
+            var got = tf.Forward(ids[i], cache);
+            var want = reference.Step(ids[i]);
+            for (int j = 0; j < want.Length; j++)
+            {
+                worst = Math.Max(worst, Math.Abs(got[j] - want[j]));
+                range = Math.Max(range, Math.Abs(want[j]));
+            }
+            for (int l = 0; l < c.Layers; l++)
+                for (int g = 0; g < (perHead ? c.KvHeads : 1); g++)
+                {
+                    var set = cache.Set(l, g);
+                    Assert.Equal(reference.Kept(l, g).Order(), set.Positions.AsSpan(0, set.Count).ToArray().Order());
+                    int limit = Math.Min(policy == "full" ? int.MaxValue : budget, c.WindowOf(l) == 0 ? int.MaxValue : c.WindowOf(l));
+                    Assert.True(set.Count <= limit, $"layer {l} holds {set.Count} states, more than {limit}");
+                }
+        }
+        Assert.True(worst <= 1e-3 * Math.Max(1, range), $"{arch} {policy}: max |logit − reference| = {worst:E3} (logit magnitude up to {range:F1})");
+    }
+
+    public static TheoryData<string, string, string> PrefillCases()
+    {
+        var data = new TheoryData<string, string, string>();
+        foreach (var arch in ArchitectureParityTests.Cases.Keys)
+            foreach (var policy in new[] { "tova", "h2o", "window", "sink" })
+                foreach (var prefill in new[] { "exact", "oneshot", "chunked:8" })
+                    data.Add(arch, policy, prefill);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(PrefillCases))]
+    public void EveryPrefillModeRunsWithinTheBudget(string arch, string policy, string prefill)
+    {
+        using var model = Load(arch);
+        using var tf = new Transformer(model);
+        var c = model.Config;
+        var mode = PrefillMode.Parse(prefill);
+        var ids = LlamaCppParityTests.Sequence(300, 40, seed: 3);
+        foreach (var granularity in policy is "tova" or "h2o" ? new[] { Granularity.Layer, Granularity.Head } : [Granularity.Layer])
+        {
+            var cache = tf.CreateCache(new CacheOptions { Policy = policy, Budget = "10", Granularity = granularity }, mode, ids.Length);
+            var logits = tf.Prefill(ids, cache, mode).ToArray();
+            Assert.All(logits, v => Assert.True(float.IsFinite(v)));
+            for (int step = 0; step < 4; step++) tf.Forward(ids[step], cache);
+            for (int l = 0; l < c.Layers; l++)
+                for (int g = 0; g < c.KvHeads; g++)
+                    Assert.True(cache.Set(l, g).Count <= Math.Min(10, c.WindowOf(l) == 0 ? 10 : c.WindowOf(l)));
+        }
+    }
+}
