@@ -60,7 +60,19 @@ public static class GgufModelWriter
             ? Path.GetFileName(Path.TrimEndingDirectorySeparator(model.Source))
             : Path.GetFileNameWithoutExtension(model.Source)));
         // NEOX architectures store q/k rows in Hugging Face (half-split) order; Tova holds them interleaved.
-        bool halfSplit = c.Arch.GgufRope == RopeStyle.Neox;
+        AddTensors(w, c, weightType, ValuesOf(model, c.Arch.GgufRope));
+        return w;
+    }
+
+    /// <summary>
+    /// The values of each tensor of <paramref name="model"/> by role and layer (−1 for globals), as a file of
+    /// <paramref name="layout"/> stores them (q/k rows half-split for NEOX); null for an absent optional tensor
+    /// (a tied output). Fused tensors (Phi-3's qkv and gate-up) are concatenated from the model's parts.
+    /// </summary>
+    public static Func<TensorRole, int, float[]?> ValuesOf(LlamaModel model, RopeStyle layout)
+    {
+        var c = model.Config;
+        bool halfSplit = layout == RopeStyle.Neox;
         float[] Rows(WeightMatrix m, bool rope)
         {
             long n = (long)m.Rows * m.Columns;
@@ -73,7 +85,7 @@ public static class GgufModelWriter
         }
         float[]? Vec(float[]? v, bool rope) => v is null ? null : rope && halfSplit ? RopeLayout.ToHalfSplit(v, 1, c.HeadDim, c.RopeDims) : v;
 
-        AddTensors(w, c, weightType, (role, l) =>
+        return (role, l) =>
         {
             var b = l >= 0 ? model.Layers[l] : null;
             return role switch
@@ -102,8 +114,7 @@ public static class GgufModelWriter
                 TensorRole.FfnPostNorm => b!.FfnPostNorm,
                 _ => throw new ArgumentOutOfRangeException(nameof(role), role, null),
             };
-        });
-        return w;
+        };
     }
 
     /// <summary>

@@ -5,13 +5,14 @@ using Tova.Tokenization;
 namespace Tova.Formats;
 
 /// <summary>
-/// A Hugging Face model folder: config.json (LlamaForCausalLM, MistralForCausalLM or Qwen2ForCausalLM), the weights
+/// A Hugging Face model folder: config.json (any class of <see cref="ModelArchitecture"/>), the weights
 /// (<see cref="HfCheckpoint"/>), and what tokenizer_config.json / generation_config.json say (special tokens,
 /// chat_template, end-of-generation ids).
 /// </summary>
 public sealed class HfFolder
 {
-    public static readonly IReadOnlyList<string> Architectures = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"];
+    /// <summary>config.json model classes Tova runs (from the architecture table).</summary>
+    public static readonly IReadOnlyList<string> Architectures = [.. ModelArchitecture.All.SelectMany(a => a.HfClasses)];
 
     public string Path { get; }
     /// <summary>The model class config.json names (architectures[0]).</summary>
@@ -51,54 +52,126 @@ public sealed class HfFolder
         var root = HfJson.TryRead(configPath)!.Value;
         if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{configPath}: not a JSON object");
 
-        string? arch = null;
+        string? cls = null;
         if (root.TryGetProperty("architectures", out var a) && a.ValueKind == JsonValueKind.Array && a.GetArrayLength() > 0)
-            arch = a[0].GetString();
-        arch ??= Str(root, "model_type") switch
-        {
-            "llama" => "LlamaForCausalLM",
-            "mistral" => "MistralForCausalLM",
-            "qwen2" => "Qwen2ForCausalLM",
-            null => throw new InvalidDataException($"{configPath}: neither 'architectures' nor 'model_type' says what the model is"),
-            var other => other,
-        };
-        if (!Architectures.Contains(arch))
-            throw new NotSupportedException($"{configPath}: architecture '{arch}' is not supported (supported: {string.Join(", ", Architectures)})");
-        bool qwen2 = arch == "Qwen2ForCausalLM";
+            cls = a[0].GetString();
+        cls ??= Str(root, "model_type") ?? throw new InvalidDataException($"{configPath}: neither 'architectures' nor 'model_type' says what the model is");
+        var arch = ModelArchitecture.FromHf(cls)
+                   ?? throw new NotSupportedException($"{configPath}: architecture '{cls}' is not supported (supported: {string.Join(", ", Architectures)})");
+        string archClass = arch.HfClasses[0];
 
-        string act = Str(root, "hidden_act") ?? "silu";
-        if (act != "silu") throw new NotSupportedException($"{configPath}: hidden_act '{act}' is not supported (Tova runs SwiGLU: silu)");
-        if (root.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
-        {
-            string type = Str(rs, "rope_type") ?? Str(rs, "type") ?? "?";
-            if (type != "default") throw new NotSupportedException($"{configPath}: rope_scaling '{type}' is not supported");
-        }
-        if (Bool(root, "attention_bias") == true && !qwen2)
+        string act = Str(root, "hidden_activation") ?? Str(root, "hidden_act") ?? "silu";
+        bool actOk = arch.Activation == FfnActivation.Silu ? act == "silu" : act is "gelu_pytorch_tanh" or "gelu_tanh";
+        if (!actOk) throw new NotSupportedException($"{configPath}: hidden activation '{act}' is not supported for {archClass}");
+        if (Bool(root, "attention_bias") == true && !arch.Has(TensorRole.Bq))
             throw new NotSupportedException($"{configPath}: attention_bias (biases on q, k, v and the output projection) is not supported");
         if (Bool(root, "mlp_bias") == true) throw new NotSupportedException($"{configPath}: mlp_bias is not supported");
-        if (root.TryGetProperty("partial_rotary_factor", out var prf) && prf.ValueKind == JsonValueKind.Number && prf.GetDouble() != 1.0)
-            throw new NotSupportedException($"{configPath}: partial_rotary_factor {prf.GetDouble()} is not supported");
 
         int heads = Int(root, "num_attention_heads", configPath);
         int dim = Int(root, "hidden_size", configPath);
+        int layers = Int(root, "num_hidden_layers", configPath);
+        int headDim = root.TryGetProperty("head_dim", out var hdEl) && hdEl.ValueKind == JsonValueKind.Number
+            ? Int(root, "head_dim", configPath) : heads > 0 ? dim / heads : 0;
+        int context = root.TryGetProperty("max_position_embeddings", out _) ? Int(root, "max_position_embeddings", configPath) : 2048;
+        float theta = (float)Num(root, "rope_theta", 10000.0, configPath);
+        int ropeDims = headDim;
+        if (root.TryGetProperty("partial_rotary_factor", out var prf) && prf.ValueKind == JsonValueKind.Number)
+            ropeDims = (int)Math.Round(headDim * prf.GetDouble());
+
+        // RoPE scaling: none, linear, llama3 (frequency factors) and Phi-3's longrope; anything else is refused.
+        float ropeScale = 1f, attnFactor = 1f;
+        float[]? factors = null;
+        if (root.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
+        {
+            string type = Str(rs, "rope_type") ?? Str(rs, "type") ?? "?";
+            double Factor() => Num(rs, "factor", double.NaN, configPath) is var f && f > 0 ? f
+                : throw new InvalidDataException($"{configPath}: rope_scaling '{type}' needs a positive 'factor'");
+            switch (type)
+            {
+                case "default":
+                    break;
+                case "linear":
+                    ropeScale = (float)(1 / Factor());
+                    break;
+                case "llama3":
+                    factors = RopeFactors.Llama3(theta, ropeDims, Factor(), Num(rs, "low_freq_factor", 1, configPath),
+                        Num(rs, "high_freq_factor", 4, configPath), (int)Num(rs, "original_max_position_embeddings", 8192, configPath));
+                    break;
+                case "longrope" or "su" when arch == ModelArchitecture.Phi3:
+                    factors = Floats(rs, "short_factor", ropeDims / 2, configPath);
+                    var longFactors = Floats(rs, "long_factor", ropeDims / 2, configPath);
+                    int original = (int)Num(root, "original_max_position_embeddings", context, configPath);
+                    double scale = (double)context / original;
+                    attnFactor = (float)(Num(rs, "attention_factor", scale <= 1 ? 1 : Math.Sqrt(1 + Math.Log(scale) / Math.Log(original)), configPath));
+                    if (!longFactors.AsSpan().SequenceEqual(factors)) context = Math.Min(context, original);
+                    break;
+                default:
+                    throw new NotSupportedException($"{configPath}: rope_scaling '{type}' is not supported (supported: linear, llama3{(arch == ModelArchitecture.Phi3 ? ", longrope" : "")})");
+            }
+        }
+
+        int window = 0;
+        if (arch.SlidingPattern > 0 && root.TryGetProperty("sliding_window", out var sw) && sw.ValueKind == JsonValueKind.Number)
+            window = Int(root, "sliding_window", configPath);
+        if (window > 0 && root.TryGetProperty("layer_types", out var lt) && lt.ValueKind == JsonValueKind.Array)
+        {
+            var tmp = new LlamaConfig { Architecture = arch.Name, Dim = dim, HiddenDim = 1, Layers = layers, Heads = heads, KvHeads = heads, VocabSize = 1, ContextLength = 1, SlidingWindow = window };
+            for (int l = 0; l < Math.Min(layers, lt.GetArrayLength()); l++)
+                if ((lt[l].GetString() == "sliding_attention") != tmp.IsSliding(l))
+                    throw new NotSupportedException($"{configPath}: layer_types[{l}] = {lt[l].GetRawText()} differs from {archClass}'s sliding-window pattern, which Tova does not support");
+        }
+        if (root.TryGetProperty("sliding_window_pattern", out var swp) && swp.ValueKind == JsonValueKind.Number && swp.GetInt32() != arch.SlidingPattern)
+            throw new NotSupportedException($"{configPath}: sliding_window_pattern {swp.GetInt32()} is not supported for {archClass} (expected {arch.SlidingPattern})");
+        if (arch.SlidingRopeBase is float local && Num(root, "rope_local_base_freq", local, configPath) != local)
+            throw new NotSupportedException($"{configPath}: rope_local_base_freq {Num(root, "rope_local_base_freq", local, configPath)} is not supported (Tova runs {local}, as llama.cpp does)");
+        float attnCap = 0, finalCap = 0;
+        if (arch.DefaultAttnSoftCap > 0 || arch.DefaultFinalSoftCap > 0)
+        {
+            attnCap = (float)Num(root, "attn_logit_softcapping", 0, configPath);
+            finalCap = (float)Num(root, "final_logit_softcapping", 0, configPath);
+        }
+        else if (Num(root, "attn_logit_softcapping", 0, configPath) != 0 || Num(root, "final_logit_softcapping", 0, configPath) != 0)
+            throw new NotSupportedException($"{configPath}: logit soft-capping is not supported for {archClass}");
+        if (arch.NoRopeLayerStep > 0 && root.TryGetProperty("no_rope_layers", out var nrl) && nrl.ValueKind == JsonValueKind.Array)
+            for (int l = 0; l < Math.Min(layers, nrl.GetArrayLength()); l++)
+                if ((nrl[l].GetInt32() != 0) != ((l + 1) % arch.NoRopeLayerStep != 0))
+                    throw new NotSupportedException($"{configPath}: no_rope_layers[{l}] = {nrl[l].GetInt32()} differs from {archClass}'s every-{arch.NoRopeLayerStep}th-layer pattern, which Tova does not support");
+        double? queryPre = root.TryGetProperty("query_pre_attn_scalar", out var qp) && qp.ValueKind == JsonValueKind.Number ? qp.GetDouble() : null;
+
         var config = new LlamaConfig
         {
-            Architecture = qwen2 ? "qwen2" : "llama",
+            Architecture = arch.Name,
             Dim = dim,
             HiddenDim = Int(root, "intermediate_size", configPath),
-            Layers = Int(root, "num_hidden_layers", configPath),
+            Layers = layers,
             Heads = heads,
             KvHeads = root.TryGetProperty("num_key_value_heads", out var kv) && kv.ValueKind == JsonValueKind.Number ? Int(root, "num_key_value_heads", configPath) : heads,
+            HeadDim = headDim,
             VocabSize = Int(root, "vocab_size", configPath),
-            ContextLength = root.TryGetProperty("max_position_embeddings", out _) ? Int(root, "max_position_embeddings", configPath) : 2048,
+            ContextLength = context,
             RmsEps = (float)Num(root, "rms_norm_eps", 1e-6, configPath),
-            RopeTheta = (float)Num(root, "rope_theta", 10000.0, configPath),
+            RopeTheta = theta,
+            RopeDims = ropeDims,
+            RopeScale = ropeScale,
+            RopeAttnFactor = attnFactor,
+            RopeFreqFactors = factors,
+            SlidingWindow = window,
+            AttnSoftCap = attnCap,
+            FinalSoftCap = finalCap,
+            QueryScale = Model.ModelLoader.QueryScaleOf(arch, dim, heads, headDim, layers, queryPre),
         };
         config.Validate(configPath);
-        if (root.TryGetProperty("head_dim", out var hd) && hd.ValueKind == JsonValueKind.Number && hd.TryGetInt32(out int headDim) && headDim != config.HeadDim)
-            throw new NotSupportedException($"{configPath}: head_dim {headDim} differs from hidden_size / num_attention_heads = {config.HeadDim}, which Tova does not support");
-        bool tied = Bool(root, "tie_word_embeddings") ?? false;
-        return new HfFolder(dir, arch, config, tied, qwen2, Str(root, "torch_dtype"), HfSpecialTokens.Read(dir));
+        // Gemma ties its output to the embedding unless config.json says otherwise.
+        bool tied = Bool(root, "tie_word_embeddings") ?? arch.HfNormPlusOne;
+        return new HfFolder(dir, archClass, config, tied, arch.Has(TensorRole.Bq), Str(root, "torch_dtype"), HfSpecialTokens.Read(dir));
+    }
+
+    private static float[] Floats(JsonElement e, string key, int n, string path)
+    {
+        if (!e.TryGetProperty(key, out var v) || v.ValueKind != JsonValueKind.Array || v.GetArrayLength() != n
+            || v.EnumerateArray().Any(x => x.ValueKind != JsonValueKind.Number))
+            throw new InvalidDataException($"{path}: rope_scaling.{key} must be a list of {n} numbers");
+        return [.. v.EnumerateArray().Select(x => (float)x.GetDouble())];
     }
 
     private static string? Str(JsonElement e, string key) =>

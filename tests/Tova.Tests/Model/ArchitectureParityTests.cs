@@ -55,3 +55,46 @@ public class ArchitectureParityTests(ITestOutputHelper output) : IDisposable
         Assert.True(batched.MaxRel <= 1e-5, $"{name} batched vs steps: {batched}");
     }
 }
+
+/// <summary>
+/// Every architecture through a Hugging Face folder written in its own conventions (safetensors + config.json) and
+/// through `convert` of that folder to GGUF: the same logits as llama.cpp on the original GGUF.
+/// </summary>
+public class ArchitectureHfTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("tova-arch-hf-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    public static TheoryData<string> Names() => ArchitectureParityTests.Names();
+
+    [Theory]
+    [MemberData(nameof(Names))]
+    public void HuggingFaceFolderAndItsConversionMatchLlamaCpp(string name)
+    {
+        var (spec, positions) = ArchitectureParityTests.Cases[name];
+        positions = Math.Min(positions, 256);
+        string gguf = Path.Combine(_dir, name + ".gguf"), hf = Path.Combine(_dir, name + "-hf"), converted = Path.Combine(_dir, name + "-converted.gguf");
+        RandomModels.Write(gguf, spec, GgmlType.F32);
+        var scaling = name == "llama3-rope-freqs"
+            ? new System.Text.Json.Nodes.JsonObject { ["rope_type"] = "llama3", ["factor"] = 8.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0, ["original_max_position_embeddings"] = 64 }
+            : null;
+        using (var m = ModelLoader.Load(gguf))
+        {
+            HfFolderWriter.Write(m, hf, scaling);
+            using var fromHf = ModelLoader.Load(hf);
+            Assert.Equal(m.Config, fromHf.Config);
+            GgufModelWriter.Write(fromHf, converted, GgmlType.F32, RandomModels.Vocabulary(spec.Vocab, m.Config.Arch));
+        }
+        var tokens = Sequence(spec.Vocab, positions);
+        var llama = LlamaCpp.Logits(gguf, tokens);
+        foreach (var (label, path) in new[] { ("Hugging Face folder", hf), ("converted GGUF", converted) })
+        {
+            var cmp = Comparison.Of(llama, TovaLogits(path, tokens));
+            output.WriteLine($"{name} {label}: {cmp}");
+            Assert.True(cmp.MaxRel <= 1e-3 && cmp.ArgmaxAgreement >= 0.99, $"{name} {label}: {cmp}");
+        }
+        var llamaConverted = Comparison.Of(llama, LlamaCpp.Logits(converted, tokens));
+        Assert.True(llamaConverted.MaxRel <= 1e-5, $"{name}: llama.cpp on the converted file: {llamaConverted}");
+    }
+}
