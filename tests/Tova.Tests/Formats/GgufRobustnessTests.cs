@@ -287,6 +287,37 @@ public class GgufRobustnessTests : IDisposable
             print: m => string.Join(", ", m.Select(x => $"{map.Fields[x.Field]} kind {x.Kind} pick {x.Pick} random {x.Random}")));
     }
 
+    /// <summary>A tiny random model of an architecture of the parity tests (its own metadata keys and tensor table).</summary>
+    private static byte[] ArchitectureFile(string arch)
+    {
+        var spec = Tova.Tests.Model.ArchitectureParityTests.Cases[arch].Spec with { Dim = 32, Hidden = 64, Vocab = 270, Context = 64 };
+        if (spec.HeadDim > 0) spec = spec with { HeadDim = 16 };
+        if (spec.RopeFreqFactors is not null) spec = spec with { RopeFreqFactors = [.. spec.RopeFreqFactors.Take((spec.HeadDim > 0 ? spec.HeadDim : spec.Dim / spec.Heads) / 2)] };
+        string path = Path.Combine(Path.GetTempPath(), $"tova-robust-{arch}-{Environment.ProcessId}.gguf");
+        try
+        {
+            RandomModels.Write(path, spec, GgmlType.F32);
+            return File.ReadAllBytes(path);
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Theory]
+    [InlineData("gemma2")]
+    [InlineData("gemma3")]
+    [InlineData("phi3")]
+    [InlineData("qwen3")]
+    [InlineData("llama3-rope-freqs")]
+    public void ArchitectureMetadataAndTensorTablesChangedOpenOrFailCleanly(string arch)
+    {
+        var bytes = ArchitectureFile(arch);
+        Assert.Null(Probe(WriteTemp(bytes)));
+        var map = GgufFields.Of(bytes);
+        FieldMutations(map.Fields.Count).Sample(m => AssertRobust(ApplyFields(bytes, map, m)), iter: Iter(300), threads: 2,
+            print: m => string.Join(", ", m.Select(x => $"{map.Fields[x.Field]} kind {x.Kind} pick {x.Pick} random {x.Random}")));
+        ByteMutations(bytes.Length, map.HeaderLength).Sample(m => AssertRobust(ApplyBytes(bytes, m)), iter: Iter(200), threads: 2);
+    }
+
     [Fact]
     public void ByteChangesAfterATruncationOpenOrFailCleanly()
     {
