@@ -28,9 +28,15 @@ public static class InspectCommand
 
     public sealed record TensorRow(string name, string type, long[] shape, long bytes);
 
+    /// <summary>What inspect reports; <c>refused</c> says exactly why Tova will not run the model (null: it runs).</summary>
     public sealed record Report(
         string path, string format, string? architecture, Dictionary<string, object>? hyperparameters,
-        Dictionary<string, string>? metadata, List<TensorRow> tensors, Dictionary<string, object>? tokenizer, string? tokenizer_error);
+        Dictionary<string, string>? metadata, List<TensorRow> tensors, Dictionary<string, object>? tokenizer, string? tokenizer_error,
+        string? refused = null)
+    {
+        /// <summary>How many tensors of each stored type the file holds.</summary>
+        public Dictionary<string, int> tensor_types => tensors.GroupBy(t => t.type).OrderBy(g => g.Key, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count());
+    }
 
     public static Report Inspect(string path, string? tokenizerPath)
     {
@@ -44,13 +50,18 @@ public static class InspectCommand
             var tensors = new List<TensorRow>();
             foreach (var t in g.Tensors) tensors.Add(new TensorRow(t.Name, t.Type.ToString(), t.Shape, t.ByteSize));
             Dictionary<string, object>? hp = null;
-            if (g.Tensors.Count > 0 && g.GetString("general.architecture") is not null)
+            string? refused = g.Tensors.Count == 0 ? "the file holds no tensors (a vocabulary-only GGUF)" : null;
+            if (refused is null)
             {
-                try { hp = Hyper(ModelLoader.ConfigFromGguf(g)); }
-                catch (Exception e) when (e is InvalidDataException or NotSupportedException) { meta["(tova)"] = e.Message; }
+                try
+                {
+                    hp = Hyper(ModelLoader.ConfigFromGguf(g));
+                    using var loaded = ModelLoader.Load(path); // every tensor checked against the architecture table
+                }
+                catch (Exception e) when (e is InvalidDataException or NotSupportedException) { refused = e.Message; }
             }
             var (tok, tokErr) = TryTokenizer(() => tokenizerPath is null ? TokenizerFactory.Load(g) : TokenizerLoader.Load(tokenizerPath));
-            return new Report(path, $"GGUF v{g.Version}", g.GetString("general.architecture"), hp, meta, tensors, tok, tokErr);
+            return new Report(path, $"GGUF v{g.Version}", g.GetString("general.architecture"), hp, meta, tensors, tok, tokErr, refused);
         }
         using var m = ModelLoader.Load(path);
         var rows = new List<TensorRow>();
@@ -124,6 +135,17 @@ public static class InspectCommand
         ["context_length"] = c.ContextLength,
         ["rms_eps"] = c.RmsEps,
         ["rope_theta"] = c.RopeTheta,
+        ["rope"] = $"{(c.Arch.GgufRope == RopeStyle.Neox ? "neox" : "interleaved")} pairs, {c.RopeDims} of {c.HeadDim} dimensions rotated"
+                   + (c.Arch.NoRopeLayerStep > 0 ? $", none in every {c.Arch.NoRopeLayerStep}th layer" : ""),
+        ["rope_scaling"] = (c.RopeScale != 1f ? $"linear ×{1 / c.RopeScale:G4}" : "none")
+                           + (c.RopeFreqFactors is { } f ? $", frequency factors {f.Min():G4}…{f.Max():G4}" : "")
+                           + (c.RopeAttnFactor != 1f ? $", attention factor {c.RopeAttnFactor:G4}" : ""),
+        ["sliding_window"] = c.SlidingWindow == 0 ? "none"
+            : $"{c.SlidingWindow} on layers {string.Join(",", Enumerable.Range(0, c.Layers).Where(c.IsSliding))}"
+              + (c.Arch.SlidingRopeBase is float b ? $" (RoPE base {b})" : ""),
+        ["activation"] = c.Arch.Activation == FfnActivation.Silu ? "SwiGLU" : "GeGLU (tanh)",
+        ["query_scale"] = c.QueryScale,
+        ["softcap"] = c.AttnSoftCap == 0 && c.FinalSoftCap == 0 ? "none" : $"attention {c.AttnSoftCap}, final {c.FinalSoftCap}",
     };
 
     private static string Render(Report r)
@@ -132,6 +154,7 @@ public static class InspectCommand
         sb.AppendLine($"file:         {r.path}");
         sb.AppendLine($"format:       {r.format}");
         sb.AppendLine($"architecture: {r.architecture ?? "(none)"}");
+        sb.AppendLine(r.refused is null ? "runs:         yes" : $"runs:         no — {r.refused}");
         if (r.hyperparameters is not null)
             foreach (var (k, v) in r.hyperparameters) sb.AppendLine($"  {k,-15} {v}");
         if (r.tokenizer is not null)
@@ -145,6 +168,7 @@ public static class InspectCommand
             sb.AppendLine($"metadata ({r.metadata.Count}):");
             foreach (var (k, v) in r.metadata) sb.AppendLine($"  {k} = {v}");
         }
+        sb.AppendLine($"tensor types: {string.Join(", ", r.tensor_types.Select(kv => $"{kv.Key} ×{kv.Value}"))}");
         sb.AppendLine($"tensors ({r.tensors.Count}):");
         foreach (var t in r.tensors) sb.AppendLine($"  {t.name,-32} {t.type,-6} [{string.Join(", ", t.shape)}]");
         return sb.ToString();

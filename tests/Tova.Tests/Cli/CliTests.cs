@@ -1,3 +1,4 @@
+using Tova.Formats;
 using System.Text.Json;
 using Tova.Cli;
 
@@ -140,6 +141,41 @@ public class CliTests
         Assert.Equal(0, vocab.Code);
         Assert.Contains("tokenizer.ggml.model", vocab.Out);
         Assert.Contains("32000", vocab.Out);
+    }
+
+    [Fact]
+    public async Task InspectShowsArchitectureRopeWindowsTypesAndWhyAModelIsRefused()
+    {
+        string dir = Directory.CreateTempSubdirectory("tova-inspect-").FullName;
+        try
+        {
+            string gemma = Path.Combine(dir, "gemma3.gguf");
+            RandomModels.Write(gemma, Tova.Tests.Model.ArchitectureParityTests.Cases["gemma3"].Spec, GgmlType.Q8_0);
+            var (code, output, err) = await Run("inspect", "--model", gemma);
+            Assert.True(code == 0, err);
+            Assert.Contains("architecture: gemma3", output);
+            Assert.Contains("runs:         yes", output);
+            Assert.Contains("16 on layers 0,1,2,3,4,6 (RoPE base 10000)", output);
+            Assert.Contains("linear ×8", output);
+            Assert.Contains("Q8_0 ×", output);
+            Assert.Contains("F32 ×", output);
+
+            // A tensor the architecture does not use: inspect still reports the file and says why it will not run.
+            var w = new GgufWriter();
+            var c = new RandomModelSpec(Dim: 32, Hidden: 64, Layers: 1, Heads: 2, KvHeads: 2, Vocab: 270).Config;
+            GgufModelWriter.AddMetadata(w, c, GgmlType.F32, null, "extra");
+            GgufModelWriter.AddTensors(w, c, GgmlType.F32, (role, _) => role is Tova.Model.TensorRole.Output or Tova.Model.TensorRole.RopeFreqs ? null
+                : new float[Tova.Model.ModelArchitecture.ShapeOf(role, c).Aggregate(1, (a, b) => a * b)]);
+            w.AddTensor("blk.0.mystery.weight", GgmlType.F32, [4], new float[4]);
+            string extra = Path.Combine(dir, "extra.gguf");
+            w.Write(extra);
+            var refused = await Run("inspect", "--model", extra, "--json");
+            Assert.True(refused.Code == 0, refused.Err);
+            using var r = JsonDocument.Parse(refused.Out);
+            Assert.True(r.RootElement.GetProperty("refused").GetString()!.Contains("blk.0.mystery.weight"), r.RootElement.GetProperty("refused").GetString());
+            Assert.True(r.RootElement.GetProperty("tensor_types").GetProperty("F32").GetInt32() > 0);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
     }
 
     [Theory]
