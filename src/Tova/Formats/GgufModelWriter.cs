@@ -171,8 +171,15 @@ public static class GgufModelWriter
         w.Set(a + ".vocab_size", GgufValue.Of((uint)c.VocabSize));
         if (c.RopeScale != 1f)
         {
-            w.Set(a + ".rope.scaling.type", GgufValue.Of("linear"));
+            w.Set(a + ".rope.scaling.type", GgufValue.Of(c.YarnOriginalContext > 0 ? "yarn" : "linear"));
             w.Set(a + ".rope.scaling.factor", GgufValue.Of(1f / c.RopeScale));
+            if (c.YarnOriginalContext > 0)
+            {
+                w.Set(a + ".rope.scaling.original_context_length", GgufValue.Of((uint)c.YarnOriginalContext));
+                if (c.YarnBetaFast != 32f) w.Set(a + ".rope.scaling.yarn_beta_fast", GgufValue.Of(c.YarnBetaFast));
+                if (c.YarnBetaSlow != 1f) w.Set(a + ".rope.scaling.yarn_beta_slow", GgufValue.Of(c.YarnBetaSlow));
+                if (c.YarnExtFactor != 1f) w.Set(a + ".rope.scaling.yarn_ext_factor", GgufValue.Of(c.YarnExtFactor));
+            }
         }
         if (c.RopeAttnFactor != 1f) w.Set(a + ".rope.scaling.attn_factor", GgufValue.Of(c.RopeAttnFactor));
         if (arch.Has(TensorRole.RopeFactorsShort))

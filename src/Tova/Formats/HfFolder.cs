@@ -79,7 +79,8 @@ public sealed class HfFolder
             ropeDims = (int)Math.Round(headDim * prf.GetDouble());
 
         // RoPE scaling: none, linear, llama3 (frequency factors) and Phi-3's longrope; anything else is refused.
-        float ropeScale = 1f, attnFactor = 1f;
+        float ropeScale = 1f, attnFactor = 1f, betaFast = 32f, betaSlow = 1f;
+        int yarnContext = 0;
         float[]? factors = null;
         if (root.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
         {
@@ -97,6 +98,22 @@ public sealed class HfFolder
                     factors = RopeFactors.Llama3(theta, ropeDims, Factor(), Num(rs, "low_freq_factor", 1, configPath),
                         Num(rs, "high_freq_factor", 4, configPath), (int)Num(rs, "original_max_position_embeddings", 8192, configPath));
                     break;
+                case "yarn":
+                {
+                    double f = Factor();
+                    if (rs.TryGetProperty("mscale", out _) || rs.TryGetProperty("mscale_all_dim", out _))
+                        throw new NotSupportedException($"{configPath}: rope_scaling yarn with mscale / mscale_all_dim is not supported");
+                    if (Bool(rs, "truncate") == false)
+                        throw new NotSupportedException($"{configPath}: rope_scaling yarn with truncate = false is not supported");
+                    ropeScale = (float)(1 / f);
+                    yarnContext = (int)Num(rs, "original_max_position_embeddings", Num(root, "original_max_position_embeddings", context, configPath), configPath);
+                    betaFast = (float)Num(rs, "beta_fast", 32, configPath);
+                    betaSlow = (float)Num(rs, "beta_slow", 1, configPath);
+                    // Hugging Face's attention_factor replaces 1 + 0.1·ln(factor), which Tova applies with YaRN.
+                    if (rs.TryGetProperty("attention_factor", out var af) && af.ValueKind == JsonValueKind.Number)
+                        attnFactor = (float)(af.GetDouble() / (f <= 1 ? 1 : 1 + 0.1 * Math.Log(f)));
+                    break;
+                }
                 case "longrope" or "su" when arch == ModelArchitecture.Phi3:
                     factors = Floats(rs, "short_factor", ropeDims / 2, configPath);
                     var longFactors = Floats(rs, "long_factor", ropeDims / 2, configPath);
@@ -106,7 +123,7 @@ public sealed class HfFolder
                     if (!longFactors.AsSpan().SequenceEqual(factors)) context = Math.Min(context, original);
                     break;
                 default:
-                    throw new NotSupportedException($"{configPath}: rope_scaling '{type}' is not supported (supported: linear, llama3{(arch == ModelArchitecture.Phi3 ? ", longrope" : "")})");
+                    throw new NotSupportedException($"{configPath}: rope_scaling '{type}' is not supported (supported: linear, llama3, yarn{(arch == ModelArchitecture.Phi3 ? ", longrope" : "")})");
             }
         }
 
@@ -155,6 +172,9 @@ public sealed class HfFolder
             RopeScale = ropeScale,
             RopeAttnFactor = attnFactor,
             RopeFreqFactors = factors,
+            YarnOriginalContext = yarnContext,
+            YarnBetaFast = betaFast,
+            YarnBetaSlow = betaSlow,
             SlidingWindow = window,
             AttnSoftCap = attnCap,
             FinalSoftCap = finalCap,

@@ -24,7 +24,8 @@ public sealed record RandomModelSpec(
     float RopeScale = 1f,
     float[]? RopeFreqFactors = null,
     float? AttnSoftCap = null,
-    float? FinalSoftCap = null)
+    float? FinalSoftCap = null,
+    int YarnOriginalContext = 0)
 {
     public LlamaConfig Config
     {
@@ -36,7 +37,7 @@ public sealed record RandomModelSpec(
             {
                 Architecture = Architecture, Dim = Dim, HiddenDim = Hidden, Layers = Layers, Heads = Heads, KvHeads = KvHeads,
                 HeadDim = hd, VocabSize = Vocab, ContextLength = Context, RmsEps = RmsEps, RopeTheta = RopeTheta,
-                RopeScale = RopeScale, RopeFreqFactors = RopeFreqFactors,
+                RopeScale = RopeScale, RopeFreqFactors = RopeFreqFactors, YarnOriginalContext = YarnOriginalContext,
                 SlidingWindow = arch.SlidingPattern > 0 ? SlidingWindow : 0,
                 AttnSoftCap = AttnSoftCap ?? arch.DefaultAttnSoftCap,
                 FinalSoftCap = FinalSoftCap ?? arch.DefaultFinalSoftCap,

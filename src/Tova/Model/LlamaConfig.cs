@@ -45,6 +45,15 @@ public sealed record LlamaConfig
     /// <summary>Cosines and sines are multiplied by this (GGUF rope.scaling.attn_factor; 1 = none).</summary>
     public float RopeAttnFactor { get; init; } = 1f;
 
+    /// <summary>
+    /// YaRN: the original context the ramp between interpolated and extrapolated frequencies is computed for
+    /// (0 = no YaRN; <see cref="RopeScale"/> is then plain linear scaling).
+    /// </summary>
+    public int YarnOriginalContext { get; init; }
+    public float YarnBetaFast { get; init; } = 32f;
+    public float YarnBetaSlow { get; init; } = 1f;
+    public float YarnExtFactor { get; init; } = 1f;
+
     /// <summary>Per-frequency divisors [rope_dims / 2] (Llama 3's rope_freqs, Phi-3's short factors), or null.</summary>
     public float[]? RopeFreqFactors { get; init; }
 
@@ -97,10 +106,42 @@ public sealed record LlamaConfig
         && RmsEps == other.RmsEps && RopeTheta == other.RopeTheta && Architecture == other.Architecture
         && HeadDim == other.HeadDim && RopeDims == other.RopeDims && RopeScale == other.RopeScale
         && RopeAttnFactor == other.RopeAttnFactor && SlidingWindow == other.SlidingWindow && AttnSoftCap == other.AttnSoftCap
-        && FinalSoftCap == other.FinalSoftCap && QueryScale == other.QueryScale
+        && FinalSoftCap == other.FinalSoftCap && QueryScale == other.QueryScale && YarnOriginalContext == other.YarnOriginalContext
+        && YarnBetaFast == other.YarnBetaFast && YarnBetaSlow == other.YarnBetaSlow && YarnExtFactor == other.YarnExtFactor
         && (RopeFreqFactors ?? []).AsSpan().SequenceEqual(other.RopeFreqFactors ?? []);
 
     public override int GetHashCode() => HashCode.Combine(Dim, HiddenDim, Layers, Heads, KvHeads, VocabSize, ContextLength, Architecture);
+
+    /// <summary>
+    /// Angle per position of each RoPE frequency [rope_dims / 2] of layer <paramref name="layer"/>, and the factor on
+    /// cosines and sines: base^(−2i/n)/factor_i times the linear scale or, with YaRN, blended between scaled and
+    /// unscaled by ggml's ramp over the correction dimensions (whose magnitude factor 1 + 0.1·ln(1/scale) joins
+    /// the attention factor).
+    /// </summary>
+    public (double[] Freq, double MScale) RopeFrequencies(int layer)
+    {
+        int half = RopeDims / 2;
+        double theta = RopeThetaOf(layer), scale = RopeScaleOf(layer), mscale = RopeAttnFactor;
+        var f = new double[half];
+        bool yarn = YarnOriginalContext > 0 && scale != 1;
+        float low = 0, high = 0;
+        if (yarn)
+        {
+            float Dim(float rotations) => RopeDims * MathF.Log(YarnOriginalContext / (rotations * 2 * MathF.PI)) / (2 * MathF.Log((float)theta));
+            low = MathF.Max(0, MathF.Floor(Dim(YarnBetaFast)));
+            high = MathF.Min(RopeDims - 1, MathF.Ceiling(Dim(YarnBetaSlow)));
+            mscale *= 1 + 0.1 * Math.Log(1 / scale);
+        }
+        for (int i = 0; i < half; i++)
+        {
+            double extrap = Math.Pow(theta, -2.0 * i / RopeDims) / (RopeFreqFactors?[i] ?? 1.0);
+            if (!yarn) { f[i] = scale * extrap; continue; }
+            double y = (i - low) / Math.Max(0.001, high - low);
+            double mix = (1 - Math.Clamp(y, 0, 1)) * YarnExtFactor;
+            f[i] = extrap * (scale * (1 - mix) + mix);
+        }
+        return (f, mscale);
+    }
 
     /// <summary>Throws <see cref="InvalidDataException"/> if the numbers cannot describe a working model.</summary>
     public void Validate(string source)
@@ -127,6 +168,8 @@ public sealed record LlamaConfig
         Check(RopeFreqFactors is null || RopeFreqFactors.Length == RopeDims / 2, $"rope frequency factors: {RopeFreqFactors?.Length} values for {RopeDims / 2} frequencies");
         Check(RopeFreqFactors is null || RopeFreqFactors.All(f => f > 0 && float.IsFinite(f)), "rope frequency factors must be positive and finite");
         Check(SlidingWindow >= 0, $"sliding window = {SlidingWindow}");
+        Check(YarnOriginalContext >= 0 && float.IsFinite(YarnBetaFast) && float.IsFinite(YarnBetaSlow) && YarnExtFactor is >= 0 and <= 1,
+            $"YaRN original context {YarnOriginalContext}, beta_fast {YarnBetaFast}, beta_slow {YarnBetaSlow}, ext_factor {YarnExtFactor}");
         Check(AttnSoftCap >= 0 && float.IsFinite(AttnSoftCap), $"attention soft-cap = {AttnSoftCap}");
         Check(FinalSoftCap >= 0 && float.IsFinite(FinalSoftCap), $"final logit soft-cap = {FinalSoftCap}");
         Check(QueryScale > 0 && float.IsFinite(QueryScale), $"query scale = {QueryScale}");

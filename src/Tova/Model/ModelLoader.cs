@@ -61,7 +61,7 @@ public static unsafe class ModelLoader
         int layers = Int("block_count", Req("block_count"));
         int context = Int("context_length", Req("context_length"));
 
-        // RoPE scaling: none or linear; YaRN and unknown types are refused rather than run approximately.
+        // RoPE scaling: none, linear or YaRN; unknown types are refused rather than run approximately.
         string scaling = g.GetString($"{name}.rope.scaling.type") ?? "none";
         float factor = OptFloat("rope.scaling.factor") ?? OptFloat("rope.scale_linear") ?? 0f;
         if (scaling == "none" && g.GetString($"{name}.rope.scaling.type") is null && factor is not (0f or 1f))
@@ -69,10 +69,17 @@ public static unsafe class ModelLoader
         float ropeScale = scaling switch
         {
             "none" => 1f,
-            "linear" => factor is 0f or 1f ? 1f : 1f / factor,
+            "linear" or "yarn" => factor is 0f or 1f ? 1f : 1f / factor,
             "longrope" when arch == ModelArchitecture.Phi3 => 1f,
-            _ => throw new NotSupportedException($"{g.Path}: RoPE scaling type '{scaling}' ({name}.rope.scaling.type) is not supported (supported: none, linear{(arch == ModelArchitecture.Phi3 ? ", longrope" : "")})"),
+            _ => throw new NotSupportedException($"{g.Path}: RoPE scaling type '{scaling}' ({name}.rope.scaling.type) is not supported (supported: none, linear, yarn{(arch == ModelArchitecture.Phi3 ? ", longrope" : "")})"),
         };
+        int yarnContext = 0;
+        if (scaling == "yarn")
+        {
+            yarnContext = OptInt("rope.scaling.original_context_length") ?? context;
+            if (OptFloat("rope.scaling.yarn_log_multiplier") is float mul && mul != 0)
+                throw new NotSupportedException($"{g.Path}: YaRN with {name}.rope.scaling.yarn_log_multiplier = {mul} is not supported");
+        }
         int ropeDims = OptInt("rope.dimension_count") ?? headDim;
 
         float[]? freqFactors = null;
@@ -121,6 +128,10 @@ public static unsafe class ModelLoader
             RopeScale = ropeScale,
             RopeAttnFactor = OptFloat("rope.scaling.attn_factor") ?? 1f,
             RopeFreqFactors = freqFactors,
+            YarnOriginalContext = yarnContext,
+            YarnBetaFast = OptFloat("rope.scaling.yarn_beta_fast") ?? 32f,
+            YarnBetaSlow = OptFloat("rope.scaling.yarn_beta_slow") ?? 1f,
+            YarnExtFactor = OptFloat("rope.scaling.yarn_ext_factor") ?? 1f,
             SlidingWindow = window,
             AttnSoftCap = attnCap,
             FinalSoftCap = finalCap,

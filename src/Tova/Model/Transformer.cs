@@ -46,6 +46,7 @@ public sealed unsafe class Transformer : IDisposable
     private float[] _att;             // [heads, att_stride] attention probabilities of the current query
     private int _attStride;
     private readonly double[][] _ropeFreq;  // [tables][rope_dims / 2] angle per position unit of each frequency
+    private readonly double[] _ropeMScale;  // [tables] factor on cosines and sines
     private readonly int[] _ropeTableOf;    // [layers] the layer's table, −1 where the layer skips RoPE
     private float[] _ropeCs = [];           // [B, tables, rope_dims] cosines then sines at each token's position
     private readonly float _embedScale;     // √dim (Gemma) or 1
@@ -66,26 +67,29 @@ public sealed unsafe class Transformer : IDisposable
         _attStride = 64;
         _att = GC.AllocateArray<float>(_c.Heads * _attStride, pinned: true);
         _embedScale = _c.Arch.ScaleEmbedding ? MathF.Sqrt(_c.Dim) : 1f;
-        // One table of frequencies per distinct (base, linear scale) among the layers, in double precision:
-        // angle_i(pos) = pos · scale · base^(−2i / rope_dims) / factor_i.
+        // One table of frequencies per distinct (base, scale) among the layers, in double precision
+        // (LlamaConfig.RopeFrequencies: linear scaling, frequency factors, YaRN).
         var tables = new List<(float Theta, float Scale)>();
+        var freq = new List<double[]>();
+        var mscale = new List<double>();
         _ropeTableOf = new int[_c.Layers];
         for (int l = 0; l < _c.Layers; l++)
         {
             if (!_c.UsesRope(l)) { _ropeTableOf[l] = -1; continue; }
             var key = (_c.RopeThetaOf(l), _c.RopeScaleOf(l));
             int t = tables.IndexOf(key);
-            if (t < 0) { t = tables.Count; tables.Add(key); }
+            if (t < 0)
+            {
+                t = tables.Count;
+                tables.Add(key);
+                var (f, m) = _c.RopeFrequencies(l);
+                freq.Add(f);
+                mscale.Add(m);
+            }
             _ropeTableOf[l] = t;
         }
-        int half = _c.RopeDims / 2;
-        _ropeFreq = new double[tables.Count][];
-        for (int t = 0; t < tables.Count; t++)
-        {
-            _ropeFreq[t] = new double[half];
-            for (int i = 0; i < half; i++)
-                _ropeFreq[t][i] = tables[t].Scale * Math.Pow(tables[t].Theta, -2.0 * i / _c.RopeDims) / (_c.RopeFreqFactors?[i] ?? 1.0);
-        }
+        _ropeFreq = [.. freq];
+        _ropeMScale = [.. mscale];
         _ropeOne = new float[_c.RopeDims];
         EnsureBatch(1);
     }
@@ -680,7 +684,7 @@ public sealed unsafe class Transformer : IDisposable
     {
         var freq = _ropeFreq[table];
         int half = freq.Length;
-        double m = _c.RopeAttnFactor;
+        double m = _ropeMScale[table];
         for (int i = 0; i < half; i++)
         {
             double a = pos * freq[i];

@@ -107,4 +107,27 @@ public class ArchitecturePolicyTests : IDisposable
                     Assert.True(cache.Set(l, g).Count <= Math.Min(10, c.WindowOf(l) == 0 ? 10 : c.WindowOf(l)));
         }
     }
+
+    [Fact]
+    public void SlidingWindowLayersAllocateAndHoldNoMoreThanTheirWindow()
+    {
+        using var model = Load("gemma3"); // 7 layers; 0–4 and 6 slide over 16 tokens, layer 5 is global
+        using var tf = new Transformer(model);
+        var c = model.Config;
+        long perState = 2L * c.KvHeads * c.HeadDim * sizeof(float);
+        var bounded = new MultiStateCache(c, new CacheOptions { Policy = "tova", Budget = "24" });
+        Assert.Equal((6 * 16 + 1 * 24) * perState, bounded.KvBytes);
+        var full = new MultiStateCache(c);
+        var ids = LlamaCppParityTests.Sequence(300, 100, seed: 4);
+        tf.Prefill(ids.AsSpan(0, 70), full, PrefillMode.Exact);
+        foreach (var id in ids.AsSpan(70)) { tf.Forward(id, full); tf.Forward(id, bounded); }
+        for (int l = 0; l < c.Layers; l++)
+        {
+            // After a step a sliding layer keeps what the next query sees besides itself: window − 1 states.
+            Assert.Equal(c.IsSliding(l) ? 15 : 100, full.Set(l, 0).Count);
+            Assert.Equal(c.IsSliding(l) ? 15 : 24, bounded.Set(l, 0).Count);
+            // The full cache's sliding layers never allocate more than the window and one batch of new states.
+            Assert.True(full.Set(l, 0).Capacity <= (c.IsSliding(l) ? 16 + Transformer.MaxBatch - 1 : c.ContextLength));
+        }
+    }
 }

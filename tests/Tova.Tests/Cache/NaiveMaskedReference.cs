@@ -87,12 +87,12 @@ internal sealed class NaiveMaskedReference
     {
         if (!_c.UsesRope(_layer)) return;
         int hd = _c.HeadDim, rd = _c.RopeDims;
+        var (freqs, mscale) = _c.RopeFrequencies(_layer);
         for (int i = 0; i < length; i += 2)
         {
             int j = i % hd;
             if (j >= rd) continue;
-            double freq = _c.RopeScaleOf(_layer) * Math.Pow(_c.RopeThetaOf(_layer), -(double)j / rd) / (_c.RopeFreqFactors?[j / 2] ?? 1.0);
-            double a = pos * freq, c = Math.Cos(a) * _c.RopeAttnFactor, s = Math.Sin(a) * _c.RopeAttnFactor;
+            double a = pos * freqs[j / 2], c = Math.Cos(a) * mscale, s = Math.Sin(a) * mscale;
             double x0 = v[offset + i], x1 = v[offset + i + 1];
             v[offset + i] = x0 * c - x1 * s;
             v[offset + i + 1] = x0 * s + x1 * c;

@@ -22,6 +22,7 @@ public class ArchitectureParityTests(ITestOutputHelper output) : IDisposable
         ["llama3-rope-freqs"] = (new(Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, Context: 1024, Seed: 31, RopeTheta: 500000f,
             RopeFreqFactors: RopeFactors.Llama3(500000f, 16, 8, 1, 4, 64)), 1024),
         ["llama-linear"] = (new(Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, Context: 1024, Seed: 32, RopeScale: 0.25f), 1024),
+        ["llama-yarn"] = (new(Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, Context: 1024, Seed: 38, RopeScale: 0.25f, YarnOriginalContext: 128), 1024),
         ["qwen3"] = (new(Architecture: "qwen3", Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, HeadDim: 32, Seed: 33, RopeTheta: 1000000f), 64),
         ["gemma2"] = (new(Architecture: "gemma2", Dim: 64, Hidden: 128, Layers: 3, Heads: 4, KvHeads: 2, HeadDim: 32, SlidingWindow: 16, Seed: 34), 64),
         ["gemma3"] = (new(Architecture: "gemma3", Dim: 64, Hidden: 128, Layers: 7, Heads: 4, KvHeads: 2, HeadDim: 32, SlidingWindow: 16,
@@ -76,9 +77,12 @@ public class ArchitectureHfTests(ITestOutputHelper output) : IDisposable
         positions = Math.Min(positions, 256);
         string gguf = Path.Combine(_dir, name + ".gguf"), hf = Path.Combine(_dir, name + "-hf"), converted = Path.Combine(_dir, name + "-converted.gguf");
         RandomModels.Write(gguf, spec, GgmlType.F32);
-        var scaling = name == "llama3-rope-freqs"
-            ? new System.Text.Json.Nodes.JsonObject { ["rope_type"] = "llama3", ["factor"] = 8.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0, ["original_max_position_embeddings"] = 64 }
-            : null;
+        var scaling = name switch
+        {
+            "llama3-rope-freqs" => new System.Text.Json.Nodes.JsonObject { ["rope_type"] = "llama3", ["factor"] = 8.0, ["low_freq_factor"] = 1.0, ["high_freq_factor"] = 4.0, ["original_max_position_embeddings"] = 64 },
+            "llama-yarn" => new System.Text.Json.Nodes.JsonObject { ["rope_type"] = "yarn", ["factor"] = 4.0, ["original_max_position_embeddings"] = 128 },
+            _ => null,
+        };
         using (var m = ModelLoader.Load(gguf))
         {
             HfFolderWriter.Write(m, hf, scaling);

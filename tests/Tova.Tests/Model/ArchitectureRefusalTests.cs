@@ -38,9 +38,9 @@ public class ArchitectureRefusalTests : IDisposable
     }
 
     [Theory]
-    [InlineData("yarn")]
     [InlineData("longrope")]
     [InlineData("dynamic")]
+    [InlineData("ntk-by-parts")]
     public void AnUnknownRopeScalingTypeIsNamed(string type)
     {
         var e = Assert.Throws<NotSupportedException>(() => ModelLoader.Load(Gguf("scaling-" + type, Small, w =>
@@ -73,7 +73,7 @@ public class ArchitectureRefusalTests : IDisposable
     }
 
     [Theory]
-    [InlineData("yarn")]
+    [InlineData("longrope")]
     [InlineData("dynamic")]
     public void HuggingFaceRopeScalingTheEngineCannotRunIsNamed(string type)
     {
