@@ -153,7 +153,7 @@ public static class GgufModelWriter
         if (vocabulary is not null && vocabulary.Count != c.VocabSize)
             throw new ArgumentException($"the vocabulary holds {vocabulary.Count} tokens, the model {c.VocabSize}");
         var arch = c.Arch;
-        string a = arch.GgufWriteName;
+        string a = arch.Name;
         w.Set("general.architecture", GgufValue.Of(a));
         w.Set("general.name", GgufValue.Of(name));
         w.Set("general.file_type", GgufValue.Of(FileType(weightType)));

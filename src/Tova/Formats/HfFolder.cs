@@ -58,7 +58,7 @@ public sealed class HfFolder
         cls ??= Str(root, "model_type") ?? throw new InvalidDataException($"{configPath}: neither 'architectures' nor 'model_type' says what the model is");
         var arch = ModelArchitecture.FromHf(cls)
                    ?? throw new NotSupportedException($"{configPath}: architecture '{cls}' is not supported (supported: {string.Join(", ", Architectures)})");
-        string archClass = arch.HfClasses[0];
+        string archClass = arch.HfClasses.Contains(cls) ? cls : arch.HfClasses[0];
 
         string act = Str(root, "hidden_activation") ?? Str(root, "hidden_act") ?? "silu";
         bool actOk = arch.Activation == FfnActivation.Silu ? act == "silu" : act is "gelu_pytorch_tanh" or "gelu_tanh";
@@ -180,6 +180,7 @@ public sealed class HfFolder
             FinalSoftCap = finalCap,
             QueryScale = Model.ModelLoader.QueryScaleOf(arch, dim, heads, headDim, layers, queryPre),
         };
+        if (!root.TryGetProperty("head_dim", out var hdGiven) || hdGiven.ValueKind != JsonValueKind.Number) config = config with { HeadDimOverride = null };
         config.Validate(configPath);
         // Gemma ties its output to the embedding unless config.json says otherwise.
         bool tied = Bool(root, "tie_word_embeddings") ?? arch.HfNormPlusOne;

@@ -34,6 +34,8 @@ public sealed record LlamaConfig
     private readonly ModelArchitecture? _arch = ModelArchitecture.Llama;
 
     /// <summary>Values per attention head (default dim / heads; Qwen3 and Gemma set it).</summary>
+    /// <summary>The head size a file states, or null for dim / heads.</summary>
+    public int? HeadDimOverride { get => _headDim; init => _headDim = value; }
     public int HeadDim { get => _headDim ?? Dim / Math.Max(1, Heads); init => _headDim = value; }
 
     /// <summary>Dimensions of each head that RoPE rotates, from the first (default all).</summary>

@@ -37,8 +37,6 @@ public sealed record ModelArchitecture
 {
     /// <summary>general.architecture in GGUF; <see cref="LlamaConfig.Architecture"/>.</summary>
     public required string Name { get; init; }
-    /// <summary>general.architecture written for this architecture (Mistral is written as llama, as llama.cpp's converter does).</summary>
-    public string GgufWriteName => this == Mistral ? Llama.Name : Name;
     /// <summary>config.json "architectures" class names, and "model_type".</summary>
     public required IReadOnlyList<string> HfClasses { get; init; }
     public required string HfModelType { get; init; }
@@ -146,13 +144,13 @@ public sealed record ModelArchitecture
         L(TensorRole.WDown, "ffn_down.weight", "mlp.down_proj.weight"),
     ];
 
+    /// <summary>Llama, and Mistral (the same network; llama.cpp's converter writes it as llama).</summary>
     public static readonly ModelArchitecture Llama = new()
     {
-        Name = "llama", HfClasses = ["LlamaForCausalLM"], HfModelType = "llama",
+        Name = "llama", HfClasses = ["LlamaForCausalLM", "MistralForCausalLM"], HfModelType = "llama",
         Tensors = [.. Globals, RopeFreqs, .. Attention, .. GatedFfn],
     };
 
-    public static readonly ModelArchitecture Mistral = Llama with { Name = "mistral", HfClasses = ["MistralForCausalLM"], HfModelType = "mistral" };
 
     public static readonly ModelArchitecture Qwen2 = new()
     {
@@ -208,17 +206,17 @@ public sealed record ModelArchitecture
     };
 
     /// <summary>Every architecture Tova runs.</summary>
-    public static readonly IReadOnlyList<ModelArchitecture> All = [Llama, Mistral, Qwen2, Qwen3, Gemma2, Gemma3, Phi3, SmolLm3];
+    public static readonly IReadOnlyList<ModelArchitecture> All = [Llama, Qwen2, Qwen3, Gemma2, Gemma3, Phi3, SmolLm3];
 
     public static string Names => string.Join(", ", All.Select(a => a.Name));
 
-    /// <summary>The architecture GGUF's general.architecture names, or null.</summary>
-    public static ModelArchitecture? TryGet(string name) => All.FirstOrDefault(a => a.Name == name);
+    /// <summary>The architecture GGUF's general.architecture names (also "mistral", read as llama), or null.</summary>
+    public static ModelArchitecture? TryGet(string name) => name == "mistral" ? Llama : All.FirstOrDefault(a => a.Name == name);
 
     public static ModelArchitecture Get(string name) => TryGet(name)
         ?? throw new NotSupportedException($"architecture '{name}' is not supported (supported: {Names})");
 
     /// <summary>The architecture of a Hugging Face class name (config.json "architectures"), or null.</summary>
     public static ModelArchitecture? FromHf(string hfClassOrModelType) =>
-        All.FirstOrDefault(a => a.HfClasses.Contains(hfClassOrModelType) || a.HfModelType == hfClassOrModelType);
+        hfClassOrModelType == "mistral" ? Llama : All.FirstOrDefault(a => a.HfClasses.Contains(hfClassOrModelType) || a.HfModelType == hfClassOrModelType);
 }

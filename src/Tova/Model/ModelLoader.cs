@@ -113,7 +113,7 @@ public static unsafe class ModelLoader
 
         var cfg = new LlamaConfig
         {
-            Architecture = name,
+            Architecture = arch.Name,
             Dim = dim,
             HiddenDim = Int("feed_forward_length", Req("feed_forward_length")),
             Layers = layers,
@@ -137,6 +137,8 @@ public static unsafe class ModelLoader
             FinalSoftCap = finalCap,
             QueryScale = QueryScaleOf(arch, dim, heads, headDim, layers, null),
         };
+        // The head size is dim / heads unless the file says otherwise (then Validate checks heads divide dim).
+        if (g.GetInt($"{name}.attention.key_length") is null) cfg = cfg with { HeadDimOverride = null };
         cfg.Validate(g.Path);
         return cfg;
     }

@@ -206,9 +206,9 @@ public class HfModelTests(ITestOutputHelper output) : IDisposable
 
     [Theory]
     [InlineData("GPT2LMHeadModel", "architecture 'GPT2LMHeadModel' is not supported")]
-    [InlineData("rope_scaling", "rope_scaling 'llama3' is not supported")]
-    [InlineData("hidden_act", "hidden_act 'gelu' is not supported")]
-    [InlineData("head_dim", "head_dim 32 differs")]
+    [InlineData("rope_scaling", "rope_scaling 'dynamic' is not supported")]
+    [InlineData("hidden_act", "activation 'gelu' is not supported")]
+    [InlineData("head_dim", "'model.layers.0.self_attn.q_proj.weight' has shape [64, 64], expected [128, 64]")]
     [InlineData("hidden_size", "'hidden_size' is missing")]
     [InlineData("num_attention_heads", "n_heads = 5 does not divide dim = 64")]
     public void BadConfigIsAClearError(string what, string message)
@@ -219,7 +219,7 @@ public class HfModelTests(ITestOutputHelper output) : IDisposable
             switch (what)
             {
                 case "GPT2LMHeadModel": c["architectures"] = new JsonArray("GPT2LMHeadModel"); break;
-                case "rope_scaling": c["rope_scaling"] = new JsonObject { ["rope_type"] = "llama3", ["factor"] = 8.0 }; break;
+                case "rope_scaling": c["rope_scaling"] = new JsonObject { ["rope_type"] = "dynamic", ["factor"] = 8.0 }; break;
                 case "hidden_act": c["hidden_act"] = "gelu"; break;
                 case "head_dim": c["head_dim"] = 32; break;
                 case "hidden_size": c.Remove("hidden_size"); break;
@@ -265,7 +265,7 @@ public class HfModelTests(ITestOutputHelper output) : IDisposable
         SafeTensorsWriter.Write(Path.Combine(dir, "model.safetensors"),
             weights.Where(kv => !kv.Key.Contains("layers.1.mlp.up_proj")).Select(kv => new SafeTensorsWriter.Tensor(kv.Key, kv.Value.Shape, kv.Value.Values)));
         e = Assert.Throws<InvalidDataException>(() => ModelLoader.Load(dir));
-        Assert.Contains("'model.layers.1.mlp.up_proj.weight' is missing", e.Message);
+        Assert.Contains("missing for architecture 'llama': model.layers.1.mlp.up_proj.weight", e.Message);
     }
 
     [Fact]
