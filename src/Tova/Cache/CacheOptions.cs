@@ -71,6 +71,19 @@ public sealed record CacheOptions
     /// <summary>Recent states H2O protects (default: budget / 2).</summary>
     public int? Recent { get; init; }
 
+    /// <summary>
+    /// How keys are stored: f32, f16, bf16, q8_0 or q4_0 (<see cref="Kernels.StateRows"/>). The library's default is
+    /// exact float32 (evaluation compares against float references); the generating front ends (generate, chat,
+    /// serve, bench, the server's kv_cache) default to f16, as llama.cpp does (<see cref="ServingDefault"/>).
+    /// </summary>
+    public Formats.GgmlType KvTypeK { get; init; } = Formats.GgmlType.F32;
+
+    /// <summary>How values are stored (same choices as <see cref="KvTypeK"/>).</summary>
+    public Formats.GgmlType KvTypeV { get; init; } = Formats.GgmlType.F32;
+
+    /// <summary>The KV type the generating front ends use unless told otherwise: f16, as llama.cpp.</summary>
+    public const Formats.GgmlType ServingDefault = Formats.GgmlType.F16;
+
     public Granularity Granularity { get; init; } = Granularity.Layer;
     public PositionMode Positions { get; init; } = PositionMode.Original;
 
@@ -122,9 +135,10 @@ public sealed record CacheOptions
         : throw new ArgumentException($"unknown cache policy '{Policy}' (expected one of {string.Join(", ", PolicyNames)})");
 
     /// <summary>A short description, e.g. "tova budget=64 granularity=layer positions=original".</summary>
-    public string Describe(int contextLength) => IsFull
+    public string Describe(int contextLength) => (IsFull
         ? "full"
         : $"{Policy} budget={ResolveBudget(contextLength)}" + (Policy == "sink" ? $" sinks={Sinks}" : "")
           + (Policy == "h2o" ? $" recent={Recent ?? ResolveBudget(contextLength) / 2}" : "")
-          + $" granularity={Granularity.ToString().ToLowerInvariant()} positions={Positions.ToString().ToLowerInvariant()}";
+          + $" granularity={Granularity.ToString().ToLowerInvariant()} positions={Positions.ToString().ToLowerInvariant()}")
+        + $" kv={Kernels.StateRows.Name(KvTypeK)}{(KvTypeV != KvTypeK ? "/" + Kernels.StateRows.Name(KvTypeV) : "")}";
 }

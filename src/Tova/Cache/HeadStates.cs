@@ -1,66 +1,85 @@
+using Tova.Formats;
+using Tova.Kernels;
+
 namespace Tova.Cache;
 
 /// <summary>
-/// The states of one KV head of one layer: slot i holds a key and a value vector and the original token position.
-/// Slots are unordered (a dropped slot is refilled by the newest state or by moving the last slot into it).
-/// When every slot is taken, the step's new state waits in the pending slot (index <see cref="Count"/>) until
-/// the policy has chosen what to drop, so the stored states never exceed <see cref="Capacity"/>.
+/// The states of one KV head of one layer: slot i holds a key and a value row, stored as the cache's KV types
+/// (<see cref="StateRows"/>: F32, F16, BF16, Q8_0 or Q4_0, quantized once when the state is written), and the
+/// original token position. Slots are unordered (a dropped slot is refilled by the newest state or by moving the last
+/// slot into it). When every slot is taken, the step's new state waits in the pending slot (index <see cref="Count"/>)
+/// until the policy has chosen what to drop, so the stored states never exceed <see cref="Capacity"/>.
 /// </summary>
-public sealed class HeadStates
+public sealed unsafe class HeadStates
 {
     private readonly int _headDim;
 
-    public float[] Keys = [];          // [capacity, head_dim]
-    public float[] Values = [];        // [capacity, head_dim]
-    public int[] Positions = [0];      // [capacity + 1]   (index Count: the pending state's position)
-    public float[] PolicyState = [0];  // [capacity + 1]   per-slot bookkeeping of the policy (e.g. H2O sums)
-    public float[] Scores = [0];       // [capacity + 1]   the last step's head-averaged attention per slot
-    public readonly float[] PendingKey;   // [head_dim]
-    public readonly float[] PendingValue; // [head_dim]
+    public GgmlType KeyType { get; }
+    public GgmlType ValueType { get; }
+    /// <summary>Bytes of one key row and one value row.</summary>
+    public int KeyRowBytes { get; }
+    public int ValueRowBytes { get; }
+
+    public byte[] KeyData = [];         // [capacity, key_row_bytes], pinned
+    public byte[] ValueData = [];       // [capacity, value_row_bytes], pinned
+    public int[] Positions = [0];       // [capacity + 1]   (index Count: the pending state's position)
+    public float[] PolicyState = [0];   // [capacity + 1]   per-slot bookkeeping of the policy (e.g. H2O sums)
+    public float[] Scores = [0];        // [capacity + 1]   the last step's head-averaged attention per slot
+    public readonly byte[] PendingKey;   // [key_row_bytes], pinned
+    public readonly byte[] PendingValue; // [value_row_bytes], pinned
     public int Count;
     public bool HasPending;
 
-    public HeadStates(int headDim)
+    public HeadStates(int headDim, GgmlType keyType = GgmlType.F32, GgmlType valueType = GgmlType.F32)
     {
         _headDim = headDim;
-        PendingKey = new float[headDim];
-        PendingValue = new float[headDim];
+        KeyType = keyType;
+        ValueType = valueType;
+        KeyRowBytes = StateRows.RowBytes(keyType, headDim);
+        ValueRowBytes = StateRows.RowBytes(valueType, headDim);
+        PendingKey = GC.AllocateArray<byte>(KeyRowBytes, pinned: true);
+        PendingValue = GC.AllocateArray<byte>(ValueRowBytes, pinned: true);
     }
 
-    public int Capacity => Keys.Length / _headDim;
+    public int Capacity => KeyData.Length / KeyRowBytes;
 
     /// <summary>States attention reads this step: the stored ones plus the pending one.</summary>
     public int Total => Count + (HasPending ? 1 : 0);
 
+    /// <summary>Bytes allocated for stored keys and values.</summary>
+    public long Bytes => (long)KeyData.Length + ValueData.Length;
+
     internal void Resize(int capacity)
     {
-        Array.Resize(ref Keys, capacity * _headDim);
-        Array.Resize(ref Values, capacity * _headDim);
+        KeyData = Grow(KeyData, capacity * KeyRowBytes);
+        ValueData = Grow(ValueData, capacity * ValueRowBytes);
         Array.Resize(ref Positions, capacity + 1);
         Array.Resize(ref PolicyState, capacity + 1);
         Array.Resize(ref Scores, capacity + 1);
     }
 
-    /// <summary>Stores the new state in a free slot, or as pending when all are taken.</summary>
+    private static byte[] Grow(byte[] old, int bytes)
+    {
+        var fresh = GC.AllocateArray<byte>(bytes, pinned: true);
+        old.AsSpan(0, Math.Min(old.Length, bytes)).CopyTo(fresh);
+        return fresh;
+    }
+
+    /// <summary>Stores the new state (rounded to the KV types) in a free slot, or as pending when all are taken.</summary>
     internal void Add(ReadOnlySpan<float> key, ReadOnlySpan<float> value, int position)
     {
         if (HasPending) throw new InvalidOperationException("a pending state was never resolved");
-        if (Count < Capacity)
+        bool free = Count < Capacity;
+        fixed (byte* k = free ? KeyData.AsSpan(Count * KeyRowBytes, KeyRowBytes) : PendingKey)
+        fixed (byte* v = free ? ValueData.AsSpan(Count * ValueRowBytes, ValueRowBytes) : PendingValue)
         {
-            key.CopyTo(Keys.AsSpan(Count * _headDim, _headDim));
-            value.CopyTo(Values.AsSpan(Count * _headDim, _headDim));
-            Positions[Count] = position;
-            PolicyState[Count] = 0;
-            Count++;
+            StateRows.Store(KeyType, key, k);
+            StateRows.Store(ValueType, value, v);
         }
-        else
-        {
-            key.CopyTo(PendingKey);
-            value.CopyTo(PendingValue);
-            Positions[Count] = position;
-            PolicyState[Count] = 0;
-            HasPending = true;
-        }
+        Positions[Count] = position;
+        PolicyState[Count] = 0;
+        if (free) Count++;
+        else HasPending = true;
     }
 
     /// <summary>Drops slot <paramref name="slot"/> (index Count = the pending state), keeping a pending state if any.</summary>
@@ -70,16 +89,16 @@ public sealed class HeadStates
         {
             HasPending = false;
             if (slot == Count) return; // the new state itself is dropped
-            PendingKey.CopyTo(Keys.AsSpan(slot * _headDim, _headDim));
-            PendingValue.CopyTo(Values.AsSpan(slot * _headDim, _headDim));
+            PendingKey.CopyTo(KeyData.AsSpan(slot * KeyRowBytes, KeyRowBytes));
+            PendingValue.CopyTo(ValueData.AsSpan(slot * ValueRowBytes, ValueRowBytes));
             Move(Count, slot);
             return;
         }
         int last = Count - 1;
         if (slot != last)
         {
-            Keys.AsSpan(last * _headDim, _headDim).CopyTo(Keys.AsSpan(slot * _headDim, _headDim));
-            Values.AsSpan(last * _headDim, _headDim).CopyTo(Values.AsSpan(slot * _headDim, _headDim));
+            KeyData.AsSpan(last * KeyRowBytes, KeyRowBytes).CopyTo(KeyData.AsSpan(slot * KeyRowBytes, KeyRowBytes));
+            ValueData.AsSpan(last * ValueRowBytes, ValueRowBytes).CopyTo(ValueData.AsSpan(slot * ValueRowBytes, ValueRowBytes));
             Move(last, slot);
         }
         Count = last;
@@ -92,9 +111,15 @@ public sealed class HeadStates
         Scores[to] = Scores[from];
     }
 
-    /// <summary>The key of slot i (the pending key for i = Count).</summary>
-    public ReadOnlySpan<float> Key(int i) => i < Count ? Keys.AsSpan(i * _headDim, _headDim) : PendingKey;
+    /// <summary>The stored row of slot i's key (the pending key for i = Count).</summary>
+    public ReadOnlySpan<byte> KeyRow(int i) => i < Count ? KeyData.AsSpan(i * KeyRowBytes, KeyRowBytes) : PendingKey;
 
-    /// <summary>The value of slot i (the pending value for i = Count).</summary>
-    public ReadOnlySpan<float> Value(int i) => i < Count ? Values.AsSpan(i * _headDim, _headDim) : PendingValue;
+    /// <summary>The stored row of slot i's value (the pending value for i = Count).</summary>
+    public ReadOnlySpan<byte> ValueRow(int i) => i < Count ? ValueData.AsSpan(i * ValueRowBytes, ValueRowBytes) : PendingValue;
+
+    /// <summary>Slot i's key as floats (as stored: rounded to the KV type).</summary>
+    public void ReadKey(int i, Span<float> dst) => Quantization.Dequantize(KeyType, KeyRow(i), dst[.._headDim]);
+
+    /// <summary>Slot i's value as floats (as stored: rounded to the KV type).</summary>
+    public void ReadValue(int i, Span<float> dst) => Quantization.Dequantize(ValueType, ValueRow(i), dst[.._headDim]);
 }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Tova.Kernels;
 using Tova.Model;
 
 namespace Tova.Cache;
@@ -52,6 +53,8 @@ public sealed class MultiStateCache
     public MultiStateCache(LlamaConfig config, CacheOptions options, int headroom = 0)
     {
         options.Validate(config.ContextLength);
+        StateRows.Check(options.KvTypeK, config.HeadDim, nameof(options.KvTypeK));
+        StateRows.Check(options.KvTypeV, config.HeadDim, nameof(options.KvTypeV));
         Options = options;
         Layers = config.Layers;
         KvHeads = config.KvHeads;
@@ -75,7 +78,7 @@ public sealed class MultiStateCache
                 : Math.Min(Budget, w) + Headroom;
             for (int g = 0; g < KvHeads; g++)
             {
-                var set = _sets[l * KvHeads + g] = new HeadStates(HeadDim);
+                var set = _sets[l * KvHeads + g] = new HeadStates(HeadDim, options.KvTypeK, options.KvTypeV);
                 if (Bounded) set.Resize(_layerMax[l]);
             }
         }
@@ -108,13 +111,13 @@ public sealed class MultiStateCache
         }
     }
 
-    /// <summary>Bytes allocated for keys and values (float32).</summary>
+    /// <summary>Bytes allocated for keys and values, as stored in the KV types (block scales included).</summary>
     public long KvBytes
     {
         get
         {
             long n = 0;
-            foreach (var s in _sets) n += (long)(s.Keys.Length + s.Values.Length) * sizeof(float);
+            foreach (var s in _sets) n += s.Bytes;
             return n;
         }
     }

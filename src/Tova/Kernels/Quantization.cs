@@ -42,29 +42,40 @@ public static class Quantization
     public static byte[] ToQ8_0(ReadOnlySpan<float> x)
     {
         if (x.Length % QK != 0) throw new ArgumentException($"Q8_0 needs a multiple of {QK} values, got {x.Length}");
-        int nb = x.Length / QK;
-        var bytes = new byte[nb * Q8_0BlockBytes];
-        for (int b = 0; b < nb; b++)
+        var bytes = new byte[x.Length / QK * Q8_0BlockBytes];
+        QuantizeQ8_0(x, bytes);
+        return bytes;
+    }
+
+    /// <summary>x (a multiple of 32 values) as Q8_0 blocks into dst, as ggml's reference quantizer.</summary>
+    public static void QuantizeQ8_0(ReadOnlySpan<float> x, Span<byte> dst)
+    {
+        for (int b = 0; b < x.Length / QK; b++)
         {
             var src = x.Slice(b * QK, QK);
             float amax = 0;
             for (int j = 0; j < QK; j++) amax = MathF.Max(amax, MathF.Abs(src[j]));
             float d = amax / 127f;
             float id = d != 0 ? 1f / d : 0f;
-            var dst = bytes.AsSpan(b * Q8_0BlockBytes, Q8_0BlockBytes);
-            MemoryMarshal.Write(dst, (Half)d);
+            var blk = dst.Slice(b * Q8_0BlockBytes, Q8_0BlockBytes);
+            MemoryMarshal.Write(blk, (Half)d);
             for (int j = 0; j < QK; j++)
-                dst[2 + j] = (byte)(sbyte)MathF.Round(src[j] * id, MidpointRounding.AwayFromZero); // roundf, as ggml
+                blk[2 + j] = (byte)(sbyte)MathF.Round(src[j] * id, MidpointRounding.AwayFromZero); // roundf, as ggml
         }
-        return bytes;
     }
 
     public static byte[] ToQ4_0(ReadOnlySpan<float> x)
     {
         if (x.Length % QK != 0) throw new ArgumentException($"Q4_0 needs a multiple of {QK} values, got {x.Length}");
-        int nb = x.Length / QK;
-        var bytes = new byte[nb * Q4_0BlockBytes];
-        for (int b = 0; b < nb; b++)
+        var bytes = new byte[x.Length / QK * Q4_0BlockBytes];
+        QuantizeQ4_0(x, bytes);
+        return bytes;
+    }
+
+    /// <summary>x (a multiple of 32 values) as Q4_0 blocks into dst, as ggml's reference quantizer.</summary>
+    public static void QuantizeQ4_0(ReadOnlySpan<float> x, Span<byte> dst)
+    {
+        for (int b = 0; b < x.Length / QK; b++)
         {
             var src = x.Slice(b * QK, QK);
             float amax = 0, max = 0;
@@ -74,16 +85,15 @@ public static class Quantization
             }
             float d = max / -8f;
             float id = d != 0 ? 1f / d : 0f;
-            var dst = bytes.AsSpan(b * Q4_0BlockBytes, Q4_0BlockBytes);
-            MemoryMarshal.Write(dst, (Half)d);
+            var blk = dst.Slice(b * Q4_0BlockBytes, Q4_0BlockBytes);
+            MemoryMarshal.Write(blk, (Half)d);
             for (int j = 0; j < QK / 2; j++)
             {
                 int q0 = Math.Min(15, (int)(sbyte)(src[j] * id + 8.5f));
                 int q1 = Math.Min(15, (int)(sbyte)(src[j + QK / 2] * id + 8.5f));
-                dst[2 + j] = (byte)(q0 | (q1 << 4));
+                blk[2 + j] = (byte)(q0 | (q1 << 4));
             }
         }
-        return bytes;
     }
 
     /// <summary>Dequantizes <paramref name="dst"/>.Length values of a row stored as <paramref name="type"/>.</summary>

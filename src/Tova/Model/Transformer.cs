@@ -333,8 +333,9 @@ public sealed unsafe class Transformer : IDisposable
                     StableSoftMax(att);
                     var o = output.Slice(h * hd, hd);
                     o.Clear();
-                    for (int i = 0; i < n; i++)
-                        TensorPrimitives.MultiplyAdd(set.Value(i), att[i], o, o);
+                    fixed (float* po = o)
+                        for (int i = 0; i < n; i++)
+                            fixed (byte* v = set.ValueRow(i)) StateRows.Accumulate(set.ValueType, att[i], v, po, hd);
                 }
             }
         }
@@ -472,13 +473,14 @@ public sealed unsafe class Transformer : IDisposable
             // In a sliding-window layer token b sees only positions > its own − window (older states of the batch's
             // earlier tokens are still stored until the step ends).
             int oldest = j.Window > 0 ? j.Positions[b] - j.Window + 1 : int.MinValue;
-            fixed (float* keys = set.Keys, values = set.Values, att = scores)
+            fixed (byte* keys = set.KeyData, values = set.ValueData)
+            fixed (float* att = scores)
             fixed (int* positions = set.Positions)
             {
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
-                    AttendHead(j.Query + b * j.Dim + h * hd, keys, values, n, null, null, att, j.Output + b * j.Dim + h * hd, hd, j.Scale,
+                    AttendHead(set, j.Query + b * j.Dim + h * hd, keys, values, n, null, null, att, j.Output + b * j.Dim + h * hd, hd, j.Scale,
                                j.SoftCap, j.Window > 0 ? positions : null, oldest);
                 }
             }
@@ -502,26 +504,61 @@ public sealed unsafe class Transformer : IDisposable
         {
             var set = j.Cache.Set(j.Layer, g);
             int stored = set.Count, n = set.Total;
-            fixed (float* keys = set.Keys, values = set.Values, pk = set.PendingKey, pv = set.PendingValue)
+            fixed (byte* keys = set.KeyData, values = set.ValueData, pk = set.PendingKey, pv = set.PendingValue)
             {
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
-                    AttendHead(j.Query + h * hd, keys, values, stored, n > stored ? pk : null, pv, j.Att + h * j.Stride, j.Output + h * hd, hd, j.Scale, j.SoftCap);
+                    AttendHead(set, j.Query + h * hd, keys, values, stored, n > stored ? pk : null, pv, j.Att + h * j.Stride, j.Output + h * hd, hd, j.Scale, j.SoftCap);
                 }
             }
         }
     }
 
     /// <summary>
-    /// One query head over <paramref name="stored"/> states (keys and values [stored, hd]) plus, if
-    /// <paramref name="pendingKey"/> is not null, the pending one: scores (soft-capped when <paramref name="softCap"/>
-    /// &gt; 0; with <paramref name="positions"/>, states before <paramref name="oldest"/> masked out), softmax (left in
-    /// att[0 .. stored (+1))), and the weighted sum of the values into o[hd].
+    /// One query head over <paramref name="stored"/> states of <paramref name="set"/> (key and value rows of its KV
+    /// types at <paramref name="keys"/> and <paramref name="values"/>) plus, if <paramref name="pendingKey"/> is not
+    /// null, the pending one: scores (soft-capped when <paramref name="softCap"/> &gt; 0; with
+    /// <paramref name="positions"/>, states before <paramref name="oldest"/> masked out), softmax (left in
+    /// att[0 .. stored (+1))), and the weighted sum of the values into o[hd]. F32 states take the float kernels below;
+    /// other types are read in place by <see cref="StateRows"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AttendHead(float* qh, float* keys, float* values, int stored, float* pendingKey, float* pendingValue,
+    private static void AttendHead(HeadStates set, float* qh, byte* keys, byte* values, int stored, byte* pendingKey, byte* pendingValue,
                                    float* att, float* o, int hd, float scale, float softCap = 0, int* positions = null, int oldest = 0)
+    {
+        if (set.KeyType != Formats.GgmlType.F32 || set.ValueType != Formats.GgmlType.F32)
+        {
+            AttendHeadTyped(set, qh, keys, values, stored, pendingKey, pendingValue, att, o, hd, scale, softCap, positions, oldest);
+            return;
+        }
+        AttendHeadF32(qh, (float*)keys, (float*)values, stored, (float*)pendingKey, (float*)pendingValue, att, o, hd, scale, softCap, positions, oldest);
+    }
+
+    /// <summary><see cref="AttendHead"/> for states of any KV type, through <see cref="StateRows"/>.</summary>
+    private static void AttendHeadTyped(HeadStates set, float* qh, byte* keys, byte* values, int stored, byte* pendingKey, byte* pendingValue,
+                                        float* att, float* o, int hd, float scale, float softCap, int* positions, int oldest)
+    {
+        int n = pendingKey != null ? stored + 1 : stored;
+        var kt = set.KeyType;
+        int kr = set.KeyRowBytes, vr = set.ValueRowBytes, nb = Math.Max(1, hd / Kernels.Quantization.QK);
+        sbyte* qq = stackalloc sbyte[hd];
+        float* qd = stackalloc float[nb];
+        int* ql = stackalloc int[nb];
+        if (kt is Formats.GgmlType.Q8_0 or Formats.GgmlType.Q4_0) StateRows.QuantizeQuery(qh, hd, qq, qd, ql);
+        for (int i = 0; i < stored; i++) att[i] = StateRows.Score(kt, qh, qq, qd, ql, keys + (long)i * kr, hd) * scale;
+        if (pendingKey != null) att[stored] = StateRows.Score(kt, qh, qq, qd, ql, pendingKey, hd) * scale;
+        AdjustScores(att, stored, n, softCap, positions, oldest);
+        StableSoftMax(new Span<float>(att, n));
+        new Span<float>(o, hd).Clear();
+        for (int i = 0; i < stored; i++) StateRows.Accumulate(set.ValueType, att[i], values + (long)i * vr, o, hd);
+        if (pendingKey != null) StateRows.Accumulate(set.ValueType, att[stored], pendingValue, o, hd);
+    }
+
+    /// <summary><see cref="AttendHead"/> for float32 states.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AttendHeadF32(float* qh, float* keys, float* values, int stored, float* pendingKey, float* pendingValue,
+                                      float* att, float* o, int hd, float scale, float softCap, int* positions, int oldest)
     {
         int n = pendingKey != null ? stored + 1 : stored;
         if (hd % 8 != 0 || !Fma.IsSupported)
@@ -665,7 +702,7 @@ public sealed unsafe class Transformer : IDisposable
         {
             int slot = _order[rank];
             var dst = _rotKeys.AsSpan(slot * hd, hd);
-            set.Key(slot).CopyTo(dst);
+            set.ReadKey(slot, dst);
             RopeAt(dst, rank, table);
         }
     }

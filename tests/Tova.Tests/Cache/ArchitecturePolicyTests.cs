@@ -23,26 +23,35 @@ public class ArchitecturePolicyTests : IDisposable
         return ModelLoader.Load(path);
     }
 
-    public static TheoryData<string, string, int, bool, bool> StepCases()
+    public static TheoryData<string, string, int, bool, bool, string> StepCases()
     {
-        var data = new TheoryData<string, string, int, bool, bool>();
+        var data = new TheoryData<string, string, int, bool, bool, string>();
         foreach (var arch in new[] { "qwen3", "gemma3", "gemma2", "phi3", "smollm3", "llama3-rope-freqs" })
         {
-            data.Add(arch, "tova", 12, false, false);
-            data.Add(arch, "tova", 12, true, false);
-            data.Add(arch, "h2o", 12, false, false);
-            data.Add(arch, "window", 12, false, true);
-            data.Add(arch, "sink", 12, false, false);
-            data.Add(arch, "tova", 24, false, false); // a budget above the sliding window (16)
-            data.Add(arch, "full", 0, false, false);
+            data.Add(arch, "tova", 12, false, false, "f32");
+            data.Add(arch, "tova", 12, true, false, "f32");
+            data.Add(arch, "h2o", 12, false, false, "f32");
+            data.Add(arch, "window", 12, false, true, "f32");
+            data.Add(arch, "sink", 12, false, false, "f32");
+            data.Add(arch, "tova", 24, false, false, "f32"); // a budget above the sliding window (16)
+            data.Add(arch, "full", 0, false, false, "f32");
         }
+        // Compact states (heads of 32): the reference stores states rounded the same way.
+        foreach (var arch in new[] { "qwen3", "gemma3" })
+            foreach (var kv in new[] { "f16", "bf16", "q8_0", "q4_0" })
+            {
+                data.Add(arch, "tova", 12, false, false, kv);
+                data.Add(arch, "h2o", 12, true, false, kv);
+                data.Add(arch, "window", 12, false, true, kv);
+            }
         return data;
     }
 
     [Theory]
     [MemberData(nameof(StepCases))]
-    public void MatchesTheNaiveMaskedReferenceAtEveryStep(string arch, string policy, int budget, bool perHead, bool renumber)
+    public void MatchesTheNaiveMaskedReferenceAtEveryStep(string arch, string policy, int budget, bool perHead, bool renumber, string kv)
     {
+        var kvType = Tova.Kernels.StateRows.Parse(kv, nameof(kv));
         var ids = LlamaCppParityTests.Sequence(300, 48, seed: 9);
         using var model = Load(arch);
         using var tf = new Transformer(model);
@@ -52,9 +61,10 @@ public class ArchitecturePolicyTests : IDisposable
             Policy = policy, Budget = policy == "full" ? null : budget.ToString(), Sinks = 3,
             Granularity = perHead ? Granularity.Head : Granularity.Layer,
             Positions = renumber ? PositionMode.Renumber : PositionMode.Original,
+            KvTypeK = kvType, KvTypeV = kvType,
         };
         var cache = new MultiStateCache(c, options);
-        var reference = new NaiveMaskedReference(model, policy, policy == "full" ? int.MaxValue : budget, sinks: 3, perHead: perHead, renumber: renumber);
+        var reference = new NaiveMaskedReference(model, policy, policy == "full" ? int.MaxValue : budget, sinks: 3, perHead: perHead, renumber: renumber, kvType: kvType);
         double worst = 0, range = 0;
         for (int i = 0; i < ids.Length; i++)
         {

@@ -25,8 +25,14 @@ internal sealed class NaiveMaskedReference
     private readonly Dictionary<int, double>[][] _h2o;       // [layer][set] accumulated attention
     private int _t;
 
-    public NaiveMaskedReference(LlamaModel m, string policy, int budget, int sinks = 4, int? recent = null, bool perHead = false, bool renumber = false)
+    private readonly Tova.Formats.GgmlType _kvType;
+
+    /// <param name="kvType">States are rounded to this type when stored (as the engine stores them); with Q8_0 or Q4_0
+    /// keys the query is rounded to Q8_0 blocks too, as the engine's integer scoring does.</param>
+    public NaiveMaskedReference(LlamaModel m, string policy, int budget, int sinks = 4, int? recent = null, bool perHead = false, bool renumber = false,
+        Tova.Formats.GgmlType kvType = Tova.Formats.GgmlType.F32)
     {
+        _kvType = kvType;
         _m = m; _c = m.Config; _policy = policy; _budget = budget; _sinks = sinks; _recent = recent ?? budget / 2;
         _perHead = perHead; _renumber = renumber;
         _emb = Dense(m.TokenEmbedding);
@@ -111,6 +117,53 @@ internal sealed class NaiveMaskedReference
         return o;
     }
 
+    /// <summary>Each head's hd values rounded to the KV type, as stored.</summary>
+    private double[] RoundHeads(double[] x)
+    {
+        if (_kvType == Tova.Formats.GgmlType.F32) return x.Select(v => (double)(float)v).ToArray();
+        int hd = _c.HeadDim;
+        var o = new double[x.Length];
+        for (int h = 0; h < x.Length; h += hd)
+        {
+            var f = x[h..(h + hd)].Select(v => (float)v).ToArray();
+            var back = new float[hd];
+            Tova.Kernels.Quantization.Dequantize(_kvType, Tova.Kernels.Quantization.Encode(_kvType, f), back);
+            for (int i = 0; i < hd; i++) o[h + i] = back[i];
+        }
+        return o;
+    }
+
+    /// <summary>
+    /// q · k; with Q8_0/Q4_0 keys the query is first rounded to Q8_0 blocks (scale per 32, integer quants), except
+    /// with renumbered positions, where keys are rotated after reading and so are floats.
+    /// </summary>
+    private unsafe double Dot(double[] q, double[] k)
+    {
+        int hd = q.Length;
+        if (_renumber || _kvType is not (Tova.Formats.GgmlType.Q8_0 or Tova.Formats.GgmlType.Q4_0))
+        {
+            double s = 0;
+            for (int d = 0; d < hd; d++) s += (float)q[d] * k[d];
+            return s;
+        }
+        var qf = q.Select(v => (float)v).ToArray();
+        var qq = new sbyte[hd];
+        var qd = new float[hd / 32];
+        var ql = new int[hd / 32];
+        fixed (float* pq = qf, pd = qd)
+        fixed (sbyte* pqq = qq)
+        fixed (int* pl = ql)
+            Tova.Kernels.StateRows.QuantizeQuery(pq, hd, pqq, pd, pl);
+        double sum = 0;
+        for (int b = 0; b < hd / 32; b++)
+        {
+            double blk = 0;
+            for (int j = 0; j < 32; j++) blk += qq[b * 32 + j] * k[b * 32 + j];
+            sum += blk * qd[b];
+        }
+        return sum;
+    }
+
     private static double Cap(double x, float cap) => cap > 0 ? cap * Math.Tanh(x / cap) : x;
 
     /// <summary>Kept positions of a layer's set after the last step.</summary>
@@ -138,8 +191,8 @@ internal sealed class NaiveMaskedReference
             q = HeadNorms(q, lw.QNorm);
             k = HeadNorms(k, lw.KNorm);
             if (!_renumber) { Rotate(q, 0, qDim, t); Rotate(k, 0, kvDim, t); }
-            _keys[l].Add(k);
-            _values[l].Add(v);
+            _keys[l].Add(RoundHeads(k));
+            _values[l].Add(RoundHeads(v));
             int window = _c.WindowOf(l);
             var att = new double[qDim];
             int sets = _kept[l].Length;
@@ -158,8 +211,7 @@ internal sealed class NaiveMaskedReference
                     var kk = new double[hd];
                     Array.Copy(_keys[l][cand[i]], g * hd, kk, 0, hd);
                     if (_renumber) Rotate(kk, 0, hd, i);
-                    double dot = 0;
-                    for (int d = 0; d < hd; d++) dot += qh[d] * kk[d];
+                    double dot = Dot(qh, kk);
                     scores[i] = Cap(dot * _c.QueryScale, _c.AttnSoftCap);
                 }
                 double max = scores.Max(), sum = 0;

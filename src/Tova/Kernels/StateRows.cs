@@ -1,0 +1,228 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+using Tova.Formats;
+
+namespace Tova.Kernels;
+
+/// <summary>
+/// One head's key or value vector stored as a row of a KV type (F32, F16, BF16, Q8_0, Q4_0; Q8_0 and Q4_0 in
+/// ggml's blocks of 32 along the head dimension, with ggml's rounding): writing a state (<see cref="Store"/>),
+/// reading it back (<see cref="Load"/>), scoring a query against a key row (<see cref="Score"/>; Q8_0 and Q4_0 keys
+/// against the query quantized to Q8_0, <see cref="QuantizeQuery"/>, with integer dot products) and adding
+/// p · value into an output (<see cref="Accumulate"/>), all from the stored bytes — no dequantized copy of the cache.
+/// Each kernel has a scalar reference in <see cref="Scalar"/> (dequantize, then float arithmetic).
+/// </summary>
+public static unsafe class StateRows
+{
+    /// <summary>The types states can be stored as.</summary>
+    public static readonly IReadOnlyList<GgmlType> Types = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0];
+
+    /// <summary>Parses "f32", "f16", "bf16", "q8_0", "q4_0" (case-insensitive).</summary>
+    public static GgmlType Parse(string text, string paramName) => text.Trim().ToLowerInvariant() switch
+    {
+        "f32" => GgmlType.F32,
+        "f16" => GgmlType.F16,
+        "bf16" => GgmlType.BF16,
+        "q8_0" => GgmlType.Q8_0,
+        "q4_0" => GgmlType.Q4_0,
+        _ => throw new ArgumentException($"unknown KV type '{text}' (expected f32, f16, bf16, q8_0 or q4_0)", paramName),
+    };
+
+    public static string Name(GgmlType t) => t.ToString().ToLowerInvariant();
+
+    /// <summary>Throws unless states of <paramref name="headDim"/> values can be stored as <paramref name="type"/>.</summary>
+    public static void Check(GgmlType type, int headDim, string paramName)
+    {
+        if (!Types.Contains(type)) throw new ArgumentException($"KV type {type} is not supported (expected f32, f16, bf16, q8_0 or q4_0)", paramName);
+        if (type is GgmlType.Q8_0 or GgmlType.Q4_0 && headDim % Quantization.QK != 0)
+            throw new ArgumentException($"KV type {Name(type)} stores blocks of 32 along the head, but this model's heads have {headDim} values (use f32, f16 or bf16)", paramName);
+    }
+
+    /// <summary>Bytes of one stored row of <paramref name="headDim"/> values (block scales included).</summary>
+    public static int RowBytes(GgmlType type, int headDim) => (int)GgmlTypeInfo.RowBytes(type, headDim);
+
+    /// <summary>Stores x (head_dim values) as a row of <paramref name="type"/> at dst.</summary>
+    public static void Store(GgmlType type, ReadOnlySpan<float> x, byte* dst)
+    {
+        switch (type)
+        {
+            case GgmlType.F32:
+                x.CopyTo(new Span<float>(dst, x.Length));
+                break;
+            case GgmlType.F16:
+                for (int i = 0; i < x.Length; i++) ((Half*)dst)[i] = (Half)x[i];
+                break;
+            case GgmlType.BF16:
+                for (int i = 0; i < x.Length; i++) ((ushort*)dst)[i] = Quantization.FloatToBf16(x[i]);
+                break;
+            case GgmlType.Q8_0:
+                Quantization.QuantizeQ8_0(x, new Span<byte>(dst, RowBytes(type, x.Length)));
+                break;
+            case GgmlType.Q4_0:
+                Quantization.QuantizeQ4_0(x, new Span<byte>(dst, RowBytes(type, x.Length)));
+                break;
+            default:
+                throw new ArgumentException($"KV type {type} is not supported", nameof(type));
+        }
+    }
+
+    /// <summary>Reads the row at src back as floats.</summary>
+    public static void Load(GgmlType type, byte* src, Span<float> dst) =>
+        Quantization.Dequantize(type, new ReadOnlySpan<byte>(src, RowBytes(type, dst.Length)), dst);
+
+    /// <summary>
+    /// The query head quantized for integer scoring against Q8_0 / Q4_0 keys: per block of 32 the quants
+    /// (<paramref name="q"/>[hd]), the scale (<paramref name="d"/>[hd/32]) and 8·Σq (<paramref name="l"/>[hd/32], Q4_0's offset).
+    /// </summary>
+    public static void QuantizeQuery(float* x, int hd, sbyte* q, float* d, int* l)
+    {
+        for (int b = 0; b < hd / Quantization.QK; b++)
+        {
+            float* src = x + b * Quantization.QK;
+            float amax = 0;
+            for (int j = 0; j < Quantization.QK; j++) amax = MathF.Max(amax, MathF.Abs(src[j]));
+            float scale = amax / 127f, inv = scale != 0 ? 1f / scale : 0f;
+            int sum = 0;
+            for (int j = 0; j < Quantization.QK; j++)
+            {
+                int v = (int)MathF.Round(src[j] * inv);
+                q[b * Quantization.QK + j] = (sbyte)v;
+                sum += v;
+            }
+            d[b] = scale;
+            l[b] = 8 * sum;
+        }
+    }
+
+    /// <summary>
+    /// q · key for a key row of <paramref name="type"/>: float query for F32/F16/BF16 (keys widened in registers),
+    /// the quantized query (<see cref="QuantizeQuery"/>) for Q8_0/Q4_0.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Score(GgmlType type, float* q, sbyte* qq, float* qd, int* ql, byte* key, int hd)
+    {
+        if (!Avx2.IsSupported || !Fma.IsSupported || hd % 8 != 0) return Scalar.Score(type, q, qq, qd, ql, key, hd);
+        return type switch
+        {
+            GgmlType.F16 => DotF16(q, key, hd),
+            GgmlType.BF16 => DotBf16(q, key, hd),
+            GgmlType.Q8_0 => IntDot.Q8_0(key, qq, qd, hd / Quantization.QK),
+            GgmlType.Q4_0 => IntDot.Q4_0(key, qq, qd, ql, hd / Quantization.QK),
+            _ => DotF32(q, (float*)key, hd),
+        };
+    }
+
+    /// <summary>o[hd] += p · value for a value row of <paramref name="type"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void Accumulate(GgmlType type, float p, byte* value, float* o, int hd)
+    {
+        if (!Avx2.IsSupported || !Fma.IsSupported || hd % 8 != 0) { Scalar.Accumulate(type, p, value, o, hd); return; }
+        var pv = Vector256.Create(p);
+        switch (type)
+        {
+            case GgmlType.F16:
+                for (int d = 0; d < hd; d += 8) Fma.MultiplyAdd(pv, Widen16(value + 2 * d), Vector256.Load(o + d)).Store(o + d);
+                break;
+            case GgmlType.BF16:
+                for (int d = 0; d < hd; d += 8) Fma.MultiplyAdd(pv, WidenBf16(value + 2 * d), Vector256.Load(o + d)).Store(o + d);
+                break;
+            case GgmlType.Q8_0:
+                for (int b = 0; b < hd / 32; b++)
+                {
+                    byte* blk = value + b * 34;
+                    var s = Vector256.Create(p * IntDot.HalfAt(blk));
+                    sbyte* qs = (sbyte*)(blk + 2);
+                    float* ob = o + b * 32;
+                    for (int j = 0; j < 32; j += 8)
+                        Fma.MultiplyAdd(s, Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(qs + j)), Vector256.Load(ob + j)).Store(ob + j);
+                }
+                break;
+            case GgmlType.Q4_0:
+                for (int b = 0; b < hd / 32; b++)
+                {
+                    byte* blk = value + b * 18;
+                    var s = Vector256.Create(p * IntDot.HalfAt(blk));
+                    float* ob = o + b * 32;
+                    var eight = Vector256.Create(8);
+                    for (int j = 0; j < 16; j += 8)
+                    {
+                        var packed = Avx2.ConvertToVector256Int32(blk + 2 + j);           // eight bytes, zero-extended
+                        var lo = (packed & Vector256.Create(15)) - eight;                  // elements j … j+7
+                        var hi = Avx2.ShiftRightLogical(packed, 4) - eight;                // elements j+16 … j+23
+                        Fma.MultiplyAdd(s, Avx.ConvertToVector256Single(lo), Vector256.Load(ob + j)).Store(ob + j);
+                        Fma.MultiplyAdd(s, Avx.ConvertToVector256Single(hi), Vector256.Load(ob + 16 + j)).Store(ob + 16 + j);
+                    }
+                }
+                break;
+            default:
+                for (int d = 0; d < hd; d += 8) Fma.MultiplyAdd(pv, Vector256.Load((float*)value + d), Vector256.Load(o + d)).Store(o + d);
+                break;
+        }
+    }
+
+    private static float DotF32(float* q, float* k, int hd)
+    {
+        var a = Vector256<float>.Zero;
+        for (int d = 0; d < hd; d += 8) a = Fma.MultiplyAdd(Vector256.Load(q + d), Vector256.Load(k + d), a);
+        return Vector256.Sum(a);
+    }
+
+    private static float DotF16(float* q, byte* k, int hd)
+    {
+        var a = Vector256<float>.Zero;
+        for (int d = 0; d < hd; d += 8) a = Fma.MultiplyAdd(Vector256.Load(q + d), Widen16(k + 2 * d), a);
+        return Vector256.Sum(a);
+    }
+
+    private static float DotBf16(float* q, byte* k, int hd)
+    {
+        var a = Vector256<float>.Zero;
+        for (int d = 0; d < hd; d += 8) a = Fma.MultiplyAdd(Vector256.Load(q + d), WidenBf16(k + 2 * d), a);
+        return Vector256.Sum(a);
+    }
+
+    /// <summary>Eight f16 values at p as floats (exact for zero, subnormal and normal values; states are finite).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Widen16(byte* p)
+    {
+        var u = Avx2.ConvertToVector256Int32((ushort*)p).AsUInt32();
+        var magnitude = ((u & Vector256.Create(0x7fffu)) << 13).AsSingle() * Vector256.Create(5.192296858534828e33f); // × 2^112
+        return (magnitude.AsUInt32() | ((u & Vector256.Create(0x8000u)) << 16)).AsSingle();
+    }
+
+    /// <summary>Eight bf16 values at p as floats.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> WidenBf16(byte* p) => (Avx2.ConvertToVector256Int32((ushort*)p).AsUInt32() << 16).AsSingle();
+
+    /// <summary>The references: rows dequantized to floats, then plain float arithmetic (Q8_0/Q4_0 keys against the dequantized quantized query).</summary>
+    public static class Scalar
+    {
+        public static float Score(GgmlType type, float* q, sbyte* qq, float* qd, int* ql, byte* key, int hd)
+        {
+            Span<float> k = stackalloc float[hd];
+            Load(type, key, k);
+            float s = 0;
+            if (type is GgmlType.Q8_0 or GgmlType.Q4_0)
+            {
+                // Per block: (Σ q_j·k_j over integer quants) · d_q · d_k, as the integer kernels compute it.
+                for (int b = 0; b < hd / 32; b++)
+                {
+                    float blk = 0;
+                    for (int j = 0; j < 32; j++) blk += qq[b * 32 + j] * k[b * 32 + j];
+                    s += blk * qd[b];
+                }
+                return s;
+            }
+            for (int d = 0; d < hd; d++) s += q[d] * k[d];
+            return s;
+        }
+
+        public static void Accumulate(GgmlType type, float p, byte* value, float* o, int hd)
+        {
+            Span<float> v = stackalloc float[hd];
+            Load(type, value, v);
+            for (int d = 0; d < hd; d++) o[d] += p * v[d];
+        }
+    }
+}

@@ -1,0 +1,113 @@
+using Tova.Cache;
+using Tova.Formats;
+using Tova.Kernels;
+using Tova.Model;
+
+namespace Tova.Tests.Kernels;
+
+/// <summary>Stored states of every KV type: rounding as ggml's, kernels against their scalar references, memory.</summary>
+public unsafe class StateRowsTests
+{
+    public static TheoryData<string, int> Types() => new()
+    {
+        { "f32", 64 }, { "f16", 64 }, { "bf16", 64 }, { "q8_0", 64 }, { "q4_0", 64 },
+        { "f16", 8 }, { "bf16", 24 }, { "q8_0", 128 }, { "q4_0", 32 },
+    };
+
+    private static float[] Random(int n, int seed, float scale = 1f)
+    {
+        var g = new RandomModels.Gaussian(seed);
+        var v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = scale * g.Next();
+        return v;
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void AStoredRowReadsBackAsGgmlRoundsIt(string name, int hd)
+    {
+        var type = StateRows.Parse(name, "type");
+        var x = Random(hd, 1);
+        var row = new byte[StateRows.RowBytes(type, hd)];
+        fixed (byte* p = row) StateRows.Store(type, x, p);
+        Assert.Equal(Quantization.Encode(type, x), row);
+        var back = new float[hd];
+        fixed (byte* p = row) StateRows.Load(type, p, back);
+        var expected = new float[hd];
+        Quantization.Dequantize(type, Quantization.Encode(type, x), expected);
+        Assert.Equal(expected, back);
+    }
+
+    [Theory]
+    [MemberData(nameof(Types))]
+    public void KernelsMatchTheirScalarReferences(string name, int hd)
+    {
+        var type = StateRows.Parse(name, "type");
+        int nb = Math.Max(1, hd / 32);
+        var q = Random(hd, 2);
+        var qq = new sbyte[hd];
+        var qd = new float[nb];
+        var ql = new int[nb];
+        for (int seed = 3; seed < 40; seed++)
+        {
+            var k = Random(hd, seed, seed % 5 == 0 ? 30f : 1f);
+            var row = new byte[StateRows.RowBytes(type, hd)];
+            float fast, slow;
+            var o1 = Random(hd, seed + 100);
+            var o2 = (float[])o1.Clone();
+            fixed (float* pq = q, po1 = o1, po2 = o2)
+            fixed (sbyte* pqq = qq)
+            fixed (float* pqd = qd)
+            fixed (int* pql = ql)
+            fixed (byte* p = row)
+            {
+                StateRows.Store(type, k, p);
+                if (hd % 32 == 0) StateRows.QuantizeQuery(pq, hd, pqq, pqd, pql);
+                fast = StateRows.Score(type, pq, pqq, pqd, pql, p, hd);
+                slow = StateRows.Scalar.Score(type, pq, pqq, pqd, pql, p, hd);
+                StateRows.Accumulate(type, 0.37f, p, po1, hd);
+                StateRows.Scalar.Accumulate(type, 0.37f, p, po2, hd);
+            }
+            Assert.True(Math.Abs(fast - slow) <= 1e-5f * Math.Max(1, Math.Abs(slow)) * hd, $"{name} score {fast} vs reference {slow}");
+            for (int d = 0; d < hd; d++)
+                Assert.True(Math.Abs(o1[d] - o2[d]) <= 1e-5f * Math.Max(1, Math.Abs(o2[d])), $"{name} accumulate [{d}] {o1[d]} vs {o2[d]}");
+        }
+    }
+
+    [Theory]
+    [InlineData("f32", "f32")]
+    [InlineData("f16", "f16")]
+    [InlineData("bf16", "f16")]
+    [InlineData("q8_0", "q8_0")]
+    [InlineData("q4_0", "q8_0")]
+    [InlineData("q4_0", "q4_0")]
+    public void KvBytesIsTheFormulaAndTheMemoryReallyAllocated(string k, string v)
+    {
+        var c = new LlamaConfig { Dim = 128, HiddenDim = 64, Layers = 3, Heads = 4, KvHeads = 2, VocabSize = 300, ContextLength = 512 };
+        var options = new CacheOptions { Policy = "tova", Budget = "100", KvTypeK = StateRows.Parse(k, "k"), KvTypeV = StateRows.Parse(v, "v") };
+        var cache = new MultiStateCache(c, options);
+        long perState = StateRows.RowBytes(options.KvTypeK, c.HeadDim) + StateRows.RowBytes(options.KvTypeV, c.HeadDim);
+        Assert.Equal(c.Layers * c.KvHeads * 100L * perState, cache.KvBytes);
+        long allocated = 0;
+        for (int l = 0; l < c.Layers; l++)
+            for (int g = 0; g < c.KvHeads; g++)
+                allocated += cache.Set(l, g).KeyData.Length + cache.Set(l, g).ValueData.Length;
+        Assert.Equal(cache.KvBytes, allocated);
+        var f32 = new MultiStateCache(c, options with { KvTypeK = GgmlType.F32, KvTypeV = GgmlType.F32 });
+        double ratio = (double)f32.KvBytes / cache.KvBytes;
+        double expected = 2.0 * c.HeadDim * 4 / perState; // f32: 4 bytes a value; f16: 2; q8_0: 34/32; q4_0: 18/32
+        Assert.Equal(expected, ratio, 6);
+    }
+
+    [Theory]
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void BlockTypesNeedHeadsOfWholeBlocks(string type)
+    {
+        using var model = ModelLoader.Load(TestData.Stories260K); // heads of 8
+        var e = Assert.Throws<ArgumentException>(() => new MultiStateCache(model.Config, new CacheOptions { KvTypeK = StateRows.Parse(type, "k") }));
+        Assert.Contains("heads have 8 values", e.Message);
+        Assert.Equal("KvTypeK", e.ParamName);
+        Assert.Throws<ArgumentException>(() => StateRows.Parse("q5_1", "kv-type"));
+    }
+}
