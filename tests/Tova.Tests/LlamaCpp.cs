@@ -63,8 +63,12 @@ public static class LlamaCpp
         }
     }
 
-    /// <summary>Logits [position][vocab] for every position of <paramref name="tokens"/>.</summary>
-    public static float[][] Logits(string ggufPath, IReadOnlyList<int> tokens)
+    /// <summary>
+    /// Logits [position][vocab] for every position of <paramref name="tokens"/>, with the KV cache stored as
+    /// <paramref name="typeK"/>/<paramref name="typeV"/> (F32 unless given; flash attention on for a quantized V,
+    /// which llama.cpp requires, else off).
+    /// </summary>
+    public static float[][] Logits(string ggufPath, IReadOnlyList<int> tokens, GGMLType typeK = GGMLType.GGML_TYPE_F32, GGMLType typeV = GGMLType.GGML_TYPE_F32)
     {
         Initialise();
         int n = tokens.Count;
@@ -77,9 +81,9 @@ public static class LlamaCpp
             UBatchSize = ctx,
             Threads = 2,
             BatchThreads = 2,
-            TypeK = GGMLType.GGML_TYPE_F32,
-            TypeV = GGMLType.GGML_TYPE_F32,
-            FlashAttention = false,
+            TypeK = typeK,
+            TypeV = typeV,
+            FlashAttention = typeV is not (GGMLType.GGML_TYPE_F32 or GGMLType.GGML_TYPE_F16 or (GGMLType)30),
         };
         // One test at a time inside llama.cpp: the machine has two cores and each context uses both.
         lock (Gate)

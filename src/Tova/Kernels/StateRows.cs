@@ -57,7 +57,12 @@ public static unsafe class StateRows
                 for (int i = 0; i < x.Length; i++) ((ushort*)dst)[i] = Quantization.FloatToBf16(x[i]);
                 break;
             case GgmlType.Q8_0:
-                Quantization.QuantizeQ8_0(x, new Span<byte>(dst, RowBytes(type, x.Length)));
+                fixed (float* px = x)
+                    for (int b = 0; b < x.Length / Quantization.QK; b++)
+                    {
+                        byte* blk = dst + b * Quantization.Q8_0BlockBytes;
+                        *(Half*)blk = (Half)QuantizeBlock(px + b * Quantization.QK, (sbyte*)(blk + 2), out _);
+                    }
                 break;
             case GgmlType.Q4_0:
                 Quantization.QuantizeQ4_0(x, new Span<byte>(dst, RowBytes(type, x.Length)));
@@ -72,27 +77,46 @@ public static unsafe class StateRows
         Quantization.Dequantize(type, new ReadOnlySpan<byte>(src, RowBytes(type, dst.Length)), dst);
 
     /// <summary>
-    /// The query head quantized for integer scoring against Q8_0 / Q4_0 keys: per block of 32 the quants
-    /// (<paramref name="q"/>[hd]), the scale (<paramref name="d"/>[hd/32]) and 8·Σq (<paramref name="l"/>[hd/32], Q4_0's offset).
+    /// The query head quantized for integer scoring against Q8_0 / Q4_0 keys, as ggml's CPU quantizer makes the Q8_0
+    /// row it dots them with: per block of 32 the quants (<paramref name="q"/>[hd]), the scale rounded to f16
+    /// (<paramref name="d"/>[hd/32]) and 8·Σq (<paramref name="l"/>[hd/32], Q4_0's offset).
     /// </summary>
     public static void QuantizeQuery(float* x, int hd, sbyte* q, float* d, int* l)
     {
         for (int b = 0; b < hd / Quantization.QK; b++)
         {
-            float* src = x + b * Quantization.QK;
-            float amax = 0;
-            for (int j = 0; j < Quantization.QK; j++) amax = MathF.Max(amax, MathF.Abs(src[j]));
-            float scale = amax / 127f, inv = scale != 0 ? 1f / scale : 0f;
-            int sum = 0;
-            for (int j = 0; j < Quantization.QK; j++)
-            {
-                int v = (int)MathF.Round(src[j] * inv);
-                q[b * Quantization.QK + j] = (sbyte)v;
-                sum += v;
-            }
-            d[b] = scale;
+            d[b] = (float)(Half)QuantizeBlock(x + b * Quantization.QK, q + b * Quantization.QK, out int sum);
             l[b] = 8 * sum;
         }
+    }
+
+    /// <summary>
+    /// One block of 32 as ggml's CPU Q8_0 quantizer (the one llama.cpp stores a Q8_0 cache and quantizes activations
+    /// with): q = round-half-even(x · 127 / max|x|); returns the scale max|x| / 127 and Σq.
+    /// </summary>
+    private static float QuantizeBlock(float* x, sbyte* q, out int sum)
+    {
+        float amax = 0;
+        for (int j = 0; j < Quantization.QK; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
+        float inv = amax != 0 ? 127f / amax : 0f;
+        sum = 0;
+        for (int j = 0; j < Quantization.QK; j++)
+        {
+            int v = (int)MathF.Round(x[j] * inv);
+            q[j] = (sbyte)v;
+            sum += v;
+        }
+        return amax / 127f;
+    }
+
+    /// <summary>
+    /// Rounds x[n] to f16 or bf16 (and back) for states of that type, else leaves it: llama.cpp multiplies a cache of
+    /// f16 (bf16) in that type, so the query meets f16 keys, and the probabilities f16 values, rounded.
+    /// </summary>
+    public static void RoundLike(GgmlType type, float* x, int n)
+    {
+        if (type == GgmlType.F16) for (int i = 0; i < n; i++) x[i] = (float)(Half)x[i];
+        else if (type == GgmlType.BF16) for (int i = 0; i < n; i++) x[i] = Quantization.Bf16ToFloat(Quantization.FloatToBf16(x[i]));
     }
 
     /// <summary>

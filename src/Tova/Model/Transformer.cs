@@ -331,6 +331,7 @@ public sealed unsafe class Transformer : IDisposable
                     for (int i = 0; i < n; i++) att[i] = TensorPrimitives.Dot(qh, _rotKeys.AsSpan(i * hd, hd)) * scale;
                     if (_c.AttnSoftCap > 0) SoftCap(att, _c.AttnSoftCap);
                     StableSoftMax(att);
+                    fixed (float* pa = att) StateRows.RoundLike(set.ValueType, pa, n);
                     var o = output.Slice(h * hd, hd);
                     o.Clear();
                     fixed (float* po = o)
@@ -545,11 +546,17 @@ public sealed unsafe class Transformer : IDisposable
         sbyte* qq = stackalloc sbyte[hd];
         float* qd = stackalloc float[nb];
         int* ql = stackalloc int[nb];
+        // The query meets the keys in the keys' type, and the probabilities meet the values in theirs, as llama.cpp's
+        // matrix products with a cache of that type do (StateRows.RoundLike).
+        float* qr = stackalloc float[hd];
+        new ReadOnlySpan<float>(qh, hd).CopyTo(new Span<float>(qr, hd));
         if (kt is Formats.GgmlType.Q8_0 or Formats.GgmlType.Q4_0) StateRows.QuantizeQuery(qh, hd, qq, qd, ql);
-        for (int i = 0; i < stored; i++) att[i] = StateRows.Score(kt, qh, qq, qd, ql, keys + (long)i * kr, hd) * scale;
-        if (pendingKey != null) att[stored] = StateRows.Score(kt, qh, qq, qd, ql, pendingKey, hd) * scale;
+        else StateRows.RoundLike(kt, qr, hd);
+        for (int i = 0; i < stored; i++) att[i] = StateRows.Score(kt, qr, qq, qd, ql, keys + (long)i * kr, hd) * scale;
+        if (pendingKey != null) att[stored] = StateRows.Score(kt, qr, qq, qd, ql, pendingKey, hd) * scale;
         AdjustScores(att, stored, n, softCap, positions, oldest);
         StableSoftMax(new Span<float>(att, n));
+        StateRows.RoundLike(set.ValueType, att, n);
         new Span<float>(o, hd).Clear();
         for (int i = 0; i < stored; i++) StateRows.Accumulate(set.ValueType, att[i], values + (long)i * vr, o, hd);
         if (pendingKey != null) StateRows.Accumulate(set.ValueType, att[stored], pendingValue, o, hd);

@@ -84,7 +84,11 @@ public class ArchitecturePolicyTests : IDisposable
                     Assert.True(set.Count <= limit, $"layer {l} holds {set.Count} states, more than {limit}");
                 }
         }
-        Assert.True(worst <= 1e-3 * Math.Max(1, range), $"{arch} {policy}: max |logit − reference| = {worst:E3} (logit magnitude up to {range:F1})");
+        // Rounding to bf16 or to 4- and 8-bit blocks is discontinuous: the engine's float32 activations and the
+        // reference's double ones can land on either side of a rounding boundary, which moves later logits by a few
+        // thousandths of their range (the kept sets above must still be identical).
+        double tolerance = kvType is Tova.Formats.GgmlType.F32 or Tova.Formats.GgmlType.F16 ? 1e-3 : 1e-2;
+        Assert.True(worst <= tolerance * Math.Max(1, range), $"{arch} {policy} {kv}: max |logit − reference| = {worst:E3} (logit magnitude up to {range:F1})");
     }
 
     public static TheoryData<string, string, string> PrefillCases()

@@ -118,20 +118,30 @@ internal sealed class NaiveMaskedReference
     }
 
     /// <summary>Each head's hd values rounded to the KV type, as stored.</summary>
-    private double[] RoundHeads(double[] x)
+    private unsafe double[] RoundHeads(double[] x)
     {
         if (_kvType == Tova.Formats.GgmlType.F32) return x.Select(v => (double)(float)v).ToArray();
         int hd = _c.HeadDim;
         var o = new double[x.Length];
+        var row = new byte[Tova.Kernels.StateRows.RowBytes(_kvType, hd)];
         for (int h = 0; h < x.Length; h += hd)
         {
             var f = x[h..(h + hd)].Select(v => (float)v).ToArray();
             var back = new float[hd];
-            Tova.Kernels.Quantization.Dequantize(_kvType, Tova.Kernels.Quantization.Encode(_kvType, f), back);
+            fixed (byte* p = row)
+            {
+                Tova.Kernels.StateRows.Store(_kvType, f, p);
+                Tova.Kernels.StateRows.Load(_kvType, p, back);
+            }
             for (int i = 0; i < hd; i++) o[h + i] = back[i];
         }
         return o;
     }
+
+    /// <summary>Values rounded to f16 / bf16 and back (the KV type's arithmetic).</summary>
+    private double[] Round(double[] x) => x.Select(v => _kvType == Tova.Formats.GgmlType.F16
+        ? (double)(float)(Half)(float)v
+        : Tova.Kernels.Quantization.Bf16ToFloat(Tova.Kernels.Quantization.FloatToBf16((float)v))).ToArray();
 
     /// <summary>
     /// q · k; with Q8_0/Q4_0 keys the query is first rounded to Q8_0 blocks (scale per 32, integer quants), except
@@ -205,6 +215,7 @@ internal sealed class NaiveMaskedReference
                 var qh = new double[hd];
                 Array.Copy(q, h * hd, qh, 0, hd);
                 if (_renumber) Rotate(qh, 0, hd, cand.Count - 1);
+                else if (_kvType is Tova.Formats.GgmlType.F16 or Tova.Formats.GgmlType.BF16) qh = Round(qh); // the query meets f16 keys in f16
                 var scores = new double[cand.Count];
                 for (int i = 0; i < cand.Count; i++)
                 {
@@ -219,7 +230,7 @@ internal sealed class NaiveMaskedReference
                 int heads = _perHead ? group : _c.Heads;
                 for (int i = 0; i < cand.Count; i++)
                 {
-                    double p = scores[i] / sum;
+                    double p = _kvType is Tova.Formats.GgmlType.F16 or Tova.Formats.GgmlType.BF16 ? Round([scores[i] / sum])[0] : scores[i] / sum;
                     for (int d = 0; d < hd; d++) att[h * hd + d] += p * _values[l][cand[i]][g * hd + d];
                     avg[s][cand[i]] = avg[s].GetValueOrDefault(cand[i]) + p / heads;
                 }
