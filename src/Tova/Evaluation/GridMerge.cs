@@ -19,6 +19,13 @@ public static class GridMerge
                 SweepRunner.WriteResults(outDir, f);
                 return "cells.json, results.json, results.csv, results.md, perplexity.png, perplexity.svg";
             }
+            case NeedleRunner.Kind:
+            {
+                var f = GridStore.Merge<NeedleGridSpec, NeedleCellData>(dirs);
+                GridStore.Save(outDir, f);
+                NeedleRunner.WriteResults(outDir, f);
+                return "cells.json, results.json, results.csv, results.md, needle-*.png, needle-*.svg";
+            }
             default:
                 throw new InvalidDataException($"cannot merge runs of kind '{kinds[0]}'");
         }
