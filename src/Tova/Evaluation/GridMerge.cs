@@ -26,6 +26,13 @@ public static class GridMerge
                 NeedleRunner.WriteResults(outDir, f);
                 return "cells.json, results.json, results.csv, results.md, needle-*.png, needle-*.svg";
             }
+            case LongGenRunner.Kind:
+            {
+                var f = GridStore.Merge<LongGenGridSpec, LongGenCellData>(dirs);
+                GridStore.Save(outDir, f);
+                LongGenRunner.WriteResults(outDir, f);
+                return "cells.json, results.json, results.csv, results.md, judge-nll.png/svg, distinct4.png/svg";
+            }
             default:
                 throw new InvalidDataException($"cannot merge runs of kind '{kinds[0]}'");
         }
