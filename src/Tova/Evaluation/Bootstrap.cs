@@ -61,7 +61,9 @@ public static class Bootstrap
     /// <summary>Fills <paramref name="idx"/> with replicate <paramref name="replicate"/>'s unit indices (uniform, with replacement).</summary>
     public static void Draw(ulong seed, int replicate, Span<int> idx)
     {
-        ulong state = seed ^ (0x9E3779B97F4A7C15UL * (ulong)(replicate + 1));
+        // Each replicate's stream starts at a well-mixed point, so streams of nearby replicates do not overlap.
+        ulong state = (ulong)replicate * 0xD1B54A32D192ED03UL + 0x8CB92BA72F3D8DD7UL;
+        state = seed ^ SplitMix(ref state);
         int n = idx.Length;
         for (int i = 0; i < n; i++) idx[i] = (int)((SplitMix(ref state) >> 11) % (ulong)n);
     }
