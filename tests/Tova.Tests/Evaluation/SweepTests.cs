@@ -158,7 +158,7 @@ public sealed class SweepTests : IDisposable
     public async Task AnalyzeWritesHeatmapsAndReports()
     {
         string outDir = Path.Combine(_dir, "analyze");
-        var (code, output, err) = await Run("analyze", "--model", _model, "--text-file", _text, "--cache", "tova", "--budget", "8", "--context", "48", "--out", outDir);
+        var (code, output, err) = await Run("analyze", "--model", _model, "--text-file", _text, "--cache", "tova", "--budget", "8", "--context", "48", "--max-windows", "2", "--out", outDir);
         Assert.True(code == 0, err);
         Assert.True(File.Exists(Path.Combine(outDir, "retention-layer0.png")));
         Assert.True(File.Exists(Path.Combine(outDir, "retention-layer1.png")));
@@ -166,8 +166,12 @@ public sealed class SweepTests : IDisposable
         Assert.Equal(48, report.GetProperty("steps").GetInt32());
         Assert.Equal(2, report.GetProperty("layers").GetArrayLength());
         int states = report.GetProperty("lifetime_histogram").EnumerateObject().Sum(p => p.Value.GetInt32());
-        Assert.Equal(2 * 48, states);
+        Assert.Equal(2 * 2 * 48, states); // windows × layers × steps
+        Assert.Equal(2, report.GetProperty("windows").GetInt32());
+        Assert.Equal(3, report.GetProperty("policy_overlap").GetArrayLength()); // tova vs window, tova vs h2o, window vs h2o
+        Assert.Equal(5, report.GetProperty("categories").GetArrayLength());
         Assert.Contains("Retention analysis", output);
+        Assert.Contains("tova", output);
         var bad = await Run("analyze", "--model", _model, "--text-file", _text, "--cache", "full");
         Assert.NotEqual(0, bad.Code);
         Assert.Contains("bounded cache", bad.Err);
