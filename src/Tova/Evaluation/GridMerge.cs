@@ -33,6 +33,13 @@ public static class GridMerge
                 LongGenRunner.WriteResults(outDir, f);
                 return "cells.json, results.json, results.csv, results.md, judge-nll.png/svg, distinct4.png/svg";
             }
+            case QaRunner.Kind:
+            {
+                var f = GridStore.Merge<QaGridSpec, QaCellData>(dirs);
+                GridStore.Save(outDir, f);
+                QaRunner.WriteResults(outDir, f);
+                return "cells.json, results.json, results.csv, results.md, f1.png/svg";
+            }
             default:
                 throw new InvalidDataException($"cannot merge runs of kind '{kinds[0]}'");
         }
