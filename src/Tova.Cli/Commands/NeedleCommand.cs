@@ -55,7 +55,7 @@ public static class NeedleCommand
             {
                 lock (output)
                     output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{cell.Policy,-10} budget {cell.Budget,5} length {cell.Length,5}: exact {cell.Depths.Average(d => d.Exact.Average()):F2}  key nll {cell.Depths.Average(d => d.NeedleNll.Average()):F3}  control {cell.ControlNll.Average():F3}{(cached ? "  (already done)" : $"  {cell.Seconds:F1} s")}"));
+                        $"{cell.Policy,-10} budget {cell.Budget,5} length {cell.Length,5}: exact {cell.Depths.Average(d => d.Exact.Average()):F2}  key nll {cell.Depths.Average(d => d.NeedleNll.Average()):F3}  control {cell.Depths.Average(d => d.ControlNll.Average()):F3}{(cached ? "  (already done)" : $"  {cell.Seconds:F1} s")}"));
             }, ct), ct);
             await output.WriteLineAsync();
             await output.WriteAsync(NeedleRunner.Markdown(runner.Spec(), results));

@@ -16,9 +16,9 @@ public sealed record NeedleGridSpec
 }
 
 /// <summary>
-/// Raw measurements of one needle cell (policy × budget × length): per trial, the mean NLL of the key's tokens with
-/// the needle absent, and per depth, per trial, the mean NLL of the key's tokens and whether greedy decoding gives
-/// the key exactly (1) or not (0).
+/// Raw measurements of one needle cell (policy × budget × length): per depth, per trial, the mean NLL of the key's
+/// tokens with the needle and with the needle-absent control, and whether greedy decoding gives the key exactly (1)
+/// or not (0).
 /// </summary>
 public sealed record NeedleCellData : IGridCell
 {
@@ -27,11 +27,10 @@ public sealed record NeedleCellData : IGridCell
     public required int Budget { get; init; }
     public required int Length { get; init; }
     public double Seconds { get; init; }
-    public required List<double> ControlNll { get; init; }
     public required List<NeedleDepthData> Depths { get; init; }
 }
 
-public sealed record NeedleDepthData(int Depth, List<double> NeedleNll, List<int> Exact);
+public sealed record NeedleDepthData(int Depth, List<double> NeedleNll, List<double> ControlNll, List<int> Exact);
 
 /// <summary>
 /// One point of the needle grid (policy × budget × length × depth), over the trials: exact-match rate, mean NLL of

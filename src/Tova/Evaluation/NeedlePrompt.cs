@@ -6,8 +6,9 @@ namespace Tova.Evaluation;
 /// One needle-in-a-haystack prompt, as tokens. Layout (L = <see cref="Prompt"/>.Length):
 /// [BOS] haystack[0, p) needle haystack[p, H) question, with H = L − 1 − |needle| − |question| haystack tokens and
 /// p = round(depth / 100 · H), so the needle's first token is at position <see cref="NeedleStart"/> = 1 + p (depth 0:
-/// right after BOS; depth 100: right before the question). <see cref="Control"/> is the same length with haystack
-/// where the needle was (the needle-absent control); <see cref="Answer"/> are the key's tokens the model is asked for.
+/// right after BOS; depth 100: right before the question). <see cref="Control"/> (the needle-absent control) is the
+/// same prompt with the needle's tokens replaced by as many filler tokens (those that follow the haystack), so the two
+/// differ only there; <see cref="Answer"/> are the key's tokens the model is asked for.
 /// </summary>
 public sealed record NeedlePrompt(int[] Prompt, int[] Control, int[] Answer, int NeedleStart, int NeedleLength, string Key)
 {
@@ -44,7 +45,8 @@ public sealed record NeedlePrompt(int[] Prompt, int[] Control, int[] Answer, int
         for (int i = 0; i < p; i++) prompt[1 + i] = Fill(i);
         needle.CopyTo(prompt, 1 + p);
         for (int i = p; i < hay; i++) prompt[1 + needle.Length + i] = Fill(i);
-        for (int i = 0; i < hay + needle.Length; i++) control[1 + i] = Fill(i);
+        prompt.CopyTo(control, 0);
+        for (int k = 0; k < needle.Length; k++) control[1 + p + k] = Fill(hay + k);
         question.CopyTo(prompt, length - question.Length);
         question.CopyTo(control, length - question.Length);
         return new NeedlePrompt(prompt, control, answer, 1 + p, needle.Length, key);

@@ -32,7 +32,7 @@ public sealed record NeedleOptions
 
 /// <summary>
 /// Needle-in-a-haystack / passkey retrieval over policies × budgets × lengths × depths (<see cref="NeedlePrompt"/>).
-/// Each cell (policy × budget × length) runs every depth and trial plus the needle-absent control. Scores: exact
+/// Each cell (policy × budget × length) runs every depth and trial, with the needle and without. Scores: exact
 /// match of the greedy answer — decided by teacher forcing: greedy decoding gives the key iff every key token is the
 /// arg-max after the prompt and the key's earlier tokens — and the mean NLL of the key's tokens with and without the
 /// needle. Outputs cells.json, results.json / .csv / .md and per policy × budget depth × length heat maps.
@@ -147,15 +147,14 @@ public sealed class NeedleRunner(ModelBundle bundle, NeedleOptions options)
         return WriteResults(outDir, file);
     }
 
-    /// <summary>Runs one cell: every trial's control and every depth.</summary>
+    /// <summary>Runs one cell: every depth and trial, with the needle and its control.</summary>
     public NeedleCellData Evaluate(int[] filler, SweepPolicy policy, int budget, int length, CancellationToken ct = default)
     {
         var sw = System.Diagnostics.Stopwatch.StartNew();
         using var pool = new WorkerPool(1);
         using var tf = new Transformer(bundle.Model, pool);
         var cache = policy.ToOptions(Math.Min(budget, Context), options.Sinks);
-        var control = new List<double>();
-        var depths = options.Depths.Select(d => new NeedleDepthData(d, [], [])).ToList();
+        var depths = options.Depths.Select(d => new NeedleDepthData(d, [], [], [])).ToList();
         for (int t = 0; t < options.Trials; t++)
         {
             string key = NeedlePrompt.KeyOf(options.Seed, t);
@@ -167,13 +166,13 @@ public sealed class NeedleRunner(ModelBundle bundle, NeedleOptions options)
                 var (nll, exact) = Score(tf, cache, np.Prompt, np.Answer);
                 depths[di].NeedleNll.Add(nll);
                 depths[di].Exact.Add(exact ? 1 : 0);
-                if (di == 0) control.Add(Score(tf, cache, np.Control, np.Answer).Nll);
+                depths[di].ControlNll.Add(Score(tf, cache, np.Control, np.Answer).Nll);
             }
         }
         return new NeedleCellData
         {
             Key = Key(policy.Label, budget, length), Policy = policy.Label, Budget = budget, Length = length,
-            Seconds = sw.Elapsed.TotalSeconds, ControlNll = control, Depths = depths,
+            Seconds = sw.Elapsed.TotalSeconds, Depths = depths,
         };
     }
 
@@ -207,16 +206,16 @@ public sealed class NeedleRunner(ModelBundle bundle, NeedleOptions options)
             var basis = BaselineOf(c);
             foreach (var d in c.Depths)
             {
-                var gain = c.ControlNll.Zip(d.NeedleNll, (a, b) => a - b).ToList();
+                var gain = d.ControlNll.Zip(d.NeedleNll, (a, b) => a - b).ToList();
                 var p = new NeedlePoint
                 {
                     Policy = c.Policy, Budget = c.Budget, Length = c.Length, Depth = d.Depth,
                     Accuracy = Bootstrap.Mean(D(d.Exact), n, seed), NeedleNll = Bootstrap.Mean(d.NeedleNll, n, seed),
-                    ControlNll = Bootstrap.Mean(c.ControlNll, n, seed), Gain = Bootstrap.Mean(gain, n, seed),
+                    ControlNll = Bootstrap.Mean(d.ControlNll, n, seed), Gain = Bootstrap.Mean(gain, n, seed),
                 };
                 if (basis?.Depths.FirstOrDefault(x => x.Depth == d.Depth) is { } bd)
                 {
-                    var bgain = basis.ControlNll.Zip(bd.NeedleNll, (a, b) => a - b).ToList();
+                    var bgain = bd.ControlNll.Zip(bd.NeedleNll, (a, b) => a - b).ToList();
                     p = p with
                     {
                         Baseline = basis.Policy,
@@ -238,7 +237,7 @@ public sealed class NeedleRunner(ModelBundle bundle, NeedleOptions options)
                 double a = 0, s = 0;
                 int k = 0;
                 foreach (var c in group)
-                    foreach (var d in c.Depths) { a += d.Exact[t]; s += c.ControlNll[t] - d.NeedleNll[t]; k++; }
+                    foreach (var d in c.Depths) { a += d.Exact[t]; s += d.ControlNll[t] - d.NeedleNll[t]; k++; }
                 acc.Add(a / k);
                 g.Add(s / k);
             }

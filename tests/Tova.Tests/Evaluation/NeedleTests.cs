@@ -43,9 +43,12 @@ public sealed class NeedleTests : IDisposable
         for (int i = 1; i < np.NeedleStart; i++) Assert.Equal(filler[(5 + i - 1) % filler.Length], np.Prompt[i]);
         for (int i = np.NeedleStart + needle.Length; i < length - question.Length; i++)
             Assert.Equal(filler[(5 + i - 1 - needle.Length) % filler.Length], np.Prompt[i]);
-        // The control is pure filler where the prompt has haystack and needle: the key's digits are nowhere in it.
-        Assert.Equal(tok.BosId, np.Control[0]);
-        for (int i = 1; i < length - question.Length; i++) Assert.Equal(filler[(5 + i - 1) % filler.Length], np.Control[i]);
+        // The control differs from the prompt only where the needle is: filler there (the tokens after the haystack).
+        for (int i = 0; i < length; i++)
+        {
+            bool inNeedle = i >= np.NeedleStart && i < np.NeedleStart + needle.Length;
+            Assert.Equal(inNeedle ? filler[(5 + hay + i - np.NeedleStart) % filler.Length] : np.Prompt[i], np.Control[i]);
+        }
         Assert.DoesNotContain("48213", tok.Decode(np.Control));
         Assert.Contains("The secret key is 48213. Remember it.", tok.Decode(np.Prompt));
         Assert.Equal("48213", tok.Decode(np.Answer).Trim());
@@ -116,9 +119,12 @@ public sealed class NeedleTests : IDisposable
             if (p.GetProperty("policy").GetString() == "tova")
                 Assert.Equal("window", p.GetProperty("baseline").GetString());
         }
-        // The control does not depend on the depth (the needle is absent).
-        foreach (var g in points.GroupBy(p => (p.GetProperty("policy").GetString(), p.GetProperty("budget").GetInt32(), p.GetProperty("length").GetInt32())))
-            Assert.Single(g.Select(p => p.GetProperty("control_nll").GetProperty("value").GetDouble()).Distinct());
+        // A window that cannot reach the needle sees the same states with and without it: the gain is 0 (to float rounding).
+        // (Window 16 in 5 layers: the logits at position t depend on tokens t − 75 … t; at length 96, depth 0, the
+        // needle ends at position 14.)
+        foreach (var p in points.Where(p => p.GetProperty("policy").GetString() == "window" && p.GetProperty("budget").GetInt32() == 16
+                     && p.GetProperty("depth").GetInt32() == 0 && p.GetProperty("length").GetInt32() == 96))
+            Assert.Equal(0.0, p.GetProperty("gain").GetProperty("value").GetDouble(), 5);
         // With a full cache the needle helps: the key is more likely with it than without, on average.
         var fullGain = points.Where(p => p.GetProperty("policy").GetString() == "full").Average(p => p.GetProperty("gain").GetProperty("value").GetDouble());
         Assert.True(fullGain > 0, $"full-cache gain {fullGain}");
