@@ -45,7 +45,7 @@ public static class QaCommand
             });
             runner.Validate();
             var (_, cut) = runner.Prompts(new QaPrompt(bundle, parse.GetValue(template)));
-            if (cut > 0) await output.WriteLineAsync($"{cut} of {examples.Count} documents were cut at the end to fit the context");
+            if (cut > 0) await output.WriteLineAsync($"{cut} of {examples.Count} documents were cut in the middle to fit the context");
             string dir = parse.GetValue(outDir)!;
             var sw = System.Diagnostics.Stopwatch.StartNew();
             var results = await Task.Run(() => runner.Run(dir, (cell, cached) =>

@@ -15,7 +15,7 @@ public sealed record QaOptions
     public required IReadOnlyList<int> Budgets { get; init; }
     /// <summary>Prompt handling per cell: exact (the policy decides before the question) and/or oneshot (after it).</summary>
     public IReadOnlyList<PrefillMode> Prefills { get; init; } = [PrefillMode.OneShot, PrefillMode.Exact];
-    /// <summary>Most answer tokens; the document is cut so that prompt + answer fit the model's context.</summary>
+    /// <summary>Most answer tokens; the document is cut in the middle so that prompt + answer fit the model's context.</summary>
     public int MaxTokens { get; init; } = 32;
     /// <summary>Stop the answer at its first newline (short-answer datasets such as QASPER).</summary>
     public bool OneLine { get; init; } = true;
@@ -33,7 +33,7 @@ public sealed record QaOptions
 /// Long-document question answering (the paper's long-range understanding axis) for any model: each example's
 /// document and question are rendered with the model's chat template (<see cref="QaPrompt"/>), the answer generated
 /// greedily under every prefill × policy × budget and scored with token F1 and ROUGE-1/2/L (<see cref="QaScoring"/>).
-/// Documents longer than the context are cut at the end (as SCROLLS does), the same for every cell.
+/// Documents longer than the context lose their middle (<see cref="CutMiddle"/>), the same for every cell.
 /// </summary>
 public sealed class QaRunner(ModelBundle bundle, QaOptions options)
 {
@@ -79,16 +79,25 @@ public sealed class QaRunner(ModelBundle bundle, QaOptions options)
             string doc = ex.Document;
             var ids = renderer.Encode(QaPrompt.UserMessage(doc, ex.Question));
             if (ids.Length > limit) cut++;
+            int keep = ex.Document.Length;
             for (int tries = 0; ids.Length > limit && tries < 40; tries++)
             {
-                int keep = (int)(doc.Length * Math.Min(0.97, (double)limit / ids.Length * 0.98));
-                doc = doc[..Math.Max(0, keep)];
+                keep = (int)(keep * Math.Min(0.97, (double)limit / ids.Length * 0.98));
+                doc = CutMiddle(ex.Document, keep);
                 ids = renderer.Encode(QaPrompt.UserMessage(doc, ex.Question));
             }
             if (ids.Length > limit) throw new InvalidDataException($"example {ex.Id}: the question alone does not fit the context {Context} with --max-tokens {options.MaxTokens}");
             list.Add(ids);
         }
         return (list, cut);
+    }
+
+    /// <summary>The first and last <paramref name="keep"/>/2 characters of a text with " … " between (LongBench's middle cut: the start and the end, where an embedded question is, stay).</summary>
+    public static string CutMiddle(string text, int keep)
+    {
+        if (keep >= text.Length) return text;
+        int half = Math.Max(0, keep / 2);
+        return text[..half] + " … " + text[^half..];
     }
 
     public QaGridSpec Spec() => new()

@@ -65,6 +65,13 @@ public sealed partial class QaTests : IDisposable
         Assert.Contains("no examples", Assert.Throws<InvalidDataException>(() => QaExample.ReadJsonl(path)).Message);
     }
 
+    [Fact]
+    public void LongDocumentsLoseTheirMiddle()
+    {
+        Assert.Equal("ab … yz", QaRunner.CutMiddle("abcdefwxyz", 4));
+        Assert.Equal("short", QaRunner.CutMiddle("short", 10));
+    }
+
     [GeneratedRegex(@"named (\w+)")]
     private static partial Regex Named();
 
