@@ -65,7 +65,7 @@ public static class AnalyzeCommand
                 if (runs[i].Label == label) { recs.Add(recorded[i]); texts.Add(RetentionAnalyzer.TokenTexts(bundle.Tokenizer, runs[i].Ids)); }
                 else others[runs[i].Label].Add(recorded[i]);
             }
-            var report = RetentionStudy.Report(cache.Describe(cfg.ContextLength), recs, texts,
+            var report = RetentionStudy.Report(label, recs, texts,
                 others.ToDictionary(kv => kv.Key, kv => (IReadOnlyList<RetentionRecorder>)kv.Value), parse.GetValue(top));
             string dir = parse.GetValue(outDir)!;
             Directory.CreateDirectory(dir);

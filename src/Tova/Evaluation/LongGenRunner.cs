@@ -266,7 +266,7 @@ public sealed class LongGenRunner(ModelBundle bundle, LongGenOptions options)
             {
                 string Star(Interval? i) => i is { ExcludesZero: true } ? "*" : "";
                 sb.Append(CultureInfo.InvariantCulture,
-                    $"| {c.Policy} | {c.Budget} | {c.DeltaJudgeNll!.Format("+0.000;-0.000;0.000")}{Star(c.DeltaJudgeNll)} | {c.DeltaDistinct4!.Format("+0.000;-0.000;0.000")}{Star(c.DeltaDistinct4)} | {(c.DeltaAgreement is { } d ? d.Format("+0;-0;0") + Star(d) : "–")} |\n");
+                    $"| {c.Policy} | {c.Budget} | {c.DeltaJudgeNll!.Format("+0.000;-0.000;0.000")}{Star(c.DeltaJudgeNll)} | {c.DeltaDistinct4!.Format("+0.000;-0.000;0.000")}{Star(c.DeltaDistinct4)} | {(c.DeltaAgreement is { } d ? d.Format("+0.0;-0.0;0.0") + Star(d) : "–")} |\n");
             }
         }
         sb.Append("\nJudge NLL: mean NLL of the generated tokens under the same model with a full cache (lower = the model finds the text more likely; repetitive text also scores low, so read it with distinct-n). Agreement: tokens until the first divergence from the full cache's continuation.\n");
