@@ -114,6 +114,11 @@ public sealed class SweepTests : IDisposable
         var bad = await Run("merge", other, Path.Combine(_dir, "shards", "s1"), Path.Combine(_dir, "shards", "s2"), "--out", Path.Combine(_dir, "bad-merge"));
         Assert.NotEqual(0, bad.Code);
         Assert.Contains("other options", bad.Err);
+        // A cell in two folders is refused too (one shard merged twice).
+        var s = Path.Combine(_dir, "shards");
+        var twice = await Run("merge", Path.Combine(s, "s0"), Path.Combine(s, "s0"), Path.Combine(s, "s1"), Path.Combine(s, "s2"), "--out", Path.Combine(_dir, "twice"));
+        Assert.NotEqual(0, twice.Code);
+        Assert.Contains("is in both", twice.Err);
     }
 
     [Fact]
