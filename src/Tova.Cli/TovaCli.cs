@@ -18,6 +18,10 @@ public static class TovaCli
         root.Subcommands.Add(ConvertCommand.Create());
         root.Subcommands.Add(SweepCommand.Create());
         root.Subcommands.Add(AnalyzeCommand.Create());
+        root.Subcommands.Add(NeedleCommand.Create());
+        root.Subcommands.Add(LongGenCommand.Create());
+        root.Subcommands.Add(QaCommand.Create());
+        root.Subcommands.Add(MergeCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(ChatCommand.Create(input));

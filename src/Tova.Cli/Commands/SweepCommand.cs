@@ -21,12 +21,15 @@ public static class SweepCommand
         var sinks = new Option<int>("--sinks") { Description = "Sink tokens of the sink policy", DefaultValueFactory = _ => 4 };
         var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "sweep-out" };
         var parallel = new Option<int>("--parallel") { Description = "Cells evaluated at once", DefaultValueFactory = _ => Environment.ProcessorCount };
+        var stats = new StatisticsCliOptions("windows");
         var cmd = new Command("sweep", "Perplexity vs. multi-state size for several policies (table, CSV, JSON, plot)")
         {
             model, tokenizer, files, policies, budgets, context, maxWindows, prefill, sinks, outDir, parallel,
         };
+        stats.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
+            var st = stats.Read(parse);
             var policyList = parse.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(SweepPolicy.Parse).ToList();
             var budgetList = ParseBudgets(parse.GetValue(budgets)!);
             var prefillMode = PrefillMode.Parse(parse.GetValue(prefill)!);
@@ -39,10 +42,11 @@ public static class SweepCommand
                 TextFiles = textFiles, Policies = policyList, Budgets = budgetList, Context = parse.GetValue(context),
                 MaxWindowsPerFile = parse.GetValue(maxWindows), Prefill = prefillMode, Sinks = parse.GetValue(sinks),
                 Parallelism = Math.Max(1, parse.GetValue(parallel)),
+                Baseline = st.Baseline, BootstrapReplicates = st.Bootstrap, Seed = st.Seed, Shard = st.Shard,
             });
             runner.Validate();
             var seqs = runner.Sequences();
-            var cells = runner.Cells();
+            var cells = runner.OwnCells();
             long totalTokens = (long)cells.Count * seqs.Sum(s => s.Length - 1);
             string dir = parse.GetValue(outDir)!;
             List<SweepCell> results = [];
@@ -56,11 +60,9 @@ public static class SweepCommand
                         $"{cell.Policy,-10} budget {cell.Budget,5}: ppl {cell.Ppl:F3}  nll {cell.Nll:F4}  kv_bytes {cell.KvBytes}{(cached ? "  (already done)" : $"  {cell.Seconds:F1} s")}"));
                 }, new Progress(tick), ct);
             });
-            Plots.Perplexity(results, Path.Combine(dir, "perplexity"),
-                $"{Path.GetFileName(bundle.Model.Source)}: perplexity vs. multi-state size (context {runner.Context})");
             await output.WriteLineAsync();
             await output.WriteAsync(SweepRunner.Markdown(results, budgetList, runner.Context));
-            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"\nwrote {dir}/results.json, results.csv, results.md, perplexity.png, perplexity.svg ({sw.Elapsed.TotalSeconds:F1} s)"));
+            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"\nwrote {dir}/results.json, results.csv, results.md, perplexity.png, perplexity.svg, cells.json{(st.Shard.IsAll ? "" : $" (shard {st.Shard}; combine the shards with tova merge)")} ({sw.Elapsed.TotalSeconds:F1} s)"));
             return 0;
         }));
         return cmd;

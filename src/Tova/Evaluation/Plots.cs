@@ -22,6 +22,14 @@ public static class Plots
             sc.Color = palette.GetColor(color++);
             sc.LineWidth = 2;
             sc.MarkerSize = 7;
+            if (pts.All(c => c.PplLow is not null && c.PplHigh is not null))
+            {
+                var eb = plt.Add.ErrorBar(pts.Select(c => Math.Log2(c.Budget)).ToArray(), pts.Select(c => c.Ppl).ToArray(),
+                    pts.Select(c => c.Ppl - c.PplLow!.Value).ToArray());
+                eb.YErrorPositive = pts.Select(c => c.PplHigh!.Value - c.Ppl).ToArray();
+                eb.YErrorNegative = pts.Select(c => c.Ppl - c.PplLow!.Value).ToArray();
+                eb.Color = sc.Color;
+            }
         }
         if (cells.FirstOrDefault(c => c.Policy == "full") is { } full)
         {
@@ -43,6 +51,93 @@ public static class Plots
         plt.ShowLegend(Alignment.UpperRight);
         plt.SavePng(pathWithoutExtension + ".png", Width, Height);
         plt.SaveSvg(pathWithoutExtension + ".svg", Width, Height);
+    }
+
+    /// <summary>
+    /// One line per series over a log2 x axis of budgets, each point with its 95 % interval as an error bar;
+    /// <paramref name="reference"/> (e.g. the full cache) as a dashed horizontal line.
+    /// </summary>
+    public static void LinesWithIntervals(IReadOnlyList<(string Label, IReadOnlyList<(int Budget, Interval Y)> Points)> series,
+        (string Label, double Y)? reference, string pathWithoutExtension, string title, string yLabel)
+    {
+        var plt = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        int color = 0;
+        var budgets = series.SelectMany(s => s.Points.Select(p => p.Budget)).Distinct().Order().ToArray();
+        foreach (var (label, points) in series)
+        {
+            var pts = points.OrderBy(p => p.Budget).ToArray();
+            if (pts.Length == 0) continue;
+            var xs = pts.Select(p => Math.Log2(p.Budget)).ToArray();
+            var ys = pts.Select(p => p.Y.Value).ToArray();
+            var sc = plt.Add.Scatter(xs, ys);
+            sc.LegendText = label;
+            sc.Color = palette.GetColor(color++);
+            sc.LineWidth = 2;
+            sc.MarkerSize = 7;
+            var eb = plt.Add.ErrorBar(xs, ys, pts.Select(p => p.Y.Value - p.Y.Low).ToArray());
+            eb.YErrorPositive = pts.Select(p => p.Y.High - p.Y.Value).ToArray();
+            eb.YErrorNegative = pts.Select(p => p.Y.Value - p.Y.Low).ToArray();
+            eb.Color = sc.Color;
+        }
+        if (reference is { } r)
+        {
+            var line = plt.Add.HorizontalLine(r.Y);
+            line.LegendText = r.Label;
+            line.Color = Colors.Black;
+            line.LinePattern = LinePattern.Dashed;
+        }
+        if (budgets.Length > 0)
+        {
+            var ticks = new ScottPlot.TickGenerators.NumericManual();
+            foreach (var b in budgets) ticks.AddMajor(Math.Log2(b), b.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            plt.Axes.Bottom.TickGenerator = ticks;
+            plt.Axes.SetLimitsX(Math.Log2(budgets[0]) - 0.3, Math.Log2(budgets[^1]) + 0.3);
+        }
+        plt.Title(title);
+        plt.XLabel("multi-state size (states per layer, log2 scale)");
+        plt.YLabel(yLabel);
+        plt.ShowLegend(Alignment.UpperRight);
+        plt.SavePng(pathWithoutExtension + ".png", Width, Height);
+        plt.SaveSvg(pathWithoutExtension + ".svg", Width, Height);
+    }
+
+    /// <summary>
+    /// A needle-style grid: <paramref name="values"/>[row, column] (row = depth, column = context length) coloured
+    /// from <paramref name="min"/> to <paramref name="max"/>, each cell labelled with its value; NaN cells blank.
+    /// </summary>
+    public static void Grid(double[,] values, IReadOnlyList<string> rowLabels, IReadOnlyList<string> columnLabels,
+        double min, double max, string pathWithoutExtension, string title, string xLabel, string yLabel, string format = "F2")
+    {
+        var plt = new Plot();
+        int rows = values.GetLength(0), cols = values.GetLength(1);
+        var hm = plt.Add.Heatmap(values);
+        hm.Colormap = new ScottPlot.Colormaps.Viridis();
+        hm.ManualRange = new ScottPlot.Range(min, max);
+        hm.Extent = new CoordinateRect(0, cols, 0, rows);
+        hm.NaNCellColor = Colors.White;
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+            {
+                if (double.IsNaN(values[r, c])) continue;
+                var t = plt.Add.Text(values[r, c].ToString(format, System.Globalization.CultureInfo.InvariantCulture), c + 0.5, rows - r - 0.5);
+                t.LabelFontColor = values[r, c] > (min + max) / 2 ? Colors.Black : Colors.White;
+                t.LabelAlignment = Alignment.MiddleCenter;
+                t.LabelFontSize = 11;
+            }
+        var xt = new ScottPlot.TickGenerators.NumericManual();
+        for (int c = 0; c < cols; c++) xt.AddMajor(c + 0.5, columnLabels[c]);
+        plt.Axes.Bottom.TickGenerator = xt;
+        var yt = new ScottPlot.TickGenerators.NumericManual();
+        for (int r = 0; r < rows; r++) yt.AddMajor(rows - r - 0.5, rowLabels[r]);
+        plt.Axes.Left.TickGenerator = yt;
+        plt.Add.ColorBar(hm);
+        plt.Axes.SetLimits(0, cols, 0, rows);
+        plt.Title(title);
+        plt.XLabel(xLabel);
+        plt.YLabel(yLabel);
+        plt.SavePng(pathWithoutExtension + ".png", 640, 480);
+        plt.SaveSvg(pathWithoutExtension + ".svg", 640, 480);
     }
 
     /// <summary>

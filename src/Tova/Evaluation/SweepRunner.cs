@@ -2,7 +2,6 @@ using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using Tova.Cache;
 using Tova.Kernels;
 using Tova.Model;
@@ -22,25 +21,28 @@ public sealed record SweepOptions
     public int Sinks { get; init; } = 4;
     /// <summary>Cells evaluated at once (each single-threaded).</summary>
     public int Parallelism { get; init; } = Math.Max(1, Environment.ProcessorCount);
+    /// <summary>Policy label every other policy is compared with (paired over windows); null: window if swept, else none.</summary>
+    public string? Baseline { get; init; }
+    /// <summary>Bootstrap replicates of every interval (0: no intervals).</summary>
+    public int BootstrapReplicates { get; init; } = 1000;
+    public int Seed { get; init; }
+    /// <summary>The share of the grid this process runs.</summary>
+    public ShardSpec Shard { get; init; } = ShardSpec.All;
 }
 
 /// <summary>
 /// The paper's perplexity-vs-multi-state-size experiment: every policy × budget cell is scored on the same tokens
-/// (all files, their windows), the full cache once. Results go to results.json / .csv / .md and perplexity.png / .svg;
-/// cells already in DIR/results.json (with the same settings) are skipped.
+/// (all files, their windows), the full cache once. Raw per-window NLLs go to DIR/cells.json (cells already there,
+/// with the same settings, are skipped); results.json / .csv / .md and perplexity.png / .svg are computed from them
+/// by <see cref="WriteResults"/>, with bootstrap intervals over windows and paired differences to the baseline.
 /// </summary>
 public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
 {
-    private static readonly JsonSerializerOptions Json = new()
-    {
-        WriteIndented = true,
-        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
+    public const string Kind = "sweep";
 
     public int Context => options.Context ?? bundle.Model.Config.ContextLength;
 
-    /// <summary>The cells to evaluate, in order: full first (budget = context), then each policy × budget.</summary>
+    /// <summary>The cells of the whole grid, in order: full first (budget = context), then each policy × budget.</summary>
     public IReadOnlyList<(SweepPolicy Policy, int Budget)> Cells()
     {
         var cells = new List<(SweepPolicy, int)>();
@@ -52,23 +54,32 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
         return cells;
     }
 
+    /// <summary>The cells this shard runs.</summary>
+    public IReadOnlyList<(SweepPolicy Policy, int Budget)> OwnCells() => Cells().Where((_, i) => options.Shard.Owns(i)).ToList();
+
+    /// <summary>The baseline label actually used: the option, else "window" when swept, else none.</summary>
+    public string? Baseline => options.Baseline ?? (options.Policies.Any(p => p.Label == "window") ? "window" : null);
+
     /// <summary>Checks every input before any work starts.</summary>
     public void Validate()
     {
-        if (options.TextFiles.Count == 0) throw new ArgumentException("give at least one --text-file");
+        if (options.TextFiles.Count == 0) throw new ArgumentException("give at least one --text-file", "text-file");
         foreach (var f in options.TextFiles)
             if (!File.Exists(f)) throw new FileNotFoundException($"text file not found: {f}", f);
-        if (options.Policies.Count == 0) throw new ArgumentException("give at least one policy");
-        if (options.Budgets.Count == 0 && options.Policies.Any(p => p.Policy != "full")) throw new ArgumentException("give at least one budget");
+        if (options.Policies.Count == 0) throw new ArgumentException("give at least one policy", "policies");
+        if (options.Budgets.Count == 0 && options.Policies.Any(p => p.Policy != "full")) throw new ArgumentException("give at least one budget", "budgets");
         var cfg = bundle.Model.Config;
         if (Context < 2 || Context > cfg.ContextLength)
-            throw new ArgumentException($"--context must be between 2 and the model's context length {cfg.ContextLength}, got {Context}");
+            throw new ArgumentException($"--context must be between 2 and the model's context length {cfg.ContextLength}, got {Context}", "context");
         foreach (var b in options.Budgets)
         {
-            if (b < 1) throw new ArgumentException($"budget {b} must be at least 1");
-            if (b > Context) throw new ArgumentException($"budget {b} is larger than the context {Context}");
+            if (b < 1) throw new ArgumentException($"budget {b} must be at least 1", "budgets");
+            if (b > Context) throw new ArgumentException($"budget {b} is larger than the context {Context}", "budgets");
         }
-        if (options.MaxWindowsPerFile is < 1) throw new ArgumentException("--max-windows must be at least 1");
+        if (options.MaxWindowsPerFile is < 1) throw new ArgumentException("--max-windows must be at least 1", "max-windows");
+        if (options.BootstrapReplicates < 0) throw new ArgumentException("--bootstrap must be ≥ 0", "bootstrap");
+        if (options.Baseline is { } bl && options.Policies.All(p => p.Label != bl))
+            throw new ArgumentException($"--baseline {bl} is not one of the swept policies ({string.Join(", ", options.Policies.Select(p => p.Label))})", "baseline");
     }
 
     /// <summary>The token sequences scored: per file, BOS + text tokens, cut to the first MaxWindows windows.</summary>
@@ -86,63 +97,129 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
         return seqs;
     }
 
-    /// <summary>Runs the sweep; <paramref name="onCell"/> is told when each cell finishes (or was already done).</summary>
+    public SweepGridSpec Spec() => new()
+    {
+        Model = Path.GetFileName(bundle.Model.Source), Context = Context, Budgets = [.. options.Budgets], Baseline = Baseline,
+        Bootstrap = options.BootstrapReplicates, Seed = options.Seed,
+    };
+
+    /// <summary>
+    /// Runs this shard's cells not already in DIR/cells.json and writes the results of every cell DIR holds;
+    /// <paramref name="onCell"/> is told when each cell finishes (or was already done).
+    /// </summary>
     public List<SweepCell> Run(string outDir, Action<SweepCell, bool>? onCell = null, IProgress<int>? tokensDone = null, CancellationToken ct = default)
     {
         Validate();
         Directory.CreateDirectory(outDir);
         var seqs = Sequences();
         string settings = SettingsKey(seqs);
-        var done = LoadDone(outDir, settings);
-        var cells = Cells();
-        var results = new ConcurrentDictionary<string, SweepCell>();
+        var spec = Spec();
+        var done = GridStore.Done<SweepGridSpec, SweepWindows>(outDir, Kind, settings);
+        var grid = Cells();
+        var keys = grid.Select(c => Key(c.Policy.Label, c.Budget)).ToList();
+        var results = new ConcurrentDictionary<string, SweepWindows>();
         var todo = new List<(SweepPolicy Policy, int Budget)>();
-        foreach (var c in cells)
+        for (int i = 0; i < grid.Count; i++)
         {
-            string key = Key(c.Policy.Label, c.Budget);
-            if (done.TryGetValue(key, out var prev)) { results[key] = prev; onCell?.Invoke(prev, true); }
-            else todo.Add(c);
+            if (!options.Shard.Owns(i)) continue;
+            if (done.TryGetValue(keys[i], out var prev)) { results[keys[i]] = prev; onCell?.Invoke(Summarize(spec, [prev])[0], true); }
+            else todo.Add(grid[i]);
         }
+        GridFile<SweepGridSpec, SweepWindows> File() => new()
+        {
+            Kind = Kind, Settings = settings, Spec = spec, Grid = keys, Shard = options.Shard.ToString(),
+            Cells = keys.Where(results.ContainsKey).Select(k => results[k]).ToList(),
+        };
         var gate = new object();
         Parallel.ForEach(todo, new ParallelOptions { MaxDegreeOfParallelism = options.Parallelism, CancellationToken = ct }, cell =>
         {
             var r = Evaluate(seqs, cell.Policy, cell.Budget, tokensDone, ct);
-            results[Key(cell.Policy.Label, cell.Budget)] = r;
+            results[r.Key] = r;
             lock (gate)
             {
-                Write(outDir, settings, Ordered(cells, results));
-                onCell?.Invoke(r, false);
+                GridStore.Save(outDir, File());
+                onCell?.Invoke(Summarize(spec, [r])[0], false);
             }
         });
-        var all = Ordered(cells, results);
-        Write(outDir, settings, all);
-        return all;
+        var file = File();
+        GridStore.Save(outDir, file);
+        return WriteResults(outDir, file);
     }
 
-    /// <summary>Scores one cell on all sequences (token-weighted mean NLL).</summary>
-    public SweepCell Evaluate(List<int[]> seqs, SweepPolicy policy, int budget, IProgress<int>? tokensDone = null, CancellationToken ct = default)
+    /// <summary>Scores one cell on all sequences, keeping each window's NLL sum and token count.</summary>
+    public SweepWindows Evaluate(List<int[]> seqs, SweepPolicy policy, int budget, IProgress<int>? tokensDone = null, CancellationToken ct = default)
     {
         using var pool = new WorkerPool(1);
         using var tf = new Transformer(bundle.Model, pool);
-        var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId) { RecordTokenNlls = false, Progress = tokensDone is null ? null : new DeltaProgress(tokensDone) };
+        var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId) { RecordTokenNlls = true, Progress = tokensDone is null ? null : new DeltaProgress(tokensDone) };
         var cache = policy.ToOptions(budget, options.Sinks);
-        double nllSum = 0;
-        int tokens = 0;
+        var windowNll = new List<double>();
+        var windowTokens = new List<int>();
         long kv = 0;
         var sw = System.Diagnostics.Stopwatch.StartNew();
         foreach (var s in seqs)
         {
             var r = eval.Evaluate(s, new PerplexityOptions { Context = Context, Cache = cache, Prefill = options.Prefill }, ct);
-            nllSum += r.Nll * r.Tokens;
-            tokens += r.Tokens;
             kv = Math.Max(kv, r.KvBytes);
+            // Windows predict Context − 1 tokens each, in order; the last may be shorter.
+            for (int start = 0; start < eval.TokenNlls.Count; start += Context - 1)
+            {
+                int n = Math.Min(Context - 1, eval.TokenNlls.Count - start);
+                double sum = 0;
+                for (int i = start; i < start + n; i++) sum += eval.TokenNlls[i];
+                windowNll.Add(sum);
+                windowTokens.Add(n);
+            }
         }
-        double nll = nllSum / tokens;
-        return new SweepCell
+        return new SweepWindows
         {
-            Policy = policy.Label, Budget = budget, Tokens = tokens, Nll = nll, Ppl = Math.Exp(nll), KvBytes = kv,
-            Seconds = sw.Elapsed.TotalSeconds,
+            Key = Key(policy.Label, budget), Policy = policy.Label, Budget = budget, KvBytes = kv, Seconds = sw.Elapsed.TotalSeconds,
+            WindowNll = windowNll, WindowTokens = windowTokens,
         };
+    }
+
+    /// <summary>Results of raw cells (given in grid order): intervals, and differences to the baseline when it is among them.</summary>
+    public static List<SweepCell> Summarize(SweepGridSpec spec, IReadOnlyList<SweepWindows> raw)
+    {
+        var list = new List<SweepCell>();
+        foreach (var c in raw)
+        {
+            var den = c.WindowTokens.Select(t => (double)t).ToList();
+            var nll = Bootstrap.Ratio(c.WindowNll, den, spec.Bootstrap, Bootstrap.SeedOf(spec.Seed, "windows"));
+            var cell = new SweepCell
+            {
+                Policy = c.Policy, Budget = c.Budget, Tokens = c.WindowTokens.Sum(), Windows = c.WindowTokens.Count,
+                Nll = nll.Value, Ppl = Math.Exp(nll.Value),
+                PplLow = spec.Bootstrap > 0 ? Math.Exp(nll.Low) : null, PplHigh = spec.Bootstrap > 0 ? Math.Exp(nll.High) : null,
+                KvBytes = c.KvBytes, Seconds = c.Seconds,
+            };
+            if (spec.Baseline is { } bl && c.Policy != bl
+                && raw.FirstOrDefault(b => b.Policy == bl && (b.Budget == c.Budget || bl == "full")) is { } basis
+                && basis.WindowTokens.SequenceEqual(c.WindowTokens))
+            {
+                var d = Bootstrap.PairedDifference(c.WindowNll, den, basis.WindowNll, den, spec.Bootstrap, Bootstrap.SeedOf(spec.Seed, "windows"));
+                cell = cell with
+                {
+                    Baseline = bl, DeltaNll = d.Value,
+                    DeltaNllLow = spec.Bootstrap > 0 ? d.Low : null, DeltaNllHigh = spec.Bootstrap > 0 ? d.High : null,
+                };
+            }
+            list.Add(cell);
+        }
+        return list;
+    }
+
+    /// <summary>Writes results.json / .csv / .md and perplexity.png / .svg for the cells <paramref name="file"/> holds.</summary>
+    public static List<SweepCell> WriteResults(string dir, GridFile<SweepGridSpec, SweepWindows> file)
+    {
+        var spec = file.Spec;
+        var cells = Summarize(spec, file.Ordered());
+        File.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(cells, GridStore.Json));
+        File.WriteAllText(Path.Combine(dir, "results.csv"), Csv(cells));
+        File.WriteAllText(Path.Combine(dir, "results.md"), Markdown(cells, spec.Budgets, spec.Context));
+        if (cells.Count > 0)
+            Plots.Perplexity(cells, Path.Combine(dir, "perplexity"), $"{spec.Model}: perplexity vs. multi-state size (context {spec.Context})");
+        return cells;
     }
 
     private sealed class DeltaProgress(IProgress<int> total) : IProgress<int>
@@ -156,15 +233,7 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
         }
     }
 
-    private static string Key(string policy, int budget) => $"{policy}@{budget}";
-
-    private static List<SweepCell> Ordered(IReadOnlyList<(SweepPolicy Policy, int Budget)> cells, ConcurrentDictionary<string, SweepCell> results)
-    {
-        var list = new List<SweepCell>();
-        foreach (var c in cells)
-            if (results.TryGetValue(Key(c.Policy.Label, c.Budget), out var r)) list.Add(r);
-        return list;
-    }
+    private static string Key(string policy, int budget) => string.Create(CultureInfo.InvariantCulture, $"{policy}@{budget}");
 
     private string SettingsKey(List<int[]> seqs)
     {
@@ -176,45 +245,27 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
             $"model={Path.GetFileName(bundle.Model.Source)};context={Context};prefill={options.Prefill};sinks={options.Sinks};tokens={seqs.Sum(s => s.Length)};hash={hash}");
     }
 
-    private sealed record SweepFile(string Settings, List<SweepCell> Results);
-
-    private static Dictionary<string, SweepCell> LoadDone(string dir, string settings)
-    {
-        var path = Path.Combine(dir, "sweep-state.json");
-        if (!File.Exists(path)) return [];
-        try
-        {
-            var f = JsonSerializer.Deserialize<SweepFile>(File.ReadAllText(path), Json);
-            if (f is null || f.Settings != settings) return [];
-            return f.Results.ToDictionary(r => Key(r.Policy, r.Budget));
-        }
-        catch (JsonException)
-        {
-            return [];
-        }
-    }
-
-    private void Write(string dir, string settings, List<SweepCell> cells)
-    {
-        File.WriteAllText(Path.Combine(dir, "sweep-state.json"), JsonSerializer.Serialize(new SweepFile(settings, cells), Json));
-        File.WriteAllText(Path.Combine(dir, "results.json"), JsonSerializer.Serialize(cells, Json));
-        File.WriteAllText(Path.Combine(dir, "results.csv"), Csv(cells));
-        File.WriteAllText(Path.Combine(dir, "results.md"), Markdown(cells, options.Budgets, Context));
-    }
-
     public static string Csv(IReadOnlyList<SweepCell> cells)
     {
-        var sb = new StringBuilder("policy,budget,tokens,nll,ppl,kv_bytes,seconds\n");
+        var sb = new StringBuilder("policy,budget,tokens,nll,ppl,kv_bytes,seconds,windows,ppl_low,ppl_high,baseline,delta_nll,delta_nll_low,delta_nll_high\n");
         foreach (var c in cells)
-            sb.Append(CultureInfo.InvariantCulture, $"{c.Policy},{c.Budget},{c.Tokens},{c.Nll:R},{c.Ppl:R},{c.KvBytes},{c.Seconds:F3}\n");
+            sb.Append(CultureInfo.InvariantCulture,
+                $"{c.Policy},{c.Budget},{c.Tokens},{c.Nll:R},{c.Ppl:R},{c.KvBytes},{c.Seconds:F3},{c.Windows},{c.PplLow:R},{c.PplHigh:R},{c.Baseline},{c.DeltaNll:R},{c.DeltaNllLow:R},{c.DeltaNllHigh:R}\n");
         return sb.ToString();
     }
 
-    /// <summary>The paper-style table: rows are policies, columns budgets, the full cache alongside.</summary>
+    /// <summary>
+    /// The paper-style table (rows policies, columns budgets, the full cache alongside) with 95 % intervals, then the
+    /// paired differences to the baseline; a difference whose interval excludes 0 is marked *.
+    /// </summary>
     public static string Markdown(IReadOnlyList<SweepCell> cells, IReadOnlyList<int> budgets, int context)
     {
         var sb = new StringBuilder();
         var full = cells.FirstOrDefault(c => c.Policy == "full");
+        bool intervals = cells.Any(c => c.PplLow is not null);
+        string Ppl(SweepCell c) => c.PplLow is { } lo && c.PplHigh is { } hi
+            ? string.Create(CultureInfo.InvariantCulture, $"{c.Ppl:F3} [{lo:F2}, {hi:F2}]")
+            : string.Create(CultureInfo.InvariantCulture, $"{c.Ppl:F3}");
         sb.Append("| policy |");
         foreach (var b in budgets) sb.Append(CultureInfo.InvariantCulture, $" {b} |");
         sb.Append(CultureInfo.InvariantCulture, $" full ({context}) |\n|---|");
@@ -226,14 +277,38 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
             foreach (var b in budgets)
             {
                 var c = cells.FirstOrDefault(x => x.Policy == policy && x.Budget == b);
-                sb.Append(c is null ? " – |" : string.Create(CultureInfo.InvariantCulture, $" {c.Ppl:F3} |"));
+                sb.Append(c is null ? " – |" : $" {Ppl(c)} |");
             }
-            sb.Append(full is null ? " – |\n" : string.Create(CultureInfo.InvariantCulture, $" {full.Ppl:F3} |\n"));
+            sb.Append(full is null ? " – |\n" : $" {Ppl(full)} |\n");
         }
         if (full is not null && cells.All(c => c.Policy == "full"))
-            sb.Append(CultureInfo.InvariantCulture, $"| full |{string.Concat(budgets.Select(_ => " – |"))} {full.Ppl:F3} |\n");
+            sb.Append(CultureInfo.InvariantCulture, $"| full |{string.Concat(budgets.Select(_ => " – |"))} {Ppl(full)} |\n");
         if (cells.Count > 0)
-            sb.Append(CultureInfo.InvariantCulture, $"\nPerplexity (exp of the token-weighted mean NLL over {cells[0].Tokens} predicted tokens).\n");
+            sb.Append(CultureInfo.InvariantCulture,
+                $"\nPerplexity (exp of the token-weighted mean NLL over {cells[0].Tokens} predicted tokens in {cells[0].Windows} windows){(intervals ? "; [95 % bootstrap interval over windows]" : "")}.\n");
+        var withDelta = cells.Where(c => c.DeltaNll is not null).ToList();
+        if (withDelta.Count > 0)
+        {
+            string bl = withDelta[0].Baseline!;
+            sb.Append(CultureInfo.InvariantCulture, $"\nPaired difference in mean NLL to **{bl}** at the same budget (nats per token ×1000; negative = better than {bl}; * = the 95 % interval excludes 0):\n\n| policy |");
+            foreach (var b in budgets) sb.Append(CultureInfo.InvariantCulture, $" {b} |");
+            sb.Append("\n|---|");
+            foreach (var _ in budgets) sb.Append("---:|");
+            sb.Append('\n');
+            foreach (var policy in withDelta.Select(c => c.Policy).Distinct())
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"| {policy} |");
+                foreach (var b in budgets)
+                {
+                    var c = withDelta.FirstOrDefault(x => x.Policy == policy && (x.Budget == b || policy == "full"));
+                    if (c is null) { sb.Append(" – |"); continue; }
+                    sb.Append(c.DeltaNllLow is { } lo && c.DeltaNllHigh is { } hi
+                        ? string.Create(CultureInfo.InvariantCulture, $" {c.DeltaNll * 1000:+0.0;-0.0;0.0} [{lo * 1000:+0.0;-0.0;0.0}, {hi * 1000:+0.0;-0.0;0.0}]{(lo > 0 || hi < 0 ? "*" : "")} |")
+                        : string.Create(CultureInfo.InvariantCulture, $" {c.DeltaNll * 1000:+0.0;-0.0;0.0} |"));
+                }
+                sb.Append('\n');
+            }
+        }
         return sb.ToString();
     }
 }

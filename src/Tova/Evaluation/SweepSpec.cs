@@ -25,15 +25,3 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
         Sinks = Math.Min(sinks, budget),
     };
 }
-
-/// <summary>One evaluated cell of a sweep.</summary>
-public sealed record SweepCell
-{
-    public required string Policy { get; init; }
-    public required int Budget { get; init; }
-    public required int Tokens { get; init; }
-    public required double Nll { get; init; }
-    public required double Ppl { get; init; }
-    public required long KvBytes { get; init; }
-    public double Seconds { get; init; }
-}

@@ -24,9 +24,14 @@ public class RetentionAnalysisTests
             for (int s = 0; s < 40; s++)
                 for (int p = 0; p <= s; p++) Assert.Equal(p > s - 8, rec.Kept(l, p, s));
         }
-        var report = rec.Report("window", Enumerable.Range(0, 40).Select(i => $"t{i}").ToList());
-        Assert.All(report.Layers, l => Assert.Equal(1.0, l.RecentShare, 6));
-        Assert.All(report.Layers, l => Assert.False(l.FirstTokenKeptThroughout));
+        var report = RetentionStudy.Report("window", [rec], [Enumerable.Range(0, 40).Select(i => $"t{i}").ToList()]);
+        Assert.All(report.Layers, l => Assert.Equal(0.0, l.OlderThanBudgetShare, 6));
+        Assert.All(report.Layers, l => Assert.Equal(0.0, l.FirstTokenKeptThroughout));
+        Assert.All(report.Layers, l => Assert.Equal(8, l.LifetimeP50));
+        Assert.All(report.Layers, l => Assert.Equal(0.0, l.BeyondTwiceBudget));
+        // Every layer keeps the same set: overlaps are 1; the first token is not kept after step 7: 0 × chance.
+        Assert.All(report.LayerOverlap.SelectMany(r => r), v => Assert.Equal(1.0, v, 12));
+        Assert.Equal(0.0, report.Categories.Single(c => c.Category == "first token").Ratio, 12);
         Assert.Equal(32 * model.Config.Layers, report.LifetimeHistogram["8-15"]);
         Assert.Equal(8 * model.Config.Layers, report.LifetimeHistogram["to the end"]);
     }
@@ -37,11 +42,14 @@ public class RetentionAnalysisTests
         using var model = ModelLoader.Load(TestData.Stories260K);
         var ids = TestData.ReferenceTokens(30);
         var rec = RetentionAnalyzer.Run(model, ids, new CacheOptions { Policy = "sink", Budget = "6", Sinks = 2 });
-        var report = rec.Report("sink", Enumerable.Range(0, 30).Select(i => $"t{i}").ToList());
-        Assert.All(report.Layers, l => Assert.True(l.FirstTokenKeptThroughout));
-        // At step s ≥ 6 the kept set is {0, 1, s−3..s}: 4 of 6 among the last 6 tokens, except at s = 6,
-        // where position 1 is among them too (5 of 6). Averaged over steps 6..29:
-        Assert.All(report.Layers, l => Assert.Equal((5.0 / 6 + 23 * 4.0 / 6) / 24, l.RecentShare, 6));
+        var report = RetentionStudy.Report("sink", [rec], [Enumerable.Range(0, 30).Select(i => $"t{i}").ToList()]);
+        Assert.All(report.Layers, l => Assert.Equal(1.0, l.FirstTokenKeptThroughout));
+        // At step s ≥ 6 the kept set is {0, 1, s−3..s}: 2 of 6 older than the budget, except at s = 6,
+        // where position 1 is among the last 6 (1 of 6). Summed over steps 6..29:
+        Assert.All(report.Layers, l => Assert.Equal((1.0 + 23 * 2.0) / (24 * 6), l.OlderThanBudgetShare, 6));
+        // The first token is kept at every step: at step s chance would keep it with probability 6 / (s + 1).
+        double expected = Enumerable.Range(6, 24).Sum(s => 6.0 / (s + 1));
+        Assert.Equal(24 / expected, report.Categories.Single(c => c.Category == "first token").Ratio, 9);
         Assert.Equal(30, rec.Lifetime(0, 0));
         Assert.Equal(4, rec.Lifetime(0, 10));
         Assert.Equal("(first token) t0", report.LongestLived[0].Token);
@@ -50,6 +58,53 @@ public class RetentionAnalysisTests
         Assert.Equal(0, matrix[29, 25]);
         Assert.Equal(1, matrix[29, 26]);
     }
+
+    [Fact]
+    public void PolicyOverlapOfWindowAndSinkIsKnown()
+    {
+        // Budget 8, 2 sinks: window keeps {s−7..s}, sink {0, 1, s−5..s}. At s = 8: |∩| = 7 ({1, 3..8}), |∪| = 9;
+        // from s = 9 on: |∩| = 6, |∪| = 10.
+        using var model = ModelLoader.Load(TestData.Stories260K);
+        var ids = TestData.ReferenceTokens(40);
+        var w = RetentionAnalyzer.Run(model, ids, new CacheOptions { Policy = "window", Budget = "8" });
+        var s = RetentionAnalyzer.Run(model, ids, new CacheOptions { Policy = "sink", Budget = "8", Sinks = 2 });
+        var o = RetentionStudy.Overlap("window", [w], "sink", [s], model.Config.Layers);
+        Assert.All(o.PerLayer, v => Assert.Equal((7.0 / 9 + 31 * 0.6) / 32, v, 12));
+        Assert.Equal(1.0, RetentionStudy.Overlap("window", [w], "window", [w], model.Config.Layers).Mean, 12);
+    }
+
+    [Fact]
+    public void HeadGranularityRecordsEveryKvHead()
+    {
+        using var model = ModelLoader.Load(TestData.Stories260K);
+        var ids = TestData.ReferenceTokens(50);
+        var options = new CacheOptions { Policy = "tova", Budget = "8", Granularity = Granularity.Head };
+        var rec = RetentionAnalyzer.Run(model, ids, options);
+        Assert.Equal(model.Config.KvHeads, rec.SetsPerLayer);
+        using var tf = new Transformer(model);
+        var cache = new MultiStateCache(model.Config, options);
+        foreach (var t in ids) tf.Forward(t, cache);
+        for (int l = 0; l < model.Config.Layers; l++)
+            for (int h = 0; h < model.Config.KvHeads; h++)
+            {
+                var kept = Enumerable.Range(0, 50).Where(p => rec.Kept(l * rec.SetsPerLayer + h, p, 49)).ToArray();
+                var set = cache.Set(l, h);
+                Assert.Equal(set.Positions.AsSpan(0, set.Count).ToArray().Order(), kept);
+            }
+        var report = RetentionStudy.Report("tova-head", [rec, rec], [ids.Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)).ToList(), ids.Select(i => "x").ToList()]);
+        Assert.Equal(2, report.Windows);
+        Assert.Equal(2 * 50 * model.Config.Layers * model.Config.KvHeads, report.LifetimeHistogram.Values.Sum());
+    }
+
+    [Theory]
+    [InlineData(" The", 5, "capitalised")]
+    [InlineData("\\n", 5, "newline")]
+    [InlineData(".", 5, "punctuation")]
+    [InlineData(" ,", 5, "punctuation")]
+    [InlineData(" the", 5, "other")]
+    [InlineData(" the", 0, "first token")]
+    public void TokenCategories(string text, int position, string category) =>
+        Assert.Equal(category, RetentionStudy.CategoryNames[RetentionStudy.CategoryOf(text, position)]);
 
     [Fact]
     public void TovaRecordsExactlyWhatTheCacheKeeps()

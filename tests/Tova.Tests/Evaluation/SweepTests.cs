@@ -35,7 +35,7 @@ public sealed class SweepTests : IDisposable
         var cells = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json"))).RootElement.EnumerateArray().ToList();
         Assert.Equal(1 + 3 * 2, cells.Count); // full once
         var csv = File.ReadAllLines(Path.Combine(outDir, "results.csv"));
-        Assert.Equal("policy,budget,tokens,nll,ppl,kv_bytes,seconds", csv[0]);
+        Assert.StartsWith("policy,budget,tokens,nll,ppl,kv_bytes,seconds,windows,ppl_low,ppl_high,baseline,delta_nll", csv[0]);
         Assert.Equal(cells.Count, csv.Length - 1);
         var md = File.ReadAllText(Path.Combine(outDir, "results.md"));
         foreach (var (cell, i) in cells.Select((c, i) => (c, i)))
@@ -77,6 +77,51 @@ public sealed class SweepTests : IDisposable
     }
 
     [Fact]
+    public async Task IntervalsAndPairedDifferencesAndShardsMergeToTheSingleRun()
+    {
+        var (all, merged) = await GridTestHelpers.ShardAndMerge(Path.Combine(_dir, "shards"), 3,
+            "sweep", "--model", _model, "--text-file", _text, "--policies", "full,window,tova,h2o", "--budgets", "8,16",
+            "--context", "24", "--bootstrap", "300", "--parallel", "2");
+        Assert.Equal(GridTestHelpers.ResultsWithoutTimings(all), GridTestHelpers.ResultsWithoutTimings(merged));
+        Assert.Equal(File.ReadAllText(Path.Combine(all, "results.md")), File.ReadAllText(Path.Combine(merged, "results.md")));
+        var cells = JsonDocument.Parse(File.ReadAllText(Path.Combine(all, "results.json"))).RootElement.EnumerateArray().ToList();
+        var raw = JsonDocument.Parse(File.ReadAllText(Path.Combine(all, "cells.json"))).RootElement.GetProperty("cells").EnumerateArray().ToList();
+        foreach (var c in cells)
+        {
+            Assert.True(c.GetProperty("windows").GetInt32() > 5);
+            double ppl = c.GetProperty("ppl").GetDouble();
+            Assert.True(c.GetProperty("ppl_low").GetDouble() < ppl && ppl < c.GetProperty("ppl_high").GetDouble());
+            string policy = c.GetProperty("policy").GetString()!;
+            if (policy is "window" or "full") { Assert.False(c.TryGetProperty("delta_nll", out _)); continue; }
+            Assert.Equal("window", c.GetProperty("baseline").GetString());
+            // The paired difference's point value is the difference of the two cells' mean NLLs.
+            var basis = cells.Single(x => x.GetProperty("policy").GetString() == "window" && x.GetProperty("budget").GetInt32() == c.GetProperty("budget").GetInt32());
+            Assert.Equal(c.GetProperty("nll").GetDouble() - basis.GetProperty("nll").GetDouble(), c.GetProperty("delta_nll").GetDouble(), 12);
+            Assert.True(c.GetProperty("delta_nll_low").GetDouble() <= c.GetProperty("delta_nll").GetDouble());
+        }
+        // Raw windows add up to the cell's tokens.
+        foreach (var r in raw)
+        {
+            var c = cells.Single(x => x.GetProperty("policy").GetString() == r.GetProperty("policy").GetString() && x.GetProperty("budget").GetInt32() == r.GetProperty("budget").GetInt32());
+            Assert.Equal(c.GetProperty("tokens").GetInt32(), r.GetProperty("window_tokens").EnumerateArray().Sum(t => t.GetInt32()));
+        }
+        var md = File.ReadAllText(Path.Combine(all, "results.md"));
+        Assert.Contains("Paired difference in mean NLL to **window**", md);
+        // Merging folders of different runs is refused.
+        var other = Path.Combine(_dir, "other");
+        var o = await Run("sweep", "--model", _model, "--text-file", _text, "--policies", "full,tova", "--budgets", "8", "--context", "24", "--out", other, "--shard", "0/3");
+        Assert.True(o.Code == 0, o.Err);
+        var bad = await Run("merge", other, Path.Combine(_dir, "shards", "s1"), Path.Combine(_dir, "shards", "s2"), "--out", Path.Combine(_dir, "bad-merge"));
+        Assert.NotEqual(0, bad.Code);
+        Assert.Contains("other options", bad.Err);
+        // A cell in two folders is refused too (one shard merged twice).
+        var s = Path.Combine(_dir, "shards");
+        var twice = await Run("merge", Path.Combine(s, "s0"), Path.Combine(s, "s0"), Path.Combine(s, "s1"), Path.Combine(s, "s2"), "--out", Path.Combine(_dir, "twice"));
+        Assert.NotEqual(0, twice.Code);
+        Assert.Contains("is in both", twice.Err);
+    }
+
+    [Fact]
     public async Task ARerunSkipsCellsAlreadyDone()
     {
         string outDir = Path.Combine(_dir, "resume");
@@ -97,6 +142,8 @@ public sealed class SweepTests : IDisposable
     [InlineData("--budgets 8,x", "invalid budget 'x'")]
     [InlineData("--text-file {dir}/missing.txt", "not found")]
     [InlineData("--text-file {dir}/empty.txt", "empty")]
+    [InlineData("--shard 3/2", "invalid shard '3/2'")]
+    [InlineData("--baseline tova-head", "not one of the swept policies")]
     public async Task BadInputFailsBeforeAnyWork(string extra, string message)
     {
         File.WriteAllText(Path.Combine(_dir, "empty.txt"), "  \n");
@@ -116,7 +163,7 @@ public sealed class SweepTests : IDisposable
     public async Task AnalyzeWritesHeatmapsAndReports()
     {
         string outDir = Path.Combine(_dir, "analyze");
-        var (code, output, err) = await Run("analyze", "--model", _model, "--text-file", _text, "--cache", "tova", "--budget", "8", "--context", "48", "--out", outDir);
+        var (code, output, err) = await Run("analyze", "--model", _model, "--text-file", _text, "--cache", "tova", "--budget", "8", "--context", "48", "--max-windows", "2", "--out", outDir);
         Assert.True(code == 0, err);
         Assert.True(File.Exists(Path.Combine(outDir, "retention-layer0.png")));
         Assert.True(File.Exists(Path.Combine(outDir, "retention-layer1.png")));
@@ -124,8 +171,12 @@ public sealed class SweepTests : IDisposable
         Assert.Equal(48, report.GetProperty("steps").GetInt32());
         Assert.Equal(2, report.GetProperty("layers").GetArrayLength());
         int states = report.GetProperty("lifetime_histogram").EnumerateObject().Sum(p => p.Value.GetInt32());
-        Assert.Equal(2 * 48, states);
+        Assert.Equal(2 * 2 * 48, states); // windows × layers × steps
+        Assert.Equal(2, report.GetProperty("windows").GetInt32());
+        Assert.Equal(3, report.GetProperty("policy_overlap").GetArrayLength()); // tova vs window, tova vs h2o, window vs h2o
+        Assert.Equal(5, report.GetProperty("categories").GetArrayLength());
         Assert.Contains("Retention analysis", output);
+        Assert.Contains("tova", output);
         var bad = await Run("analyze", "--model", _model, "--text-file", _text, "--cache", "full");
         Assert.NotEqual(0, bad.Code);
         Assert.Contains("bounded cache", bad.Err);
