@@ -26,8 +26,18 @@ public sealed class CacheCliOptions
         DefaultValueFactory = _ => "original",
     };
 
-    public CacheCliOptions()
+    public Option<string?> KvType { get; } = new("--kv-type") { Description = "How states are stored: f32, f16, bf16, q8_0 or q4_0 (q8_0/q4_0 need heads of whole blocks of 32)" };
+    public Option<string?> KvTypeK { get; } = new("--kv-type-k", "--cache-type-k") { Description = "Key storage type (overrides --kv-type for keys)" };
+    public Option<string?> KvTypeV { get; } = new("--kv-type-v", "--cache-type-v") { Description = "Value storage type (overrides --kv-type for values)" };
+
+    private readonly Formats.GgmlType _defaultKvType;
+
+    /// <param name="defaultKvType">The KV type unless --kv-type says otherwise: f16 (as llama.cpp) for the commands
+    /// that generate, f32 for evaluation against float references.</param>
+    public CacheCliOptions(Formats.GgmlType defaultKvType = CacheOptions.ServingDefault)
     {
+        _defaultKvType = defaultKvType;
+        KvType.Description += $" (default {Kernels.StateRows.Name(defaultKvType)})";
         Cache.AcceptOnlyFromAmong(CacheOptions.PolicyNames);
         Granularity.AcceptOnlyFromAmong("layer", "head");
         Positions.AcceptOnlyFromAmong("original", "renumber");
@@ -35,7 +45,7 @@ public sealed class CacheCliOptions
 
     public void AddTo(Command cmd)
     {
-        foreach (var o in new Option[] { Cache, Budget, Sinks, Recent, Granularity, Prefill, Positions }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { Cache, Budget, Sinks, Recent, Granularity, Prefill, Positions, KvType, KvTypeK, KvTypeV }) cmd.Options.Add(o);
     }
 
     public CacheOptions Read(ParseResult parse) => new()
@@ -47,5 +57,12 @@ public sealed class CacheCliOptions
         Granularity = parse.GetValue(Granularity) == "head" ? Tova.Cache.Granularity.Head : Tova.Cache.Granularity.Layer,
         Positions = parse.GetValue(Positions) == "renumber" ? PositionMode.Renumber : PositionMode.Original,
         Prefill = parse.GetValue(Prefill) is { } p ? PrefillMode.Parse(p) : null,
+        KvTypeK = KvTypeOf(parse, KvTypeK, "--kv-type-k"),
+        KvTypeV = KvTypeOf(parse, KvTypeV, "--kv-type-v"),
     };
+
+    private Formats.GgmlType KvTypeOf(ParseResult parse, Option<string?> specific, string name) =>
+        parse.GetValue(specific) is { } s ? Kernels.StateRows.Parse(s, name)
+        : parse.GetValue(KvType) is { } all ? Kernels.StateRows.Parse(all, "--kv-type")
+        : _defaultKvType;
 }

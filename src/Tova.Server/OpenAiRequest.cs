@@ -37,7 +37,7 @@ internal sealed record OpenAiRequest
 /// </summary>
 internal static class OpenAiRequestParser
 {
-    private static readonly HashSet<string> CacheFields = ["policy", "budget", "sinks", "recent", "granularity", "prefill", "positions"];
+    private static readonly HashSet<string> CacheFields = ["policy", "budget", "sinks", "recent", "granularity", "prefill", "positions", "type_k", "type_v"];
 
     public static OpenAiRequest Parse(JsonElement root, bool chat, TovaServerOptions server)
     {
@@ -149,6 +149,12 @@ internal static class OpenAiRequestParser
             };
         }
         if (OptInt(kv, "sinks", "kv_cache.sinks") is int sinks) c = c with { Sinks = sinks };
+        try
+        {
+            if (OptString(kv, "type_k", "kv_cache.type_k") is { } tk) c = c with { KvTypeK = Tova.Kernels.StateRows.Parse(tk, "kv_cache.type_k") };
+            if (OptString(kv, "type_v", "kv_cache.type_v") is { } tv) c = c with { KvTypeV = Tova.Kernels.StateRows.Parse(tv, "kv_cache.type_v") };
+        }
+        catch (ArgumentException e) { throw ApiException.Invalid(e.Message, e.ParamName ?? "kv_cache"); }
         if (OptInt(kv, "recent", "kv_cache.recent") is int recent) c = c with { Recent = recent };
         if (OptString(kv, "granularity", "kv_cache.granularity") is { } g)
             c = c with

@@ -17,7 +17,7 @@ public static class AnalyzeCommand
         var compare = new Option<string>("--compare") { Description = "Policies whose kept sets are compared with the analysed one (same budget; window, sink, h2o, tova, h2o-head, tova-head; empty for none)", DefaultValueFactory = _ => "window,h2o,tova" };
         var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "analyze-out" };
         var top = new Option<int>("--top") { Description = "Tokens listed as kept longest", DefaultValueFactory = _ => 15 };
-        var cacheOptions = new CacheCliOptions();
+        var cacheOptions = new CacheCliOptions(Tova.Formats.GgmlType.F32);
         var cmd = new Command("analyze", "What the multi-state keeps, over many windows and every state set: age, token categories, overlaps between layers and policies, lifetimes, heatmaps")
         {
             model, tokenizer, textFile, context, maxWindows, compare, outDir, top,

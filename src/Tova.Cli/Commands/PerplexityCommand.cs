@@ -19,7 +19,7 @@ public static class PerplexityCommand
         var tokenIds = new Option<string?>("--token-ids") { Description = "File with a JSON array of token ids, used as given (no BOS added)" };
         var context = new Option<int?>("--context", "-c") { Description = "Window length in tokens (default: the model's context length)" };
         var stream = new Option<bool>("--stream") { Description = "Score the whole text as one stream, never resetting (needs a bounded cache past the context length)" };
-        var cacheOptions = new CacheCliOptions();
+        var cacheOptions = new CacheCliOptions(Tova.Formats.GgmlType.F32);
         var cmd = new Command("perplexity", "Mean next-token NLL and perplexity of a text")
         {
             model, tokenizer, textFile, tokenIds, context, stream, threads, json,

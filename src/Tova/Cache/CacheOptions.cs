@@ -130,6 +130,14 @@ public sealed record CacheOptions
             throw new ArgumentException($"--granularity head applies to tova and h2o, not {Policy}");
     }
 
+    /// <summary>Checks the options against a model: <see cref="Validate(int)"/> and KV types its heads can hold.</summary>
+    public void Validate(Model.LlamaConfig config)
+    {
+        Validate(config.ContextLength);
+        Kernels.StateRows.Check(KvTypeK, config.HeadDim, nameof(KvTypeK));
+        Kernels.StateRows.Check(KvTypeV, config.HeadDim, nameof(KvTypeV));
+    }
+
     public CachePolicy CreatePolicy(int budget) => Factories.TryGetValue(Policy, out var f)
         ? f(this, budget)
         : throw new ArgumentException($"unknown cache policy '{Policy}' (expected one of {string.Join(", ", PolicyNames)})");

@@ -52,9 +52,7 @@ public sealed class MultiStateCache
 
     public MultiStateCache(LlamaConfig config, CacheOptions options, int headroom = 0)
     {
-        options.Validate(config.ContextLength);
-        StateRows.Check(options.KvTypeK, config.HeadDim, nameof(options.KvTypeK));
-        StateRows.Check(options.KvTypeV, config.HeadDim, nameof(options.KvTypeV));
+        options.Validate(config);
         Options = options;
         Layers = config.Layers;
         KvHeads = config.KvHeads;

@@ -33,7 +33,7 @@ public sealed class ChatSession
         _tf = transformer;
         _tokenizer = tokenizer;
         _template = template;
-        options.Cache.Validate(transformer.Config.ContextLength);
+        options.Cache.Validate(transformer.Config);
         var (ids, strings) = template.StopsFor(tokenizer);
         _options = options with { StopTokenIds = [.. options.StopTokenIds, .. ids], StopStrings = [.. options.StopStrings, .. strings] };
         // A one-shot prefill sizes the cache for one prompt; turns of any length are fed in chunks instead.

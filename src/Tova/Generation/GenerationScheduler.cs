@@ -131,7 +131,7 @@ public sealed class GenerationScheduler : IDisposable
             if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (0..{cfg.VocabSize - 1})");
         if (options.MaxTokens < 0) throw new ArgumentException($"max tokens must be ≥ 0, got {options.MaxTokens}");
         options.Sampling.Validate();
-        options.Cache.Validate(cfg.ContextLength);
+        options.Cache.Validate(cfg);
         if (options.Cache.IsFull && promptIds.Length > cfg.ContextLength)
             throw new ArgumentException(
                 $"the prompt has {promptIds.Length} tokens, more than the full cache holds ({cfg.ContextLength}); use a bounded cache (e.g. policy tova with a budget of 256)");

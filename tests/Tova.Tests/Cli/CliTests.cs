@@ -178,6 +178,21 @@ public class CliTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    [Fact]
+    public async Task KvTypesAreChosenOnTheCommandLine()
+    {
+        var f16 = await Run("generate", "--prompt", "Once upon a time", "--max-tokens", "8", "--cache", "tova", "--budget", "16", "--kv-type", "f16", "--temperature", "0");
+        Assert.True(f16.Code == 0, f16.Err);
+        var bf16 = await Run("generate", "--prompt", "Once upon a time", "--max-tokens", "8", "--cache", "tova", "--budget", "16", "--kv-type-k", "bf16", "--kv-type-v", "f32", "--temperature", "0");
+        Assert.True(bf16.Code == 0, bf16.Err);
+        var q8 = await Run("generate", "--prompt", "Once upon a time", "--max-tokens", "8", "--kv-type", "q8_0");
+        Assert.NotEqual(0, q8.Code);
+        Assert.Contains("heads have 8 values", q8.Err);
+        var bad = await Run("perplexity", "--text-file", TestData.Path2("texts", "tinystories_sample_cs336.txt"), "--kv-type", "q9");
+        Assert.NotEqual(0, bad.Code);
+        Assert.Contains("unknown KV type 'q9'", bad.Err);
+    }
+
     [Theory]
     [InlineData("generate --model /nonexistent/model.bin", "model file not found")]
     [InlineData("generate --temperature -1", "temperature")]
@@ -271,7 +286,7 @@ public class BenchCliTests
         Assert.True(r.RootElement.GetProperty("decode_tokens_per_second").GetDouble() > 0);
         Assert.True(r.RootElement.GetProperty("prefill_tokens_per_second").GetDouble() > 0);
         Assert.True(r.RootElement.GetProperty("peak_rss_bytes").GetInt64() > 0);
-        Assert.Equal(3 * 32L * 5 * 4 * 8 * 2 * 4, r.RootElement.GetProperty("kv_bytes").GetInt64()); // 3 sequences × budget 32
+        Assert.Equal(3 * 32L * 5 * 4 * 8 * 2 * 2, r.RootElement.GetProperty("kv_bytes").GetInt64()); // 3 sequences × budget 32, f16 states (the default)
         var full = await CliTests.Run("bench", "--prompt-tokens", "600");
         Assert.NotEqual(0, full.Code);
         Assert.Contains("full cache cannot hold", full.Err);

@@ -62,6 +62,8 @@ public class ErrorTests
         { "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"kv_cache":{"policy":"tova"}}""", null, "needs" },
         { "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"kv_cache":{"policy":"tova","budget":100000}}""", null, "larger than the context length" },
         { "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"kv_cache":{"policy":"tova","budget":8,"prefill":"sideways"}}""", "kv_cache.prefill", null },
+        { "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"kv_cache":{"policy":"tova","budget":8,"type_k":"q3_k"}}""", "kv_cache.type_k", "unknown KV type" },
+        { "/v1/chat/completions", """{"messages":[{"role":"user","content":"hi"}],"kv_cache":{"policy":"tova","budget":8,"type_v":"q8_0"}}""", null, "heads have 8 values" },
         { "/v1/completions", """{"max_tokens":5}""", "prompt", "required" },
         { "/v1/completions", """{"prompt":{"text":"hi"}}""", "prompt", null },
         { "/v1/completions", """{"prompt":[1, 99999]}""", "prompt", "outside the vocabulary" },
