@@ -251,7 +251,7 @@ internal static class Builtins
     {
         if (times <= 0) return seq is string ? "" : new List<object?>();
         long size = (seq is string s ? s.Length : ((List<object?>)seq!).Count) * times;
-        if (size > interp.Options.MaxOutputChars) throw interp.Error(at, "the repeated sequence is too large");
+        if (size > interp.Options.MaxOutputChars) throw interp.Error(at, $"the repeated sequence is larger than {interp.Options.MaxOutputChars} characters");
         if (seq is string str) return new StringBuilder().Insert(0, str, (int)times).ToString();
         var list = new List<object?>();
         for (long i = 0; i < times; i++) list.AddRange((List<object?>)seq!);
@@ -363,7 +363,7 @@ internal static class Builtins
             case OrderedDictionary<object, object?> d:
                 return name switch
                 {
-                    "items" => d.Select(kv => (object?)new List<object?> { kv.Key, kv.Value }).ToList(),
+                    "items" => d.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])).ToList(),
                     "keys" => d.Keys.Cast<object?>().ToList(),
                     "values" => d.Values.ToList(),
                     _ => Arg(0, "key", null) is { } k && k is not Undefined && d.TryGetValue(k, out var gv) ? gv : Arg(1, "default", null),
@@ -446,8 +446,8 @@ internal static class Builtins
                     {
                         string sep = Str(0, "sep");
                         int i = name == "partition" ? s.IndexOf(sep, StringComparison.Ordinal) : s.LastIndexOf(sep, StringComparison.Ordinal);
-                        if (i < 0) return name == "partition" ? new List<object?> { s, "", "" } : new List<object?> { "", "", s };
-                        return new List<object?> { s[..i], sep, s[(i + sep.Length)..] };
+                        if (i < 0) return name == "partition" ? new PyTuple([s, "", ""]) : new PyTuple(["", "", s]);
+                        return new PyTuple([s[..i], sep, s[(i + sep.Length)..]]);
                     }
                     case "removeprefix": { string p = Str(0, "prefix"); return s.StartsWith(p, StringComparison.Ordinal) ? s[p.Length..] : s; }
                     case "removesuffix": { string p = Str(0, "suffix"); return p.Length > 0 && s.EndsWith(p, StringComparison.Ordinal) ? s[..^p.Length] : s; }

@@ -19,10 +19,10 @@ internal static class Filters
         public object? Get(int i, string name, object? def)
         {
             foreach (var (n, v) in kwargs) if (n == name) return v;
-            return i < args.Count ? args[i] : def;
+            return i >= 0 && i < args.Count ? args[i] : def;
         }
 
-        public bool Has(int i, string name) => i < args.Count || kwargs.Any(k => k.Name == name);
+        public bool Has(int i, string name) => (i >= 0 && i < args.Count) || kwargs.Any(k => k.Name == name);
 
         public long Int(int i, string name, long def) => Get(i, name, def) switch
         {
@@ -149,13 +149,13 @@ internal static class Filters
             case "items":
                 if (value is Undefined) return new List<object?>();
                 if (value is not OrderedDictionary<object, object?> dict) throw interp.Error(at, $"can only get item pairs from a mapping, not {Py.TypeName(value)}");
-                return new PyGenerator(dict.Select(kv => (object?)new List<object?> { kv.Key, kv.Value }));
+                return new PyGenerator(dict.Select(kv => (object?)new PyTuple([kv.Key, kv.Value])));
             case "dictsort":
             {
                 if (value is not OrderedDictionary<object, object?> sorted) throw interp.Error(at, "dictsort needs a mapping");
                 bool byValue = a.Str(1, "by", "key") == "value";
                 bool reverse = a.Bool(2, "reverse", false);
-                var pairs = sorted.Select(kv => new List<object?> { kv.Key, kv.Value }).ToList();
+                var pairs = sorted.Select(kv => (List<object?>)new PyTuple([kv.Key, kv.Value])).ToList();
                 pairs.Sort((x, y) => Py.Compare(Fold(x[byValue ? 1 : 0]), Fold(y[byValue ? 1 : 0])) ?? 0);
                 if (reverse) pairs.Reverse();
                 return pairs.Cast<object?>().ToList();
@@ -357,7 +357,7 @@ internal static class Filters
                     else groups[gi].Items.Add(x);
                 }
                 groups.Sort((p, q) => Py.Compare(p.Key, q.Key) ?? 0);
-                return groups.Select(g => (object?)new List<object?> { g.Key, g.Items }).ToList();
+                return groups.Select(g => (object?)new PyTuple([g.Key, g.Items])).ToList();
             }
             default:
                 throw interp.Error(at, $"no filter named '{name}'");

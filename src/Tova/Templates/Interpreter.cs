@@ -72,6 +72,7 @@ internal sealed class Interpreter
 
     private Flow Exec(Node n, Frame f, StringBuilder sb)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         _current = n;
         switch (n)
         {
@@ -246,7 +247,7 @@ internal sealed class Interpreter
             }
             for (int i = 0; i < ps.Length; i++)
                 if (!used[i]) frame.Vars[ps[i].Name] = ps[i].Default is null ? Undefined.Of(ps[i].Name) : Eval(ps[i].Default!, frame);
-            frame.Vars["varargs"] = args.Count > ps.Length ? args.GetRange(ps.Length, args.Count - ps.Length) : new List<object?>();
+            frame.Vars["varargs"] = new PyTuple(args.Skip(ps.Length));
             frame.Vars["kwargs"] = extraKw;
             if (caller is not null) frame.Vars["caller"] = caller;
             var sb = new StringBuilder();
@@ -265,6 +266,7 @@ internal sealed class Interpreter
 
     public object? Eval(Expr e, Frame f)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         switch (e)
         {
             case LiteralExpr l: return l.Value;
@@ -273,7 +275,7 @@ internal sealed class Interpreter
             {
                 var list = new List<object?>(l.Items.Length);
                 foreach (var item in l.Items) list.Add(Eval(item, f));
-                return list;
+                return l.Tuple ? new PyTuple(list) : list;
             }
             case DictExpr d:
             {

@@ -71,6 +71,7 @@ internal sealed class Parser
     /// </summary>
     private Node[] ParseBody(out Token? end, string[] ends)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var nodes = new List<Node>();
         while (true)
         {
@@ -98,6 +99,10 @@ internal sealed class Parser
                         end = kw;
                         return [.. nodes];
                     }
+                    if (kw.Kind == TokenKind.Name && (kw.Value.StartsWith("end", StringComparison.Ordinal) || kw.Value is "else" or "elif"))
+                        throw Error(kw, ends.Length == 0
+                            ? $"unexpected '{kw.Value}': no block is open"
+                            : $"unexpected '{kw.Value}': expected {string.Join(" or ", ends.Select(x => $"'{x}'"))}");
                     nodes.Add(ParseStatement(t));
                     break;
                 default:
@@ -413,6 +418,7 @@ internal sealed class Parser
 
     private Expr ParseUnary(bool withFilter)
     {
+        System.Runtime.CompilerServices.RuntimeHelpers.EnsureSufficientExecutionStack();
         var t = Cur;
         Expr node;
         if (t.IsOp("-") || t.IsOp("+"))
@@ -556,9 +562,8 @@ internal sealed class Parser
 
     private CallExpr ParseCall(Expr callee)
     {
-        var at = Cur;
         var (args, kwargs) = ParseArgs();
-        return new CallExpr(callee, args, kwargs, at.Line, at.Column);
+        return new CallExpr(callee, args, kwargs, callee.Line, callee.Column);
     }
 
     private FilterExpr ParseFilter(Expr? value)

@@ -112,6 +112,7 @@ internal static class Py
         string => "str",
         Markup => "Markup",
         PyGenerator => "generator",
+        PyTuple => "tuple",
         List<object?> => "list",
         OrderedDictionary<object, object?> => "dict",
         Namespace => "Namespace",
@@ -188,6 +189,7 @@ internal static class Py
         {
             case string s: return StrRepr(s);
             case PyGenerator: return "<generator object>";
+            case PyTuple t: return t.Count == 1 ? "(" + Repr(t[0]) + ",)" : "(" + string.Join(", ", t.Select(Repr)) + ")";
             case List<object?> l: return "[" + string.Join(", ", l.Select(Repr)) + "]";
             case OrderedDictionary<object, object?> d: return "{" + string.Join(", ", d.Select(kv => Repr(kv.Key) + ": " + Repr(kv.Value))) + "}";
             case Namespace ns: return "<Namespace " + string.Join(", ", ns.Attributes.Select(kv => kv.Key + "=" + Repr(kv.Value))) + ">";

@@ -84,3 +84,6 @@ internal sealed class Markup(string value)
     public static string Escape(string s) =>
         s.Replace("&", "&amp;").Replace("<", "&lt;").Replace(">", "&gt;").Replace("\"", "&#34;").Replace("'", "&#39;");
 }
+
+/// <summary>A Python tuple: a list that prints in parentheses (macro varargs, dict items, tuple literals).</summary>
+internal sealed class PyTuple(IEnumerable<object?> items) : List<object?>(items);
