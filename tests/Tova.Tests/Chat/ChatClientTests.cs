@@ -98,14 +98,14 @@ public class ChatClientTests
         using var tf = new Transformer(bundle.Model, pool);
         var cache = new CacheOptions { Policy = "tova", Budget = "32", Prefill = PrefillMode.Exact };
         var options = Reference.Greedy(60, cache);
-        var session = new ChatSession(tf, bundle.Tokenizer, ChatTemplate.Plain, options);
+        var session = new ChatSession(tf, bundle.Tokenizer, ChatTemplate.Plain(), options);
 
         string a1 = await Collect(session.SendAsync("Once upon a time", Timeout()));
         int after1 = session.Cache!.Position;
         string a2 = await Collect(session.SendAsync(" Then the dog ran", Timeout()));
         Assert.False(session.LastTurnRefed);
         var tok = bundle.Tokenizer;
-        int[] turn2 = ChatTemplate.Plain.EncodeContinuation(tok, " Then the dog ran");
+        int[] turn2 = ChatTemplate.Plain().EncodeContinuation(tok, " Then the dog ran");
         Assert.Equal(turn2.Length, session.LastStats!.PromptTokens); // only the new message was fed
         Assert.True(session.Cache.Position > after1);
         Assert.True(session.Cache.StatesInUse <= 32 * 5 * 4);
