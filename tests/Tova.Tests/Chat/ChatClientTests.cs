@@ -128,6 +128,34 @@ public class ChatClientTests
         Assert.Equal(expected, a2);
     }
 
+    [Fact]
+    public async Task ASessionWithAJinjaTemplateFeedsWhatANewTurnAddsAndFeedsAgainWhenEarlierTextChanges()
+    {
+        using var bundle = ModelBundle.Open(TestData.Stories260K);
+        using var pool = new WorkerPool(1);
+        using var tf = new Transformer(bundle.Model, pool);
+        var options = Reference.Greedy(20, new CacheOptions { Policy = "tova", Budget = "64", Prefill = PrefillMode.Exact });
+        var tok = bundle.Tokenizer;
+        var chatml = ChatTemplate.Resolve("chatml", null, ChatTemplateSet.Empty, tok);
+        var session = new ChatSession(tf, tok, chatml, options, "Tell a story.");
+        string a1 = await Collect(session.SendAsync("Once upon a time", Timeout()));
+        string before = chatml.Render([ChatTurn.System("Tell a story."), ChatTurn.User("Once upon a time")]) + a1;
+        await Collect(session.SendAsync("The end.", Timeout()));
+        Assert.False(session.LastTurnRefed);
+        string after = chatml.Render([ChatTurn.System("Tell a story."), ChatTurn.User("Once upon a time"), ChatTurn.Assistant(a1), ChatTurn.User("The end.")]);
+        Assert.StartsWith(before, after);
+        // Only the difference between the renderings before and after the turn was fed.
+        Assert.Equal(chatml.EncodeContinuation(tok, after[before.Length..]).Length, session.LastStats!.PromptTokens);
+
+        // A template whose rendering of earlier turns changes (here: only the last message shows) feeds the conversation again.
+        var lastOnly = ChatTemplate.FromJinja("{{ messages[-1].content }}", "last-only");
+        var s2 = new ChatSession(tf, tok, lastOnly, options);
+        await Collect(s2.SendAsync("Once upon a time", Timeout()));
+        await Collect(s2.SendAsync("The dog", Timeout()));
+        Assert.True(s2.LastTurnRefed);
+        Assert.Equal(lastOnly.Encode(tok, "The dog").Length, s2.LastStats!.PromptTokens);
+    }
+
     private static async Task<string> Collect(IAsyncEnumerable<string> pieces)
     {
         var sb = new StringBuilder();
