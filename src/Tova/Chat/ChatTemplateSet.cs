@@ -26,8 +26,7 @@ public sealed class ChatTemplateSet
     /// <summary>The default template: the one named "default", else the only one.</summary>
     public string? Default => _templates.TryGetValue(DefaultName, out var t) ? t.Source : _templates.Count == 1 ? _templates.Values.First().Source : null;
 
-
-
+    /// <summary>The template of that name and where it came from.</summary>
     public bool TryGet(string name, out string source, out string origin)
     {
         if (_templates.TryGetValue(name, out var t))

@@ -37,7 +37,7 @@ internal sealed class Interpreter
             throw;
         }
         catch (Exception e) when (e is InvalidOperationException or OverflowException or ArgumentException or InvalidCastException
-                                      or FormatException or IndexOutOfRangeException or KeyNotFoundException or OutOfMemoryException
+                                      or FormatException or IndexOutOfRangeException or KeyNotFoundException
                                       or DivideByZeroException or NotSupportedException or InsufficientExecutionStackException)
         {
             throw Error(_current, e.Message, e);
