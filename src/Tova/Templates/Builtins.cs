@@ -71,7 +71,7 @@ internal static class Builtins
             case Undefined u: throw interp.Error(at, u.Hint);
             case PyGenerator: return new Undefined("'generator' object is not subscriptable");
             case OrderedDictionary<object, object?> d:
-                if (key is not null and not Undefined and not List<object?> and not OrderedDictionary<object, object?> && d.TryGetValue(key, out var v)) return v;
+                if (key is not null and not Undefined and not OrderedDictionary<object, object?> && (key is not List<object?> || key is PyTuple) && d.TryGetValue(key, out var v)) return v;
                 return key is string ks ? GetAttr(interp, obj, ks, at) : new Undefined($"'dict object' has no attribute '{Py.Str(key)}'");
             case List<object?> l when key is long or bool:
             {
@@ -162,9 +162,10 @@ internal static class Builtins
             return new Markup((l is Markup lm ? lm.Value : Markup.Escape((string)l!)) + (r is Markup rm ? rm.Value : Markup.Escape((string)r!)));
         l = Py.Unwrap(l);
         r = Py.Unwrap(r);
+        if (op == "%" && Py.Unwrap(l) is string fmt0) return Formatting.Percent(interp, fmt0, Py.Unwrap(r), at);
         if (l is Undefined ul) throw interp.Error(at, ul.Hint);
         if (r is Undefined ur) throw interp.Error(at, ur.Hint);
-        if (l is PyGenerator || r is PyGenerator) throw interp.Error(at, $"unsupported operand type(s) for {op}: '{Py.TypeName(l)}' and '{Py.TypeName(r)}'");
+        if (l is PyGenerator or PyRange || r is PyGenerator or PyRange) throw interp.Error(at, $"unsupported operand type(s) for {op}: '{Py.TypeName(l)}' and '{Py.TypeName(r)}'");
         bool nums = Py.IsNumber(l) && Py.IsNumber(r);
         bool ints = nums && l is long or bool && r is long or bool;
         switch (op)
@@ -173,7 +174,8 @@ internal static class Builtins
                 if (ints) return checked(AsLong(l) + AsLong(r));
                 if (nums) return Py.ToDouble(l) + Py.ToDouble(r);
                 if (l is string ls && r is string rs) return ls + rs;
-                if (l is List<object?> ll && r is List<object?> rl) return ll.Concat(rl).ToList();
+                if (l is List<object?> ll && r is List<object?> rl && (ll is PyTuple) == (rl is PyTuple))
+                    return ll is PyTuple ? new PyTuple(ll.Concat(rl)) : ll.Concat(rl).ToList();
                 break;
             case "-":
                 if (ints) return checked(AsLong(l) - AsLong(r));
@@ -255,7 +257,7 @@ internal static class Builtins
         if (seq is string str) return new StringBuilder().Insert(0, str, (int)times).ToString();
         var list = new List<object?>();
         for (long i = 0; i < times; i++) list.AddRange((List<object?>)seq!);
-        return list;
+        return seq is PyTuple ? new PyTuple(list) : list;
     }
 
     public static bool Compare(Interpreter interp, string op, object? l, object? r, Node at)
@@ -278,7 +280,9 @@ internal static class Builtins
         string s => item is string sub ? s.Contains(sub, StringComparison.Ordinal)
             : throw interp.Error(at, $"'in <string>' requires string as left operand, not {Py.TypeName(item)}"),
         List<object?> l => l.Any(x => Py.Eq(x, item)),
-        OrderedDictionary<object, object?> d => item is not null and not Undefined and not List<object?> and not OrderedDictionary<object, object?> && d.ContainsKey(item),
+        OrderedDictionary<object, object?> d => item is List<object?> and not PyTuple || item is OrderedDictionary<object, object?>
+            ? throw interp.Error(at, $"unhashable type: '{Py.TypeName(item)}'")
+            : item is not null and not Undefined && d.ContainsKey(item),
         Undefined => false,
         Namespace ns => item is string k && ns.Attributes.ContainsKey(k),
         _ => throw interp.Error(at, $"argument of type '{Py.TypeName(container)}' is not iterable"),
@@ -311,15 +315,15 @@ internal static class Builtins
             case "string": return v is string;
             case "mapping": return v is OrderedDictionary<object, object?>;
             case "iterable": return v is string or List<object?> or OrderedDictionary<object, object?> or Undefined;
-            case "sequence": return v is string or List<object?> or OrderedDictionary<object, object?>;
+            case "sequence": return v is string or (List<object?> and not PyGenerator) or OrderedDictionary<object, object?> or Undefined;
             case "callable": return v is Callable or LoopInfo { Recursive: not null };
             case "sameas": return ReferenceEquals(v, Arg(0)) || (v is null && Arg(0) is null) || (v is bool b && Arg(0) is bool b2 && b == b2);
             case "escaped": return false;
-            case "lower": return v is string ls && ls == ls.ToLowerInvariant();
-            case "upper": return v is string us && us == us.ToUpperInvariant();
-            case "odd": return v is long o ? Math.Abs(o % 2) == 1 : throw interp.Error(at, "test 'odd' needs an integer");
-            case "even": return v is long ev ? ev % 2 == 0 : throw interp.Error(at, "test 'even' needs an integer");
-            case "divisibleby": return v is long dv && Arg(0) is long dd && dd != 0 ? dv % dd == 0 : throw interp.Error(at, "test 'divisibleby' needs integers");
+            case "lower": return IsLower(Py.Str(v));
+            case "upper": return IsLower(Py.Str(v).Select(c => char.IsUpper(c) ? char.ToLowerInvariant(c) : char.IsLower(c) ? char.ToUpperInvariant(c) : c).ToArray().AsSpan().ToString());
+            case "odd": return Py.Eq(Binary(interp, "%", v, 2L, at), 1L);
+            case "even": return Py.Eq(Binary(interp, "%", v, 2L, at), 0L);
+            case "divisibleby": return Py.Eq(Binary(interp, "%", v, Arg(0), at), 0L);
             case "eq" or "equalto" or "==": return Py.Eq(v, Arg(0));
             case "ne" or "!=": return !Py.Eq(v, Arg(0));
             case "lt" or "lessthan" or "<": return Compare(interp, "<", v, Arg(0), at);
@@ -332,6 +336,9 @@ internal static class Builtins
             default: throw interp.Error(at, $"no test named '{name}'");
         }
     }
+
+    /// <summary>Python's str.islower(): some cased character, and no upper-case one.</summary>
+    private static bool IsLower(string s) => s.Any(char.IsLower) && !s.Any(char.IsUpper);
 
     // ---- methods ----
 
@@ -430,8 +437,8 @@ internal static class Builtins
                     case "isalpha": return s.Length > 0 && s.All(char.IsLetter);
                     case "isalnum": return s.Length > 0 && s.All(char.IsLetterOrDigit);
                     case "isspace": return s.Length > 0 && s.All(Py.IsSpace);
-                    case "islower": return s.Any(char.IsLetter) && s == s.ToLowerInvariant();
-                    case "isupper": return s.Any(char.IsLetter) && s == s.ToUpperInvariant();
+                    case "islower": return IsLower(s);
+                    case "isupper": return s.Any(char.IsUpper) && !s.Any(char.IsLower);
                     case "zfill":
                     {
                         int w = (int)(Arg(0, "width", 0L) as long? ?? 0);
@@ -572,7 +579,7 @@ internal static class Builtins
             if (count > MaxRange) throw interp.Error(at, $"Range too big. The sandbox blocks ranges larger than MAX_RANGE ({MaxRange}).");
             var list = new List<object?>((int)count);
             for (long i = 0; i < count; i++) list.Add(start + i * step);
-            return list;
+            return new PyRange(start, stop, step, list);
         });
         globals.Vars["namespace"] = new BuiltinFunction("namespace", (interp, args, kwargs, at) =>
         {

@@ -71,7 +71,6 @@ internal static class Filters
             case "first": { var l = interp.Iterate(value, at); return l.Count > 0 ? l[0] : new Undefined("No first item, sequence was empty."); }
             case "last":
             {
-                if (value is Undefined u) throw interp.Error(at, u.Hint);
                 if (value is PyGenerator) throw interp.Error(at, "'generator' object is not reversible");
                 var l = interp.Iterate(value, at);
                 return l.Count > 0 ? l[^1] : new Undefined("No last item, sequence was empty.");
@@ -98,6 +97,8 @@ internal static class Filters
                 string @new = a.Str(1, "new", null) ?? throw interp.Error(at, "replace needs 'new'");
                 return Builtins.Replace(S(), old, @new, a.Get(2, "count", null) is long c ? c : -1);
             }
+            case "int" or "float" when value is Undefined u:
+                throw interp.Error(at, u.Hint);
             case "int":
             {
                 long def = a.Int(0, "default", 0);
@@ -142,7 +143,7 @@ internal static class Filters
                 {
                     "ceil" => Math.Ceiling(d * f) / f,
                     "floor" => Math.Floor(d * f) / f,
-                    _ => Math.Round(d * f, MidpointRounding.AwayFromZero) / f,
+                    _ => Py.Round(d, (int)Math.Clamp(precision, -400, 400)),
                 };
                 return r;
             }
@@ -310,10 +311,10 @@ internal static class Filters
                 return new string(' ', left) + s + new string(' ', total - left);
             }
             case "wordcount":
-                return (long)S().Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).Length;
+                return (long)System.Text.RegularExpressions.Regex.Count(S(), @"\w+");
             case "format":
                 if (a.Keywords.Count > 0) return Formatting.Percent(interp, S(), Py.FromClr(a.Keywords.ToDictionary(k => k.Name, k => k.Value)), at);
-                return Formatting.Percent(interp, S(), a.Positional, at);
+                return Formatting.Percent(interp, S(), new PyTuple(a.Positional), at);
             case "striptags":
                 return System.Text.RegularExpressions.Regex.Replace(System.Text.RegularExpressions.Regex.Replace(S(), "<[^>]*>", ""), @"\s+", " ").Trim();
             case "truncate":

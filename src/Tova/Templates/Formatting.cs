@@ -8,8 +8,11 @@ internal static class Formatting
 {
     public static string Percent(Interpreter interp, string fmt, object? arg, Node at)
     {
-        var args = arg is List<object?> l ? l : [arg];
+        // Only a tuple spreads over the conversions; a dict (or, as Python has it, any other indexable but a string)
+        // may leave values unused.
+        List<object?> args = arg is PyTuple t ? t : [arg];
         var dict = arg as OrderedDictionary<object, object?>;
+        bool mappingLike = dict is not null || arg is List<object?> and not PyTuple || arg is Undefined;
         var sb = new StringBuilder();
         int next = 0;
         for (int i = 0; i < fmt.Length; i++)
@@ -60,7 +63,7 @@ internal static class Formatting
             int width = Width(spec);
             sb.Append(spec.StartsWith('-') ? text.PadRight(width) : text.PadLeft(width));
         }
-        if (dict is null && next < args.Count && arg is List<object?>) throw interp.Error(at, "not all arguments converted during string formatting");
+        if (!mappingLike && next < args.Count) throw interp.Error(at, "not all arguments converted during string formatting");
         return sb.ToString();
     }
 

@@ -95,7 +95,7 @@ internal sealed class Interpreter
             case SetBlockNode sbn:
             {
                 var inner = new StringBuilder();
-                ExecBody(sbn.Body, f, inner);
+                ExecBody(sbn.Body, new Frame(f), inner); // assignments inside the block stay inside it
                 object? v = inner.ToString();
                 foreach (var filter in sbn.Filters) v = ApplyFilter(filter, v, f);
                 Assign(sbn.Target, v, f, sbn);
@@ -121,7 +121,7 @@ internal sealed class Interpreter
             case FilterBlockNode fb:
             {
                 var inner = new StringBuilder();
-                ExecBody(fb.Body, f, inner);
+                ExecBody(fb.Body, new Frame(f), inner);
                 object? v = inner.ToString();
                 foreach (var filter in fb.Filters) v = ApplyFilter(filter, v, f);
                 Write(sb, Py.Str(v));
@@ -283,7 +283,7 @@ internal sealed class Interpreter
                 foreach (var (k, val) in d.Pairs)
                 {
                     var key = Eval(k, f);
-                    if (key is null or Undefined or List<object?> or OrderedDictionary<object, object?>)
+                    if (key is null or Undefined or OrderedDictionary<object, object?> || key is List<object?> and not PyTuple)
                         throw Error(k, $"unhashable or missing dictionary key ({Py.TypeName(key)})");
                     dict[key] = Eval(val, f);
                 }

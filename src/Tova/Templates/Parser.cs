@@ -529,6 +529,17 @@ internal sealed class Parser
     {
         Expr? start = null, stop = null, step = null;
         if (!Cur.IsOp(":")) start = ParseExpression();
+        if (Cur.IsOp(","))
+        {
+            // x[a, b]: the key is the tuple (a, b).
+            var items = new List<Expr> { start! };
+            while (SkipOp(","))
+            {
+                if (Cur.IsOp("]")) break;
+                items.Add(ParseExpression());
+            }
+            return new ListExpr([.. items], true, at.Line, at.Column);
+        }
         if (!SkipOp(":")) return start!;
         if (!Cur.IsOp("]") && !Cur.IsOp(":")) stop = ParseExpression();
         if (SkipOp(":") && !Cur.IsOp("]")) step = ParseExpression();

@@ -25,6 +25,7 @@ internal static class Py
             long l => ((double)l).GetHashCode(),
             double d => d.GetHashCode(),
             string s => s.GetHashCode(StringComparison.Ordinal),
+            PyTuple t => t.Aggregate(17, (h, x) => h * 31 + (x is null ? 0 : GetHashCode(x))),
             _ => obj.GetHashCode(),
         };
     }
@@ -113,6 +114,7 @@ internal static class Py
         Markup => "Markup",
         PyGenerator => "generator",
         PyTuple => "tuple",
+        PyRange => "range",
         List<object?> => "list",
         OrderedDictionary<object, object?> => "dict",
         Namespace => "Namespace",
@@ -133,8 +135,9 @@ internal static class Py
             case string sa: return b is string sb && sa == sb;
             case Undefined: return b is Undefined;
             case PyGenerator: return ReferenceEquals(a, b);
+            case PyRange ra: return b is PyRange rb && Eq(new List<object?>(ra), new List<object?>(rb));
             case List<object?> la:
-                if (b is not List<object?> lb || la.Count != lb.Count) return false;
+                if (b is not List<object?> lb || la.Count != lb.Count || (la is PyTuple) != (lb is PyTuple)) return false;
                 for (int i = 0; i < la.Count; i++)
                     if (!Eq(la[i], lb[i])) return false;
                 return true;
@@ -154,10 +157,11 @@ internal static class Py
     {
         a = Unwrap(a);
         b = Unwrap(b);
+        if (a is PyRange or PyGenerator || b is PyRange or PyGenerator) return null;
         if (IsNumber(a) && IsNumber(b))
             return a is long or bool && b is long or bool ? ToLong(a!).CompareTo(ToLong(b!)) : ToDouble(a).CompareTo(ToDouble(b));
         if (a is string sa && b is string sb) return Math.Sign(string.CompareOrdinal(sa, sb));
-        if (a is List<object?> la && b is List<object?> lb)
+        if (a is List<object?> la && b is List<object?> lb && (la is PyTuple) == (lb is PyTuple))
         {
             for (int i = 0; i < Math.Min(la.Count, lb.Count); i++)
             {
@@ -189,6 +193,7 @@ internal static class Py
         {
             case string s: return StrRepr(s);
             case PyGenerator: return "<generator object>";
+            case PyRange r: return r.ToString();
             case PyTuple t: return t.Count == 1 ? "(" + Repr(t[0]) + ",)" : "(" + string.Join(", ", t.Select(Repr)) + ")";
             case List<object?> l: return "[" + string.Join(", ", l.Select(Repr)) + "]";
             case OrderedDictionary<object, object?> d: return "{" + string.Join(", ", d.Select(kv => Repr(kv.Key) + ": " + Repr(kv.Value))) + "}";
@@ -259,6 +264,31 @@ internal static class Py
             body = mant + "e" + (exp < 0 ? "-" : "+") + Math.Abs(exp).ToString("00", CultureInfo.InvariantCulture);
         }
         return neg ? "-" + body : body;
+    }
+
+    /// <summary>
+    /// Python's round(x, n) for a float: the exact binary value rounded to n decimals, ties to even, read back as the
+    /// nearest double (so round(2.675, 2) is 2.67: 2.675 is stored just below it).
+    /// </summary>
+    public static double Round(double x, int n)
+    {
+        if (!double.IsFinite(x) || x == 0) return x;
+        long bits = BitConverter.DoubleToInt64Bits(x);
+        bool negative = bits < 0;
+        int exp = (int)((bits >> 52) & 0x7FF);
+        long frac = bits & 0xFFFFFFFFFFFFFL;
+        System.Numerics.BigInteger m = exp == 0 ? frac : frac | (1L << 52);
+        int e = (exp == 0 ? 1 : exp) - 1075; // x = m · 2^e
+        System.Numerics.BigInteger num = m, den = 1;
+        if (e >= 0) num <<= e;
+        else den <<= -e;
+        if (n >= 0) num *= System.Numerics.BigInteger.Pow(10, n);
+        else den *= System.Numerics.BigInteger.Pow(10, -n);
+        var q = System.Numerics.BigInteger.DivRem(num, den, out var r);
+        int c = (r * 2).CompareTo(den);
+        if (c > 0 || (c == 0 && !q.IsEven)) q += 1;
+        double result = double.Parse(q.ToString(CultureInfo.InvariantCulture) + "E" + (-n).ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+        return negative ? -result : result;
     }
 
     /// <summary>Python's str.isspace() for one character.</summary>

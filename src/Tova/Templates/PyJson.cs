@@ -31,6 +31,7 @@ internal static class PyJson
             case string s: WriteString(sb, s, o.Ascii); break;
             case Markup m: WriteString(sb, m.Value, o.Ascii); break;
             case PyGenerator: throw new InvalidOperationException("Object of type generator is not JSON serializable");
+            case PyRange: throw new InvalidOperationException("Object of type range is not JSON serializable");
             case List<object?> list:
                 if (list.Count == 0) { sb.Append("[]"); break; }
                 sb.Append('[');

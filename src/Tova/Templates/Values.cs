@@ -87,3 +87,9 @@ internal sealed class Markup(string value)
 
 /// <summary>A Python tuple: a list that prints in parentheses (macro varargs, dict items, tuple literals).</summary>
 internal sealed class PyTuple(IEnumerable<object?> items) : List<object?>(items);
+
+/// <summary>What <c>range(...)</c> returns: iterates as its numbers, prints as Python's range object, is not JSON serializable.</summary>
+internal sealed class PyRange(long start, long stop, long step, IEnumerable<object?> items) : List<object?>(items)
+{
+    public override string ToString() => step == 1 ? $"range({start}, {stop})" : $"range({start}, {stop}, {step})";
+}
