@@ -32,12 +32,12 @@ public sealed class JinjaTemplate
         try
         {
             body = Parser.Parse(tokens, name);
+            Validator.Check(body, name);
         }
         catch (InsufficientExecutionStackException)
         {
             throw new TemplateException(TemplateErrorKind.Syntax, name, 1, 1, "the template is nested too deeply");
         }
-        Validator.Check(body, name);
         return new JinjaTemplate(name, source, body, options);
     }
 
