@@ -26,7 +26,7 @@ internal static class Builtins
 
     public static int Length(Interpreter interp, object? v, Node at) => Py.Unwrap(v) switch
     {
-        string s => s.Length,
+        string s => s.Length - s.Count(char.IsLowSurrogate), // code points, as Python counts
         PyGenerator => throw interp.Error(at, "object of type 'generator' has no len()"),
         List<object?> l => l.Count,
         OrderedDictionary<object, object?> d => d.Count,
