@@ -27,6 +27,59 @@ public static class CommonOptions
 
     public static Option<bool> Json() => new("--json") { Description = "Print one JSON object" };
 
+    public static Option<string> ChatTemplate() => new("--chat-template")
+    {
+        Description = $"Chat template: auto (the model's own; plain when it has none), a name of the model's templates, a built-in ({string.Join(", ", Chat.BuiltinChatTemplates.Names)}, plain), or a Jinja file",
+        DefaultValueFactory = _ => "auto",
+    };
+
+    public static Option<string?> ChatTemplateFile() => new("--chat-template-file") { Description = "A Jinja chat template file to use instead of the model's" };
+
+    public static Option<string?> ChatTemplateKwargs() => new("--chat-template-kwargs")
+    {
+        Description = "Extra chat template variables as a JSON object, e.g. '{\"enable_thinking\": false}'",
+    };
+
+    /// <summary>The --chat-template-kwargs object as template variables (empty when not given).</summary>
+    public static Dictionary<string, object?> ReadKwargs(string? json)
+    {
+        var result = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (string.IsNullOrWhiteSpace(json)) return result;
+        System.Text.Json.JsonDocument doc;
+        try { doc = System.Text.Json.JsonDocument.Parse(json); }
+        catch (System.Text.Json.JsonException e) { throw new ArgumentException($"--chat-template-kwargs is not valid JSON: {e.Message}"); }
+        using (doc)
+        {
+            if (doc.RootElement.ValueKind != System.Text.Json.JsonValueKind.Object)
+                throw new ArgumentException("--chat-template-kwargs must be a JSON object such as {\"enable_thinking\": false}");
+            foreach (var p in doc.RootElement.EnumerateObject()) result[p.Name] = p.Value.Clone();
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// The chat template a command chats with. The model's own template failing to parse refuses chat, naming the
+    /// template, the construct and how to choose another; a model without a template says once that chat is plain.
+    /// </summary>
+    public static Chat.ChatTemplate ResolveChatTemplate(ParseResult parse, Option<string> choice, Option<string?> file, ModelBundle bundle, TextWriter error)
+    {
+        string name = parse.GetValue(choice) ?? "auto";
+        string? path = parse.GetValue(file);
+        bool auto = path is null && name.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase);
+        Chat.ChatTemplate template;
+        try
+        {
+            template = Chat.ChatTemplate.Resolve(name, path, bundle.ChatTemplates, bundle.Tokenizer);
+        }
+        catch (Templates.TemplateException e) when (auto)
+        {
+            throw new Chat.ChatTemplateUnavailableException(e);
+        }
+        if (template.IsPlain && auto)
+            error.WriteLine("note: the model has no chat template: chat uses the plain format (the messages' contents, concatenated); --chat-template NAME|FILE chooses one");
+        return template;
+    }
+
     /// <summary>The model path, or the default model when none was given.</summary>
     public static string ResolveModel(string? given) => given ?? DefaultModel.Path;
 

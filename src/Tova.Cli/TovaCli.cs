@@ -25,6 +25,7 @@ public static class TovaCli
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(ChatCommand.Create(input));
+        root.Subcommands.Add(TemplateCommand.Create());
         return root;
     }
 

@@ -27,6 +27,8 @@ internal sealed record OpenAiRequest
     public int[]? PromptIds { get; init; }
     public string? Prompt { get; init; }
     public IReadOnlyList<ChatTurn>? Messages { get; init; }
+    /// <summary>Template variables of a chat request: its chat_template_kwargs (and, where allowed, tools).</summary>
+    public IReadOnlyDictionary<string, object?>? ChatVariables { get; init; }
     public required GenerationOptions Options { get; init; }
 }
 
@@ -119,7 +121,10 @@ internal static class OpenAiRequestParser
         };
 
         if (chat)
-            return new OpenAiRequest { Model = model, Stream = stream, IncludeUsage = includeUsage, Messages = ParseMessages(root), Options = options };
+        {
+            var (messages, variables) = ParseChatInputs(root, allowTools: false);
+            return new OpenAiRequest { Model = model, Stream = stream, IncludeUsage = includeUsage, Messages = messages, ChatVariables = variables, Options = options };
+        }
         var (prompt, ids) = ParsePrompt(root);
         return new OpenAiRequest { Model = model, Stream = stream, IncludeUsage = includeUsage, Prompt = prompt, PromptIds = ids, Options = options };
     }
@@ -184,6 +189,36 @@ internal static class OpenAiRequestParser
         return c;
     }
 
+    /// <summary>
+    /// The conversation and template variables of a chat request body: "messages", "chat_template_kwargs" (an object
+    /// whose entries become template variables, as vLLM and llama.cpp accept it) and, when <paramref name="allowTools"/>,
+    /// "tools" and "documents".
+    /// </summary>
+    public static (List<ChatTurn> Messages, Dictionary<string, object?> Variables) ParseChatInputs(JsonElement root, bool allowTools)
+    {
+        if (root.ValueKind != JsonValueKind.Object) throw ApiException.Invalid("the request body must be a JSON object");
+        var messages = ParseMessages(root);
+        var variables = new Dictionary<string, object?>(StringComparer.Ordinal);
+        if (Get(root, "chat_template_kwargs") is { } kw)
+        {
+            if (kw.ValueKind != JsonValueKind.Object)
+                throw ApiException.Invalid("'chat_template_kwargs' must be an object such as {\"enable_thinking\": false}", "chat_template_kwargs");
+            foreach (var p in kw.EnumerateObject()) variables[p.Name] = p.Value.Clone();
+        }
+        if (allowTools)
+        {
+            foreach (var name in new[] { "tools", "documents" })
+            {
+                if (Get(root, name) is not { } v) continue;
+                if (v.ValueKind != JsonValueKind.Array) throw ApiException.Invalid($"'{name}' must be an array", name);
+                variables[name] = v.Clone();
+            }
+        }
+        return (messages, variables);
+    }
+
+    private static readonly HashSet<string> MessageRoles = ["system", "developer", "user", "assistant", "tool"];
+
     private static List<ChatTurn> ParseMessages(JsonElement root)
     {
         if (Get(root, "messages") is not { ValueKind: JsonValueKind.Array } messages)
@@ -195,9 +230,10 @@ internal static class OpenAiRequestParser
             string param = $"messages[{i}]";
             if (m.ValueKind != JsonValueKind.Object) throw ApiException.Invalid($"'{param}' must be an object", param);
             string role = OptString(m, "role", param + ".role") ?? throw ApiException.Invalid($"'{param}.role' is required", param + ".role");
-            if (role is not ("system" or "developer" or "user" or "assistant"))
-                throw ApiException.Invalid($"'{param}.role' '{role}' is not supported (expected system, developer, user or assistant)", param + ".role");
+            if (!MessageRoles.Contains(role))
+                throw ApiException.Invalid($"'{param}.role' '{role}' is not supported (expected system, developer, user, assistant or tool)", param + ".role");
             string content = "";
+            Dictionary<string, object?>? fields = null;
             if (Get(m, "content") is { } c)
             {
                 if (c.ValueKind == JsonValueKind.String) content = c.GetString()!;
@@ -215,7 +251,11 @@ internal static class OpenAiRequestParser
                 else throw ApiException.Invalid($"'{param}.content' must be a string or an array of text parts", param + ".content");
             }
             else if (role != "assistant") throw ApiException.Invalid($"'{param}.content' is required", param + ".content");
-            turns.Add(new ChatTurn(role, content));
+            else (fields ??= [])["content"] = null; // an assistant message that only calls tools: the template sees content none
+            // Other fields (tool_calls, tool_call_id, name, …) reach the template as they are.
+            foreach (var p in m.EnumerateObject())
+                if (p.Name is not ("role" or "content")) (fields ??= [])[p.Name] = p.Value.Clone();
+            turns.Add(new ChatTurn(role, content) { Fields = fields });
             i++;
         }
         if (turns.Count == 0) throw ApiException.Invalid("'messages' is empty", "messages");

@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Tova.Chat;
+using Tova.Templates;
 using Tova.Generation;
 
 namespace Tova.Server;
@@ -243,7 +244,7 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine, 
         {
             if (chat)
             {
-                ids = engine.EncodeChat(parsed.Messages!);
+                ids = engine.EncodeChat(parsed.Messages!, parsed.ChatVariables);
                 generation = engine.WithChatStops(generation);
             }
             else ids = parsed.PromptIds ?? engine.EncodePrompt(parsed.Prompt!);
@@ -251,6 +252,15 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine, 
         catch (ArgumentException e)
         {
             throw ApiException.Invalid(e.Message, chat ? "messages" : "prompt");
+        }
+        catch (ChatTemplateUnavailableException e)
+        {
+            throw new ApiException(500, e.Message, "server_error", code: "chat_template_error");
+        }
+        catch (TemplateException e)
+        {
+            // The template refused the conversation (its raise_exception) or failed on it.
+            throw ApiException.Invalid($"the chat template failed on this conversation: {e.Message}", "messages");
         }
 
         // The request ends when its client goes away or the server stops (then generations end at once, not after their last token).
@@ -441,7 +451,7 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine, 
             sb.Append(name).Append(labels).Append(' ').Append(value.ToString(System.Globalization.CultureInfo.InvariantCulture)).Append('\n');
         }
         sb.Append("# HELP tova_info The served model and its chat template.\n# TYPE tova_info gauge\n")
-          .Append("tova_info{model=\"").Append(Escape(engine.ModelId)).Append("\",chat_template=\"").Append(engine.ChatTemplate.Name).Append("\"} 1\n");
+          .Append("tova_info{model=\"").Append(Escape(engine.ModelId)).Append("\",chat_template=\"").Append(engine.ChatTemplateName).Append("\"} 1\n");
         Metric("tova_requests_total", "counter", "Generation requests accepted into the queue.", m.RequestsSubmitted);
         sb.Append("# HELP tova_requests_ended_total Generation requests ended, by how.\n# TYPE tova_requests_ended_total counter\n");
         sb.Append("tova_requests_ended_total{outcome=\"finished\"} ").Append(m.RequestsFinished).Append('\n');

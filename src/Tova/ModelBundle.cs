@@ -1,3 +1,4 @@
+using Tova.Chat;
 using Tova.Formats;
 using Tova.Model;
 using Tova.Tokenization;
@@ -11,19 +12,25 @@ public sealed class ModelBundle : IDisposable
     public ITokenizer Tokenizer { get; }
     public string? TokenizerPath { get; }
 
-    /// <summary>The Jinja chat template from GGUF <c>tokenizer.chat_template</c> (the model's, else a GGUF tokenizer file's), if any.</summary>
-    public string? ChatTemplateSource { get; }
+    /// <summary>
+    /// The Jinja chat templates the model ships: a GGUF model's <c>tokenizer.chat_template[.NAME]</c>, a Hugging Face
+    /// folder's chat_template.jinja / tokenizer_config.json, else those of the tokenizer file or folder.
+    /// </summary>
+    public ChatTemplateSet ChatTemplates { get; }
 
-    private ModelBundle(LlamaModel model, ITokenizer tokenizer, string? tokenizerPath, string? chatTemplate)
+    /// <summary>The default chat template's text, if any.</summary>
+    public string? ChatTemplateSource => ChatTemplates.Default;
+
+    private ModelBundle(LlamaModel model, ITokenizer tokenizer, string? tokenizerPath, ChatTemplateSet chatTemplates)
     {
         Model = model;
         Tokenizer = tokenizer;
         TokenizerPath = tokenizerPath;
-        ChatTemplateSource = chatTemplate;
+        ChatTemplates = chatTemplates;
     }
 
     /// <summary>GGUF metadata key of the Jinja chat template.</summary>
-    public const string ChatTemplateKey = "tokenizer.chat_template";
+    public const string ChatTemplateKey = ChatTemplateSet.GgufKey;
 
     /// <summary>
     /// Opens <paramref name="modelPath"/> and its tokenizer: <paramref name="tokenizerPath"/> if given, else the GGUF
@@ -43,13 +50,20 @@ public sealed class ModelBundle : IDisposable
             if (tokenizer.VocabSize != model.Config.VocabSize)
                 throw new InvalidDataException(
                     $"the tokenizer{(tokPath is null ? "" : $" {tokPath}")} has {tokenizer.VocabSize} tokens but the model {modelPath} has a vocabulary of {model.Config.VocabSize}: they do not belong together");
-            string? template = model.Gguf?.GetString(ChatTemplateKey) ?? model.Hf?.ChatTemplate;
-            if (template is null && tokPath is not null && ModelLoader.IsGguf(tokPath))
+            var templates = model.Gguf is not null ? ChatTemplateSet.FromGguf(model.Gguf)
+                : model.Hf is not null ? ChatTemplateSet.FromHfFolder(model.Hf.Path)
+                : ChatTemplateSet.Empty;
+            if (templates.IsEmpty && tokPath is not null)
             {
-                using var g = GgufFile.Open(tokPath);
-                template = g.GetString(ChatTemplateKey);
+                if (Directory.Exists(tokPath)) templates = ChatTemplateSet.FromHfFolder(tokPath);
+                else if (ModelLoader.IsGguf(tokPath))
+                {
+                    using var g = GgufFile.Open(tokPath);
+                    templates = ChatTemplateSet.FromGguf(g);
+                }
+                else if (tokPath.EndsWith(".json", StringComparison.OrdinalIgnoreCase)) templates = ChatTemplateSet.FromHfFolder(Path.GetDirectoryName(Path.GetFullPath(tokPath))!);
             }
-            return new ModelBundle(model, tokenizer, tokPath, template);
+            return new ModelBundle(model, tokenizer, tokPath, templates);
         }
         catch
         {

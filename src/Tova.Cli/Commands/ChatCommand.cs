@@ -16,17 +16,15 @@ public static class ChatCommand
         var tokenizer = CommonOptions.Tokenizer();
         var threads = CommonOptions.Threads();
         var system = new Option<string?>("--system") { Description = "System prompt" };
-        var template = new Option<string>("--chat-template")
-        {
-            Description = $"Chat template: auto (from the GGUF tokenizer.chat_template) or {string.Join(", ", ChatTemplate.FamilyNames)}",
-            DefaultValueFactory = _ => "auto",
-        };
+        var template = CommonOptions.ChatTemplate();
+        var templateFile = CommonOptions.ChatTemplateFile();
+        var templateKwargs = CommonOptions.ChatTemplateKwargs();
         var stats = new Option<bool>("--stats") { Description = "After each answer, print its speed and the multi-state's size to stderr" };
         var genOptions = new GenerationCliOptions("Most tokens per answer", "Random seed (same seed, same answers)");
 
         var cmd = new Command("chat", "Chat with the model interactively: one line per message (/reset starts over, /exit or end of input quits); the multi-state is kept between turns")
         {
-            model, tokenizer, system, template, threads, stats,
+            model, tokenizer, system, template, templateFile, templateKwargs, threads, stats,
         };
         genOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
@@ -35,16 +33,17 @@ public static class ChatCommand
             var cache = options.Cache;
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(parse.GetValue(model)), parse.GetValue(tokenizer));
             cache.Validate(bundle.Model.Config.ContextLength);
-            var chatTemplate = ChatTemplate.Resolve(parse.GetValue(template), bundle.ChatTemplateSource, bundle.Tokenizer);
+            var error = parse.InvocationConfiguration.Error;
+            var kwargs = CommonOptions.ReadKwargs(parse.GetValue(templateKwargs));
+            var chatTemplate = CommonOptions.ResolveChatTemplate(parse, template, templateFile, bundle, error);
             using var pool = new WorkerPool(parse.GetValue(threads));
             using var tf = new Transformer(bundle.Model, pool);
-            var error = parse.InvocationConfiguration.Error;
             var reader = input ?? Console.In;
             bool interactive = input is null && !Console.IsInputRedirected;
             if (interactive)
-                await error.WriteLineAsync($"chat template: {(chatTemplate.Unrecognised ? "plain (template not recognised)" : chatTemplate.Name)}; cache: {cache.Describe(bundle.Model.Config.ContextLength)}; /reset starts over, /exit quits");
+                await error.WriteLineAsync($"chat template: {chatTemplate.Name}; cache: {cache.Describe(bundle.Model.Config.ContextLength)}; /reset starts over, /exit quits");
 
-            ChatSession NewSession() => new(tf, bundle.Tokenizer, chatTemplate, options, parse.GetValue(system));
+            ChatSession NewSession() => new(tf, bundle.Tokenizer, chatTemplate, options, parse.GetValue(system), kwargs);
             var session = NewSession();
             while (true)
             {

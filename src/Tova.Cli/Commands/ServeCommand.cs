@@ -23,18 +23,16 @@ public static class ServeCommand
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens a request may ask for (and the default)", DefaultValueFactory = _ => 1024 };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes (413 beyond)", DefaultValueFactory = _ => 1 << 20 };
         var prefillPerStep = new Option<int>("--prefill-per-step") { Description = "Prompt tokens one batched step takes beside the running requests", DefaultValueFactory = _ => 32 };
-        var template = new Option<string>("--chat-template")
-        {
-            Description = $"Chat template: auto (from the GGUF tokenizer.chat_template) or {string.Join(", ", ChatTemplate.FamilyNames)}",
-            DefaultValueFactory = _ => "auto",
-        };
+        var template = CommonOptions.ChatTemplate();
+        var templateFile = CommonOptions.ChatTemplateFile();
+        var templateKwargs = CommonOptions.ChatTemplateKwargs();
         var modelId = new Option<string?>("--model-id") { Description = "The model's name in the API (default: the file name without extension)" };
         var log = new Option<bool>("--log") { Description = "Log ASP.NET Core warnings and errors to the console" };
         var cacheOptions = new CacheCliOptions();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
         {
-            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, prefillPerStep, template, modelId, threads, log,
+            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, prefillPerStep, template, templateFile, templateKwargs, modelId, threads, log,
         };
         cacheOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
@@ -57,6 +55,8 @@ public static class ServeCommand
                 TokenizerPath = parse.GetValue(tokenizer),
                 Threads = parse.GetValue(threads),
                 ChatTemplate = parse.GetValue(template)!,
+                ChatTemplateFile = parse.GetValue(templateFile),
+                ChatTemplateKwargs = CommonOptions.ReadKwargs(parse.GetValue(templateKwargs)),
                 ModelId = parse.GetValue(modelId),
                 Scheduler = new SchedulerOptions
                 {
@@ -71,7 +71,9 @@ public static class ServeCommand
             await using (app)
             {
                 await app.StartAsync(ct);
-                string template = engine.ChatTemplate.Unrecognised ? "plain (template not recognised)" : engine.ChatTemplate.Name;
+                if (engine.ChatTemplateNotice is { } notice)
+                    await parse.InvocationConfiguration.Error.WriteLineAsync((engine.ChatTemplateError is null ? "note: " : "error: ") + notice);
+                string template = engine.ChatTemplate is null ? "unusable (chat is refused)" : engine.ChatTemplateName;
                 await output.WriteLineAsync(
                     $"tova serve: {engine.ModelId} on {TovaServer.BaseAddress(app)} (cache {cache.Describe(engine.Config.ContextLength)}, " +
                     $"chat template {template}, max batch {engineOptions.Scheduler.MaxBatch}{(serverOptions.ApiKey is null ? "" : ", API key required")}); Ctrl+C stops");

@@ -26,10 +26,14 @@ public sealed class ChatSession
     private readonly Sampler _sampler;
     private readonly List<ChatTurn> _history = [];
     private MultiStateCache? _cache;
+    private readonly IReadOnlyDictionary<string, object?>? _variables;
     private string _fed = "";    // the rendered conversation text whose tokens are in the cache
 
-    public ChatSession(Transformer transformer, ITokenizer tokenizer, ChatTemplate template, GenerationOptions options, string? systemPrompt = null)
+    /// <param name="templateVariables">Extra chat template variables for every turn (chat_template_kwargs).</param>
+    public ChatSession(Transformer transformer, ITokenizer tokenizer, ChatTemplate template, GenerationOptions options, string? systemPrompt = null,
+        IReadOnlyDictionary<string, object?>? templateVariables = null)
     {
+        _variables = templateVariables;
         _tf = transformer;
         _tokenizer = tokenizer;
         _template = template;
@@ -61,7 +65,7 @@ public sealed class ChatSession
         string rendered;
         try
         {
-            rendered = _template.Render(_history);
+            rendered = _template.Render(_history, addGenerationPrompt: true, _variables);
         }
         catch
         {

@@ -1,133 +1,109 @@
-using System.Text;
-using System.Text.RegularExpressions;
+using Tova.Templates;
 using Tova.Tokenization;
 
 namespace Tova.Chat;
 
-/// <summary>The chat-prompt formats Tova renders (recognised from a GGUF <c>tokenizer.chat_template</c>).</summary>
-public enum ChatTemplateFamily
-{
-    /// <summary>No template (or one Tova does not recognise): the messages' contents, concatenated as they are.</summary>
-    Plain,
-    /// <summary><c>&lt;s&gt;[INST] &lt;&lt;SYS&gt;&gt;\n…\n&lt;&lt;/SYS&gt;&gt;\n\nuser [/INST] assistant &lt;/s&gt;</c></summary>
-    Llama2,
-    /// <summary><c>&lt;|begin_of_text|&gt;&lt;|start_header_id|&gt;user&lt;|end_header_id|&gt;\n\n…&lt;|eot_id|&gt;</c></summary>
-    Llama3,
-    /// <summary><c>&lt;|im_start|&gt;user\n…&lt;|im_end|&gt;\n</c> (Qwen and other ChatML models).</summary>
-    ChatML,
-    /// <summary><c>&lt;s&gt;[INST] user [/INST]assistant&lt;/s&gt;</c></summary>
-    Mistral,
-    /// <summary><c>&lt;|user|&gt;\n…&lt;/s&gt;\n&lt;|assistant|&gt;\n</c> (Zephyr, TinyLlama-Chat).</summary>
-    Zephyr,
-    /// <summary><c>&lt;|user|&gt;\n…&lt;|end|&gt;\n&lt;|assistant|&gt;\n</c></summary>
-    Phi3,
-}
-
-/// <summary>One message of a conversation: role (system, user or assistant; developer counts as system) and text.</summary>
+/// <summary>
+/// One message of a conversation: its role (system, developer — rendered as system —, user, assistant or tool), its
+/// text, and any other fields of the message the template may read (an assistant's <c>tool_calls</c>, a tool
+/// message's <c>tool_call_id</c> and <c>name</c>; JSON elements or .NET values). A "content" entry in
+/// <see cref="Fields"/> replaces <see cref="Content"/> (null for an assistant message that only calls tools).
+/// </summary>
 public sealed record ChatTurn(string Role, string Content)
 {
+    public IReadOnlyDictionary<string, object?>? Fields { get; init; }
+
     public static ChatTurn System(string content) => new("system", content);
     public static ChatTurn User(string content) => new("user", content);
     public static ChatTurn Assistant(string content) => new("assistant", content);
 }
 
 /// <summary>
-/// Renders a conversation the way a model's chat template does, without a Jinja engine: the template string is
-/// recognised by the markers that distinguish each family (<see cref="Detect"/>) and the family is rendered in C#,
-/// producing what the reference template produces with Hugging Face's settings (trim_blocks, lstrip_blocks).
-/// Templates of other families fall back to <see cref="ChatTemplateFamily.Plain"/>.
+/// A model's chat template, rendered by the Jinja engine (<see cref="JinjaTemplate"/>) exactly as transformers renders
+/// it, with <c>messages</c>, <c>add_generation_prompt</c>, <c>bos_token</c>, <c>eos_token</c>, <c>tools</c> and
+/// <c>documents</c> (none unless given) and any extra variables (<c>chat_template_kwargs</c>: <c>enable_thinking</c>, …).
+/// <see cref="IsPlain"/> is the format of a model with no template at all: the messages' contents concatenated.
 /// </summary>
-public sealed partial class ChatTemplate
+public sealed class ChatTemplate
 {
-    /// <summary>The family names accepted by <see cref="Parse"/> (and by --chat-template), besides "auto".</summary>
-    public static string[] FamilyNames => ["plain", "llama2", "llama3", "chatml", "mistral", "zephyr", "phi3"];
+    /// <summary>Markers that end an assistant turn in the template families Tova knows (each used only if the template spells it).</summary>
+    private static readonly string[] KnownEndMarkers =
+        ["<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<|end|>", "<end_of_turn>", "<|END_OF_TURN_TOKEN|>", "<｜end▁of▁sentence｜>", "<|endoftext|>", "<|end_of_text|>", "<|im_sep|>"];
 
-    public ChatTemplateFamily Family { get; }
+    private readonly JinjaTemplate? _jinja;
 
-    /// <summary>The text of the BOS token (e.g. "&lt;s&gt;", "&lt;|begin_of_text|&gt;") where the template writes it.</summary>
+    /// <summary>"plain", a template's name ("default", "tool_use", a built-in such as "chatml") or the file it came from.</summary>
+    public string Name { get; }
+
+    /// <summary>Where the template came from (a GGUF key, a file), for messages.</summary>
+    public string Origin { get; }
+
+    /// <summary>The template text (null for plain).</summary>
+    public string? Source => _jinja?.Source;
+
+    /// <summary>The texts of BOS and EOS that the template sees as bos_token and eos_token.</summary>
     public string Bos { get; }
-
-    /// <summary>The text of the EOS token where the template writes it.</summary>
     public string Eos { get; }
 
-    /// <summary>A ChatML template's built-in system prompt, used when the conversation has none (Qwen's "You are a helpful assistant.").</summary>
-    public string? DefaultSystemPrompt { get; }
+    public bool IsPlain => _jinja is null;
 
-    /// <summary>Phi-3 templates that start with <c>{{ bos_token }}</c>.</summary>
-    public bool StartsWithBos { get; }
+    /// <summary>The markers that end an assistant turn besides EOS: the known ones the template spells, and EOS's text.</summary>
+    public IReadOnlyList<string> EndOfTurnMarkers { get; }
 
-    /// <summary>The template string this was recognised from, if any.</summary>
-    public string? Source { get; }
-
-    /// <summary>True when a template string was given but matched no family (rendered as plain).</summary>
-    public bool Unrecognised { get; }
-
-    private ChatTemplate(ChatTemplateFamily family, string bos, string eos, string? defaultSystem, bool startsWithBos, string? source, bool unrecognised)
+    private ChatTemplate(string name, string origin, JinjaTemplate? jinja, string bos, string eos)
     {
-        Family = family;
+        Name = name;
+        Origin = origin;
+        _jinja = jinja;
         Bos = bos;
         Eos = eos;
-        DefaultSystemPrompt = defaultSystem;
-        StartsWithBos = startsWithBos;
-        Source = source;
-        Unrecognised = unrecognised;
+        var markers = new List<string>();
+        if (jinja is not null)
+        {
+            foreach (var m in KnownEndMarkers)
+                if (jinja.Source.Contains(m, StringComparison.Ordinal) && m != "<|im_sep|>") markers.Add(m);
+            if (eos.Length > 0 && !markers.Contains(eos)) markers.Add(eos);
+        }
+        EndOfTurnMarkers = markers;
     }
 
-    /// <summary>The plain fallback.</summary>
-    public static ChatTemplate Plain { get; } = new(ChatTemplateFamily.Plain, "<s>", "</s>", null, false, null, false);
+    /// <summary>The plain format, for a model without a chat template.</summary>
+    public static ChatTemplate Plain(string bos = "<s>", string eos = "</s>") => new("plain", "no chat template", null, bos, eos);
 
-    /// <summary>A family's rendering with the given BOS/EOS texts.</summary>
-    public static ChatTemplate For(ChatTemplateFamily family, string bos = "<s>", string eos = "</s>", string? defaultSystemPrompt = null) =>
-        new(family, bos, eos, defaultSystemPrompt, false, null, false);
+    /// <summary>Parses a Jinja chat template; a template the engine cannot parse is a <see cref="TemplateException"/> naming <paramref name="name"/>.</summary>
+    public static ChatTemplate FromJinja(string source, string name, string bos = "<s>", string eos = "</s>", string? origin = null, TemplateOptions? options = null) =>
+        new(name, origin ?? name, JinjaTemplate.Parse(source, origin ?? name, options), bos, eos);
 
     /// <summary>
-    /// Recognises a Jinja chat template by its markers: <c>&lt;|start_header_id|&gt;</c> → Llama-3;
-    /// <c>&lt;|im_start|&gt;</c> → ChatML; <c>[INST]</c> with <c>&lt;&lt;SYS&gt;&gt;</c> → Llama-2, without → Mistral;
-    /// <c>&lt;|user|&gt;</c> with <c>&lt;|end|&gt;</c> → Phi-3, without → Zephyr; anything else (or none) → plain.
+    /// The template to chat with: <paramref name="choice"/> null or "auto" takes the model's default template (plain
+    /// when it has none); otherwise a name of the model's templates, a built-in (<see cref="BuiltinChatTemplates.Names"/>),
+    /// or a template file. <paramref name="file"/> (--chat-template-file) wins over both.
     /// </summary>
-    public static ChatTemplate Detect(string? template, string bos = "<s>", string eos = "</s>")
-    {
-        if (string.IsNullOrWhiteSpace(template)) return new(ChatTemplateFamily.Plain, bos, eos, null, false, template, false);
-        var family = DetectFamily(template);
-        string? system = family == ChatTemplateFamily.ChatML ? FindChatMlDefaultSystem(template) : null;
-        bool startsWithBos = family == ChatTemplateFamily.Phi3 && BosFirst().IsMatch(template);
-        return new(family ?? ChatTemplateFamily.Plain, bos, eos, system, startsWithBos, template, family is null);
-    }
-
-    /// <summary>The family a template string belongs to, or null when none matches.</summary>
-    public static ChatTemplateFamily? DetectFamily(string template)
-    {
-        if (template.Contains("<|start_header_id|>", StringComparison.Ordinal)) return ChatTemplateFamily.Llama3;
-        if (template.Contains("<|im_start|>", StringComparison.Ordinal)) return ChatTemplateFamily.ChatML;
-        if (template.Contains("[INST]", StringComparison.Ordinal))
-            return template.Contains("<<SYS>>", StringComparison.Ordinal) ? ChatTemplateFamily.Llama2 : ChatTemplateFamily.Mistral;
-        if (template.Contains("<|user|>", StringComparison.Ordinal))
-            return template.Contains("<|end|>", StringComparison.Ordinal) ? ChatTemplateFamily.Phi3 : ChatTemplateFamily.Zephyr;
-        return null;
-    }
-
-    /// <summary>Parses a family name (see <see cref="FamilyNames"/>).</summary>
-    public static ChatTemplateFamily ParseFamily(string name) => name.Trim().ToLowerInvariant() switch
-    {
-        "plain" => ChatTemplateFamily.Plain,
-        "llama2" or "llama-2" => ChatTemplateFamily.Llama2,
-        "llama3" or "llama-3" => ChatTemplateFamily.Llama3,
-        "chatml" or "qwen" => ChatTemplateFamily.ChatML,
-        "mistral" => ChatTemplateFamily.Mistral,
-        "zephyr" or "tinyllama" => ChatTemplateFamily.Zephyr,
-        "phi3" or "phi-3" => ChatTemplateFamily.Phi3,
-        _ => throw new ArgumentException($"unknown chat template '{name}' (expected auto, {string.Join(", ", FamilyNames)})"),
-    };
-
-    /// <summary>The template for a tokenizer: <paramref name="choice"/> "auto" (or null) detects from <paramref name="template"/>.</summary>
-    public static ChatTemplate Resolve(string? choice, string? template, ITokenizer tokenizer)
+    /// <exception cref="TemplateException">The chosen template does not parse.</exception>
+    /// <exception cref="ArgumentException">The choice names nothing known.</exception>
+    public static ChatTemplate Resolve(string? choice, string? file, ChatTemplateSet templates, ITokenizer tokenizer, TemplateOptions? options = null)
     {
         string bos = SpecialText(tokenizer, tokenizer.BosId, "<s>"), eos = SpecialText(tokenizer, tokenizer.EosId, "</s>");
-        if (choice is null || choice.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)) return Detect(template, bos, eos);
-        var family = ParseFamily(choice);
-        return family == ChatTemplateFamily.ChatML && template is not null && DetectFamily(template) == ChatTemplateFamily.ChatML
-            ? Detect(template, bos, eos)
-            : For(family, bos, eos);
+        if (file is not null) return FromFile(file, bos, eos, options);
+        if (choice is null || choice.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase))
+        {
+            if (templates.TryGet(ChatTemplateSet.DefaultName, out var src, out var origin) || (templates.Names.Count == 1 && templates.TryGet(templates.Names.First(), out src, out origin)))
+                return FromJinja(src, templates.Names.Count == 1 ? templates.Names.First() : ChatTemplateSet.DefaultName, bos, eos, origin, options);
+            return Plain(bos, eos);
+        }
+        choice = choice.Trim();
+        if (templates.TryGet(choice, out var named, out var namedOrigin)) return FromJinja(named, choice, bos, eos, namedOrigin, options);
+        if (choice.Equals("plain", StringComparison.OrdinalIgnoreCase)) return Plain(bos, eos);
+        if (BuiltinChatTemplates.TryGet(choice, out var builtin)) return FromJinja(builtin, choice.ToLowerInvariant(), bos, eos, $"built-in {choice.ToLowerInvariant()}", options);
+        if (File.Exists(choice)) return FromFile(choice, bos, eos, options);
+        var known = templates.Names.Concat(["plain"]).Concat(BuiltinChatTemplates.Names);
+        throw new ArgumentException($"unknown chat template '{choice}': expected auto, one of {string.Join(", ", known)}, or a template file");
+    }
+
+    private static ChatTemplate FromFile(string file, string bos, string eos, TemplateOptions? options)
+    {
+        if (!File.Exists(file)) throw new FileNotFoundException($"chat template file not found: {file}", file);
+        return FromJinja(File.ReadAllText(file), Path.GetFileName(file), bos, eos, file, options);
     }
 
     private static string SpecialText(ITokenizer tokenizer, int id, string fallback)
@@ -136,119 +112,48 @@ public sealed partial class ChatTemplate
         catch (ArgumentOutOfRangeException) { return fallback; }
     }
 
-    /// <summary>A lowercase name for the family ("chatml", "llama3", …).</summary>
-    public string Name => Family.ToString().ToLowerInvariant();
-
-    /// <summary>Whether rendered text spells special tokens that the tokenizer must turn into tokens.</summary>
-    public bool ParsesSpecialTokens => Family != ChatTemplateFamily.Plain;
-
-    /// <summary>The markers that end an assistant turn (besides EOS): "&lt;|im_end|&gt;", "&lt;|eot_id|&gt;", "&lt;|end|&gt;".</summary>
-    public IReadOnlyList<string> EndOfTurnMarkers => Family switch
-    {
-        ChatTemplateFamily.ChatML => ["<|im_end|>"],
-        ChatTemplateFamily.Llama3 => ["<|eot_id|>"],
-        ChatTemplateFamily.Phi3 => ["<|end|>"],
-        ChatTemplateFamily.Plain => [],
-        _ => [Eos],
-    };
+    /// <summary>Whether rendered text spells special tokens that the tokenizer must turn into tokens (every template but plain).</summary>
+    public bool ParsesSpecialTokens => !IsPlain;
 
     /// <summary>
-    /// Renders the conversation. <paramref name="addGenerationPrompt"/> appends what opens the assistant's turn.
-    /// Throws <see cref="ArgumentException"/> for an unknown role, or a conversation the family cannot express
-    /// (Llama-2 and Mistral: a system message only first, then user and assistant alternating from user).
+    /// Renders the conversation as transformers' apply_chat_template does. <paramref name="variables"/> adds or
+    /// overrides template variables (tools, documents, chat_template_kwargs such as enable_thinking). Any failure —
+    /// the template's own raise_exception included — is a <see cref="TemplateException"/>.
     /// </summary>
-    public string Render(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true)
+    public string Render(IReadOnlyList<ChatTurn> messages, bool addGenerationPrompt = true, IReadOnlyDictionary<string, object?>? variables = null)
     {
-        var roles = new string[messages.Count];
-        for (int i = 0; i < messages.Count; i++) roles[i] = NormaliseRole(messages[i].Role);
-        var sb = new StringBuilder();
-        switch (Family)
+        if (_jinja is null) return string.Concat(messages.Select(m => m.Content));
+        var list = new List<object?>(messages.Count);
+        foreach (var m in messages)
         {
-            case ChatTemplateFamily.Plain:
-                foreach (var m in messages) sb.Append(m.Content);
-                break;
-            case ChatTemplateFamily.Llama2:
-                RenderInst(messages, roles, sb, llama2: true);
-                break;
-            case ChatTemplateFamily.Mistral:
-                RenderInst(messages, roles, sb, llama2: false);
-                break;
-            case ChatTemplateFamily.Llama3:
-                sb.Append(Bos);
-                for (int i = 0; i < messages.Count; i++)
-                    sb.Append("<|start_header_id|>").Append(roles[i]).Append("<|end_header_id|>\n\n").Append(messages[i].Content.Trim()).Append("<|eot_id|>");
-                if (addGenerationPrompt) sb.Append("<|start_header_id|>assistant<|end_header_id|>\n\n");
-                break;
-            case ChatTemplateFamily.ChatML:
-                if (DefaultSystemPrompt is not null && (messages.Count == 0 || roles[0] != "system"))
-                    sb.Append("<|im_start|>system\n").Append(DefaultSystemPrompt).Append("<|im_end|>\n");
-                for (int i = 0; i < messages.Count; i++)
-                    sb.Append("<|im_start|>").Append(roles[i]).Append('\n').Append(messages[i].Content).Append("<|im_end|>\n");
-                if (addGenerationPrompt) sb.Append("<|im_start|>assistant\n");
-                break;
-            case ChatTemplateFamily.Zephyr:
-                for (int i = 0; i < messages.Count; i++)
-                    sb.Append("<|").Append(roles[i]).Append("|>\n").Append(messages[i].Content).Append(Eos).Append('\n');
-                if (addGenerationPrompt) sb.Append("<|assistant|>\n");
-                break;
-            case ChatTemplateFamily.Phi3:
-                if (StartsWithBos) sb.Append(Bos);
-                for (int i = 0; i < messages.Count; i++)
-                    sb.Append("<|").Append(roles[i]).Append("|>\n").Append(messages[i].Content).Append("<|end|>\n");
-                sb.Append(addGenerationPrompt ? "<|assistant|>\n" : Eos);
-                break;
-        }
-        return sb.ToString();
-    }
-
-    /// <summary>
-    /// Llama-2: <c>&lt;s&gt;[INST] &lt;&lt;SYS&gt;&gt;\nsys\n&lt;&lt;/SYS&gt;&gt;\n\nuser [/INST] answer &lt;/s&gt;</c> per exchange
-    /// (contents stripped). Mistral: <c>&lt;s&gt;[INST] user [/INST]answer&lt;/s&gt;[INST] …</c>, a system message
-    /// put before the first user message with a blank line.
-    /// </summary>
-    private void RenderInst(IReadOnlyList<ChatTurn> messages, string[] roles, StringBuilder sb, bool llama2)
-    {
-        int start = 0;
-        string? system = null;
-        if (messages.Count > 0 && roles[0] == "system")
-        {
-            system = messages[0].Content;
-            start = 1;
-        }
-        if (!llama2) sb.Append(Bos);
-        for (int i = start; i < messages.Count; i++)
-        {
-            string role = roles[i];
-            if (role == "system") throw new ArgumentException($"a {Name} conversation takes a system message only as the first message");
-            if ((role == "user") != ((i - start) % 2 == 0))
-                throw new ArgumentException($"a {Name} conversation must alternate user/assistant/user/assistant/…, starting with user");
-            string content = messages[i].Content;
-            if (i == start && system is not null)
-                content = llama2 ? $"<<SYS>>\n{system}\n<</SYS>>\n\n{content}" : $"{system}\n\n{content}";
-            if (llama2)
+            var d = new Dictionary<string, object?>(StringComparer.Ordinal)
             {
-                if (role == "user") sb.Append(Bos).Append("[INST] ").Append(content.Trim()).Append(" [/INST]");
-                else sb.Append(' ').Append(content.Trim()).Append(' ').Append(Eos);
-            }
-            else
-            {
-                if (role == "user") sb.Append("[INST] ").Append(content).Append(" [/INST]");
-                else sb.Append(content).Append(Eos);
-            }
+                ["role"] = m.Role.Equals("developer", StringComparison.OrdinalIgnoreCase) ? "system" : m.Role,
+                ["content"] = m.Content,
+            };
+            if (m.Fields is not null)
+                foreach (var (k, v) in m.Fields)
+                    if (k != "role") d[k] = v;
+            list.Add(d);
         }
+        var vars = new Dictionary<string, object?>(StringComparer.Ordinal)
+        {
+            ["messages"] = list,
+            ["tools"] = null,
+            ["documents"] = null,
+            ["add_generation_prompt"] = addGenerationPrompt,
+            ["bos_token"] = Bos,
+            ["eos_token"] = Eos,
+        };
+        if (variables is not null)
+            foreach (var (k, v) in variables)
+                if (k is not ("messages" or "add_generation_prompt")) vars[k] = v;
+        return _jinja.Render(vars);
     }
-
-    private static string NormaliseRole(string role) => role.Trim().ToLowerInvariant() switch
-    {
-        "system" or "developer" => "system",
-        "user" => "user",
-        "assistant" => "assistant",
-        _ => throw new ArgumentException($"unsupported chat role '{role}' (expected system, developer, user or assistant)"),
-    };
 
     /// <summary>
     /// Token ids of a rendered conversation: special tokens spelled in it become tokens, and BOS is put first unless
-    /// the rendering starts with it. The plain family is encoded like a <c>tova generate</c> prompt (BOS + text).
+    /// the rendering starts with it. The plain format is encoded like a <c>tova generate</c> prompt (BOS + text).
     /// </summary>
     public int[] Encode(ITokenizer tokenizer, string rendered)
     {
@@ -280,21 +185,8 @@ public sealed partial class ChatTemplate
             {
                 if (t[0] != tokenizer.EosId) ids.Add(t[0]);
             }
-            else strings.Add(marker);
+            else if (marker != Eos) strings.Add(marker);
         }
         return (ids, strings);
     }
-
-    private static string? FindChatMlDefaultSystem(string template)
-    {
-        var m = ChatMlDefaultSystem().Match(template);
-        return m.Success ? m.Groups[1].Value : null;
-    }
-
-    // '<|im_start|>system\n' + a literal + '<|im_end|>' within one Jinja string (a newline or the two characters \n).
-    [GeneratedRegex(@"<\|im_start\|>system(?:\n|\\n)([^{}'""+<>]+)<\|im_end\|>")]
-    private static partial Regex ChatMlDefaultSystem();
-
-    [GeneratedRegex(@"^\s*\{\{-?\s*bos_token\s*-?\}\}")]
-    private static partial Regex BosFirst();
 }

@@ -10,13 +10,17 @@ namespace Tova.Chat;
 /// with the model's chat template and run in the engine's batched decoding loop, so any number of callers (and the
 /// HTTP server, when it shares the engine) decode together. <see cref="ChatOptions"/> maps to Tova's options:
 /// MaxOutputTokens, Temperature, TopP, TopK, Seed, StopSequences, Instructions (a system message first), and
-/// <c>AdditionalProperties["kv_cache"]</c> — a <see cref="CacheOptions"/> — for the request's multi-state.
+/// <c>AdditionalProperties["kv_cache"]</c> — a <see cref="CacheOptions"/> — for the request's multi-state, and
+/// <c>AdditionalProperties["chat_template_kwargs"]</c> — a dictionary — for extra chat template variables.
 /// Only text is used; other contents of the messages are ignored.
 /// </summary>
 public sealed class TovaChatClient : IChatClient
 {
     /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key whose <see cref="CacheOptions"/> value sets the request's multi-state.</summary>
     public const string CacheOptionsKey = "kv_cache";
+
+    /// <summary>The <see cref="ChatOptions.AdditionalProperties"/> key whose dictionary value adds chat template variables (enable_thinking, …).</summary>
+    public const string ChatTemplateKwargsKey = "chat_template_kwargs";
 
     private readonly TovaEngine _engine;
     private readonly GenerationOptions _defaults;
@@ -92,7 +96,18 @@ public sealed class TovaChatClient : IChatClient
         var turns = new List<ChatTurn>();
         if (!string.IsNullOrEmpty(options?.Instructions)) turns.Add(ChatTurn.System(options.Instructions));
         foreach (var m in messages) turns.Add(new ChatTurn(m.Role.Value, m.Text));
-        var ids = _engine.EncodeChat(turns);
+        IReadOnlyDictionary<string, object?>? variables = null;
+        if (options?.AdditionalProperties?.TryGetValue(ChatTemplateKwargsKey, out var kw) == true)
+        {
+            variables = kw switch
+            {
+                null => null,
+                IReadOnlyDictionary<string, object?> d => d,
+                IDictionary<string, object?> d => d.ToDictionary(),
+                _ => throw new ArgumentException($"ChatOptions.AdditionalProperties[\"{ChatTemplateKwargsKey}\"] must be a dictionary of template variables, not {kw.GetType().Name}"),
+            };
+        }
+        var ids = _engine.EncodeChat(turns, variables);
 
         var g = _defaults;
         if (options is not null)

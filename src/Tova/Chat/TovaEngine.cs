@@ -1,6 +1,7 @@
 using Tova.Generation;
 using Tova.Kernels;
 using Tova.Model;
+using Tova.Templates;
 using Tova.Tokenization;
 
 namespace Tova.Chat;
@@ -19,8 +20,20 @@ public sealed record EngineOptions
 
     public SchedulerOptions Scheduler { get; init; } = new();
 
-    /// <summary>"auto" (from the model's GGUF tokenizer.chat_template) or a family name (plain, llama2, llama3, chatml, mistral, zephyr, phi3).</summary>
+    /// <summary>
+    /// "auto" (the model's own template; plain when it has none), a name of the model's templates, a built-in
+    /// (<see cref="BuiltinChatTemplates.Names"/>, plain) or a template file.
+    /// </summary>
     public string ChatTemplate { get; init; } = "auto";
+
+    /// <summary>A Jinja template file to use instead of the model's (--chat-template-file).</summary>
+    public string? ChatTemplateFile { get; init; }
+
+    /// <summary>Extra template variables for every conversation (--chat-template-kwargs); a request's chat_template_kwargs override them.</summary>
+    public IReadOnlyDictionary<string, object?>? ChatTemplateKwargs { get; init; }
+
+    /// <summary>The template engine's settings (its clock, limits).</summary>
+    public TemplateOptions? TemplateOptions { get; init; }
 
     /// <summary>The model's name in the API; default: the model file's name without its extension.</summary>
     public string? ModelId { get; init; }
@@ -40,7 +53,19 @@ public sealed class TovaEngine : IDisposable
     public string ModelId { get; }
     public ITokenizer Tokenizer => _bundle.Tokenizer;
     public LlamaConfig Config => _bundle.Model.Config;
-    public ChatTemplate ChatTemplate { get; }
+    /// <summary>The chat template, or null when the model's own template could not be parsed (<see cref="ChatTemplateError"/>).</summary>
+    public ChatTemplate? ChatTemplate { get; }
+
+    /// <summary>Why the model's template cannot be used (chat is refused), or null.</summary>
+    public TemplateException? ChatTemplateError { get; }
+
+    /// <summary>A note for the operator (once, on stderr): the model has no template, or its template failed to parse.</summary>
+    public string? ChatTemplateNotice { get; }
+
+    /// <summary>The template's name for /metrics and messages: its name, or "error".</summary>
+    public string ChatTemplateName => ChatTemplate?.Name ?? "error";
+
+    public IReadOnlyDictionary<string, object?> ChatTemplateKwargs { get; }
     public GenerationScheduler Scheduler { get; }
     public DateTimeOffset Loaded { get; } = DateTimeOffset.UtcNow;
 
@@ -48,7 +73,20 @@ public sealed class TovaEngine : IDisposable
     {
         _bundle = bundle;
         ModelId = options.ModelId ?? Path.GetFileNameWithoutExtension(options.ModelPath);
-        ChatTemplate = Chat.ChatTemplate.Resolve(options.ChatTemplate, bundle.ChatTemplateSource, bundle.Tokenizer);
+        ChatTemplateKwargs = options.ChatTemplateKwargs ?? new Dictionary<string, object?>();
+        bool auto = options.ChatTemplateFile is null && options.ChatTemplate.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase);
+        try
+        {
+            ChatTemplate = Chat.ChatTemplate.Resolve(options.ChatTemplate, options.ChatTemplateFile, bundle.ChatTemplates, bundle.Tokenizer, options.TemplateOptions);
+            if (ChatTemplate.IsPlain && auto)
+                ChatTemplateNotice = "the model has no chat template: chat uses the plain format (the messages' contents, concatenated); --chat-template NAME|FILE chooses one";
+        }
+        catch (TemplateException e) when (auto)
+        {
+            // The model's own template: the engine still serves completions, and chat says why it cannot run.
+            ChatTemplateError = e;
+            ChatTemplateNotice = ChatTemplateUnavailableException.Describe(e);
+        }
         _pool = new WorkerPool(options.Threads);
         try
         {
@@ -66,7 +104,6 @@ public sealed class TovaEngine : IDisposable
     {
         if (options.Threads < 1) throw new ArgumentException($"threads must be ≥ 1, got {options.Threads}");
         options.Scheduler.Validate();
-        if (options.ChatTemplate.Trim().ToLowerInvariant() != "auto") Chat.ChatTemplate.ParseFamily(options.ChatTemplate);
         var bundle = ModelBundle.Open(options.ModelPath, options.TokenizerPath);
         try
         {
@@ -86,12 +123,32 @@ public sealed class TovaEngine : IDisposable
         return ids.Length == 0 ? [Tokenizer.BosId] : ids;
     }
 
+    /// <summary>The chat template, or the reason chat is refused.</summary>
+    /// <exception cref="ChatTemplateUnavailableException">The model's template could not be parsed.</exception>
+    public ChatTemplate RequireChatTemplate() => ChatTemplate ?? throw new ChatTemplateUnavailableException(ChatTemplateError!);
+
+    /// <summary>
+    /// The conversation rendered for the assistant's turn, with the engine's chat_template_kwargs under
+    /// <paramref name="variables"/> (tools, documents, a request's chat_template_kwargs).
+    /// </summary>
+    /// <exception cref="TemplateException">The template failed (its raise_exception included).</exception>
+    public string RenderChat(IReadOnlyList<ChatTurn> messages, IReadOnlyDictionary<string, object?>? variables = null)
+    {
+        var template = RequireChatTemplate();
+        var vars = new Dictionary<string, object?>(ChatTemplateKwargs, StringComparer.Ordinal);
+        if (variables is not null)
+            foreach (var (k, v) in variables) vars[k] = v;
+        return template.Render(messages, addGenerationPrompt: true, vars);
+    }
+
     /// <summary>Prompt ids of a conversation rendered with the chat template, ready for the assistant's turn.</summary>
-    public int[] EncodeChat(IReadOnlyList<ChatTurn> messages) => ChatTemplate.Encode(Tokenizer, ChatTemplate.Render(messages));
+    public int[] EncodeChat(IReadOnlyList<ChatTurn> messages, IReadOnlyDictionary<string, object?>? variables = null) =>
+        RequireChatTemplate().Encode(Tokenizer, RenderChat(messages, variables));
 
     /// <summary>Adds the chat template's end-of-turn tokens and strings to the options' stops.</summary>
     public GenerationOptions WithChatStops(GenerationOptions options)
     {
+        if (ChatTemplate is null) return options;
         var (ids, strings) = ChatTemplate.StopsFor(Tokenizer);
         if (ids.Count == 0 && strings.Count == 0) return options;
         return options with

@@ -98,14 +98,14 @@ public class ChatClientTests
         using var tf = new Transformer(bundle.Model, pool);
         var cache = new CacheOptions { Policy = "tova", Budget = "32", Prefill = PrefillMode.Exact };
         var options = Reference.Greedy(60, cache);
-        var session = new ChatSession(tf, bundle.Tokenizer, ChatTemplate.Plain, options);
+        var session = new ChatSession(tf, bundle.Tokenizer, ChatTemplate.Plain(), options);
 
         string a1 = await Collect(session.SendAsync("Once upon a time", Timeout()));
         int after1 = session.Cache!.Position;
         string a2 = await Collect(session.SendAsync(" Then the dog ran", Timeout()));
         Assert.False(session.LastTurnRefed);
         var tok = bundle.Tokenizer;
-        int[] turn2 = ChatTemplate.Plain.EncodeContinuation(tok, " Then the dog ran");
+        int[] turn2 = ChatTemplate.Plain().EncodeContinuation(tok, " Then the dog ran");
         Assert.Equal(turn2.Length, session.LastStats!.PromptTokens); // only the new message was fed
         Assert.True(session.Cache.Position > after1);
         Assert.True(session.Cache.StatesInUse <= 32 * 5 * 4);
@@ -126,6 +126,34 @@ public class ChatClientTests
         ids.AddRange(turn2);
         var expected = Reference.Generate(ids.ToArray(), options).Text;
         Assert.Equal(expected, a2);
+    }
+
+    [Fact]
+    public async Task ASessionWithAJinjaTemplateFeedsWhatANewTurnAddsAndFeedsAgainWhenEarlierTextChanges()
+    {
+        using var bundle = ModelBundle.Open(TestData.Stories260K);
+        using var pool = new WorkerPool(1);
+        using var tf = new Transformer(bundle.Model, pool);
+        var options = Reference.Greedy(20, new CacheOptions { Policy = "tova", Budget = "64", Prefill = PrefillMode.Exact });
+        var tok = bundle.Tokenizer;
+        var chatml = ChatTemplate.Resolve("chatml", null, ChatTemplateSet.Empty, tok);
+        var session = new ChatSession(tf, tok, chatml, options, "Tell a story.");
+        string a1 = await Collect(session.SendAsync("Once upon a time", Timeout()));
+        string before = chatml.Render([ChatTurn.System("Tell a story."), ChatTurn.User("Once upon a time")]) + a1;
+        await Collect(session.SendAsync("The end.", Timeout()));
+        Assert.False(session.LastTurnRefed);
+        string after = chatml.Render([ChatTurn.System("Tell a story."), ChatTurn.User("Once upon a time"), ChatTurn.Assistant(a1), ChatTurn.User("The end.")]);
+        Assert.StartsWith(before, after);
+        // Only the difference between the renderings before and after the turn was fed.
+        Assert.Equal(chatml.EncodeContinuation(tok, after[before.Length..]).Length, session.LastStats!.PromptTokens);
+
+        // A template whose rendering of earlier turns changes (here: only the last message shows) feeds the conversation again.
+        var lastOnly = ChatTemplate.FromJinja("{{ messages[-1].content }}", "last-only");
+        var s2 = new ChatSession(tf, tok, lastOnly, options);
+        await Collect(s2.SendAsync("Once upon a time", Timeout()));
+        await Collect(s2.SendAsync("The dog", Timeout()));
+        Assert.True(s2.LastTurnRefed);
+        Assert.Equal(lastOnly.Encode(tok, "The dog").Length, s2.LastStats!.PromptTokens);
     }
 
     private static async Task<string> Collect(IAsyncEnumerable<string> pieces)

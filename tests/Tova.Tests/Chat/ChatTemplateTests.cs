@@ -8,7 +8,7 @@ using Tova.Tokenization;
 
 namespace Tova.Tests.Chat;
 
-/// <summary>Chat templates: recognised by their markers and rendered as the Jinja templates render (hand-written expected strings).</summary>
+/// <summary>Chat templates: resolved from the model's files, a name or a file, and rendered by the Jinja engine as Python's Jinja2 renders them.</summary>
 public class ChatTemplateTests
 {
     // Chat templates as GGUF files carry them in tokenizer.chat_template (abridged where long; the markers are the real ones).
@@ -41,75 +41,115 @@ public class ChatTemplateTests
         ChatTurn.System("You are kind."), ChatTurn.User("Hi"), ChatTurn.Assistant("Hello!"), ChatTurn.User("Tell me a story."),
     ];
 
-    public static TheoryData<string, ChatTemplateFamily, string> Rendered => new()
+    // Expected strings: Python Jinja2 with transformers' settings on the same templates.
+    public static TheoryData<string, string, string> Rendered => new()
     {
-        { Llama2Template, ChatTemplateFamily.Llama2,
-            "<s>[INST] <<SYS>>\nYou are kind.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] Tell me a story. [/INST]" },
-        { Llama3Template, ChatTemplateFamily.Llama3,
+        { Llama2Template, "<s>", "<s>[INST] <<SYS>>\nYou are kind.\n<</SYS>>\n\nHi [/INST] Hello! </s><s>[INST] Tell me a story. [/INST]" },
+        { Llama3Template, "<|begin_of_text|>",
             "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are kind.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>" +
             "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nTell me a story.<|eot_id|>" +
             "<|start_header_id|>assistant<|end_header_id|>\n\n" },
-        { ChatMlTemplate, ChatTemplateFamily.ChatML,
+        { ChatMlTemplate, "<s>",
             "<|im_start|>system\nYou are kind.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n" +
             "<|im_start|>user\nTell me a story.<|im_end|>\n<|im_start|>assistant\n" },
-        { MistralTemplate, ChatTemplateFamily.Mistral,
-            "<s>[INST] You are kind.\n\nHi [/INST]Hello!</s>[INST] Tell me a story. [/INST]" },
-        { ZephyrTemplate, ChatTemplateFamily.Zephyr,
+        { ZephyrTemplate, "<s>",
             "<|system|>\nYou are kind.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello!</s>\n<|user|>\nTell me a story.</s>\n<|assistant|>\n" },
-        { Phi3Template, ChatTemplateFamily.Phi3,
+        { Phi3Template, "<s>",
             "<|system|>\nYou are kind.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello!<|end|>\n<|user|>\nTell me a story.<|end|>\n<|assistant|>\n" },
-        { GemmaTemplate, ChatTemplateFamily.Plain, "You are kind.HiHello!Tell me a story." },
-        { "", ChatTemplateFamily.Plain, "You are kind.HiHello!Tell me a story." },
+        { GemmaTemplate, "<bos>",
+            "<bos><start_of_turn>system\nYou are kind.<end_of_turn>\n<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>assistant\nHello!<end_of_turn>\n" +
+            "<start_of_turn>user\nTell me a story.<end_of_turn>\n<start_of_turn>model\n" },
     };
 
     [Theory]
     [MemberData(nameof(Rendered))]
-    public void EachFamilyIsRecognisedAndRenderedAsItsTemplateRendersIt(string template, ChatTemplateFamily family, string expected)
+    public void EveryTemplateIsRenderedByTheJinjaEngine(string template, string bos, string expected)
     {
-        string bos = family == ChatTemplateFamily.Llama3 ? "<|begin_of_text|>" : "<s>";
-        string eos = family == ChatTemplateFamily.Llama3 ? "<|end_of_text|>" : "</s>";
-        var t = ChatTemplate.Detect(template, bos, eos);
-        Assert.Equal(family, t.Family);
-        Assert.Equal(template == GemmaTemplate, t.Unrecognised);
+        var t = ChatTemplate.FromJinja(template, "test", bos, bos == "<|begin_of_text|>" ? "<|end_of_text|>" : "</s>");
+        Assert.False(t.IsPlain);
         Assert.Equal(expected, t.Render(Conversation));
     }
 
     [Fact]
-    public void WithoutTheGenerationPromptAndWithoutASystemMessage()
+    public void BuiltinsAreTheFamiliesPublishedTemplates()
     {
-        ChatTurn[] oneTurn = [ChatTurn.User(" Hi "), ChatTurn.Assistant(" Hello! ")];
-        Assert.Equal("<s>[INST] Hi [/INST] Hello! </s>", ChatTemplate.Detect(Llama2Template).Render(oneTurn, addGenerationPrompt: false));
-        Assert.Equal("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>",
-            ChatTemplate.Detect(Llama3Template, "<|begin_of_text|>").Render(oneTurn, addGenerationPrompt: false));
-        Assert.Equal("<|user|>\n Hi <|end|>\n<|assistant|>\n Hello! <|end|>\n</s>", ChatTemplate.Detect(Phi3Template).Render(oneTurn, addGenerationPrompt: false));
-        Assert.Equal("<|user|>\n Hi </s>\n<|assistant|>\n Hello! </s>\n", ChatTemplate.Detect(ZephyrTemplate).Render(oneTurn, addGenerationPrompt: false));
-        // A Qwen template puts its own system prompt first when the conversation has none.
-        var qwen = ChatTemplate.Detect(QwenTemplate);
-        Assert.Equal("You are a helpful assistant.", qwen.DefaultSystemPrompt);
-        Assert.Equal("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", qwen.Render([ChatTurn.User("Hi")]));
-        Assert.Equal("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", qwen.Render([ChatTurn.System("Be brief."), ChatTurn.User("Hi")]));
-        Assert.Null(ChatTemplate.Detect(ChatMlTemplate).DefaultSystemPrompt);
-        // developer is OpenAI's newer name for system.
-        Assert.Equal("<|im_start|>system\nX<|im_end|>\n", ChatTemplate.Detect(ChatMlTemplate).Render([new ChatTurn("developer", "X")], addGenerationPrompt: false));
+        var tok = TokenizerLoader.Load(TestData.Path2("vocab", "ggml-vocab-llama-spm.gguf"));
+        foreach (var (name, source) in new[] { ("chatml", ChatMlTemplate), ("llama2", Llama2Template), ("llama3", Llama3Template), ("mistral", MistralTemplate), ("zephyr", ZephyrTemplate), ("phi3", Phi3Template) })
+        {
+            var builtin = ChatTemplate.Resolve(name, null, ChatTemplateSet.Empty, tok);
+            Assert.Equal(name, builtin.Name);
+            ChatTurn[] noSystem = [.. Conversation.Skip(1)];
+            Assert.Equal(ChatTemplate.FromJinja(source, "x", "<s>", "</s>").Render(noSystem), builtin.Render(noSystem));
+        }
+        // Mistral's template refuses a system message: the template's own error, typed.
+        var e = Assert.Throws<Tova.Templates.TemplateException>(() => ChatTemplate.Resolve("mistral", null, ChatTemplateSet.Empty, tok).Render(Conversation));
+        Assert.Equal(Tova.Templates.TemplateErrorKind.Raised, e.Kind);
+        Assert.Equal("Conversation roles must alternate user/assistant/user/assistant/...", e.Detail);
+        Assert.Equal("<s>[INST] Hi [/INST]Hello!</s>[INST] Tell me a story. [/INST]", ChatTemplate.Resolve("mistral", null, ChatTemplateSet.Empty, tok).Render([.. Conversation.Skip(1)]));
     }
 
     [Fact]
-    public void ConversationsAFamilyCannotExpressAreRefused()
+    public void ResolvingChoosesTheModelsTemplateANamedOneABuiltinOrAFile()
     {
-        var llama2 = ChatTemplate.Detect(Llama2Template);
-        Assert.Contains("alternate", Assert.Throws<ArgumentException>(() => llama2.Render([ChatTurn.Assistant("Hi")])).Message);
-        Assert.Contains("alternate", Assert.Throws<ArgumentException>(() => ChatTemplate.For(ChatTemplateFamily.Mistral).Render([ChatTurn.User("a"), ChatTurn.User("b")])).Message);
-        Assert.Contains("first", Assert.Throws<ArgumentException>(() => llama2.Render([ChatTurn.User("a"), ChatTurn.System("b")])).Message);
-        Assert.Contains("role", Assert.Throws<ArgumentException>(() => ChatTemplate.Plain.Render([new ChatTurn("tool", "{}")])).Message);
-        Assert.Equal(ChatTemplateFamily.Phi3, ChatTemplate.ParseFamily("phi3"));
-        Assert.Throws<ArgumentException>(() => ChatTemplate.ParseFamily("jinja"));
+        var tok = TokenizerLoader.Load(TestData.Path2("vocab", "ggml-vocab-llama-spm.gguf"));
+        // No template at all: plain, the contents concatenated.
+        var plain = ChatTemplate.Resolve("auto", null, ChatTemplateSet.Empty, tok);
+        Assert.True(plain.IsPlain);
+        Assert.Equal("You are kind.HiHello!Tell me a story.", plain.Render(Conversation));
+        Assert.Empty(plain.EndOfTurnMarkers);
+
+        var dir = Directory.CreateTempSubdirectory("tova-templates");
+        try
+        {
+            File.WriteAllText(Path.Combine(dir.FullName, "config.json"), "{}");
+            File.WriteAllText(Path.Combine(dir.FullName, "chat_template.jinja"), ChatMlTemplate + "\n");
+            File.WriteAllText(Path.Combine(dir.FullName, "tokenizer_config.json"),
+                "{\"chat_template\": [{\"name\": \"default\", \"template\": \"ignored: the .jinja file wins\"}, {\"name\": \"tool_use\", \"template\": \"TOOLS{{ messages | length }}\"}]}");
+            var set = ChatTemplateSet.FromHfFolder(dir.FullName);
+            Assert.Equal(["default", "tool_use"], set.Names.Order());
+            var auto = ChatTemplate.Resolve("auto", null, set, tok);
+            Assert.Equal("default", auto.Name);
+            Assert.Equal(["<|im_end|>", "</s>"], auto.EndOfTurnMarkers);
+            Assert.StartsWith("<|im_start|>system", auto.Render(Conversation));
+            Assert.Equal("TOOLS4", ChatTemplate.Resolve("tool_use", null, set, tok).Render(Conversation));
+            string file = Path.Combine(dir.FullName, "mine.jinja");
+            File.WriteAllText(file, "{% for m in messages %}{{ m.role[0] }}{% endfor %}{{ bos_token }}{{ eos_token }}{{ extra }}");
+            var fromFile = ChatTemplate.Resolve("auto", file, set, tok);
+            Assert.Equal("suau<s></s>!", fromFile.Render(Conversation, variables: new Dictionary<string, object?> { ["extra"] = "!" }));
+            Assert.Equal(fromFile.Render(Conversation), ChatTemplate.Resolve(file, null, set, tok).Render(Conversation));
+            Assert.Contains("unknown chat template 'nope'", Assert.Throws<ArgumentException>(() => ChatTemplate.Resolve("nope", null, set, tok)).Message);
+            File.WriteAllText(file, "line one\n{% for m in messages %}{{ m.content }\n");
+            var err = Assert.Throws<Tova.Templates.TemplateException>(() => ChatTemplate.Resolve("auto", file, set, tok));
+            Assert.Equal(file, err.TemplateName);
+            Assert.Equal(2, err.Line);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public void MessageFieldsReachTheTemplate()
+    {
+        var t = ChatTemplate.FromJinja(
+            "{% for m in messages %}{{ m.role }}:{{ m.content }}{% if m.tool_calls %}{{ m.tool_calls | tojson }}{% endif %}{% if m.content is none %}(none){% endif %};{% endfor %}{{ tools | tojson }} {{ documents }}", "t");
+        var call = new Dictionary<string, object?> { ["type"] = "function", ["function"] = new Dictionary<string, object?> { ["name"] = "f", ["arguments"] = new Dictionary<string, object?> { ["x"] = 1 } } };
+        ChatTurn[] messages =
+        [
+            new("developer", "Be brief."),
+            new("assistant", "") { Fields = new Dictionary<string, object?> { ["content"] = null, ["tool_calls"] = new List<object?> { call } } },
+            new("tool", "42") { Fields = new Dictionary<string, object?> { ["tool_call_id"] = "c1" } },
+        ];
+        Assert.Equal("system:Be brief.;assistant:None[{\"type\": \"function\", \"function\": {\"name\": \"f\", \"arguments\": {\"x\": 1}}}](none);tool:42;null None",
+            t.Render(messages));
     }
 
     [Fact]
     public void SpecialTokensInARenderedPromptBecomeTokensAsInLlamaCpp()
     {
         var llama = TokenizerLoader.Load(TestData.Path2("vocab", "ggml-vocab-llama-spm.gguf"));
-        var llama2 = ChatTemplate.Resolve("auto", Llama2Template, llama);
+        var llama2 = ChatTemplate.FromJinja(Llama2Template, "llama2", "<s>", "</s>");
         var ids = llama2.Encode(llama, llama2.Render([ChatTurn.User("Hi"), ChatTurn.Assistant("Hello"), ChatTurn.User("Bye")]));
         // <s> ▁[ INST ] ▁Hi ▁[ / INST ] ▁Hello ▁</s> <s> ▁[ INST ] ▁Bye ▁[ / INST ]: BOS and EOS spelled in the text are the tokens;
         // plain text after a special token starts with the dummy-prefix space.
@@ -122,7 +162,7 @@ public class ChatTemplateTests
         Assert.DoesNotContain(1, llama.Encode("<s>[INST]", addBos: false));
 
         var phi = TokenizerLoader.Load(TestData.Path2("vocab", "ggml-vocab-phi-3.gguf"));
-        var phi3 = ChatTemplate.Resolve("auto", Phi3Template, phi);
+        var phi3 = ChatTemplate.FromJinja(Phi3Template, "phi3", "<s>", "<|endoftext|>");
         var phiIds = phi3.Encode(phi, phi3.Render([ChatTurn.User("Hi")]));
         foreach (var marker in new[] { "<|user|>", "<|end|>", "<|assistant|>" })
             Assert.Contains(phiIds, id => phi.TokenText(id) == marker);
@@ -131,7 +171,7 @@ public class ChatTemplateTests
         Assert.Empty(stopStrings);
         // A vocabulary without the markers (tok512): they stay text, and the end marker becomes a stop string.
         using var stories = ModelBundle.Open(TestData.Stories260K);
-        var (ids512, strings512) = ChatTemplate.Detect(ChatMlTemplate).StopsFor(stories.Tokenizer);
+        var (ids512, strings512) = ChatTemplate.FromJinja(ChatMlTemplate, "chatml").StopsFor(stories.Tokenizer);
         Assert.Empty(ids512);
         Assert.Equal(["<|im_end|>"], strings512);
     }
@@ -154,14 +194,15 @@ public class ChatTemplateTests
                 Assert.Equal(ChatMlTemplate, reopened.ChatTemplateSource);
 
             await using var server = await TestServer.StartAsync(modelPath: path);
-            Assert.Equal(ChatTemplateFamily.ChatML, server.Engine.ChatTemplate.Family);
+            Assert.Equal("default", server.Engine.ChatTemplateName);
+            Assert.Null(server.Engine.ChatTemplateNotice);
             var (status, json) = await server.PostJson("/v1/chat/completions",
                 """{"messages":[{"role":"system","content":"Tell a story."},{"role":"user","content":"Once upon a time"}],"max_tokens":40,"temperature":0}""");
             Assert.Equal(200, status);
             string rendered = "<|im_start|>system\nTell a story.<|im_end|>\n<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n";
             var expected = Reference.Generate(rendered, Reference.Greedy(40, stops: ["<|im_end|>"])).Text;
             Assert.Equal(expected, json.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString());
-            Assert.Contains("chat_template=\"chatml\"", await server.Http.GetStringAsync("/metrics"));
+            Assert.Contains("chat_template=\"default\"", await server.Http.GetStringAsync("/metrics"));
         }
         finally
         {
