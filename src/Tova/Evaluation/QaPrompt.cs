@@ -15,7 +15,7 @@ public sealed class QaPrompt
     public QaPrompt(ModelBundle bundle, string? templateChoice)
     {
         _tokenizer = bundle.Tokenizer;
-        _template = ChatTemplate.Resolve(templateChoice, bundle.ChatTemplateSource, bundle.Tokenizer);
+        _template = ChatTemplate.Resolve(templateChoice, null, bundle.ChatTemplates, bundle.Tokenizer);
         (StopTokens, StopStrings) = _template.StopsFor(bundle.Tokenizer);
     }
 
