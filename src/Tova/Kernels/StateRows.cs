@@ -115,8 +115,29 @@ public static unsafe class StateRows
     /// </summary>
     public static void RoundLike(GgmlType type, float* x, int n)
     {
-        if (type == GgmlType.F16) for (int i = 0; i < n; i++) x[i] = (float)(Half)x[i];
-        else if (type == GgmlType.BF16) for (int i = 0; i < n; i++) x[i] = Quantization.Bf16ToFloat(Quantization.FloatToBf16(x[i]));
+        if (type is not (GgmlType.F16 or GgmlType.BF16)) return;
+        int i = 0;
+        if (Avx2.IsSupported)
+        {
+            for (; i + 8 <= n; i += 8)
+            {
+                var v = Vector256.Load(x + i);
+                var bits = v.AsUInt32();
+                if (type == GgmlType.BF16)
+                {
+                    // Round half to even at bit 16 (finite values: states and probabilities are finite).
+                    ((bits + Vector256.Create(0x7fffu) + ((bits >> 16) & Vector256<uint>.One)) & Vector256.Create(0xffff0000u)).AsSingle().Store(x + i);
+                    continue;
+                }
+                // f16: normal halves keep 10 mantissa bits (round half to even at bit 13); below 2^-14 the subnormal
+                // grid is 2^-24, so round x·2^24 to an even integer. Values beyond f16's range do not occur here.
+                var normal = ((bits + Vector256.Create(0xfffu) + ((bits >> 13) & Vector256<uint>.One)) & Vector256.Create(0xffffe000u)).AsSingle();
+                var tiny = Avx.RoundToNearestInteger(v * Vector256.Create(16777216f)) * Vector256.Create(1f / 16777216f);
+                Vector256.ConditionalSelect(Vector256.LessThan(Vector256.Abs(v), Vector256.Create(6.1035156e-05f)), tiny, normal).Store(x + i);
+            }
+        }
+        for (; i < n; i++)
+            x[i] = type == GgmlType.F16 ? (float)(Half)x[i] : Quantization.Bf16ToFloat(Quantization.FloatToBf16(x[i]));
     }
 
     /// <summary>

@@ -75,6 +75,26 @@ public unsafe class StateRowsTests
     }
 
     [Theory]
+    [InlineData("f16")]
+    [InlineData("bf16")]
+    public void RoundingToTheStateTypeEqualsTheConversion(string name)
+    {
+        var type = StateRows.Parse(name, "type");
+        var g = new RandomModels.Gaussian(9);
+        var x = new float[4099];
+        for (int i = 0; i < x.Length; i++)
+            x[i] = g.Next() * (i % 4) switch { 0 => 1e-6f, 1 => 1e-3f, 2 => 1f, _ => 300f }; // subnormal halves to large values
+        x[7] = 0; x[8] = -0f; x[9] = 6.1035156e-05f; x[10] = 2.9802322e-08f; x[11] = 65504f;
+        var y = (float[])x.Clone();
+        fixed (float* p = y) StateRows.RoundLike(type, p, y.Length);
+        for (int i = 0; i < x.Length; i++)
+        {
+            float expected = type == GgmlType.F16 ? (float)(Half)x[i] : Quantization.Bf16ToFloat(Quantization.FloatToBf16(x[i]));
+            Assert.True(BitConverter.SingleToInt32Bits(expected) == BitConverter.SingleToInt32Bits(y[i]) || (expected == 0 && y[i] == 0), $"{name} [{i}] {x[i]:R}: {y[i]:R}, expected {expected:R}");
+        }
+    }
+
+    [Theory]
     [InlineData("f32", "f32")]
     [InlineData("f16", "f16")]
     [InlineData("bf16", "f16")]
