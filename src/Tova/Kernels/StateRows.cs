@@ -206,6 +206,78 @@ public static unsafe class StateRows
         }
     }
 
+    /// <summary>
+    /// scores[i] = (q · key_i)·scale for <paramref name="count"/> contiguous f16 or bf16 key rows (head_dim a multiple
+    /// of 8): four keys per pass share the query's loads; each score is the same arithmetic as <see cref="Score"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Scores16(GgmlType type, float* q, byte* keys, int count, int hd, float scale, float* scores)
+    {
+        if (!Avx2.IsSupported || !Fma.IsSupported || hd % 8 != 0)
+        {
+            for (int i = 0; i < count; i++) scores[i] = Scalar.Score(type, q, null, null, null, keys + (long)i * 2 * hd, hd) * scale;
+            return;
+        }
+        bool bf = type == GgmlType.BF16;
+        int row = 2 * hd, i0 = 0;
+        for (; i0 + 4 <= count; i0 += 4)
+        {
+            byte* k = keys + (long)i0 * row;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (int d = 0; d < hd; d += 8)
+            {
+                var qv = Vector256.Load(q + d);
+                a0 = Fma.MultiplyAdd(qv, bf ? WidenBf16(k + 2 * d) : Widen16(k + 2 * d), a0);
+                a1 = Fma.MultiplyAdd(qv, bf ? WidenBf16(k + row + 2 * d) : Widen16(k + row + 2 * d), a1);
+                a2 = Fma.MultiplyAdd(qv, bf ? WidenBf16(k + 2 * row + 2 * d) : Widen16(k + 2 * row + 2 * d), a2);
+                a3 = Fma.MultiplyAdd(qv, bf ? WidenBf16(k + 3 * row + 2 * d) : Widen16(k + 3 * row + 2 * d), a3);
+            }
+            scores[i0] = Vector256.Sum(a0) * scale;
+            scores[i0 + 1] = Vector256.Sum(a1) * scale;
+            scores[i0 + 2] = Vector256.Sum(a2) * scale;
+            scores[i0 + 3] = Vector256.Sum(a3) * scale;
+        }
+        for (; i0 < count; i0++) scores[i0] = (bf ? DotBf16(q, keys + (long)i0 * row, hd) : DotF16(q, keys + (long)i0 * row, hd)) * scale;
+    }
+
+    /// <summary>
+    /// o[hd] = Σ_i p[i]·value_i over <paramref name="count"/> contiguous f16 or bf16 value rows (head_dim a multiple of
+    /// 8), in registers 32 dimensions at a time, in the order i = 0, 1, … (the arithmetic of repeated <see cref="Accumulate"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void WeightedSum16(GgmlType type, float* p, byte* values, int count, int hd, float* o)
+    {
+        new Span<float>(o, hd).Clear();
+        if (!Avx2.IsSupported || !Fma.IsSupported || hd % 8 != 0)
+        {
+            for (int i = 0; i < count; i++) Scalar.Accumulate(type, p[i], values + (long)i * 2 * hd, o, hd);
+            return;
+        }
+        bool bf = type == GgmlType.BF16;
+        int row = 2 * hd, d0 = 0;
+        for (; d0 + 32 <= hd; d0 += 32)
+        {
+            Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+            byte* v = values + 2 * d0;
+            for (int i = 0; i < count; i++, v += row)
+            {
+                var a = Vector256.Create(p[i]);
+                o0 = Fma.MultiplyAdd(a, bf ? WidenBf16(v) : Widen16(v), o0);
+                o1 = Fma.MultiplyAdd(a, bf ? WidenBf16(v + 16) : Widen16(v + 16), o1);
+                o2 = Fma.MultiplyAdd(a, bf ? WidenBf16(v + 32) : Widen16(v + 32), o2);
+                o3 = Fma.MultiplyAdd(a, bf ? WidenBf16(v + 48) : Widen16(v + 48), o3);
+            }
+            o0.Store(o + d0); o1.Store(o + d0 + 8); o2.Store(o + d0 + 16); o3.Store(o + d0 + 24);
+        }
+        for (; d0 < hd; d0 += 8)
+        {
+            var acc = Vector256<float>.Zero;
+            byte* v = values + 2 * d0;
+            for (int i = 0; i < count; i++, v += row) acc = Fma.MultiplyAdd(Vector256.Create(p[i]), bf ? WidenBf16(v) : Widen16(v), acc);
+            acc.Store(o + d0);
+        }
+    }
+
     private static float DotF32(float* q, float* k, int hd)
     {
         var a = Vector256<float>.Zero;

@@ -552,13 +552,18 @@ public sealed unsafe class Transformer : IDisposable
         new ReadOnlySpan<float>(qh, hd).CopyTo(new Span<float>(qr, hd));
         if (kt is Formats.GgmlType.Q8_0 or Formats.GgmlType.Q4_0) StateRows.QuantizeQuery(qh, hd, qq, qd, ql);
         else StateRows.RoundLike(kt, qr, hd);
-        for (int i = 0; i < stored; i++) att[i] = StateRows.Score(kt, qr, qq, qd, ql, keys + (long)i * kr, hd) * scale;
+        if (kt is Formats.GgmlType.F16 or Formats.GgmlType.BF16) StateRows.Scores16(kt, qr, keys, stored, hd, scale, att);
+        else for (int i = 0; i < stored; i++) att[i] = StateRows.Score(kt, qr, qq, qd, ql, keys + (long)i * kr, hd) * scale;
         if (pendingKey != null) att[stored] = StateRows.Score(kt, qr, qq, qd, ql, pendingKey, hd) * scale;
         AdjustScores(att, stored, n, softCap, positions, oldest);
         StableSoftMax(new Span<float>(att, n));
         StateRows.RoundLike(set.ValueType, att, n);
-        new Span<float>(o, hd).Clear();
-        for (int i = 0; i < stored; i++) StateRows.Accumulate(set.ValueType, att[i], values + (long)i * vr, o, hd);
+        if (set.ValueType is Formats.GgmlType.F16 or Formats.GgmlType.BF16) StateRows.WeightedSum16(set.ValueType, att, values, stored, hd, o);
+        else
+        {
+            new Span<float>(o, hd).Clear();
+            for (int i = 0; i < stored; i++) StateRows.Accumulate(set.ValueType, att[i], values + (long)i * vr, o, hd);
+        }
         if (pendingKey != null) StateRows.Accumulate(set.ValueType, att[stored], pendingValue, o, hd);
     }
 
