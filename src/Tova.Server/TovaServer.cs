@@ -470,6 +470,8 @@ internal sealed class ServerState(TovaServerOptions options, TovaEngine engine, 
         Metric("tova_running_sequences", "gauge", "Requests in the batch (being prefilled or decoded).", m.Running);
         Metric("tova_states_in_use", "gauge", "KV states held by running requests, summed over layers and KV heads.", m.StatesInUse);
         Metric("tova_states_bytes", "gauge", "Bytes allocated for the keys and values of running requests.", m.StatesBytes);
+        Metric("tova_kv_reserved_bytes", "gauge", "State memory reserved by running requests (each one's worst case) against --kv-memory.", m.KvReservedBytes);
+        Metric("tova_kv_memory_limit_bytes", "gauge", "The state memory limit (--kv-memory; 0 = none).", m.KvMemoryLimit);
         Metric("tova_stream_chunks_total", "counter", "Text chunks sent on streaming responses.", Interlocked.Read(ref _generatedPieces));
         sb.Append("# HELP tova_http_responses_total HTTP responses by status code.\n# TYPE tova_http_responses_total counter\n");
         foreach (var (code, count) in _responses.OrderBy(kv => kv.Key))

@@ -22,6 +22,10 @@ public static class ServeCommand
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests that may wait for a place in the batch (more get 429)", DefaultValueFactory = _ => 64 };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens a request may ask for (and the default)", DefaultValueFactory = _ => 1024 };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes (413 beyond)", DefaultValueFactory = _ => 1 << 20 };
+        var kvMemory = new Option<string?>("--kv-memory")
+        {
+            Description = "State memory all running requests may hold: bytes with an optional KiB/MiB/GiB unit, or a percentage of physical memory (requests wait until theirs fits; one that never fits gets 400)",
+        };
         var prefillPerStep = new Option<int>("--prefill-per-step") { Description = "Prompt tokens one batched step takes beside the running requests", DefaultValueFactory = _ => 32 };
         var template = CommonOptions.ChatTemplate();
         var templateFile = CommonOptions.ChatTemplateFile();
@@ -32,7 +36,7 @@ public static class ServeCommand
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
         {
-            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, prefillPerStep, template, templateFile, templateKwargs, modelId, threads, log,
+            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, threads, log,
         };
         cacheOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
@@ -63,10 +67,11 @@ public static class ServeCommand
                     MaxBatch = parse.GetValue(maxBatch),
                     MaxQueue = parse.GetValue(maxQueue),
                     PrefillTokensPerStep = parse.GetValue(prefillPerStep),
+                    KvMemoryLimit = parse.GetValue(kvMemory) is { } km ? MemorySize.Parse(km, "--kv-memory") : 0,
                 },
             };
             using var engine = TovaEngine.Open(engineOptions);
-            cache.Validate(engine.Config.ContextLength);
+            cache.Validate(engine.Config);
             var app = TovaServer.Build(serverOptions, engine);
             await using (app)
             {

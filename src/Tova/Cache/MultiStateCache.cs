@@ -84,6 +84,28 @@ public sealed class MultiStateCache
 
     public HeadStates Set(int layer, int kvHead) => _sets[layer * KvHeads + kvHead];
 
+    /// <summary>
+    /// The most bytes a cache of these options can ever allocate for keys and values on this model: every set at
+    /// its largest (the budget plus the chunk's headroom, the window where a layer slides; the context length for a
+    /// full cache). What a server reserves before it admits a request.
+    /// </summary>
+    public static long WorstCaseBytes(LlamaConfig config, CacheOptions options, int headroom = 0)
+    {
+        options.Validate(config);
+        int budget = options.ResolveBudget(config.ContextLength);
+        int extra = options.IsFull ? 0 : Math.Max(0, headroom);
+        long perState = StateRows.RowBytes(options.KvTypeK, config.HeadDim) + StateRows.RowBytes(options.KvTypeV, config.HeadDim);
+        long states = 0;
+        for (int l = 0; l < config.Layers; l++)
+        {
+            int w = config.WindowOf(l);
+            states += w == 0 ? (options.IsFull ? config.ContextLength : budget + extra)
+                : options.IsFull ? Math.Min(config.ContextLength, w + Transformer.MaxBatch - 1)
+                : Math.Min(budget, w) + extra;
+        }
+        return states * config.KvHeads * perState;
+    }
+
     /// <summary>The sliding window of layer <paramref name="layer"/> (0 = it sees every state it holds).</summary>
     public int Window(int layer) => _window[layer];
 

@@ -18,11 +18,19 @@ public sealed record SchedulerOptions
     /// <summary>Prompt tokens one step may take: longer prompts are fed in slices, so running sequences go on meanwhile.</summary>
     public int PrefillTokensPerStep { get; init; } = 32;
 
+    /// <summary>
+    /// Bytes of state memory all running requests may hold together (0 = no limit): a request is admitted only when
+    /// its multi-state's worst case (<see cref="MultiStateCache.WorstCaseBytes"/>) fits in what is left, and waits in
+    /// the queue until then; one that can never fit is refused.
+    /// </summary>
+    public long KvMemoryLimit { get; init; }
+
     public void Validate()
     {
         if (MaxBatch < 1 || MaxBatch > Transformer.MaxBatch) throw new ArgumentException($"max batch must be in 1..{Transformer.MaxBatch}, got {MaxBatch}");
         if (MaxQueue < 0) throw new ArgumentException($"max queue must be ≥ 0, got {MaxQueue}");
         if (PrefillTokensPerStep < 1) throw new ArgumentException($"prefill tokens per step must be ≥ 1, got {PrefillTokensPerStep}");
+        if (KvMemoryLimit < 0) throw new ArgumentException($"the state memory limit must be ≥ 0 bytes, got {KvMemoryLimit}", nameof(KvMemoryLimit));
     }
 }
 
@@ -65,7 +73,8 @@ public sealed class GenerationStream
 public sealed record SchedulerMetrics(
     long RequestsSubmitted, long RequestsFinished, long RequestsCancelled, long RequestsFailed, long RequestsRejected,
     long PromptTokens, long CompletionTokens, long Steps, long StepSequences, long StepTokens,
-    int LastBatchSize, int MaxBatchSize, int QueueLength, int Running, long StatesInUse, long StatesBytes);
+    int LastBatchSize, int MaxBatchSize, int QueueLength, int Running, long StatesInUse, long StatesBytes,
+    long KvReservedBytes = 0, long KvMemoryLimit = 0);
 
 /// <summary>
 /// Continuous batching: requests join and leave one decoding loop that owns the <see cref="Transformer"/> (on its own
@@ -96,6 +105,8 @@ public sealed class GenerationScheduler : IDisposable
 
     private long _submitted, _finished, _cancelled, _failed, _rejected, _promptTokens, _completionTokens, _steps, _stepSequences, _stepTokens;
     private int _lastBatch, _maxBatch, _running;
+    private long _reserved;            // loop-owned: worst-case state bytes of the admitted requests
+    private long _reservedPublished;   // the same, for GetMetrics
     private long _statesInUse, _statesBytes;
     private long _stepAllocatedBytes;                        // managed bytes the loop thread allocated inside steps
 
@@ -135,6 +146,10 @@ public sealed class GenerationScheduler : IDisposable
         if (options.Cache.IsFull && promptIds.Length > cfg.ContextLength)
             throw new ArgumentException(
                 $"the prompt has {promptIds.Length} tokens, more than the full cache holds ({cfg.ContextLength}); use a bounded cache (e.g. policy tova with a budget of 256)");
+        long reserve = MultiStateCache.WorstCaseBytes(cfg, options.Cache, Transformer.Headroom(options.Cache, options.Prefill, promptIds.Length, cfg.ContextLength));
+        if (_options.KvMemoryLimit > 0 && reserve > _options.KvMemoryLimit)
+            throw new ArgumentException(
+                $"this request's multi-state needs up to {reserve} bytes, more than the server's state memory limit of {_options.KvMemoryLimit} bytes (--kv-memory); use a smaller budget or a more compact KV type", "kv_cache");
 
         if (Interlocked.Increment(ref _inFlight) > _options.MaxBatch + _options.MaxQueue)
         {
@@ -142,7 +157,7 @@ public sealed class GenerationScheduler : IDisposable
             Interlocked.Increment(ref _rejected);
             throw new QueueFullException($"the server is busy: {_options.MaxBatch} requests are running and {_options.MaxQueue} waiting; try again later");
         }
-        var seq = new Sequence(promptIds, options, cancellationToken);
+        var seq = new Sequence(promptIds, options, cancellationToken) { Reserve = reserve };
         Interlocked.Increment(ref _submitted);
         if (cancellationToken.CanBeCanceled)
             seq.Registration = cancellationToken.UnsafeRegister(static s => ((ManualResetEventSlim)s!).Set(), _wake);
@@ -177,7 +192,7 @@ public sealed class GenerationScheduler : IDisposable
             Interlocked.Read(ref _completionTokens), Interlocked.Read(ref _steps), Interlocked.Read(ref _stepSequences),
             Interlocked.Read(ref _stepTokens), Volatile.Read(ref _lastBatch), Volatile.Read(ref _maxBatch),
             Math.Max(0, Volatile.Read(ref _inFlight) - running), running,
-            Interlocked.Read(ref _statesInUse), Interlocked.Read(ref _statesBytes));
+            Interlocked.Read(ref _statesInUse), Interlocked.Read(ref _statesBytes), Interlocked.Read(ref _reservedPublished), _options.KvMemoryLimit);
     }
 
     /// <summary>Managed bytes the decoding thread allocated inside steps so far (the text pieces it hands out, and nothing per token besides).</summary>
@@ -193,6 +208,8 @@ public sealed class GenerationScheduler : IDisposable
         public readonly TaskCompletionSource<GenerationResult> Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
         public CancellationTokenRegistration Registration;
         public MultiStateCache? Cache;
+        public long Reserve;     // worst-case state bytes, held against the limit while running
+        public bool Reserved;
         public TokenStream? Stream;
         public PrefillMode Mode;
         public int Chunk;        // prefill chunk (tokens between the policy's reductions); the prompt length when exact
@@ -256,7 +273,13 @@ public sealed class GenerationScheduler : IDisposable
         int taken = 0;
         while (taken < _waiting.Count && _activeCount < _options.MaxBatch)
         {
-            var s = _waiting[taken++];
+            var s = _waiting[taken];
+            // In arrival order: a request whose multi-state does not fit yet waits (and those behind it with it).
+            if (_options.KvMemoryLimit > 0 && _reserved + s.Reserve > _options.KvMemoryLimit) break;
+            taken++;
+            _reserved += s.Reserve;
+            s.Reserved = true;
+            Interlocked.Exchange(ref _reservedPublished, _reserved);
             try
             {
                 Start(s);
@@ -420,6 +443,12 @@ public sealed class GenerationScheduler : IDisposable
     /// <summary>Releases what a request holds: its multi-state (now), its place in flight, its cancellation hook.</summary>
     private void End(Sequence s)
     {
+        if (s.Reserved)
+        {
+            _reserved -= s.Reserve;
+            s.Reserved = false;
+            Interlocked.Exchange(ref _reservedPublished, _reserved);
+        }
         s.Cache = null;
         s.Stream = null;
         s.Registration.Dispose();

@@ -291,15 +291,16 @@ public sealed unsafe class Transformer : IDisposable
     public MultiStateCache CreateCache(CacheOptions options, PrefillMode mode, int promptLength)
     {
         options.Validate(_c.ContextLength);
-        int budget = options.ResolveBudget(_c.ContextLength);
-        int headroom = mode.Kind switch
-        {
-            PrefillKind.Exact => 0,
-            PrefillKind.OneShot => promptLength,
-            _ => ChunkSize(mode, budget),
-        };
-        return new MultiStateCache(_c, options, headroom);
+        return new MultiStateCache(_c, options, Headroom(options, mode, promptLength, _c.ContextLength));
     }
+
+    /// <summary>Extra slots a prefill of <paramref name="mode"/> needs beyond the budget: none when exact, the prompt one-shot, the chunk chunked.</summary>
+    public static int Headroom(CacheOptions options, PrefillMode mode, int promptLength, int contextLength) => mode.Kind switch
+    {
+        PrefillKind.Exact => 0,
+        PrefillKind.OneShot => promptLength,
+        _ => ChunkSize(mode, options.ResolveBudget(contextLength)),
+    };
 
     /// <summary>
     /// Attention of the current query (in _q) over the states of layer l (stored slots, then the pending new one);
