@@ -13,6 +13,7 @@ public static class SweepCommand
         var model = CommonOptions.Model();
         var tokenizer = CommonOptions.Tokenizer();
         var files = new Option<string[]>("--text-file") { Description = "Text to score (repeatable)", Required = true, AllowMultipleArgumentsPerToken = false };
+        var kvTypes = new Option<string?>("--kv-types") { Description = "Comma-separated KV types to sweep each policy over (f32, f16, bf16, q8_0, q4_0; rows \"policy@type\"; default f32)" };
         var policies = new Option<string>("--policies") { Description = "Comma-separated: full, window, sink, h2o, tova, h2o-head, tova-head", DefaultValueFactory = _ => "full,window,sink,h2o,tova" };
         var budgets = new Option<string>("--budgets") { Description = "Comma-separated states per layer", DefaultValueFactory = _ => "32,64,128,256" };
         var context = new Option<int?>("--context", "-c") { Description = "Window length (default: the model's context length)" };
@@ -24,13 +25,16 @@ public static class SweepCommand
         var stats = new StatisticsCliOptions("windows");
         var cmd = new Command("sweep", "Perplexity vs. multi-state size for several policies (table, CSV, JSON, plot)")
         {
-            model, tokenizer, files, policies, budgets, context, maxWindows, prefill, sinks, outDir, parallel,
+            model, tokenizer, files, policies, kvTypes, budgets, context, maxWindows, prefill, sinks, outDir, parallel,
         };
         stats.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
             var st = stats.Read(parse);
-            var policyList = parse.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(SweepPolicy.Parse).ToList();
+            var policyNames = parse.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var typeNames = parse.GetValue(kvTypes)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
+            var policyList = (typeNames.Length == 0 ? policyNames : policyNames.SelectMany(p => typeNames.Select(t => $"{p}@{t}")))
+                .Select(SweepPolicy.Parse).ToList();
             var budgetList = ParseBudgets(parse.GetValue(budgets)!);
             var prefillMode = PrefillMode.Parse(parse.GetValue(prefill)!);
             var textFiles = parse.GetValue(files)!;

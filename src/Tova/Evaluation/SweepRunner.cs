@@ -76,6 +76,9 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
             if (b < 1) throw new ArgumentException($"budget {b} must be at least 1", "budgets");
             if (b > Context) throw new ArgumentException($"budget {b} is larger than the context {Context}", "budgets");
         }
+        foreach (var p in options.Policies)
+            foreach (var b in options.Budgets.DefaultIfEmpty(1))
+                p.ToOptions(b).Validate(cfg); // KV types the model's heads can hold
         if (options.MaxWindowsPerFile is < 1) throw new ArgumentException("--max-windows must be at least 1", "max-windows");
         if (options.BootstrapReplicates < 0) throw new ArgumentException("--bootstrap must be ≥ 0", "bootstrap");
         if (options.Baseline is { } bl && options.Policies.All(p => p.Label != bl))

@@ -1,3 +1,4 @@
+using Tova.Evaluation;
 using System.Globalization;
 using System.Text.Json;
 using Tova.Cli;
@@ -144,6 +145,8 @@ public sealed class SweepTests : IDisposable
     [InlineData("--text-file {dir}/empty.txt", "empty")]
     [InlineData("--shard 3/2", "invalid shard '3/2'")]
     [InlineData("--baseline tova-head", "not one of the swept policies")]
+    [InlineData("--kv-types f16,q9", "unknown KV type 'q9'")]
+    [InlineData("--kv-types q8_0", "heads have 16 values")]
     public async Task BadInputFailsBeforeAnyWork(string extra, string message)
     {
         File.WriteAllText(Path.Combine(_dir, "empty.txt"), "  \n");
@@ -157,6 +160,16 @@ public sealed class SweepTests : IDisposable
         Assert.NotEqual(0, code);
         Assert.Contains(message, err);
         Assert.False(File.Exists(Path.Combine(outDir, "results.json")));
+    }
+
+    [Fact]
+    public void KvTypesAreASweepAxis()
+    {
+        var p = SweepPolicy.Parse("tova-head@q8_0");
+        Assert.Equal(("tova-head@q8_0", "tova", Tova.Cache.Granularity.Head, GgmlType.Q8_0), (p.Label, p.Policy, p.Granularity, p.KvType));
+        Assert.Equal("window", SweepPolicy.Parse("window@f32").Label);
+        var o = SweepPolicy.Parse("sink@bf16").ToOptions(16);
+        Assert.Equal((GgmlType.BF16, GgmlType.BF16), (o.KvTypeK, o.KvTypeV));
     }
 
     [Fact]
