@@ -28,14 +28,18 @@ public sealed unsafe class WeightMatrix
     public WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data)
     {
         if (!GgmlTypeInfo.IsSupportedWeight(type))
-            throw new NotSupportedException($"tensor '{name}' has type {type}, which Tova does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K)");
+            throw new NotSupportedException($"tensor '{name}' has type {type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightTypesText})");
         Name = name;
         Type = type;
         Rows = rows;
         Columns = columns;
         Data = data;
         RowBytes = GgmlTypeInfo.RowBytes(type, columns);
+        _kernel = QuantKernels.For(type);
     }
+
+    /// <summary>The type's integer kernel against 8-bit activations (<see cref="QuantKernels"/>), or null for float types.</summary>
+    private readonly delegate*<byte*, sbyte*, float*, int*, int, int, float*, void> _kernel;
 
     /// <summary>
     /// A matrix over a buffer the matrix keeps alive: <paramref name="pinned"/> must come from
@@ -58,8 +62,8 @@ public sealed unsafe class WeightMatrix
     public void ReadRow(int row, Span<float> dst) =>
         Quantization.Dequantize(Type, new ReadOnlySpan<byte>(Data + row * RowBytes, (int)RowBytes), dst[..Columns]);
 
-    /// <summary>True if rows multiply 8-bit activations with integer dot products (Q8_0, Q4_0 and the k-quants).</summary>
-    public bool UsesQ8Activations => Type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+    /// <summary>True if rows multiply 8-bit activations with integer dot products (every quantized type; <see cref="QuantKernels"/>).</summary>
+    public bool UsesQ8Activations => _kernel != null;
 
     /// <summary>One output row: float activations, or their 8-bit quantization for the integer-kernel types.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -70,15 +74,15 @@ public sealed unsafe class WeightMatrix
         {
             GgmlType.Q4_0 when xq != null => IntDot.Q4_0(row, xq, xd, xl, Columns / Quantization.QK),
             GgmlType.Q8_0 when xq != null => IntDot.Q8_0(row, xq, xd, Columns / Quantization.QK),
-            GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K when xq != null => KQuantRow(row, xq, xd, xl),
+            _ when xq != null && _kernel != null => KernelRow(row, xq, xd, xl),
             _ => RowDot.Dot(Type, row, x, Columns),
         };
     }
 
-    private float KQuantRow(byte* row, sbyte* xq, float* xd, int* xl)
+    private float KernelRow(byte* row, sbyte* xq, float* xd, int* xl)
     {
         float y;
-        Tile(row, xq, xd, xl, 1, &y);
+        _kernel(row, xq, xd, xl, Columns, 1, &y);
         return y;
     }
 
@@ -87,18 +91,7 @@ public sealed unsafe class WeightMatrix
     /// block scales at xd + t·Columns/32, its 8·Σq at xl + t·Columns/32); integer-kernel types only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs)
-    {
-        int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
-        switch (Type)
-        {
-            case GgmlType.Q4_0: IntDot.Q4_0Tile(row, xq, xd, xl, nb, Columns, tokens, outs); break;
-            case GgmlType.Q8_0: IntDot.Q8_0Tile(row, xq, xd, nb, Columns, tokens, outs); break;
-            case GgmlType.Q4_K: KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs); break;
-            case GgmlType.Q5_K: KQuantDot.Q5_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs); break;
-            default: KQuantDot.Q6_K(row, xq, xd, superBlocks, Columns, tokens, outs); break;
-        }
-    }
+    internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs) => _kernel(row, xq, xd, xl, Columns, tokens, outs);
 
     /// <summary>True for the types whose prompts run eight tokens per SIMD vector (<see cref="Lanes8"/>).</summary>
     internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;

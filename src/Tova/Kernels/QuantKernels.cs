@@ -1,0 +1,51 @@
+using System.Runtime.CompilerServices;
+using Tova.Formats;
+
+namespace Tova.Kernels;
+
+/// <summary>
+/// The integer kernel of each weight type that multiplies 8-bit activations (<see cref="Q8Activations"/>), in one
+/// signature: (w, xq, xd, xl, columns, tokens, outs) — one row of <c>columns</c> values at w against 1..<see cref="IntDot.MaxTile"/>
+/// tokens, token t's activations at xq + t·columns, its block scales and 8·Σq at xd, xl + t·columns/32; results to
+/// outs[0..tokens). Types without an entry (F32, F16, BF16) multiply float activations (<see cref="RowDot"/>).
+/// </summary>
+public static unsafe class QuantKernels
+{
+    /// <summary>The kernel of <paramref name="type"/>, or null when its rows multiply float activations.</summary>
+    public static delegate*<byte*, sbyte*, float*, int*, int, int, float*, void> For(GgmlType type) => type switch
+    {
+        GgmlType.Q8_0 => &Q8_0,
+        GgmlType.Q4_0 => &Q4_0,
+        GgmlType.Q4_1 => &BlockDot.Q4_1,
+        GgmlType.Q5_0 => &BlockDot.Q5_0,
+        GgmlType.Q5_1 => &BlockDot.Q5_1,
+        GgmlType.IQ4_NL => &BlockDot.IQ4_NL,
+        GgmlType.Q2_K => &SuperBlockDot.Q2_K,
+        GgmlType.Q3_K => &SuperBlockDot.Q3_K,
+        GgmlType.Q4_K => &Q4_K,
+        GgmlType.Q5_K => &Q5_K,
+        GgmlType.Q6_K => &Q6_K,
+        GgmlType.IQ4_XS => &SuperBlockDot.IQ4_XS,
+        _ => null,
+    };
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q8_0(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+        IntDot.Q8_0Tile(w, xq, xd, columns / 32, columns, tokens, outs);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4_0(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+        IntDot.Q4_0Tile(w, xq, xd, xl, columns / 32, columns, tokens, outs);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q4_K(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+        KQuantDot.Q4_K(w, xq, xd, xl, columns / KQuants.QK_K, columns, tokens, outs);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q5_K(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+        KQuantDot.Q5_K(w, xq, xd, xl, columns / KQuants.QK_K, columns, tokens, outs);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Q6_K(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+        KQuantDot.Q6_K(w, xq, xd, columns / KQuants.QK_K, columns, tokens, outs);
+}
