@@ -189,6 +189,23 @@ public unsafe class BlockQuantTests
         Assert.Equal([113f, -127f, 4064f], new[] { y256[32], y256[48], y256[0] });
     }
 
+    [Fact]
+    public void EverySupportedTypeDequantizesAndQuantizedTypesHaveAKernel()
+    {
+        foreach (var type in GgmlTypeInfo.SupportedWeightTypes)
+        {
+            Assert.True(GgmlTypeInfo.IsSupportedWeight(type));
+            Assert.Contains(type.ToString(), GgmlTypeInfo.SupportedWeightTypesText.Split(", "));
+            GgmlTypeInfo.TryGetBlock(type, out int be, out _);
+            var bytes = new byte[GgmlTypeInfo.RowBytes(type, 256)];
+            Quantization.Dequantize(type, bytes, new float[256]);
+            bool floatType = type is GgmlType.F32 or GgmlType.F16 or GgmlType.BF16;
+            Assert.Equal(!floatType, QuantKernels.For(type) != null);
+        }
+        Assert.False(GgmlTypeInfo.IsSupportedWeight(GgmlType.Q8_K));
+        Assert.False(GgmlTypeInfo.IsSupportedWeight(GgmlType.IQ2_XXS));
+    }
+
     /// <summary>A row of random blocks (every bit pattern of quants and scales is valid) with sane f16 scales.</summary>
     internal static byte[] RandomRow(GgmlType type, int columns, Random r)
     {
