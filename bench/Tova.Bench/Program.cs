@@ -14,9 +14,15 @@ using Tova.Model;
 //        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]
 //   ... --table1 [--models 110m-q8_0]   the paper's Table 1 (largest batch and decode throughput per cache)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
+//   ... --type-kernels   every quantized type's kernel (QuantKernels) on one 5632×2048 matrix: one token and tiles of 8
 if (args.Contains("--ports"))
 {
     PortBench.Run();
+    return;
+}
+if (args.Contains("--type-kernels"))
+{
+    KernelBench.TypeKernels();
     return;
 }
 if (args.Contains("--kernels"))
@@ -293,6 +299,55 @@ static unsafe class KernelBench
                     }
                 }
             }
+    }
+
+    /// <summary>
+    /// Each quantized type's kernel (<see cref="QuantKernels"/>) over a 5632×2048 matrix of random blocks (f16 scales
+    /// set to small values) on one thread: one token (decode) and a tile of eight tokens (prompts without lanes).
+    /// </summary>
+    public static void TypeKernels()
+    {
+        const int rows = 5632, cols = 2048;
+        var r = new Random(1);
+        var x = new float[cols * 8];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        float* o = stackalloc float[8];
+        Console.WriteLine("| type | tokens | ms per matrix | GB/s of weights | GMAC/s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        foreach (var type in GgmlTypeInfo.SupportedWeightTypes)
+        {
+            var kernel = QuantKernels.For(type);
+            if (kernel == null) continue;
+            GgmlTypeInfo.TryGetBlock(type, out int be, out int bb);
+            long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+            var data = GC.AllocateArray<byte>((int)(rowBytes * rows), pinned: true);
+            r.NextBytes(data);
+            int[] halves = type switch
+            {
+                GgmlType.Q6_K => [208], GgmlType.Q2_K => [80, 82], GgmlType.Q3_K => [108],
+                GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2], _ => [0],
+            };
+            for (long b = 0; b < data.Length / bb; b++)
+                foreach (int h in halves) BitConverter.TryWriteBytes(data.AsSpan((int)(b * bb + h)), (Half)0.01f);
+            fixed (byte* pw = data)
+            fixed (sbyte* q = act.Q)
+            fixed (float* d = act.D)
+            fixed (int* l = act.L)
+            fixed (short* h = act.H)
+                foreach (int tokens in new[] { 1, 8 })
+                {
+                    for (int i = 0; i < rows; i++) kernel(pw + i * rowBytes, q, d, l, h, cols, tokens, o); // warm
+                    int reps = tokens == 1 ? 20 : 5;
+                    var sw = Stopwatch.StartNew();
+                    for (int k = 0; k < reps; k++)
+                        for (int i = 0; i < rows; i++) kernel(pw + i * rowBytes, q, d, l, h, cols, tokens, o);
+                    double sec = sw.Elapsed.TotalSeconds / reps;
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| {type} | {tokens} | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * tokens / sec / 1e9:F1} |"));
+                }
+        }
     }
 
     public static void Run()

@@ -10,10 +10,10 @@ namespace Tova.Kernels;
 /// (<see cref="Q8Activations"/>: blocks of 32 with a float scale xd and 8·Σq in xl). Per block b, exact integer sums
 /// then floats: Q4_1 xd·(d·Σ u·q + m·Σq), Q5_0 xd·d·(Σ u·q − 16·Σq), Q5_1 as Q4_1 with 5-bit u, IQ4_NL xd·d·Σ v·q.
 /// llama.cpp multiplies the same sums (Q4_1/Q5_1 with Q8_1 activations, whose Σq it keeps as d·Σq in f16).
-/// Every kernel takes (w, xq, xd, xl, columns, tokens, outs): token t's activations at xq + t·columns, its block scales
-/// and sums at xd, xl + t·columns/32; results to outs[0..tokens). Eight blocks at a time: their sums gathered into one
-/// vector (<see cref="IntDot.Sums8"/>), converted once and scaled together. Each token is computed alone with the
-/// same steps, so a tile's results equal one-token calls. Plain references: <see cref="Scalar"/>.
+/// Every kernel takes (w, xq, xd, xl, xh, columns, tokens, outs): token t's activations at xq + t·columns, its block
+/// scales and sums at xd, xl + t·columns/32, its per-16 sums at xh + t·columns/16; results to outs[0..tokens). Eight blocks at a time: their sums gathered into one
+/// vector (<see cref="IntDot.Sums8"/>), converted once and scaled together. A tile unpacks each group of eight
+/// blocks once for all its tokens and computes each token with the one-token steps, so its results equal one-token calls. Plain references: <see cref="Scalar"/>.
 /// </summary>
 public static unsafe class BlockDot
 {
@@ -21,126 +21,187 @@ public static unsafe class BlockDot
 
     /// <summary>Q4_1 × 8-bit activations (one token or a tile).</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q4_1(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs)
+    public static void Q4_1(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs)
     {
         int nb = columns / 32;
+        if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
         if (!(Avx2.IsSupported && Fma.IsSupported)) { Scalar.Tile(GgmlType.Q4_1, w, xq, xd, columns, tokens, outs); return; }
-        for (int t = 0; t < tokens; t++, xq += columns, xd += nb, xl += nb)
+        var acc = stackalloc Vector256<float>[tokens];
+        var u = stackalloc Vector256<byte>[8];
+        for (int t = 0; t < tokens; t++) acc[t] = default;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
         {
-            var acc = Vector256<float>.Zero;
-            int b = 0;
-            for (; b + 8 <= nb; b += 8)
+            byte* k = w + b * 20;
+            for (int l = 0; l < 160; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
+            var dw = IntDot.HalfAt8(k, 20);
+            var mw = IntDot.HalfAt8(k + 2, 20) * Vector256.Create(0.125f);
+            if (tokens == 1)
             {
-                byte* k = w + b * 20;
-                for (int l = 0; l < 160; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
+                // Decode: values unpacked where they are used.
                 var s = IntDot.NibSums8(Nib(k + 4), Nib(k + 24), Nib(k + 44), Nib(k + 64), Nib(k + 84), Nib(k + 104), Nib(k + 124), Nib(k + 144), xq + b * 32);
-                var v = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), IntDot.HalfAt8(k, 20),
-                                        Avx.ConvertToVector256Single(Vector256.Load(xl + b)) * (IntDot.HalfAt8(k + 2, 20) * Vector256.Create(0.125f)));
-                acc = Fma.MultiplyAdd(v, Vector256.Load(xd + b), acc);
+                acc[0] = Q4_1Group(s, dw, mw, xl + b, xd + b, acc[0]);
+                continue;
             }
-            float sum = Vector256.Sum(acc);
-            for (; b < nb; b++)
+            for (int j = 0; j < 8; j++) u[j] = Nib(k + 4 + 20 * j);
+            for (int t = 0; t < tokens; t++)
             {
-                byte* k = w + b * 20;
-                int s = Vector256.Sum(Pairs(Nib(k + 4), xq + b * 32));
-                sum += xd[b] * (IntDot.HalfAt(k) * s + IntDot.HalfAt(k + 2) * 0.125f * xl[b]);
+                var s = IntDot.NibSums8(u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], xq + t * columns + b * 32);
+                acc[t] = Q4_1Group(s, dw, mw, xl + t * nb + b, xd + t * nb + b, acc[t]);
             }
-            outs[t] = sum;
+        }
+        for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
+        for (; b < nb; b++)
+        {
+            byte* k = w + b * 20;
+            var n = Nib(k + 4);
+            float d = IntDot.HalfAt(k), m = IntDot.HalfAt(k + 2) * 0.125f;
+            for (int t = 0, o = b; t < tokens; t++, o += nb)
+                outs[t] += xd[o] * (d * Vector256.Sum(Pairs(n, xq + t * columns + b * 32)) + m * xl[o]);
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q4_1Group(Vector256<int> s, Vector256<float> dw, Vector256<float> mw, int* xl, float* xd, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), dw, Avx.ConvertToVector256Single(Vector256.Load(xl)) * mw), Vector256.Load(xd), acc);
+
     /// <summary>Q5_0 × 8-bit activations (one token or a tile): the −16 offset taken as 2·xl = 16·Σq.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q5_0(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs)
+    public static void Q5_0(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs)
     {
         int nb = columns / 32;
+        if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
         if (!(Avx2.IsSupported && Fma.IsSupported)) { Scalar.Tile(GgmlType.Q5_0, w, xq, xd, columns, tokens, outs); return; }
-        for (int t = 0; t < tokens; t++, xq += columns, xd += nb, xl += nb)
+        var acc = stackalloc Vector256<float>[tokens];
+        var u = stackalloc Vector256<byte>[8];
+        for (int t = 0; t < tokens; t++) acc[t] = default;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
         {
-            var acc = Vector256<float>.Zero;
-            int b = 0;
-            for (; b + 8 <= nb; b += 8)
+            byte* k = w + b * 22;
+            for (int l = 0; l < 192; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
+            var dw = IntDot.HalfAt8(k, 22);
+            if (tokens == 1)
             {
-                byte* k = w + b * 22;
-                for (int l = 0; l < 192; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
-                sbyte* x = xq + b * 32;
-                var s = IntDot.Sums8(IntDot.H4(Pairs(Five(k + 2), x), Pairs(Five(k + 24), x + 32), Pairs(Five(k + 46), x + 64), Pairs(Five(k + 68), x + 96)),
-                                     IntDot.H4(Pairs(Five(k + 90), x + 128), Pairs(Five(k + 112), x + 160), Pairs(Five(k + 134), x + 192), Pairs(Five(k + 156), x + 224)));
-                var l2 = Vector256.Load(xl + b);
-                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - (l2 + l2)), IntDot.HalfAt8(k, 22) * Vector256.Load(xd + b), acc);
+                var s = Sums8(Five(k + 2), Five(k + 24), Five(k + 46), Five(k + 68), Five(k + 90), Five(k + 112), Five(k + 134), Five(k + 156), xq + b * 32);
+                acc[0] = Q5_0Group(s, dw, xl + b, xd + b, acc[0]);
+                continue;
             }
-            float sum = Vector256.Sum(acc);
-            for (; b < nb; b++)
-            {
-                byte* k = w + b * 22;
-                int s = Vector256.Sum(Pairs(Five(k + 2), xq + b * 32));
-                sum += IntDot.HalfAt(k) * xd[b] * (s - 2 * xl[b]);
-            }
-            outs[t] = sum;
+            for (int j = 0; j < 8; j++) u[j] = Five(k + 2 + 22 * j);
+            for (int t = 0; t < tokens; t++)
+                acc[t] = Q5_0Group(Sums8(u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], xq + t * columns + b * 32), dw, xl + t * nb + b, xd + t * nb + b, acc[t]);
         }
+        for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
+        for (; b < nb; b++)
+        {
+            byte* k = w + b * 22;
+            var v = Five(k + 2);
+            float d = IntDot.HalfAt(k);
+            for (int t = 0, o = b; t < tokens; t++, o += nb)
+                outs[t] += d * xd[o] * (Vector256.Sum(Pairs(v, xq + t * columns + b * 32)) - 2 * xl[o]);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q5_0Group(Vector256<int> s, Vector256<float> dw, int* xl, float* xd, Vector256<float> acc)
+    {
+        var l = Vector256.Load(xl);
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - (l + l)), dw * Vector256.Load(xd), acc);
     }
 
     /// <summary>Q5_1 × 8-bit activations (one token or a tile).</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q5_1(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs)
+    public static void Q5_1(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs)
     {
         int nb = columns / 32;
+        if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
         if (!(Avx2.IsSupported && Fma.IsSupported)) { Scalar.Tile(GgmlType.Q5_1, w, xq, xd, columns, tokens, outs); return; }
-        for (int t = 0; t < tokens; t++, xq += columns, xd += nb, xl += nb)
+        var acc = stackalloc Vector256<float>[tokens];
+        var u = stackalloc Vector256<byte>[8];
+        for (int t = 0; t < tokens; t++) acc[t] = default;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
         {
-            var acc = Vector256<float>.Zero;
-            int b = 0;
-            for (; b + 8 <= nb; b += 8)
+            byte* k = w + b * 24;
+            for (int l = 0; l < 192; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
+            var dw = IntDot.HalfAt8(k, 24);
+            var mw = IntDot.HalfAt8(k + 2, 24) * Vector256.Create(0.125f);
+            if (tokens == 1)
             {
-                byte* k = w + b * 24;
-                for (int l = 0; l < 192; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
-                sbyte* x = xq + b * 32;
-                var s = IntDot.Sums8(IntDot.H4(Pairs(Five(k + 4), x), Pairs(Five(k + 28), x + 32), Pairs(Five(k + 52), x + 64), Pairs(Five(k + 76), x + 96)),
-                                     IntDot.H4(Pairs(Five(k + 100), x + 128), Pairs(Five(k + 124), x + 160), Pairs(Five(k + 148), x + 192), Pairs(Five(k + 172), x + 224)));
-                var v = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), IntDot.HalfAt8(k, 24),
-                                        Avx.ConvertToVector256Single(Vector256.Load(xl + b)) * (IntDot.HalfAt8(k + 2, 24) * Vector256.Create(0.125f)));
-                acc = Fma.MultiplyAdd(v, Vector256.Load(xd + b), acc);
+                var s = Sums8(Five(k + 4), Five(k + 28), Five(k + 52), Five(k + 76), Five(k + 100), Five(k + 124), Five(k + 148), Five(k + 172), xq + b * 32);
+                acc[0] = Q4_1Group(s, dw, mw, xl + b, xd + b, acc[0]);
+                continue;
             }
-            float sum = Vector256.Sum(acc);
-            for (; b < nb; b++)
-            {
-                byte* k = w + b * 24;
-                int s = Vector256.Sum(Pairs(Five(k + 4), xq + b * 32));
-                sum += xd[b] * (IntDot.HalfAt(k) * s + IntDot.HalfAt(k + 2) * 0.125f * xl[b]);
-            }
-            outs[t] = sum;
+            for (int j = 0; j < 8; j++) u[j] = Five(k + 4 + 24 * j);
+            for (int t = 0; t < tokens; t++)
+                acc[t] = Q4_1Group(Sums8(u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], xq + t * columns + b * 32), dw, mw, xl + t * nb + b, xd + t * nb + b, acc[t]);
+        }
+        for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
+        for (; b < nb; b++)
+        {
+            byte* k = w + b * 24;
+            var v = Five(k + 4);
+            float d = IntDot.HalfAt(k), m = IntDot.HalfAt(k + 2) * 0.125f;
+            for (int t = 0, o = b; t < tokens; t++, o += nb)
+                outs[t] += xd[o] * (d * Vector256.Sum(Pairs(v, xq + t * columns + b * 32)) + m * xl[o]);
         }
     }
 
     /// <summary>IQ4_NL × 8-bit activations (one token or a tile): levels looked up with one byte shuffle, signed × signed.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void IQ4_NL(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs)
+    public static void IQ4_NL(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs)
     {
         int nb = columns / 32;
+        if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
         if (!(Avx2.IsSupported && Fma.IsSupported)) { Scalar.Tile(GgmlType.IQ4_NL, w, xq, xd, columns, tokens, outs); return; }
         var table = Levels();
-        for (int t = 0; t < tokens; t++, xq += columns, xd += nb)
+        var acc = stackalloc Vector256<float>[tokens];
+        var v = stackalloc Vector256<sbyte>[8];
+        for (int t = 0; t < tokens; t++) acc[t] = default;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
         {
-            var acc = Vector256<float>.Zero;
-            int b = 0;
-            for (; b + 8 <= nb; b += 8)
+            byte* k = w + b * 18;
+            for (int l = 0; l < 192; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
+            var dw = IntDot.HalfAt8(k, 18);
+            if (tokens == 1)
             {
-                byte* k = w + b * 18;
-                for (int l = 0; l < 192; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
-                sbyte* x = xq + b * 32;
-                var s = IntDot.Sums8(IntDot.H4(Signed(Nl(k + 2, table), x), Signed(Nl(k + 20, table), x + 32), Signed(Nl(k + 38, table), x + 64), Signed(Nl(k + 56, table), x + 96)),
-                                     IntDot.H4(Signed(Nl(k + 74, table), x + 128), Signed(Nl(k + 92, table), x + 160), Signed(Nl(k + 110, table), x + 192), Signed(Nl(k + 128, table), x + 224)));
-                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), IntDot.HalfAt8(k, 18) * Vector256.Load(xd + b), acc);
+                var s = SignedSums8(Nl(k + 2, table), Nl(k + 20, table), Nl(k + 38, table), Nl(k + 56, table),
+                                    Nl(k + 74, table), Nl(k + 92, table), Nl(k + 110, table), Nl(k + 128, table), xq + b * 32);
+                acc[0] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), dw * Vector256.Load(xd + b), acc[0]);
+                continue;
             }
-            float sum = Vector256.Sum(acc);
-            for (; b < nb; b++)
+            for (int j = 0; j < 8; j++) v[j] = Nl(k + 2 + 18 * j, table);
+            for (int t = 0; t < tokens; t++)
             {
-                byte* k = w + b * 18;
-                sum += IntDot.HalfAt(k) * xd[b] * Vector256.Sum(Signed(Nl(k + 2, table), xq + b * 32));
+                var s = SignedSums8(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], xq + t * columns + b * 32);
+                acc[t] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), dw * Vector256.Load(xd + t * nb + b), acc[t]);
             }
-            outs[t] = sum;
+        }
+        for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
+        for (; b < nb; b++)
+        {
+            byte* k = w + b * 18;
+            var n = Nl(k + 2, table);
+            float d = IntDot.HalfAt(k);
+            for (int t = 0, o = b; t < tokens; t++, o += nb)
+                outs[t] += d * xd[o] * Vector256.Sum(Signed(n, xq + t * columns + b * 32));
         }
     }
+
+    /// <summary>The eight blocks' Σ u·q (unsigned values at most 31 in u0..u7) with activations at x, one int32 per block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Sums8(Vector256<byte> u0, Vector256<byte> u1, Vector256<byte> u2, Vector256<byte> u3,
+                                       Vector256<byte> u4, Vector256<byte> u5, Vector256<byte> u6, Vector256<byte> u7, sbyte* x) =>
+        IntDot.Sums8(IntDot.H4(Pairs(u0, x), Pairs(u1, x + 32), Pairs(u2, x + 64), Pairs(u3, x + 96)),
+                     IntDot.H4(Pairs(u4, x + 128), Pairs(u5, x + 160), Pairs(u6, x + 192), Pairs(u7, x + 224)));
+
+    /// <summary>The eight blocks' Σ v·q (signed values in v0..v7) with activations at x, one int32 per block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> SignedSums8(Vector256<sbyte> v0, Vector256<sbyte> v1, Vector256<sbyte> v2, Vector256<sbyte> v3,
+                                              Vector256<sbyte> v4, Vector256<sbyte> v5, Vector256<sbyte> v6, Vector256<sbyte> v7, sbyte* x) =>
+        IntDot.Sums8(IntDot.H4(Signed(v0, x), Signed(v1, x + 32), Signed(v2, x + 64), Signed(v3, x + 96)),
+                     IntDot.H4(Signed(v4, x + 128), Signed(v5, x + 160), Signed(v6, x + 192), Signed(v7, x + 224)));
 
     /// <summary>The 32 nibbles of the 16 bytes at qs in element order (low nibbles 0..15, then high nibbles 16..31).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -5,14 +5,14 @@ namespace Tova.Kernels;
 
 /// <summary>
 /// The integer kernel of each weight type that multiplies 8-bit activations (<see cref="Q8Activations"/>), in one
-/// signature: (w, xq, xd, xl, columns, tokens, outs) — one row of <c>columns</c> values at w against 1..<see cref="IntDot.MaxTile"/>
-/// tokens, token t's activations at xq + t·columns, its block scales and 8·Σq at xd, xl + t·columns/32; results to
-/// outs[0..tokens). Types without an entry (F32, F16, BF16) multiply float activations (<see cref="RowDot"/>).
+/// signature: (w, xq, xd, xl, xh, columns, tokens, outs) — one row of <c>columns</c> values at w against
+/// 1..<see cref="IntDot.MaxTile"/> tokens, token t's activations at xq + t·columns, its block scales and 8·Σq at
+/// xd, xl + t·columns/32, its per-16 sums at xh + t·columns/16; results to outs[0..tokens). Types without an entry (F32, F16, BF16) multiply float activations (<see cref="RowDot"/>).
 /// </summary>
 public static unsafe class QuantKernels
 {
     /// <summary>The kernel of <paramref name="type"/>, or null when its rows multiply float activations.</summary>
-    public static delegate*<byte*, sbyte*, float*, int*, int, int, float*, void> For(GgmlType type) => type switch
+    public static delegate*<byte*, sbyte*, float*, int*, short*, int, int, float*, void> For(GgmlType type) => type switch
     {
         GgmlType.Q8_0 => &Q8_0,
         GgmlType.Q4_0 => &Q4_0,
@@ -30,22 +30,22 @@ public static unsafe class QuantKernels
     };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q8_0(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+    private static void Q8_0(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs) =>
         IntDot.Q8_0Tile(w, xq, xd, columns / 32, columns, tokens, outs);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q4_0(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+    private static void Q4_0(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs) =>
         IntDot.Q4_0Tile(w, xq, xd, xl, columns / 32, columns, tokens, outs);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q4_K(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+    private static void Q4_K(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs) =>
         KQuantDot.Q4_K(w, xq, xd, xl, columns / KQuants.QK_K, columns, tokens, outs);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q5_K(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+    private static void Q5_K(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs) =>
         KQuantDot.Q5_K(w, xq, xd, xl, columns / KQuants.QK_K, columns, tokens, outs);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Q6_K(byte* w, sbyte* xq, float* xd, int* xl, int columns, int tokens, float* outs) =>
+    private static void Q6_K(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs) =>
         KQuantDot.Q6_K(w, xq, xd, columns / KQuants.QK_K, columns, tokens, outs);
 }

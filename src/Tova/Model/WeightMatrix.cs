@@ -39,7 +39,7 @@ public sealed unsafe class WeightMatrix
     }
 
     /// <summary>The type's integer kernel against 8-bit activations (<see cref="QuantKernels"/>), or null for float types.</summary>
-    private readonly delegate*<byte*, sbyte*, float*, int*, int, int, float*, void> _kernel;
+    private readonly delegate*<byte*, sbyte*, float*, int*, short*, int, int, float*, void> _kernel;
 
     /// <summary>
     /// A matrix over a buffer the matrix keeps alive: <paramref name="pinned"/> must come from
@@ -67,31 +67,32 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>One output row: float activations, or their 8-bit quantization for the integer-kernel types.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl)
+    internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl, short* xh)
     {
         byte* row = Data + r * RowBytes;
         return Type switch
         {
             GgmlType.Q4_0 when xq != null => IntDot.Q4_0(row, xq, xd, xl, Columns / Quantization.QK),
             GgmlType.Q8_0 when xq != null => IntDot.Q8_0(row, xq, xd, Columns / Quantization.QK),
-            _ when xq != null && _kernel != null => KernelRow(row, xq, xd, xl),
+            _ when xq != null && _kernel != null => KernelRow(row, xq, xd, xl, xh),
             _ => RowDot.Dot(Type, row, x, Columns),
         };
     }
 
-    private float KernelRow(byte* row, sbyte* xq, float* xd, int* xl)
+    private float KernelRow(byte* row, sbyte* xq, float* xd, int* xl, short* xh)
     {
         float y;
-        _kernel(row, xq, xd, xl, Columns, 1, &y);
+        _kernel(row, xq, xd, xl, xh, Columns, 1, &y);
         return y;
     }
 
     /// <summary>
     /// One row against 1..<see cref="IntDot.MaxTile"/> tokens of 8-bit activations (token t at xq + t·Columns, its
-    /// block scales at xd + t·Columns/32, its 8·Σq at xl + t·Columns/32); integer-kernel types only.
+    /// block scales at xd + t·Columns/32, its 8·Σq at xl + t·Columns/32, its per-16 sums at xh + t·Columns/16);
+    /// integer-kernel types only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs) => _kernel(row, xq, xd, xl, Columns, tokens, outs);
+    internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, short* xh, int tokens, float* outs) => _kernel(row, xq, xd, xl, xh, Columns, tokens, outs);
 
     /// <summary>True for the types whose prompts run eight tokens per SIMD vector (<see cref="Lanes8"/>).</summary>
     internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
@@ -162,6 +163,7 @@ public unsafe struct MatMulBatch
     private sbyte* _xq;             // [batch, cols]
     private float* _xd;             // [batch, cols / 32]
     private int* _xl;               // [batch, cols / 32]
+    private short* _xh;             // [batch, cols / 16]
     private int _tiles;             // eight-token tiles with interleaved activations (lanes types, batch ≥ 8)
     private bool _halfSums;         // tiles also need per-16 sums (Q6_K)
     private Q8Activations? _scratch;
@@ -231,9 +233,9 @@ public unsafe struct MatMulBatch
             fixed (sbyte* q = scratch.Q, xt = scratch.T, t16 = scratch.T16)
             fixed (float* d = scratch.D, dt = scratch.DT, d16 = scratch.D16)
             fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT, lt16 = scratch.LT16, ht16 = scratch.HT16)
-            fixed (short* q16 = scratch.Q16)
+            fixed (short* q16 = scratch.Q16, h = scratch.H)
             {
-                _xq = q; _xd = d; _xl = l;
+                _xq = q; _xd = d; _xl = l; _xh = h;
                 _xt = xt; _dt = dt; _lt = lt; _ht = ht;
                 _q16 = q16; _t16 = t16; _d16 = d16; _lt16 = lt16; _ht16 = ht16;
                 Dispatch(pool);
@@ -362,7 +364,7 @@ public unsafe struct MatMulBatch
                     int n = Math.Min(IntDot.MaxTile, b._batch - i);
                     for (int k = 0; k < count; k++)
                     {
-                        m.Tile(w0 + k * m.RowBytes, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, outs);
+                        m.Tile(w0 + k * m.RowBytes, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, b._xh + i * b._nb * 2, n, outs);
                         for (int t = 0; t < n; t++) y[(i + t) * rows + row + k] = outs[t];
                     }
                 }
@@ -370,7 +372,7 @@ public unsafe struct MatMulBatch
                 continue;
             }
             for (; i < b._batch; i++)
-                y[i * rows + row] = m.DotRow(row, b._x + i * b._cols, null, null, null);
+                y[i * rows + row] = m.DotRow(row, b._x + i * b._cols, null, null, null, null);
         }
     }
 
@@ -399,7 +401,7 @@ public unsafe struct MatMulBatch
             else if (b._xq != null && m.Type == GgmlType.Q8_0)
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q8_0(w, b._xq, b._xd, b._nb);
             else
-                for (; r < stop; r++) y[r] = m.DotRow(r - first, b._x, b._xq, b._xd, b._xl);
+                for (; r < stop; r++) y[r] = m.DotRow(r - first, b._x, b._xq, b._xd, b._xl, b._xh);
         }
     }
 }
