@@ -11,7 +11,7 @@ using Tova.Model;
 // Tova vs llama.cpp (LLamaSharp.Backend.Cpu) on the same random-weight GGUF files, in the same run, alternating,
 // medians of several repetitions. Usage:
 //   dotnet run --project bench/Tova.Bench -c Release -- [--models tinyllama-q4_0,tinyllama-q8_0,110m-q8_0,110m-f32]
-//        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]
+//        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]   (--reps 0: only make the files)
 //   ... --table1 [--models 110m-q8_0]   the paper's Table 1 (largest batch and decode throughput per cache)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
 //   ... --type-kernels   every quantized type's kernel (QuantKernels) on one 5632×2048 matrix: one token and tiles of 8
@@ -52,6 +52,7 @@ foreach (var name in opt.Models)
 {
     var (spec, type) = Shapes.Get(name, 2048);
     string path = Shapes.Ensure(opt.Dir, name, spec, type);
+    if (opt.Reps == 0) continue; // --reps 0: only write (or quantize) the files
     var tova = new List<(double, double)>();
     var llama = new List<(double, double)>();
     using (var model = ModelLoader.Load(path))
@@ -134,9 +135,23 @@ static class Shapes
         "tinyllama-q8_0" => (TinyLlama(context), GgmlType.Q8_0),
         "110m-q8_0" => (M110(context), GgmlType.Q8_0),
         "110m-f32" => (M110(context), GgmlType.F32),
-        "tinyllama-q4_k_m" => (TinyLlama(context), GgmlType.Q4_K), // llama.cpp's quantizer, from the Q8_0 file
-        "tinyllama-q5_k_m" => (TinyLlama(context), GgmlType.Q5_K), // likewise
+        _ when ByLlamaCpp.ContainsKey(name) => (TinyLlama(context), GgmlType.Q8_0), // llama.cpp's quantizer, from the Q8_0 file
         _ => throw new ArgumentException($"unknown model '{name}'"),
+    };
+
+    /// <summary>Files made by llama.cpp's quantizer from tinyllama-q8_0, as users download them (mixes with Q6_K etc.).</summary>
+    private static readonly Dictionary<string, LLamaFtype> ByLlamaCpp = new()
+    {
+        ["tinyllama-q4_k_m"] = LLamaFtype.MOSTLY_Q4_K_M,
+        ["tinyllama-q5_k_m"] = LLamaFtype.MOSTLY_Q5_K_M,
+        ["tinyllama-q4_k_s"] = LLamaFtype.MOSTLY_Q4_K_S,
+        ["tinyllama-q3_k_m"] = LLamaFtype.MOSTLY_Q3_K_M,
+        ["tinyllama-q2_k"] = LLamaFtype.MOSTLY_Q2_K,
+        ["tinyllama-q4_1"] = LLamaFtype.MOSTLY_Q4_1,
+        ["tinyllama-q5_0"] = LLamaFtype.MOSTLY_Q5_0,
+        ["tinyllama-q5_1"] = LLamaFtype.MOSTLY_Q5_1,
+        ["tinyllama-iq4_nl"] = LLamaFtype.MOSTLY_IQ4_NL,
+        ["tinyllama-iq4_xs"] = LLamaFtype.MOSTLY_IQ4_XS,
     };
 
     private static RandomModelSpec TinyLlama(int context) =>
@@ -148,11 +163,10 @@ static class Shapes
     public static string Ensure(string dir, string name, RandomModelSpec spec, GgmlType type)
     {
         string path = Path.Combine(dir, name + ".gguf");
-        if (!File.Exists(path) && type is GgmlType.Q4_K or GgmlType.Q5_K)
+        if (!File.Exists(path) && ByLlamaCpp.TryGetValue(name, out var ftype))
         {
-            // A real Q4_K_M / Q5_K_M file (with Q6_K for some matrices, as users download them), made by llama.cpp.
+            // A real Q4_K_M, Q3_K_M, IQ4_XS … file (with Q6_K for some matrices, as users download them), made by llama.cpp.
             string source = Ensure(dir, "tinyllama-q8_0", spec, GgmlType.Q8_0);
-            var ftype = type == GgmlType.Q4_K ? LLama.Native.LLamaFtype.MOSTLY_Q4_K_M : LLama.Native.LLamaFtype.MOSTLY_Q5_K_M;
             Console.Error.WriteLine($"quantizing {source} to {ftype} with llama.cpp …");
             LLama.Native.NativeApi.llama_max_devices(); // loads the native library through LLamaSharp's loader first
             if (!LLama.LLamaQuantizer.Quantize(source, path + ".tmp", ftype, 2, allowRequantize: true))

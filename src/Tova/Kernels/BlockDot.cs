@@ -189,6 +189,186 @@ public static unsafe class BlockDot
         }
     }
 
+    /// <summary>
+    /// Q4_1, Q5_0, Q5_1 or IQ4_NL against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>;
+    /// SIMD lane t is token t, no horizontal sums): each group of four values is spread to every lane by one in-lane
+    /// shuffle and multiplied with the eight tokens' four activations. Block k of each group of eight accumulates into
+    /// its own vector with the one-token kernel's float steps, the eight are added in <see cref="Vector256.Sum{T}"/>'s
+    /// order, then the tail blocks, so each result is bit-identical to the one-token kernel's. Token t's result goes
+    /// to y[t·stride]. dt, lt: the tile's block scales and 8·Σq (8 per block); ht unused.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Lanes8(GgmlType type, byte* w, sbyte* xt, float* dt, int* lt, int* ht, int columns, float* y, long stride)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported)) { Scalar.Lanes8(type, w, xt, dt, columns, y, stride); return; }
+        switch (type)
+        {
+            case GgmlType.Q4_1: Lanes8<Q4_1Lane>(w, xt, dt, lt, columns / 32, y, stride); break;
+            case GgmlType.Q5_0: Lanes8<Q5_0Lane>(w, xt, dt, lt, columns / 32, y, stride); break;
+            case GgmlType.Q5_1: Lanes8<Q5_1Lane>(w, xt, dt, lt, columns / 32, y, stride); break;
+            case GgmlType.IQ4_NL: Lanes8<IQ4_NLLane>(w, xt, dt, lt, columns / 32, y, stride); break;
+            default: throw new NotSupportedException($"{type} has no eight-lane kernel here");
+        }
+    }
+
+    /// <summary>How one 32-value block type reads a block for eight tokens, with the one-token kernel's float steps.</summary>
+    private interface ILane
+    {
+        static abstract int Bytes { get; }
+
+        /// <summary>The eight tokens' exact integer sums for the block at blk (activations interleaved at x).</summary>
+        static abstract Vector256<int> Sums(byte* blk, sbyte* x);
+
+        /// <summary>acc plus the block's contribution as the one-token kernel's group of eight adds it (d: xd per token, l: 8·Σq).</summary>
+        static abstract Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc);
+
+        /// <summary>The block's contribution as the one-token kernel's tail adds it.</summary>
+        static abstract Vector256<float> Tail(Vector256<int> s, byte* blk, int* l, float* d);
+    }
+
+    private struct Q4_1Lane : ILane
+    {
+        public static int Bytes => 20;
+
+        public static Vector256<int> Sums(byte* blk, sbyte* x)
+        {
+            var raw = Avx2.BroadcastVector128ToVector256(blk + 4);
+            var mask = Vector256.Create((byte)0x0F);
+            return IntDot.LaneNibbleSums((raw & mask).AsInt32(), (Avx2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & mask).AsInt32(), x);
+        }
+
+        public static Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc) => OffsetAdd(s, blk, l, d, acc);
+
+        public static Vector256<float> Tail(Vector256<int> s, byte* blk, int* l, float* d) => OffsetTail(s, blk, l, d);
+    }
+
+    private struct Q5_1Lane : ILane
+    {
+        public static int Bytes => 24;
+
+        public static Vector256<int> Sums(byte* blk, sbyte* x) => FiveLaneSums(Five(blk + 4), x);
+
+        public static Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc) => OffsetAdd(s, blk, l, d, acc);
+
+        public static Vector256<float> Tail(Vector256<int> s, byte* blk, int* l, float* d) => OffsetTail(s, blk, l, d);
+    }
+
+    private struct Q5_0Lane : ILane
+    {
+        public static int Bytes => 22;
+
+        public static Vector256<int> Sums(byte* blk, sbyte* x) => FiveLaneSums(Five(blk + 2), x);
+
+        public static Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc)
+        {
+            var l8 = Vector256.Load(l);
+            return Fma.MultiplyAdd(Avx.ConvertToVector256Single(s - (l8 + l8)), Vector256.Create(IntDot.HalfAt(blk)) * Vector256.Load(d), acc);
+        }
+
+        public static Vector256<float> Tail(Vector256<int> s, byte* blk, int* l, float* d)
+        {
+            var l8 = Vector256.Load(l);
+            return Vector256.Create(IntDot.HalfAt(blk)) * Vector256.Load(d) * Avx.ConvertToVector256Single(s - (l8 + l8));
+        }
+    }
+
+    private struct IQ4_NLLane : ILane
+    {
+        public static int Bytes => 18;
+
+        public static Vector256<int> Sums(byte* blk, sbyte* x) => SignedLaneSums(Nl(blk + 2, Levels()), x);
+
+        public static Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc) =>
+            Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), Vector256.Create(IntDot.HalfAt(blk)) * Vector256.Load(d), acc);
+
+        public static Vector256<float> Tail(Vector256<int> s, byte* blk, int* l, float* d) =>
+            Vector256.Create(IntDot.HalfAt(blk)) * Vector256.Load(d) * Avx.ConvertToVector256Single(s);
+    }
+
+    /// <summary>Q4_1/Q5_1 (d·Σ u·q + m·Σq, then × xd) as <see cref="Q4_1Group"/> computes it for each block.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> OffsetAdd(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), Vector256.Create(IntDot.HalfAt(blk)),
+                                        Avx.ConvertToVector256Single(Vector256.Load(l)) * Vector256.Create(IntDot.HalfAt(blk + 2) * 0.125f)),
+                        Vector256.Load(d), acc);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> OffsetTail(Vector256<int> s, byte* blk, int* l, float* d) =>
+        Vector256.Load(d) * (Vector256.Create(IntDot.HalfAt(blk)) * Avx.ConvertToVector256Single(s)
+                             + Vector256.Create(IntDot.HalfAt(blk + 2) * 0.125f) * Avx.ConvertToVector256Single(Vector256.Load(l)));
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Lanes8<TLane>(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* y, long stride) where TLane : struct, ILane
+    {
+        int bytes = TLane.Bytes;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        int b = 0;
+        for (; b + 8 <= nb; b += 8)
+        {
+            byte* k = w + b * bytes;
+            sbyte* x = xt + b * 256;
+            float* d = dt + b * 8;
+            int* l = lt + b * 8;
+            a0 = TLane.Add(TLane.Sums(k, x), k, l, d, a0);
+            a1 = TLane.Add(TLane.Sums(k + bytes, x + 256), k + bytes, l + 8, d + 8, a1);
+            a2 = TLane.Add(TLane.Sums(k + 2 * bytes, x + 512), k + 2 * bytes, l + 16, d + 16, a2);
+            a3 = TLane.Add(TLane.Sums(k + 3 * bytes, x + 768), k + 3 * bytes, l + 24, d + 24, a3);
+            a4 = TLane.Add(TLane.Sums(k + 4 * bytes, x + 1024), k + 4 * bytes, l + 32, d + 32, a4);
+            a5 = TLane.Add(TLane.Sums(k + 5 * bytes, x + 1280), k + 5 * bytes, l + 40, d + 40, a5);
+            a6 = TLane.Add(TLane.Sums(k + 6 * bytes, x + 1536), k + 6 * bytes, l + 48, d + 48, a6);
+            a7 = TLane.Add(TLane.Sums(k + 7 * bytes, x + 1792), k + 7 * bytes, l + 56, d + 56, a7);
+        }
+        var sum = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
+        for (; b < nb; b++)
+        {
+            byte* k = w + b * bytes;
+            sum += TLane.Tail(TLane.Sums(k, xt + b * 256), k, lt + b * 8, dt + b * 8);
+        }
+        IntDot.StoreColumn(sum, y, stride);
+    }
+
+    /// <summary>
+    /// Eight tokens' Σ u·q over a block of 5-bit values u (values 0..15 in the low lane, 16..31 in the high), interleaved
+    /// activations at x: four groups of four add up in int16 (at most 4·2·31·127 = 31,496), then widen.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> FiveLaneSums(Vector256<byte> u, sbyte* x)
+    {
+        var lo = Avx2.Permute2x128(u, u, 0x00).AsInt32();
+        var hi = Avx2.Permute2x128(u, u, 0x11).AsInt32();
+        var ones = Vector256.Create((short)1);
+        var s0 = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0x00).AsByte(), Vector256.Load(x))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0x55).AsByte(), Vector256.Load(x + 32))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0xAA).AsByte(), Vector256.Load(x + 64))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0xFF).AsByte(), Vector256.Load(x + 96));
+        var s1 = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0x00).AsByte(), Vector256.Load(x + 128))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0x55).AsByte(), Vector256.Load(x + 160))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0xAA).AsByte(), Vector256.Load(x + 192))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0xFF).AsByte(), Vector256.Load(x + 224));
+        return Avx2.MultiplyAddAdjacent(s0, ones) + Avx2.MultiplyAddAdjacent(s1, ones);
+    }
+
+    /// <summary>
+    /// Eight tokens' Σ v·q over a block of signed values v (values 0..15 in the low lane, 16..31 in the high),
+    /// interleaved activations at x: per group of four, |v| spread to every lane times q with v's signs, widened at
+    /// once (a pair reaches 2·127·127).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector256<int> SignedLaneSums(Vector256<sbyte> v, sbyte* x)
+    {
+        var a = Avx2.Abs(v).AsSByte();
+        var alo = Avx2.Permute2x128(a, a, 0x00).AsInt32(); var ahi = Avx2.Permute2x128(a, a, 0x11).AsInt32();
+        var vlo = Avx2.Permute2x128(v, v, 0x00).AsInt32(); var vhi = Avx2.Permute2x128(v, v, 0x11).AsInt32();
+        return (SignedLane(Avx2.Shuffle(alo, 0x00), Avx2.Shuffle(vlo, 0x00), x) + SignedLane(Avx2.Shuffle(alo, 0x55), Avx2.Shuffle(vlo, 0x55), x + 32))
+             + (SignedLane(Avx2.Shuffle(alo, 0xAA), Avx2.Shuffle(vlo, 0xAA), x + 64) + SignedLane(Avx2.Shuffle(alo, 0xFF), Avx2.Shuffle(vlo, 0xFF), x + 96))
+             + ((SignedLane(Avx2.Shuffle(ahi, 0x00), Avx2.Shuffle(vhi, 0x00), x + 128) + SignedLane(Avx2.Shuffle(ahi, 0x55), Avx2.Shuffle(vhi, 0x55), x + 160))
+             + (SignedLane(Avx2.Shuffle(ahi, 0xAA), Avx2.Shuffle(vhi, 0xAA), x + 192) + SignedLane(Avx2.Shuffle(ahi, 0xFF), Avx2.Shuffle(vhi, 0xFF), x + 224)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SignedLane(Vector256<int> abs, Vector256<int> signs, sbyte* x) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(abs.AsByte(), Avx2.Sign(Vector256.Load(x), signs.AsSByte())), Vector256.Create((short)1));
+
     /// <summary>The eight blocks' Σ u·q (unsigned values at most 31 in u0..u7) with activations at x, one int32 per block.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<int> Sums8(Vector256<byte> u0, Vector256<byte> u1, Vector256<byte> u2, Vector256<byte> u3,
@@ -252,6 +432,26 @@ public static unsafe class BlockDot
             double s = 0;
             for (int i = 0; i < columns; i++) s += (double)row[i] * xd[i / 32] * xq[i];
             return (float)s;
+        }
+
+        /// <summary>
+        /// Reference for the eight-lane kernels (<see cref="BlockDot.Lanes8"/>, <see cref="SuperBlockDot.Lanes8"/>): the
+        /// interleaved activations read back per token, times the dequantized row, in double.
+        /// </summary>
+        public static void Lanes8(GgmlType type, byte* w, sbyte* xt, float* dt, int columns, float* y, long stride = 1)
+        {
+            var row = new float[columns];
+            Quantization.Dequantize(type, new ReadOnlySpan<byte>(w, (int)GgmlTypeInfo.RowBytes(type, columns)), row);
+            for (int t = 0; t < 8; t++)
+            {
+                double s = 0;
+                for (int i = 0; i < columns; i++)
+                {
+                    int b = i / 32, e = i % 32;
+                    s += (double)row[i] * dt[b * 8 + t] * xt[b * 256 + (e / 4) * 32 + t * 4 + e % 4];
+                }
+                y[t * stride] = (float)s;
+            }
         }
 
         /// <summary><see cref="Dot"/> for each of <paramref name="tokens"/> tokens (the kernels' layout of arguments).</summary>

@@ -225,6 +225,143 @@ public static unsafe class SuperBlockDot
         for (int t = 0; t < tokens; t++) outs[t] = Vector256.Sum(acc[t]);
     }
 
+    /// <summary>
+    /// Q2_K, Q3_K or IQ4_XS against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>;
+    /// SIMD lane t is token t): each group of four values spread to every lane by one in-lane shuffle, a group of 16's
+    /// four groups added in int16 and multiplied by its scale in the int16 → int32 multiply-add; Q2_K's mins and Q3_K's
+    /// offset from the tile's per-16 sums (ht, <see cref="Q8Activations.HalfSums8"/>). Block k of every super-block
+    /// accumulates into its own vector with the one-token kernel's float steps and the eight are added in
+    /// <see cref="Vector256.Sum{T}"/>'s order, so each result is bit-identical to the one-token kernel's. Token t's
+    /// result goes to y[t·stride].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Lanes8(GgmlType type, byte* w, sbyte* xt, float* dt, int* lt, int* ht, int columns, float* y, long stride)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported)) { BlockDot.Scalar.Lanes8(type, w, xt, dt, columns, y, stride); return; }
+        int superBlocks = columns / 256;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        var table = BlockDot.Levels();
+        var three = Vector256.Create((byte)3);
+        var four = Vector256.Create((byte)4);
+        var lowShifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
+        var highShifts = Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14);
+        short* sc = stackalloc short[32];   // Q2_K: 16 scales, 16 mins; Q3_K: 16 scales − 32
+        float* ls = stackalloc float[8];    // IQ4_XS: d·(scale − 32) per block
+        var u = stackalloc Vector256<byte>[8];
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            sbyte* x = xt + sb * 2048;      // 8 blocks × 256 interleaved bytes
+            float* d = dt + sb * 64;
+            int* h = ht + sb * 128;         // 16 groups of 16 × 8 tokens
+            Vector256<float> b0, b1, b2, b3, b4, b5, b6, b7;
+            if (type == GgmlType.IQ4_XS)
+            {
+                byte* blk = w + sb * 136;
+                var low = Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<uint>(blk + 4)), lowShifts) & Vector256.Create(0xFu);
+                var high = Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)Unsafe.ReadUnaligned<ushort>(blk + 2)), highShifts) & Vector256.Create(3u);
+                (Avx.ConvertToVector256Single((low | (high << 4)).AsInt32() - Vector256.Create(32)) * Vector256.Create(IntDot.HalfAt(blk))).Store(ls);
+                byte* qs = blk + 8;
+                b0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs, table), x)), Vector256.Create(ls[0]) * Vector256.Load(d), a0);
+                b1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 16, table), x + 256)), Vector256.Create(ls[1]) * Vector256.Load(d + 8), a1);
+                b2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 32, table), x + 512)), Vector256.Create(ls[2]) * Vector256.Load(d + 16), a2);
+                b3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 48, table), x + 768)), Vector256.Create(ls[3]) * Vector256.Load(d + 24), a3);
+                b4 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 64, table), x + 1024)), Vector256.Create(ls[4]) * Vector256.Load(d + 32), a4);
+                b5 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 80, table), x + 1280)), Vector256.Create(ls[5]) * Vector256.Load(d + 40), a5);
+                b6 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 96, table), x + 1536)), Vector256.Create(ls[6]) * Vector256.Load(d + 48), a6);
+                b7 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 112, table), x + 1792)), Vector256.Create(ls[7]) * Vector256.Load(d + 56), a7);
+            }
+            else if (type == GgmlType.Q2_K)
+            {
+                byte* blk = w + sb * 84;
+                var raw = Vector128.Load(blk);
+                Avx2.ConvertToVector256Int16(raw & Vector128.Create((byte)0x0F)).Store(sc);
+                Avx2.ConvertToVector256Int16(Sse2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F)).Store(sc + 16);
+                var dd = Vector256.Create(IntDot.HalfAt(blk + 80));
+                var dmin = Vector256.Create(IntDot.HalfAt(blk + 82));
+                var r0 = Vector256.Load(blk + 16).AsUInt16();
+                var r1 = Vector256.Load(blk + 48).AsUInt16();
+                u[0] = r0.AsByte() & three; u[1] = Avx2.ShiftRightLogical(r0, 2).AsByte() & three;
+                u[2] = Avx2.ShiftRightLogical(r0, 4).AsByte() & three; u[3] = Avx2.ShiftRightLogical(r0, 6).AsByte() & three;
+                u[4] = r1.AsByte() & three; u[5] = Avx2.ShiftRightLogical(r1, 2).AsByte() & three;
+                u[6] = Avx2.ShiftRightLogical(r1, 4).AsByte() & three; u[7] = Avx2.ShiftRightLogical(r1, 6).AsByte() & three;
+                b0 = Q2Lane(u[0], sc, 0, h, dd, dmin, x, d, a0);
+                b1 = Q2Lane(u[1], sc, 1, h, dd, dmin, x + 256, d + 8, a1);
+                b2 = Q2Lane(u[2], sc, 2, h, dd, dmin, x + 512, d + 16, a2);
+                b3 = Q2Lane(u[3], sc, 3, h, dd, dmin, x + 768, d + 24, a3);
+                b4 = Q2Lane(u[4], sc, 4, h, dd, dmin, x + 1024, d + 32, a4);
+                b5 = Q2Lane(u[5], sc, 5, h, dd, dmin, x + 1280, d + 40, a5);
+                b6 = Q2Lane(u[6], sc, 6, h, dd, dmin, x + 1536, d + 48, a6);
+                b7 = Q2Lane(u[7], sc, 7, h, dd, dmin, x + 1792, d + 56, a7);
+            }
+            else
+            {
+                byte* blk = w + sb * 110;
+                Q3Scales(blk + 96).Store(sc);
+                var dd = Vector256.Create(IntDot.HalfAt(blk + 108));
+                var hm = Vector256.Load(blk).AsUInt16();
+                var r0 = Vector256.Load(blk + 32).AsUInt16();
+                var r1 = Vector256.Load(blk + 64).AsUInt16();
+                u[0] = (r0.AsByte() & three) | (Avx2.ShiftLeftLogical(hm, 2).AsByte() & four);
+                u[1] = (Avx2.ShiftRightLogical(r0, 2).AsByte() & three) | (Avx2.ShiftLeftLogical(hm, 1).AsByte() & four);
+                u[2] = (Avx2.ShiftRightLogical(r0, 4).AsByte() & three) | (hm.AsByte() & four);
+                u[3] = (Avx2.ShiftRightLogical(r0, 6).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 1).AsByte() & four);
+                u[4] = (r1.AsByte() & three) | (Avx2.ShiftRightLogical(hm, 2).AsByte() & four);
+                u[5] = (Avx2.ShiftRightLogical(r1, 2).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 3).AsByte() & four);
+                u[6] = (Avx2.ShiftRightLogical(r1, 4).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 4).AsByte() & four);
+                u[7] = (Avx2.ShiftRightLogical(r1, 6).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 5).AsByte() & four);
+                b0 = Q3Lane(u[0], sc, 0, h, dd, x, d, a0);
+                b1 = Q3Lane(u[1], sc, 1, h, dd, x + 256, d + 8, a1);
+                b2 = Q3Lane(u[2], sc, 2, h, dd, x + 512, d + 16, a2);
+                b3 = Q3Lane(u[3], sc, 3, h, dd, x + 768, d + 24, a3);
+                b4 = Q3Lane(u[4], sc, 4, h, dd, x + 1024, d + 32, a4);
+                b5 = Q3Lane(u[5], sc, 5, h, dd, x + 1280, d + 40, a5);
+                b6 = Q3Lane(u[6], sc, 6, h, dd, x + 1536, d + 48, a6);
+                b7 = Q3Lane(u[7], sc, 7, h, dd, x + 1792, d + 56, a7);
+            }
+            a0 = b0; a1 = b1; a2 = b2; a3 = b3; a4 = b4; a5 = b5; a6 = b6; a7 = b7;
+        }
+        IntDot.StoreColumn(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
+    }
+
+    /// <summary>
+    /// Eight tokens' Σ u·q per group of 16 of block j (u: its values 0..15 in the low lane, 16..31 in the high; at most
+    /// 7, so a group's four groups of four add up in int16), each times its int16 scale, as int32.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> LaneScaled(Vector256<byte> u, short scLo, short scHi, sbyte* x)
+    {
+        var lo = Avx2.Permute2x128(u, u, 0x00).AsInt32();
+        var hi = Avx2.Permute2x128(u, u, 0x11).AsInt32();
+        var s0 = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0x00).AsByte(), Vector256.Load(x))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0x55).AsByte(), Vector256.Load(x + 32))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0xAA).AsByte(), Vector256.Load(x + 64))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(lo, 0xFF).AsByte(), Vector256.Load(x + 96));
+        var s1 = Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0x00).AsByte(), Vector256.Load(x + 128))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0x55).AsByte(), Vector256.Load(x + 160))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0xAA).AsByte(), Vector256.Load(x + 192))
+               + Avx2.MultiplyAddAdjacent(Avx2.Shuffle(hi, 0xFF).AsByte(), Vector256.Load(x + 224));
+        return Avx2.MultiplyAddAdjacent(s0, Vector256.Create(scLo)) + Avx2.MultiplyAddAdjacent(s1, Vector256.Create(scHi));
+    }
+
+    /// <summary>Block j of a Q2_K super-block for eight tokens: xd·(d·scaled − dmin·mins), as <see cref="Q2Super"/> computes it (sc: 16 scales, then 16 mins).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q2Lane(Vector256<byte> u, short* sc, int j, int* h, Vector256<float> dd, Vector256<float> dmin, sbyte* x, float* d, Vector256<float> acc)
+    {
+        var scaled = LaneScaled(u, sc[2 * j], sc[2 * j + 1], x);
+        var mins = Vector256.Load(h + 16 * j) * Vector256.Create((int)sc[16 + 2 * j]) + Vector256.Load(h + 16 * j + 8) * Vector256.Create((int)sc[17 + 2 * j]);
+        var v = Avx.ConvertToVector256Single(scaled) * dd - Avx.ConvertToVector256Single(mins) * dmin;
+        return Fma.MultiplyAdd(v, Vector256.Load(d), acc);
+    }
+
+    /// <summary>Block j of a Q3_K super-block for eight tokens: xd·d·(scaled − 4·Σ_g s_g·h_g), as <see cref="Q3Super"/> computes it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q3Lane(Vector256<byte> u, short* sc, int j, int* h, Vector256<float> dd, sbyte* x, float* d, Vector256<float> acc)
+    {
+        var scaled = LaneScaled(u, sc[2 * j], sc[2 * j + 1], x);
+        var offset = Vector256.Load(h + 16 * j) * Vector256.Create((int)sc[2 * j]) + Vector256.Load(h + 16 * j + 8) * Vector256.Create((int)sc[2 * j + 1]);
+        return Fma.MultiplyAdd(Avx.ConvertToVector256Single(scaled - Avx2.ShiftLeftLogical(offset, 2)), dd * Vector256.Load(d), acc);
+    }
+
     /// <summary>vpshufb control: block j of a half takes group scale 2j (int16, bytes 4j, 4j + 1) in its low lane, 2j + 1 in its high.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> ScaleShuffle(int j)

@@ -36,7 +36,11 @@ public sealed unsafe class WeightMatrix
         Data = data;
         RowBytes = GgmlTypeInfo.RowBytes(type, columns);
         _kernel = QuantKernels.For(type);
+        _lanes8 = QuantKernels.Lanes8For(type);
     }
+
+    /// <summary>The type's eight-token kernel (<see cref="QuantKernels.Lanes8For"/>), or null.</summary>
+    private readonly delegate*<byte*, sbyte*, float*, int*, int*, int, float*, long, void> _lanes8;
 
     /// <summary>The type's integer kernel against 8-bit activations (<see cref="QuantKernels"/>), or null for float types.</summary>
     private readonly delegate*<byte*, sbyte*, float*, int*, short*, int, int, float*, void> _kernel;
@@ -95,7 +99,7 @@ public sealed unsafe class WeightMatrix
     internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, short* xh, int tokens, float* outs) => _kernel(row, xq, xd, xl, xh, Columns, tokens, outs);
 
     /// <summary>True for the types whose prompts run eight tokens per SIMD vector (<see cref="Lanes8"/>).</summary>
-    internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    internal bool UsesLanes => _lanes8 != null;
 
     /// <summary>True for the types whose prompts run sixteen tokens per 512-bit vector on the bytes layout (<see cref="TokenGroups.Bytes"/>).</summary>
     internal bool UsesLanes16 => Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
@@ -117,20 +121,11 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>
     /// One row against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>; per-16 sums
-    /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K), token t's result to y[t·stride]; <see cref="UsesLanes"/> types only.
+    /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K, Q2_K and Q3_K), token t's result to y[t·stride];
+    /// <see cref="UsesLanes"/> types only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void Lanes8(byte* row, sbyte* xt, float* dt, int* lt, int* ht, float* y, long stride)
-    {
-        int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
-        switch (Type)
-        {
-            case GgmlType.Q4_0: IntDot.Q4_0Lanes8(row, xt, dt, lt, nb, y, stride); break;
-            case GgmlType.Q8_0: IntDot.Q8_0Lanes8(row, xt, dt, nb, y, stride); break;
-            case GgmlType.Q4_K: KQuantDot.Q4_KLanes8(row, xt, dt, lt, superBlocks, y, stride); break;
-            default: KQuantDot.Q6_KLanes8(row, xt, dt, ht, superBlocks, y, stride); break;
-        }
-    }
+    internal void Lanes8(byte* row, sbyte* xt, float* dt, int* lt, int* ht, float* y, long stride) => _lanes8(row, xt, dt, lt, ht, Columns, y, stride);
 
     /// <summary>y[Rows] = W · x[Columns], rows split across the pool (x quantized to 8 bits first for the integer-kernel types).</summary>
     public void MatVec(WorkerPool pool, float* x, float* y, Q8Activations? scratch = null)
@@ -165,12 +160,12 @@ public unsafe struct MatMulBatch
     private int* _xl;               // [batch, cols / 32]
     private short* _xh;             // [batch, cols / 16]
     private int _tiles;             // eight-token tiles with interleaved activations (lanes types, batch ≥ 8)
-    private bool _halfSums;         // tiles also need per-16 sums (Q6_K)
+    private bool _halfSums;         // tiles also need per-16 sums (Q6_K, Q2_K, Q3_K)
     private Q8Activations? _scratch;
     private sbyte* _xt;             // [tiles, cols / 32, 8, 8, 4]
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
-    private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K)
+    private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K, Q2_K, Q3_K)
     private int _groups;            // sixteen-token groups (AVX-512, batch ≥ 16): int16 for Q8_0, bytes for Q4_K
     private TokenGroups _layouts;
     private short* _q16;            // [groups, cols / 32, 16, 16, 2]
@@ -211,14 +206,15 @@ public unsafe struct MatMulBatch
             scratch.Reserve(batch * _cols);
             bool lanes = _m0.UsesLanes || _m1 is { UsesLanes: true } || _m2 is { UsesLanes: true };
             _tiles = lanes ? scratch.ReserveTiles(batch, _cols) : 0;
-            _halfSums = _tiles > 0 && (_m0.Type == GgmlType.Q6_K || _m1 is { Type: GgmlType.Q6_K } || _m2 is { Type: GgmlType.Q6_K });
+            _halfSums = _tiles > 0 && (QuantKernels.LanesNeedHalfSums(_m0.Type) || (_m1 is { } m1 && QuantKernels.LanesNeedHalfSums(m1.Type))
+                                       || (_m2 is { } m2 && QuantKernels.LanesNeedHalfSums(m2.Type)));
             if (_halfSums) scratch.ReserveHalfSums(batch, _cols);
             _layouts = TokenGroups.None;
             if (_tiles > 0 && WideDot.IsSupported)
             {
                 if (_m0.Type == GgmlType.Q8_0 || _m1 is { Type: GgmlType.Q8_0 } || _m2 is { Type: GgmlType.Q8_0 }) _layouts |= TokenGroups.Int16;
                 if (_m0.UsesLanes16 || _m1 is { UsesLanes16: true } || _m2 is { UsesLanes16: true }) _layouts |= TokenGroups.Bytes;
-                if (_halfSums) _layouts |= TokenGroups.HalfSums;
+                if (_halfSums && (_layouts & TokenGroups.Bytes) != 0) _layouts |= TokenGroups.HalfSums;
             }
             _groups = scratch.ReserveGroups(batch, _cols, _layouts);
             _scratch = scratch;

@@ -297,4 +297,54 @@ public unsafe class BlockQuantTests
             }
         }
     }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_1, 896)]
+    [InlineData(GgmlType.Q4_1, 256)]
+    [InlineData(GgmlType.Q5_0, 896)]
+    [InlineData(GgmlType.Q5_0, 64)]
+    [InlineData(GgmlType.Q5_1, 896)]
+    [InlineData(GgmlType.IQ4_NL, 896)]
+    [InlineData(GgmlType.IQ4_NL, 256)]
+    [InlineData(GgmlType.Q2_K, 512)]
+    [InlineData(GgmlType.Q3_K, 512)]
+    [InlineData(GgmlType.IQ4_XS, 512)]
+    public void EightLaneKernelEqualsTheOneTokenKernel(GgmlType type, int columns)
+    {
+        var r = new Random(columns + 7 * (int)type);
+        foreach (bool worst in new[] { false, true })
+        {
+            GgmlTypeInfo.TryGetBlock(type, out int be, out int bb);
+            var row = worst ? Enumerable.Repeat((byte)0xFF, columns / be * bb).ToArray() : RandomRow(type, columns, r);
+            if (worst)
+                for (int b = 0; b < columns / be; b++)
+                    foreach (int o in ScaleOffsets(type)) MemoryMarshal.Write(row.AsSpan(b * bb + o), (Half)0.01f);
+            var x = new float[8 * columns];
+            for (int i = 0; i < x.Length; i++) x[i] = worst ? ((i / 16) % 3 == 0 ? -1f : 1f) : (float)(r.NextDouble() * 6 - 3);
+            var act = new Q8Activations();
+            act.Quantize(x);
+            act.Interleave8(8, columns);
+            act.HalfSums8(8, columns);
+            var lanes = QuantKernels.Lanes8For(type);
+            var kernel = QuantKernels.For(type);
+            var column = new float[40];
+            var reference = new float[8];
+            fixed (byte* w = row)
+            fixed (sbyte* q = act.Q, xt = act.T)
+            fixed (float* d = act.D, dt = act.DT, ro = reference, co = column)
+            fixed (int* l = act.L, lt = act.LT, ht = act.HT)
+            fixed (short* h = act.H)
+            {
+                lanes(w, xt, dt, lt, ht, columns, co, 5);
+                BlockDot.Scalar.Lanes8(type, w, xt, dt, columns, ro);
+                for (int t = 0; t < 8; t++)
+                {
+                    float single;
+                    kernel(w, q + t * columns, d + t * columns / 32, l + t * columns / 32, h + t * columns / 16, columns, 1, &single);
+                    Assert.Equal(single, column[5 * t]);
+                    Assert.True(MathF.Abs(reference[t] - single) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"{type} token {t}: {single} vs {reference[t]}");
+                }
+            }
+        }
+    }
 }
