@@ -15,6 +15,7 @@ namespace Tova.Kernels;
 /// vector (<see cref="IntDot.Sums8"/>), converted once and scaled together. A tile unpacks each group of eight
 /// blocks once for all its tokens and computes each token with the one-token steps, so its results equal one-token calls. Plain references: <see cref="Scalar"/>.
 /// </summary>
+[SkipLocalsInit] // stack buffers (accumulators, unpacked values) are written before they are read; zeroing them cost per row
 public static unsafe class BlockDot
 {
     private const int PrefetchAhead = 4096;

@@ -17,6 +17,7 @@ namespace Tova.Kernels;
 /// tokens and computes each token with the one-token steps, so its results equal one-token calls.
 /// Plain references: <see cref="BlockDot.Scalar"/>.
 /// </summary>
+[SkipLocalsInit] // stack buffers (accumulators, unpacked values) are written before they are read; zeroing them cost per row
 public static unsafe class SuperBlockDot
 {
     private const int PrefetchAhead = 4096;
