@@ -52,6 +52,8 @@ foreach (var name in opt.Models)
 {
     var (spec, type) = Shapes.Get(name, 2048);
     string path = Shapes.Ensure(opt.Dir, name, spec, type);
+    using (var g = GgufFile.Open(path))
+        Console.Error.WriteLine($"{name}: matrix types " + string.Join(", ", g.Tensors.Where(t => t.Shape.Length == 2).GroupBy(t => t.Type).Select(x => $"{x.Key} ×{x.Count()}")));
     if (opt.Reps == 0) continue; // --reps 0: only write (or quantize) the files
     var tova = new List<(double, double)>();
     var llama = new List<(double, double)>();
