@@ -14,7 +14,7 @@ using Tova.Model;
 //        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]   (--reps 0: only make the files)
 //   ... --table1 [--models 110m-q8_0]   the paper's Table 1 (largest batch and decode throughput per cache)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
-//   ... --type-kernels   every quantized type's kernel (QuantKernels) on one 5632×2048 matrix: one token and tiles of 8
+//   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
 if (args.Contains("--ports"))
 {
     PortBench.Run();
@@ -329,6 +329,8 @@ static unsafe class KernelBench
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
         var act = new Q8Activations();
         act.Quantize(x);
+        act.Interleave8(8, cols);
+        act.HalfSums8(8, cols);
         float* o = stackalloc float[8];
         Console.WriteLine("| type | tokens | ms per matrix | GB/s of weights | GMAC/s |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
@@ -363,6 +365,21 @@ static unsafe class KernelBench
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"| {type} | {tokens} | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * tokens / sec / 1e9:F1} |"));
                 }
+            var lanes = QuantKernels.Lanes8For(type);
+            if (lanes == null) continue;
+            fixed (byte* pw = data)
+            fixed (sbyte* xt = act.T)
+            fixed (float* dt = act.DT)
+            fixed (int* lt = act.LT, ht = act.HT)
+            {
+                for (int i = 0; i < rows; i++) lanes(pw + i * rowBytes, xt, dt, lt, ht, cols, o, 1); // warm
+                var sw = Stopwatch.StartNew();
+                for (int k = 0; k < 5; k++)
+                    for (int i = 0; i < rows; i++) lanes(pw + i * rowBytes, xt, dt, lt, ht, cols, o, 1);
+                double sec = sw.Elapsed.TotalSeconds / 5;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {type} | 8 (lanes) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
+            }
         }
     }
 

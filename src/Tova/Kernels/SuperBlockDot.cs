@@ -239,87 +239,116 @@ public static unsafe class SuperBlockDot
     public static void Lanes8(GgmlType type, byte* w, sbyte* xt, float* dt, int* lt, int* ht, int columns, float* y, long stride)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported)) { BlockDot.Scalar.Lanes8(type, w, xt, dt, columns, y, stride); return; }
-        int superBlocks = columns / 256;
+        switch (type)
+        {
+            case GgmlType.Q2_K: Q2_KLanes8(w, xt, dt, ht, columns / 256, y, stride); break;
+            case GgmlType.Q3_K: Q3_KLanes8(w, xt, dt, ht, columns / 256, y, stride); break;
+            case GgmlType.IQ4_XS: IQ4_XSLanes8(w, xt, dt, ht, columns / 256, y, stride); break;
+            default: throw new NotSupportedException($"{type} has no eight-lane kernel here");
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q2_KLanes8(byte* w, sbyte* xt, float* dt, int* ht, int superBlocks, float* y, long stride)
+    {
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        var table = BlockDot.Levels();
         var three = Vector256.Create((byte)3);
-        var four = Vector256.Create((byte)4);
-        var lowShifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
-        var highShifts = Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14);
-        short* sc = stackalloc short[32];   // Q2_K: 16 scales, 16 mins; Q3_K: 16 scales − 32
-        float* ls = stackalloc float[8];    // IQ4_XS: d·(scale − 32) per block
+        short* sc = stackalloc short[32];   // 16 scales, then 16 mins
         var u = stackalloc Vector256<byte>[8];
         for (int sb = 0; sb < superBlocks; sb++)
         {
             sbyte* x = xt + sb * 2048;      // 8 blocks × 256 interleaved bytes
             float* d = dt + sb * 64;
             int* h = ht + sb * 128;         // 16 groups of 16 × 8 tokens
-            Vector256<float> b0, b1, b2, b3, b4, b5, b6, b7;
-            if (type == GgmlType.IQ4_XS)
-            {
-                byte* blk = w + sb * 136;
-                var low = Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<uint>(blk + 4)), lowShifts) & Vector256.Create(0xFu);
-                var high = Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)Unsafe.ReadUnaligned<ushort>(blk + 2)), highShifts) & Vector256.Create(3u);
-                (Avx.ConvertToVector256Single((low | (high << 4)).AsInt32() - Vector256.Create(32)) * Vector256.Create(IntDot.HalfAt(blk))).Store(ls);
-                byte* qs = blk + 8;
-                b0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs, table), x)), Vector256.Create(ls[0]) * Vector256.Load(d), a0);
-                b1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 16, table), x + 256)), Vector256.Create(ls[1]) * Vector256.Load(d + 8), a1);
-                b2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 32, table), x + 512)), Vector256.Create(ls[2]) * Vector256.Load(d + 16), a2);
-                b3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 48, table), x + 768)), Vector256.Create(ls[3]) * Vector256.Load(d + 24), a3);
-                b4 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 64, table), x + 1024)), Vector256.Create(ls[4]) * Vector256.Load(d + 32), a4);
-                b5 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 80, table), x + 1280)), Vector256.Create(ls[5]) * Vector256.Load(d + 40), a5);
-                b6 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 96, table), x + 1536)), Vector256.Create(ls[6]) * Vector256.Load(d + 48), a6);
-                b7 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 112, table), x + 1792)), Vector256.Create(ls[7]) * Vector256.Load(d + 56), a7);
-            }
-            else if (type == GgmlType.Q2_K)
-            {
-                byte* blk = w + sb * 84;
-                var raw = Vector128.Load(blk);
-                Avx2.ConvertToVector256Int16(raw & Vector128.Create((byte)0x0F)).Store(sc);
-                Avx2.ConvertToVector256Int16(Sse2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F)).Store(sc + 16);
-                var dd = Vector256.Create(IntDot.HalfAt(blk + 80));
-                var dmin = Vector256.Create(IntDot.HalfAt(blk + 82));
-                var r0 = Vector256.Load(blk + 16).AsUInt16();
-                var r1 = Vector256.Load(blk + 48).AsUInt16();
-                u[0] = r0.AsByte() & three; u[1] = Avx2.ShiftRightLogical(r0, 2).AsByte() & three;
-                u[2] = Avx2.ShiftRightLogical(r0, 4).AsByte() & three; u[3] = Avx2.ShiftRightLogical(r0, 6).AsByte() & three;
-                u[4] = r1.AsByte() & three; u[5] = Avx2.ShiftRightLogical(r1, 2).AsByte() & three;
-                u[6] = Avx2.ShiftRightLogical(r1, 4).AsByte() & three; u[7] = Avx2.ShiftRightLogical(r1, 6).AsByte() & three;
-                b0 = Q2Lane(u[0], sc, 0, h, dd, dmin, x, d, a0);
-                b1 = Q2Lane(u[1], sc, 1, h, dd, dmin, x + 256, d + 8, a1);
-                b2 = Q2Lane(u[2], sc, 2, h, dd, dmin, x + 512, d + 16, a2);
-                b3 = Q2Lane(u[3], sc, 3, h, dd, dmin, x + 768, d + 24, a3);
-                b4 = Q2Lane(u[4], sc, 4, h, dd, dmin, x + 1024, d + 32, a4);
-                b5 = Q2Lane(u[5], sc, 5, h, dd, dmin, x + 1280, d + 40, a5);
-                b6 = Q2Lane(u[6], sc, 6, h, dd, dmin, x + 1536, d + 48, a6);
-                b7 = Q2Lane(u[7], sc, 7, h, dd, dmin, x + 1792, d + 56, a7);
-            }
-            else
-            {
-                byte* blk = w + sb * 110;
-                Q3Scales(blk + 96).Store(sc);
-                var dd = Vector256.Create(IntDot.HalfAt(blk + 108));
-                var hm = Vector256.Load(blk).AsUInt16();
-                var r0 = Vector256.Load(blk + 32).AsUInt16();
-                var r1 = Vector256.Load(blk + 64).AsUInt16();
-                u[0] = (r0.AsByte() & three) | (Avx2.ShiftLeftLogical(hm, 2).AsByte() & four);
-                u[1] = (Avx2.ShiftRightLogical(r0, 2).AsByte() & three) | (Avx2.ShiftLeftLogical(hm, 1).AsByte() & four);
-                u[2] = (Avx2.ShiftRightLogical(r0, 4).AsByte() & three) | (hm.AsByte() & four);
-                u[3] = (Avx2.ShiftRightLogical(r0, 6).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 1).AsByte() & four);
-                u[4] = (r1.AsByte() & three) | (Avx2.ShiftRightLogical(hm, 2).AsByte() & four);
-                u[5] = (Avx2.ShiftRightLogical(r1, 2).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 3).AsByte() & four);
-                u[6] = (Avx2.ShiftRightLogical(r1, 4).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 4).AsByte() & four);
-                u[7] = (Avx2.ShiftRightLogical(r1, 6).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 5).AsByte() & four);
-                b0 = Q3Lane(u[0], sc, 0, h, dd, x, d, a0);
-                b1 = Q3Lane(u[1], sc, 1, h, dd, x + 256, d + 8, a1);
-                b2 = Q3Lane(u[2], sc, 2, h, dd, x + 512, d + 16, a2);
-                b3 = Q3Lane(u[3], sc, 3, h, dd, x + 768, d + 24, a3);
-                b4 = Q3Lane(u[4], sc, 4, h, dd, x + 1024, d + 32, a4);
-                b5 = Q3Lane(u[5], sc, 5, h, dd, x + 1280, d + 40, a5);
-                b6 = Q3Lane(u[6], sc, 6, h, dd, x + 1536, d + 48, a6);
-                b7 = Q3Lane(u[7], sc, 7, h, dd, x + 1792, d + 56, a7);
-            }
-            a0 = b0; a1 = b1; a2 = b2; a3 = b3; a4 = b4; a5 = b5; a6 = b6; a7 = b7;
+            byte* blk = w + sb * 84;
+            var raw = Vector128.Load(blk);
+            Avx2.ConvertToVector256Int16(raw & Vector128.Create((byte)0x0F)).Store(sc);
+            Avx2.ConvertToVector256Int16(Sse2.ShiftRightLogical(raw.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0x0F)).Store(sc + 16);
+            var dd = Vector256.Create(IntDot.HalfAt(blk + 80));
+            var dmin = Vector256.Create(IntDot.HalfAt(blk + 82));
+            var r0 = Vector256.Load(blk + 16).AsUInt16();
+            var r1 = Vector256.Load(blk + 48).AsUInt16();
+            u[0] = r0.AsByte() & three; u[1] = Avx2.ShiftRightLogical(r0, 2).AsByte() & three;
+            u[2] = Avx2.ShiftRightLogical(r0, 4).AsByte() & three; u[3] = Avx2.ShiftRightLogical(r0, 6).AsByte() & three;
+            u[4] = r1.AsByte() & three; u[5] = Avx2.ShiftRightLogical(r1, 2).AsByte() & three;
+            u[6] = Avx2.ShiftRightLogical(r1, 4).AsByte() & three; u[7] = Avx2.ShiftRightLogical(r1, 6).AsByte() & three;
+            a0 = Q2Lane(u[0], sc, 0, h, dd, dmin, x, d, a0);
+            a1 = Q2Lane(u[1], sc, 1, h, dd, dmin, x + 256, d + 8, a1);
+            a2 = Q2Lane(u[2], sc, 2, h, dd, dmin, x + 512, d + 16, a2);
+            a3 = Q2Lane(u[3], sc, 3, h, dd, dmin, x + 768, d + 24, a3);
+            a4 = Q2Lane(u[4], sc, 4, h, dd, dmin, x + 1024, d + 32, a4);
+            a5 = Q2Lane(u[5], sc, 5, h, dd, dmin, x + 1280, d + 40, a5);
+            a6 = Q2Lane(u[6], sc, 6, h, dd, dmin, x + 1536, d + 48, a6);
+            a7 = Q2Lane(u[7], sc, 7, h, dd, dmin, x + 1792, d + 56, a7);
+        }
+        IntDot.StoreColumn(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Q3_KLanes8(byte* w, sbyte* xt, float* dt, int* ht, int superBlocks, float* y, long stride)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        var three = Vector256.Create((byte)3);
+        var four = Vector256.Create((byte)4);
+        short* sc = stackalloc short[16];   // 16 scales − 32
+        var u = stackalloc Vector256<byte>[8];
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            sbyte* x = xt + sb * 2048;      // 8 blocks × 256 interleaved bytes
+            float* d = dt + sb * 64;
+            int* h = ht + sb * 128;         // 16 groups of 16 × 8 tokens
+            byte* blk = w + sb * 110;
+            Q3Scales(blk + 96).Store(sc);
+            var dd = Vector256.Create(IntDot.HalfAt(blk + 108));
+            var hm = Vector256.Load(blk).AsUInt16();
+            var r0 = Vector256.Load(blk + 32).AsUInt16();
+            var r1 = Vector256.Load(blk + 64).AsUInt16();
+            u[0] = (r0.AsByte() & three) | (Avx2.ShiftLeftLogical(hm, 2).AsByte() & four);
+            u[1] = (Avx2.ShiftRightLogical(r0, 2).AsByte() & three) | (Avx2.ShiftLeftLogical(hm, 1).AsByte() & four);
+            u[2] = (Avx2.ShiftRightLogical(r0, 4).AsByte() & three) | (hm.AsByte() & four);
+            u[3] = (Avx2.ShiftRightLogical(r0, 6).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 1).AsByte() & four);
+            u[4] = (r1.AsByte() & three) | (Avx2.ShiftRightLogical(hm, 2).AsByte() & four);
+            u[5] = (Avx2.ShiftRightLogical(r1, 2).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 3).AsByte() & four);
+            u[6] = (Avx2.ShiftRightLogical(r1, 4).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 4).AsByte() & four);
+            u[7] = (Avx2.ShiftRightLogical(r1, 6).AsByte() & three) | (Avx2.ShiftRightLogical(hm, 5).AsByte() & four);
+            a0 = Q3Lane(u[0], sc, 0, h, dd, x, d, a0);
+            a1 = Q3Lane(u[1], sc, 1, h, dd, x + 256, d + 8, a1);
+            a2 = Q3Lane(u[2], sc, 2, h, dd, x + 512, d + 16, a2);
+            a3 = Q3Lane(u[3], sc, 3, h, dd, x + 768, d + 24, a3);
+            a4 = Q3Lane(u[4], sc, 4, h, dd, x + 1024, d + 32, a4);
+            a5 = Q3Lane(u[5], sc, 5, h, dd, x + 1280, d + 40, a5);
+            a6 = Q3Lane(u[6], sc, 6, h, dd, x + 1536, d + 48, a6);
+            a7 = Q3Lane(u[7], sc, 7, h, dd, x + 1792, d + 56, a7);
+        }
+        IntDot.StoreColumn(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void IQ4_XSLanes8(byte* w, sbyte* xt, float* dt, int* ht, int superBlocks, float* y, long stride)
+    {
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        var table = BlockDot.Levels();
+        var lowShifts = Vector256.Create(0u, 4, 8, 12, 16, 20, 24, 28);
+        var highShifts = Vector256.Create(0u, 2, 4, 6, 8, 10, 12, 14);
+        float* ls = stackalloc float[8];    // d·(scale − 32) per block
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            sbyte* x = xt + sb * 2048;      // 8 blocks × 256 interleaved bytes
+            float* d = dt + sb * 64;
+            int* h = ht + sb * 128;         // 16 groups of 16 × 8 tokens
+            byte* blk = w + sb * 136;
+            var low = Avx2.ShiftRightLogicalVariable(Vector256.Create(Unsafe.ReadUnaligned<uint>(blk + 4)), lowShifts) & Vector256.Create(0xFu);
+            var high = Avx2.ShiftRightLogicalVariable(Vector256.Create((uint)Unsafe.ReadUnaligned<ushort>(blk + 2)), highShifts) & Vector256.Create(3u);
+            (Avx.ConvertToVector256Single((low | (high << 4)).AsInt32() - Vector256.Create(32)) * Vector256.Create(IntDot.HalfAt(blk))).Store(ls);
+            byte* qs = blk + 8;
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs, table), x)), Vector256.Create(ls[0]) * Vector256.Load(d), a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 16, table), x + 256)), Vector256.Create(ls[1]) * Vector256.Load(d + 8), a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 32, table), x + 512)), Vector256.Create(ls[2]) * Vector256.Load(d + 16), a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 48, table), x + 768)), Vector256.Create(ls[3]) * Vector256.Load(d + 24), a3);
+            a4 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 64, table), x + 1024)), Vector256.Create(ls[4]) * Vector256.Load(d + 32), a4);
+            a5 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 80, table), x + 1280)), Vector256.Create(ls[5]) * Vector256.Load(d + 40), a5);
+            a6 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 96, table), x + 1536)), Vector256.Create(ls[6]) * Vector256.Load(d + 48), a6);
+            a7 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockDot.SignedLaneSums(BlockDot.Nl(qs + 112, table), x + 1792)), Vector256.Create(ls[7]) * Vector256.Load(d + 56), a7);
         }
         IntDot.StoreColumn(((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)), y, stride);
     }
