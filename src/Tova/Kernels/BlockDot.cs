@@ -217,8 +217,8 @@ public static unsafe class BlockDot
     {
         static abstract int Bytes { get; }
 
-        /// <summary>The eight tokens' exact integer sums for the block at blk (activations interleaved at x).</summary>
-        static abstract Vector256<int> Sums(byte* blk, sbyte* x);
+        /// <summary>The eight tokens' exact integer sums for the block at blk (activations interleaved at x; table: <see cref="Levels"/>).</summary>
+        static abstract Vector256<int> Sums(byte* blk, sbyte* x, Vector256<sbyte> table);
 
         /// <summary>acc plus the block's contribution as the one-token kernel's group of eight adds it (d: xd per token, l: 8·Σq).</summary>
         static abstract Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc);
@@ -231,7 +231,7 @@ public static unsafe class BlockDot
     {
         public static int Bytes => 20;
 
-        public static Vector256<int> Sums(byte* blk, sbyte* x)
+        public static Vector256<int> Sums(byte* blk, sbyte* x, Vector256<sbyte> table)
         {
             var raw = Avx2.BroadcastVector128ToVector256(blk + 4);
             var mask = Vector256.Create((byte)0x0F);
@@ -247,7 +247,7 @@ public static unsafe class BlockDot
     {
         public static int Bytes => 24;
 
-        public static Vector256<int> Sums(byte* blk, sbyte* x) => FiveLaneSums(Five(blk + 4), x);
+        public static Vector256<int> Sums(byte* blk, sbyte* x, Vector256<sbyte> table) => FiveLaneSums(Five(blk + 4), x);
 
         public static Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc) => OffsetAdd(s, blk, l, d, acc);
 
@@ -258,7 +258,7 @@ public static unsafe class BlockDot
     {
         public static int Bytes => 22;
 
-        public static Vector256<int> Sums(byte* blk, sbyte* x) => FiveLaneSums(Five(blk + 2), x);
+        public static Vector256<int> Sums(byte* blk, sbyte* x, Vector256<sbyte> table) => FiveLaneSums(Five(blk + 2), x);
 
         public static Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc)
         {
@@ -277,7 +277,7 @@ public static unsafe class BlockDot
     {
         public static int Bytes => 18;
 
-        public static Vector256<int> Sums(byte* blk, sbyte* x) => SignedLaneSums(Nl(blk + 2, Levels()), x);
+        public static Vector256<int> Sums(byte* blk, sbyte* x, Vector256<sbyte> table) => SignedLaneSums(Nl(blk + 2, table), x);
 
         public static Vector256<float> Add(Vector256<int> s, byte* blk, int* l, float* d, Vector256<float> acc) =>
             Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), Vector256.Create(IntDot.HalfAt(blk)) * Vector256.Load(d), acc);
@@ -302,6 +302,7 @@ public static unsafe class BlockDot
     private static void Lanes8<TLane>(byte* w, sbyte* xt, float* dt, int* lt, int nb, float* y, long stride) where TLane : struct, ILane
     {
         int bytes = TLane.Bytes;
+        var table = Levels();
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         int b = 0;
         for (; b + 8 <= nb; b += 8)
@@ -310,20 +311,20 @@ public static unsafe class BlockDot
             sbyte* x = xt + b * 256;
             float* d = dt + b * 8;
             int* l = lt + b * 8;
-            a0 = TLane.Add(TLane.Sums(k, x), k, l, d, a0);
-            a1 = TLane.Add(TLane.Sums(k + bytes, x + 256), k + bytes, l + 8, d + 8, a1);
-            a2 = TLane.Add(TLane.Sums(k + 2 * bytes, x + 512), k + 2 * bytes, l + 16, d + 16, a2);
-            a3 = TLane.Add(TLane.Sums(k + 3 * bytes, x + 768), k + 3 * bytes, l + 24, d + 24, a3);
-            a4 = TLane.Add(TLane.Sums(k + 4 * bytes, x + 1024), k + 4 * bytes, l + 32, d + 32, a4);
-            a5 = TLane.Add(TLane.Sums(k + 5 * bytes, x + 1280), k + 5 * bytes, l + 40, d + 40, a5);
-            a6 = TLane.Add(TLane.Sums(k + 6 * bytes, x + 1536), k + 6 * bytes, l + 48, d + 48, a6);
-            a7 = TLane.Add(TLane.Sums(k + 7 * bytes, x + 1792), k + 7 * bytes, l + 56, d + 56, a7);
+            a0 = TLane.Add(TLane.Sums(k, x, table), k, l, d, a0);
+            a1 = TLane.Add(TLane.Sums(k + bytes, x + 256, table), k + bytes, l + 8, d + 8, a1);
+            a2 = TLane.Add(TLane.Sums(k + 2 * bytes, x + 512, table), k + 2 * bytes, l + 16, d + 16, a2);
+            a3 = TLane.Add(TLane.Sums(k + 3 * bytes, x + 768, table), k + 3 * bytes, l + 24, d + 24, a3);
+            a4 = TLane.Add(TLane.Sums(k + 4 * bytes, x + 1024, table), k + 4 * bytes, l + 32, d + 32, a4);
+            a5 = TLane.Add(TLane.Sums(k + 5 * bytes, x + 1280, table), k + 5 * bytes, l + 40, d + 40, a5);
+            a6 = TLane.Add(TLane.Sums(k + 6 * bytes, x + 1536, table), k + 6 * bytes, l + 48, d + 48, a6);
+            a7 = TLane.Add(TLane.Sums(k + 7 * bytes, x + 1792, table), k + 7 * bytes, l + 56, d + 56, a7);
         }
         var sum = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
         for (; b < nb; b++)
         {
             byte* k = w + b * bytes;
-            sum += TLane.Tail(TLane.Sums(k, xt + b * 256), k, lt + b * 8, dt + b * 8);
+            sum += TLane.Tail(TLane.Sums(k, xt + b * 256, table), k, lt + b * 8, dt + b * 8);
         }
         IntDot.StoreColumn(sum, y, stride);
     }
