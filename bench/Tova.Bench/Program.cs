@@ -11,12 +11,18 @@ using Tova.Model;
 // Tova vs llama.cpp (LLamaSharp.Backend.Cpu) on the same random-weight GGUF files, in the same run, alternating,
 // medians of several repetitions. Usage:
 //   dotnet run --project bench/Tova.Bench -c Release -- [--models tinyllama-q4_0,tinyllama-q8_0,110m-q8_0,110m-f32]
-//        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]
+//        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]   (--reps 0: only make the files)
 //   ... --table1 [--models 110m-q8_0]   the paper's Table 1 (largest batch and decode throughput per cache)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
+//   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
 if (args.Contains("--ports"))
 {
     PortBench.Run();
+    return;
+}
+if (args.Contains("--type-kernels"))
+{
+    KernelBench.TypeKernels();
     return;
 }
 if (args.Contains("--kernels"))
@@ -46,6 +52,9 @@ foreach (var name in opt.Models)
 {
     var (spec, type) = Shapes.Get(name, 2048);
     string path = Shapes.Ensure(opt.Dir, name, spec, type);
+    using (var g = GgufFile.Open(path))
+        Console.Error.WriteLine($"{name}: matrix types " + string.Join(", ", g.Tensors.Where(t => t.Shape.Length == 2).GroupBy(t => t.Type).Select(x => $"{x.Key} ×{x.Count()}")));
+    if (opt.Reps == 0) continue; // --reps 0: only write (or quantize) the files
     var tova = new List<(double, double)>();
     var llama = new List<(double, double)>();
     using (var model = ModelLoader.Load(path))
@@ -128,9 +137,23 @@ static class Shapes
         "tinyllama-q8_0" => (TinyLlama(context), GgmlType.Q8_0),
         "110m-q8_0" => (M110(context), GgmlType.Q8_0),
         "110m-f32" => (M110(context), GgmlType.F32),
-        "tinyllama-q4_k_m" => (TinyLlama(context), GgmlType.Q4_K), // llama.cpp's quantizer, from the Q8_0 file
-        "tinyllama-q5_k_m" => (TinyLlama(context), GgmlType.Q5_K), // likewise
+        _ when ByLlamaCpp.ContainsKey(name) => (TinyLlama(context), GgmlType.Q8_0), // llama.cpp's quantizer, from the Q8_0 file
         _ => throw new ArgumentException($"unknown model '{name}'"),
+    };
+
+    /// <summary>Files made by llama.cpp's quantizer from tinyllama-q8_0, as users download them (mixes with Q6_K etc.).</summary>
+    private static readonly Dictionary<string, LLamaFtype> ByLlamaCpp = new()
+    {
+        ["tinyllama-q4_k_m"] = LLamaFtype.MOSTLY_Q4_K_M,
+        ["tinyllama-q5_k_m"] = LLamaFtype.MOSTLY_Q5_K_M,
+        ["tinyllama-q4_k_s"] = LLamaFtype.MOSTLY_Q4_K_S,
+        ["tinyllama-q3_k_m"] = LLamaFtype.MOSTLY_Q3_K_M,
+        ["tinyllama-q2_k"] = LLamaFtype.MOSTLY_Q2_K,
+        ["tinyllama-q4_1"] = LLamaFtype.MOSTLY_Q4_1,
+        ["tinyllama-q5_0"] = LLamaFtype.MOSTLY_Q5_0,
+        ["tinyllama-q5_1"] = LLamaFtype.MOSTLY_Q5_1,
+        ["tinyllama-iq4_nl"] = LLamaFtype.MOSTLY_IQ4_NL,
+        ["tinyllama-iq4_xs"] = LLamaFtype.MOSTLY_IQ4_XS,
     };
 
     private static RandomModelSpec TinyLlama(int context) =>
@@ -142,11 +165,10 @@ static class Shapes
     public static string Ensure(string dir, string name, RandomModelSpec spec, GgmlType type)
     {
         string path = Path.Combine(dir, name + ".gguf");
-        if (!File.Exists(path) && type is GgmlType.Q4_K or GgmlType.Q5_K)
+        if (!File.Exists(path) && ByLlamaCpp.TryGetValue(name, out var ftype))
         {
-            // A real Q4_K_M / Q5_K_M file (with Q6_K for some matrices, as users download them), made by llama.cpp.
+            // A real Q4_K_M, Q3_K_M, IQ4_XS … file (with Q6_K for some matrices, as users download them), made by llama.cpp.
             string source = Ensure(dir, "tinyllama-q8_0", spec, GgmlType.Q8_0);
-            var ftype = type == GgmlType.Q4_K ? LLama.Native.LLamaFtype.MOSTLY_Q4_K_M : LLama.Native.LLamaFtype.MOSTLY_Q5_K_M;
             Console.Error.WriteLine($"quantizing {source} to {ftype} with llama.cpp …");
             LLama.Native.NativeApi.llama_max_devices(); // loads the native library through LLamaSharp's loader first
             if (!LLama.LLamaQuantizer.Quantize(source, path + ".tmp", ftype, 2, allowRequantize: true))
@@ -293,6 +315,72 @@ static unsafe class KernelBench
                     }
                 }
             }
+    }
+
+    /// <summary>
+    /// Each quantized type's kernel (<see cref="QuantKernels"/>) over a 5632×2048 matrix of random blocks (f16 scales
+    /// set to small values) on one thread: one token (decode) and a tile of eight tokens (prompts without lanes).
+    /// </summary>
+    public static void TypeKernels()
+    {
+        const int rows = 5632, cols = 2048;
+        var r = new Random(1);
+        var x = new float[cols * 8];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        act.Interleave8(8, cols);
+        act.HalfSums8(8, cols);
+        float* o = stackalloc float[8];
+        Console.WriteLine("| type | tokens | ms per matrix | GB/s of weights | GMAC/s |");
+        Console.WriteLine("|---|---:|---:|---:|---:|");
+        foreach (var type in GgmlTypeInfo.SupportedWeightTypes)
+        {
+            var kernel = QuantKernels.For(type);
+            if (kernel == null) continue;
+            GgmlTypeInfo.TryGetBlock(type, out int be, out int bb);
+            long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
+            var data = GC.AllocateArray<byte>((int)(rowBytes * rows), pinned: true);
+            r.NextBytes(data);
+            int[] halves = type switch
+            {
+                GgmlType.Q6_K => [208], GgmlType.Q2_K => [80, 82], GgmlType.Q3_K => [108],
+                GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2], _ => [0],
+            };
+            for (long b = 0; b < data.Length / bb; b++)
+                foreach (int h in halves) BitConverter.TryWriteBytes(data.AsSpan((int)(b * bb + h)), (Half)0.01f);
+            fixed (byte* pw = data)
+            fixed (sbyte* q = act.Q)
+            fixed (float* d = act.D)
+            fixed (int* l = act.L)
+            fixed (short* h = act.H)
+                foreach (int tokens in new[] { 1, 8 })
+                {
+                    for (int i = 0; i < rows; i++) kernel(pw + i * rowBytes, q, d, l, h, cols, tokens, o); // warm
+                    int reps = tokens == 1 ? 20 : 5;
+                    var sw = Stopwatch.StartNew();
+                    for (int k = 0; k < reps; k++)
+                        for (int i = 0; i < rows; i++) kernel(pw + i * rowBytes, q, d, l, h, cols, tokens, o);
+                    double sec = sw.Elapsed.TotalSeconds / reps;
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| {type} | {tokens} | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * tokens / sec / 1e9:F1} |"));
+                }
+            var lanes = QuantKernels.Lanes8For(type);
+            if (lanes == null) continue;
+            fixed (byte* pw = data)
+            fixed (sbyte* xt = act.T)
+            fixed (float* dt = act.DT)
+            fixed (int* lt = act.LT, ht = act.HT)
+            {
+                for (int i = 0; i < rows; i++) lanes(pw + i * rowBytes, xt, dt, lt, ht, cols, o, 1); // warm
+                var sw = Stopwatch.StartNew();
+                for (int k = 0; k < 5; k++)
+                    for (int i = 0; i < rows; i++) lanes(pw + i * rowBytes, xt, dt, lt, ht, cols, o, 1);
+                double sec = sw.Elapsed.TotalSeconds / 5;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {type} | 8 (lanes) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
+            }
+        }
     }
 
     public static void Run()

@@ -82,13 +82,16 @@ public static class GgmlTypeInfo
         return elements / be * bb;
     }
 
-    /// <summary>Types whose rows the forward pass can multiply.</summary>
-    public static bool IsSupportedWeight(GgmlType type) => SupportedWeights.Contains(type);
+    /// <summary>The types whose rows the forward pass can multiply, in ggml's numbering order.</summary>
+    public static IReadOnlyList<GgmlType> SupportedWeightTypes { get; } =
+    [
+        GgmlType.F32, GgmlType.F16, GgmlType.Q4_0, GgmlType.Q4_1, GgmlType.Q5_0, GgmlType.Q5_1, GgmlType.Q8_0,
+        GgmlType.Q2_K, GgmlType.Q3_K, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K, GgmlType.IQ4_NL, GgmlType.IQ4_XS, GgmlType.BF16,
+    ];
 
-    /// <summary>Every type Tova multiplies weights in.</summary>
-    public static readonly IReadOnlyList<GgmlType> SupportedWeights =
-        [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0, GgmlType.Q4_K, GgmlType.Q5_K, GgmlType.Q6_K];
+    /// <summary><see cref="SupportedWeightTypes"/> as text for error messages: "F32, F16, Q4_0, …".</summary>
+    public static string SupportedWeightTypesText { get; } = string.Join(", ", SupportedWeightTypes);
 
-    /// <summary>"F32, F16, …": the supported weight types, for error messages.</summary>
-    public static string SupportedWeightNames => string.Join(", ", SupportedWeights);
+    /// <summary>True for the types in <see cref="SupportedWeightTypes"/>.</summary>
+    public static bool IsSupportedWeight(GgmlType type) => SupportedWeightTypes.Contains(type);
 }

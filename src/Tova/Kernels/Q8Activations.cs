@@ -6,13 +6,15 @@ namespace Tova.Kernels;
 
 /// <summary>
 /// An activation vector quantized to 8 bits in blocks of 32 (like ggml's Q8_0, kept as separate arrays):
-/// x[i] ≈ D[i/32]·Q[i]; L[b] = 8·Σ Q over block b (Q4_0's −8 offset, subtracted from each block's integer sum). Buffers are reused.
+/// x[i] ≈ D[i/32]·Q[i]; L[b] = 8·Σ Q over block b (Q4_0's −8 offset, subtracted from each block's integer sum);
+/// H[g] = Σ Q over the 16 values 16g ..+16 (Q2_K's mins and Q3_K's −4 offset, per group of 16). Buffers are reused.
 /// </summary>
 public sealed unsafe class Q8Activations
 {
     public sbyte[] Q = [];   // [n]
     public float[] D = [];   // [n / 32]
     public int[] L = [];     // [n / 32]  8 × the sum of each block's values (Q4_0's −8 offset)
+    public short[] H = [];   // [n / 16]  the sum of each 16 values (at most 16·127 in magnitude)
     public int Length;
 
     // Interleaved copies for the eight-token kernels (IntDot.Q4_0Lanes8), built by Interleave8: token t of tile g is
@@ -275,6 +277,7 @@ public sealed unsafe class Q8Activations
             Q = GC.AllocateArray<sbyte>(length, pinned: true);
             D = GC.AllocateArray<float>(nb, pinned: true);
             L = GC.AllocateArray<int>(nb, pinned: true);
+            H = GC.AllocateArray<short>(2 * nb, pinned: true);
         }
         Length = length;
     }
@@ -318,7 +321,10 @@ public sealed unsafe class Q8Activations
                     var q1 = Avx.ConvertToVector256Int32(Vector256.Load(src + 8) * vid);
                     var q2 = Avx.ConvertToVector256Int32(Vector256.Load(src + 16) * vid);
                     var q3 = Avx.ConvertToVector256Int32(Vector256.Load(src + 24) * vid);
-                    sum = Vector256.Sum((q0 + q1) + (q2 + q3));
+                    int h0 = Vector256.Sum(q0 + q1), h1 = Vector256.Sum(q2 + q3);
+                    H[2 * b] = (short)h0;
+                    H[2 * b + 1] = (short)h1;
+                    sum = h0 + h1;
                     // int32 → int16 → int8 packs work per 128-bit half; one dword permute restores element order.
                     var bytes = Avx2.PackSignedSaturate(Avx2.PackSignedSaturate(q0, q1), Avx2.PackSignedSaturate(q2, q3));
                     Avx2.PermuteVar8x32(bytes.AsInt32(), Vector256.Create(0, 4, 1, 5, 2, 6, 3, 7)).AsSByte().Store(dst);
@@ -330,7 +336,9 @@ public sealed unsafe class Q8Activations
                         int q = (int)MathF.Round(src[j] * id, MidpointRounding.ToEven);
                         dst[j] = (sbyte)q;
                         sum += q;
+                        if (j == 15) H[2 * b] = (short)sum;
                     }
+                    H[2 * b + 1] = (short)(sum - H[2 * b]);
                 }
                 L[b] = 8 * sum;
                 d = (float)(Half)d; // ggml keeps the block scale as f16

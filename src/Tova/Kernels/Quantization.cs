@@ -3,7 +3,8 @@ using System.Runtime.InteropServices;
 namespace Tova.Kernels;
 
 /// <summary>
-/// Reference (scalar) conversions between float and the storage types: F16, BF16, Q8_0, Q4_0.
+/// Reference (scalar) conversions between float and the storage types: F16, BF16, Q8_0, Q4_0 (dequantization of
+/// every supported weight type: the k-quants in <see cref="KQuants"/>, the others in <see cref="BlockQuants"/>).
 /// Block layouts follow ggml: Q8_0 = { f16 d; i8 q[32] } (34 bytes), x = d·q;
 /// Q4_0 = { f16 d; u8 qs[16] } (18 bytes), element j in the low nibble of qs[j], element j+16 in the high nibble, x = d·(q − 8).
 /// </summary>
@@ -140,6 +141,15 @@ public static class Quantization
             case Formats.GgmlType.Q5_K:
             case Formats.GgmlType.Q6_K:
                 KQuants.Dequantize(type, src, dst);
+                break;
+            case Formats.GgmlType.Q4_1:
+            case Formats.GgmlType.Q5_0:
+            case Formats.GgmlType.Q5_1:
+            case Formats.GgmlType.IQ4_NL:
+            case Formats.GgmlType.Q2_K:
+            case Formats.GgmlType.Q3_K:
+            case Formats.GgmlType.IQ4_XS:
+                BlockQuants.Dequantize(type, src, dst);
                 break;
             default:
                 throw new NotSupportedException($"dequantization of {type} is not supported");

@@ -19,12 +19,13 @@ public static unsafe class RowDot
         GgmlType.Q8_0 => DotQ8_0(row, x, n),
         GgmlType.Q4_0 => DotQ4_0(row, x, n),
         GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K => DotDequantized(type, row, x, n),
+        _ when BlockQuants.Handles(type) => DotDequantized(type, row, x, n),
         _ => throw new NotSupportedException($"matrix type {type} is not supported"),
     };
 
     [ThreadStatic] private static float[]? t_row;
 
-    /// <summary>Dequantizes the row into a per-thread buffer, then a float dot product (k-quants).</summary>
+    /// <summary>Dequantizes the row into a per-thread buffer, then a float dot product (k-quants and <see cref="BlockQuants"/> types).</summary>
     private static float DotDequantized(GgmlType type, byte* row, float* x, int n)
     {
         var buf = t_row is { } b && b.Length >= n ? b : t_row = new float[Math.Max(n, 4096)];

@@ -28,14 +28,22 @@ public sealed unsafe class WeightMatrix
     public WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data)
     {
         if (!GgmlTypeInfo.IsSupportedWeight(type))
-            throw new NotSupportedException($"tensor '{name}' has type {type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightNames})");
+            throw new NotSupportedException($"tensor '{name}' has type {type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightTypesText})");
         Name = name;
         Type = type;
         Rows = rows;
         Columns = columns;
         Data = data;
         RowBytes = GgmlTypeInfo.RowBytes(type, columns);
+        _kernel = QuantKernels.For(type);
+        _lanes8 = QuantKernels.Lanes8For(type);
     }
+
+    /// <summary>The type's eight-token kernel (<see cref="QuantKernels.Lanes8For"/>), or null.</summary>
+    private readonly delegate*<byte*, sbyte*, float*, int*, int*, int, float*, long, void> _lanes8;
+
+    /// <summary>The type's integer kernel against 8-bit activations (<see cref="QuantKernels"/>), or null for float types.</summary>
+    private readonly delegate*<byte*, sbyte*, float*, int*, short*, int, int, float*, void> _kernel;
 
     /// <summary>
     /// A matrix over a buffer the matrix keeps alive: <paramref name="pinned"/> must come from
@@ -58,50 +66,40 @@ public sealed unsafe class WeightMatrix
     public void ReadRow(int row, Span<float> dst) =>
         Quantization.Dequantize(Type, new ReadOnlySpan<byte>(Data + row * RowBytes, (int)RowBytes), dst[..Columns]);
 
-    /// <summary>True if rows multiply 8-bit activations with integer dot products (Q8_0, Q4_0 and the k-quants).</summary>
-    public bool UsesQ8Activations => Type is GgmlType.Q8_0 or GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K;
+    /// <summary>True if rows multiply 8-bit activations with integer dot products (every quantized type; <see cref="QuantKernels"/>).</summary>
+    public bool UsesQ8Activations => _kernel != null;
 
     /// <summary>One output row: float activations, or their 8-bit quantization for the integer-kernel types.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl)
+    internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl, short* xh)
     {
         byte* row = Data + r * RowBytes;
         return Type switch
         {
             GgmlType.Q4_0 when xq != null => IntDot.Q4_0(row, xq, xd, xl, Columns / Quantization.QK),
             GgmlType.Q8_0 when xq != null => IntDot.Q8_0(row, xq, xd, Columns / Quantization.QK),
-            GgmlType.Q4_K or GgmlType.Q5_K or GgmlType.Q6_K when xq != null => KQuantRow(row, xq, xd, xl),
+            _ when xq != null && _kernel != null => KernelRow(row, xq, xd, xl, xh),
             _ => RowDot.Dot(Type, row, x, Columns),
         };
     }
 
-    private float KQuantRow(byte* row, sbyte* xq, float* xd, int* xl)
+    private float KernelRow(byte* row, sbyte* xq, float* xd, int* xl, short* xh)
     {
         float y;
-        Tile(row, xq, xd, xl, 1, &y);
+        _kernel(row, xq, xd, xl, xh, Columns, 1, &y);
         return y;
     }
 
     /// <summary>
     /// One row against 1..<see cref="IntDot.MaxTile"/> tokens of 8-bit activations (token t at xq + t·Columns, its
-    /// block scales at xd + t·Columns/32, its 8·Σq at xl + t·Columns/32); integer-kernel types only.
+    /// block scales at xd + t·Columns/32, its 8·Σq at xl + t·Columns/32, its per-16 sums at xh + t·Columns/16);
+    /// integer-kernel types only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, int tokens, float* outs)
-    {
-        int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
-        switch (Type)
-        {
-            case GgmlType.Q4_0: IntDot.Q4_0Tile(row, xq, xd, xl, nb, Columns, tokens, outs); break;
-            case GgmlType.Q8_0: IntDot.Q8_0Tile(row, xq, xd, nb, Columns, tokens, outs); break;
-            case GgmlType.Q4_K: KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs); break;
-            case GgmlType.Q5_K: KQuantDot.Q5_K(row, xq, xd, xl, superBlocks, Columns, tokens, outs); break;
-            default: KQuantDot.Q6_K(row, xq, xd, superBlocks, Columns, tokens, outs); break;
-        }
-    }
+    internal void Tile(byte* row, sbyte* xq, float* xd, int* xl, short* xh, int tokens, float* outs) => _kernel(row, xq, xd, xl, xh, Columns, tokens, outs);
 
     /// <summary>True for the types whose prompts run eight tokens per SIMD vector (<see cref="Lanes8"/>).</summary>
-    internal bool UsesLanes => Type is GgmlType.Q4_0 or GgmlType.Q8_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    internal bool UsesLanes => _lanes8 != null;
 
     /// <summary>True for the types whose prompts run sixteen tokens per 512-bit vector on the bytes layout (<see cref="TokenGroups.Bytes"/>).</summary>
     internal bool UsesLanes16 => Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
@@ -123,20 +121,11 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>
     /// One row against the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>; per-16 sums
-    /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K), token t's result to y[t·stride]; <see cref="UsesLanes"/> types only.
+    /// from <see cref="Q8Activations.HalfSums8"/> for Q6_K, Q2_K and Q3_K), token t's result to y[t·stride];
+    /// <see cref="UsesLanes"/> types only.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    internal void Lanes8(byte* row, sbyte* xt, float* dt, int* lt, int* ht, float* y, long stride)
-    {
-        int nb = Columns / Quantization.QK, superBlocks = Columns / KQuants.QK_K;
-        switch (Type)
-        {
-            case GgmlType.Q4_0: IntDot.Q4_0Lanes8(row, xt, dt, lt, nb, y, stride); break;
-            case GgmlType.Q8_0: IntDot.Q8_0Lanes8(row, xt, dt, nb, y, stride); break;
-            case GgmlType.Q4_K: KQuantDot.Q4_KLanes8(row, xt, dt, lt, superBlocks, y, stride); break;
-            default: KQuantDot.Q6_KLanes8(row, xt, dt, ht, superBlocks, y, stride); break;
-        }
-    }
+    internal void Lanes8(byte* row, sbyte* xt, float* dt, int* lt, int* ht, float* y, long stride) => _lanes8(row, xt, dt, lt, ht, Columns, y, stride);
 
     /// <summary>y[Rows] = W · x[Columns], rows split across the pool (x quantized to 8 bits first for the integer-kernel types).</summary>
     public void MatVec(WorkerPool pool, float* x, float* y, Q8Activations? scratch = null)
@@ -169,13 +158,14 @@ public unsafe struct MatMulBatch
     private sbyte* _xq;             // [batch, cols]
     private float* _xd;             // [batch, cols / 32]
     private int* _xl;               // [batch, cols / 32]
+    private short* _xh;             // [batch, cols / 16]
     private int _tiles;             // eight-token tiles with interleaved activations (lanes types, batch ≥ 8)
-    private bool _halfSums;         // tiles also need per-16 sums (Q6_K)
+    private bool _halfSums;         // tiles also need per-16 sums (Q6_K, Q2_K, Q3_K)
     private Q8Activations? _scratch;
     private sbyte* _xt;             // [tiles, cols / 32, 8, 8, 4]
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
-    private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K)
+    private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K, Q2_K, Q3_K)
     private int _groups;            // sixteen-token groups (AVX-512, batch ≥ 16): int16 for Q8_0, bytes for Q4_K
     private TokenGroups _layouts;
     private short* _q16;            // [groups, cols / 32, 16, 16, 2]
@@ -216,14 +206,15 @@ public unsafe struct MatMulBatch
             scratch.Reserve(batch * _cols);
             bool lanes = _m0.UsesLanes || _m1 is { UsesLanes: true } || _m2 is { UsesLanes: true };
             _tiles = lanes ? scratch.ReserveTiles(batch, _cols) : 0;
-            _halfSums = _tiles > 0 && (_m0.Type == GgmlType.Q6_K || _m1 is { Type: GgmlType.Q6_K } || _m2 is { Type: GgmlType.Q6_K });
+            _halfSums = _tiles > 0 && (QuantKernels.LanesNeedHalfSums(_m0.Type) || (_m1 is { } m1 && QuantKernels.LanesNeedHalfSums(m1.Type))
+                                       || (_m2 is { } m2 && QuantKernels.LanesNeedHalfSums(m2.Type)));
             if (_halfSums) scratch.ReserveHalfSums(batch, _cols);
             _layouts = TokenGroups.None;
             if (_tiles > 0 && WideDot.IsSupported)
             {
                 if (_m0.Type == GgmlType.Q8_0 || _m1 is { Type: GgmlType.Q8_0 } || _m2 is { Type: GgmlType.Q8_0 }) _layouts |= TokenGroups.Int16;
                 if (_m0.UsesLanes16 || _m1 is { UsesLanes16: true } || _m2 is { UsesLanes16: true }) _layouts |= TokenGroups.Bytes;
-                if (_halfSums) _layouts |= TokenGroups.HalfSums;
+                if (_halfSums && (_layouts & TokenGroups.Bytes) != 0) _layouts |= TokenGroups.HalfSums;
             }
             _groups = scratch.ReserveGroups(batch, _cols, _layouts);
             _scratch = scratch;
@@ -238,9 +229,9 @@ public unsafe struct MatMulBatch
             fixed (sbyte* q = scratch.Q, xt = scratch.T, t16 = scratch.T16)
             fixed (float* d = scratch.D, dt = scratch.DT, d16 = scratch.D16)
             fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT, lt16 = scratch.LT16, ht16 = scratch.HT16)
-            fixed (short* q16 = scratch.Q16)
+            fixed (short* q16 = scratch.Q16, h = scratch.H)
             {
-                _xq = q; _xd = d; _xl = l;
+                _xq = q; _xd = d; _xl = l; _xh = h;
                 _xt = xt; _dt = dt; _lt = lt; _ht = ht;
                 _q16 = q16; _t16 = t16; _d16 = d16; _lt16 = lt16; _ht16 = ht16;
                 Dispatch(pool);
@@ -369,7 +360,7 @@ public unsafe struct MatMulBatch
                     int n = Math.Min(IntDot.MaxTile, b._batch - i);
                     for (int k = 0; k < count; k++)
                     {
-                        m.Tile(w0 + k * m.RowBytes, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, outs);
+                        m.Tile(w0 + k * m.RowBytes, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, b._xh + i * b._nb * 2, n, outs);
                         for (int t = 0; t < n; t++) y[(i + t) * rows + row + k] = outs[t];
                     }
                 }
@@ -377,7 +368,7 @@ public unsafe struct MatMulBatch
                 continue;
             }
             for (; i < b._batch; i++)
-                y[i * rows + row] = m.DotRow(row, b._x + i * b._cols, null, null, null);
+                y[i * rows + row] = m.DotRow(row, b._x + i * b._cols, null, null, null, null);
         }
     }
 
@@ -406,7 +397,7 @@ public unsafe struct MatMulBatch
             else if (b._xq != null && m.Type == GgmlType.Q8_0)
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q8_0(w, b._xq, b._xd, b._nb);
             else
-                for (; r < stop; r++) y[r] = m.DotRow(r - first, b._x, b._xq, b._xd, b._xl);
+                for (; r < stop; r++) y[r] = m.DotRow(r - first, b._x, b._xq, b._xd, b._xl, b._xh);
         }
     }
 }

@@ -50,7 +50,7 @@ internal sealed unsafe class GgufWeightSource(GgufFile g) : WeightSource
         if (t.Shape.Length != 2 || t.Shape[0] != columns || t.Shape[1] != rows)
             throw new InvalidDataException($"{g.Path}: tensor '{name}' has shape {t.ShapeText}, expected [{columns}, {rows}]");
         if (!GgmlTypeInfo.IsSupportedWeight(t.Type))
-            throw new NotSupportedException($"{g.Path}: tensor '{name}' has type {t.Type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightNames})");
+            throw new NotSupportedException($"{g.Path}: tensor '{name}' has type {t.Type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightTypesText})");
         return (t.Type, (nint)g.TensorData(t));
     }
 

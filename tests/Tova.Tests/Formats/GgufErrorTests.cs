@@ -254,12 +254,12 @@ public class GgufErrorTests : IDisposable
     [Fact]
     public void UnsupportedWeightType()
     {
-        string path = RandomModelWithPatchedType((uint)GgmlType.Q2_K);
+        string path = RandomModelWithPatchedType((uint)GgmlType.Q8_K);
         using (var g = GgufFile.Open(path))
-            Assert.Equal(GgmlType.Q2_K, g.GetTensor("blk.0.attn_q.weight").Type);
+            Assert.Equal(GgmlType.Q8_K, g.GetTensor("blk.0.attn_q.weight").Type);
         var e = LoadFails<NotSupportedException>(path);
         Assert.Contains("blk.0.attn_q.weight", e.Message);
-        Assert.Contains("Q2_K", e.Message);
+        Assert.Contains("Q8_K", e.Message);
     }
 
     [Fact]
