@@ -12,7 +12,8 @@ using Tova.Model;
 // medians of several repetitions. Usage:
 //   dotnet run --project bench/Tova.Bench -c Release -- [--models tinyllama-q4_0,tinyllama-q8_0,110m-q8_0,110m-f32]
 //        [--reps 3] [--prompt 128] [--gen 32] [--threads 2] [--long 2000,8000] [--dir bench/models]   (--reps 0: only make the files)
-//   ... --table1 [--models 110m-q8_0]   the paper's Table 1 (largest batch and decode throughput per cache)
+//   ... --table1 [--models 110m-q8_0] [--kv-types f32,f16,q8_0]   the paper's Table 1 (largest batch and decode throughput per cache)
+//   --long and --table1 take --kv-types: states stored in each type (llama.cpp's cache in the same type)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
 //   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
 if (args.Contains("--ports"))
@@ -78,8 +79,8 @@ foreach (var name in opt.Models)
 if (opt.Long.Count > 0)
 {
     Console.WriteLine();
-    Console.WriteLine("| long context (tinyllama-q4_0, context 8192) | prompt | Tova tova/256 decode tok/s | Tova window/256 decode tok/s | llama.cpp full decode tok/s | tova ÷ llama.cpp | tova ÷ window |");
-    Console.WriteLine("|---|---:|---:|---:|---:|---:|---:|");
+    Console.WriteLine("| long context (tinyllama-q4_0, context 8192) | states | prompt | Tova tova/256 decode tok/s | Tova window/256 decode tok/s | Tova full decode tok/s | llama.cpp full decode tok/s | tova ÷ llama.cpp | Tova full ÷ llama.cpp | tova ÷ window |");
+    Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     var (spec, type) = Shapes.Get("tinyllama-q4_0", 8192);
     string path = Shapes.Ensure(opt.Dir, "tinyllama-q4_0-ctx8192", spec, type);
     using var model = ModelLoader.Load(path);
@@ -88,28 +89,32 @@ if (opt.Long.Count > 0)
     // Warm-up: JIT and the first touch of every weight page of the freshly mapped file.
     Tova.Evaluation.ThroughputBenchmark.Run(tf, new Tova.Evaluation.ThroughputOptions
     { PromptTokens = 300, GenTokens = 4, Cache = new CacheOptions { Policy = "tova", Budget = "256" }, SyntheticPrefill = true });
-    foreach (int prompt in opt.Long)
-    {
-        var tova = new List<(double, double)>();
-        var window = new List<(double, double)>();
-        var llama = new List<(double, double)>();
-        using var lw = LlamaSide.Load(path, opt.Threads, prompt + opt.Gen + 16);
-        for (int r = 0; r < opt.Reps; r++)
+    foreach (var kv in opt.KvTypes)
+        foreach (int prompt in opt.Long)
         {
-            // Tova's caches are filled with random states (decode costs the same as after the real prompt; running a
-            // long prompt twice per repetition would take minutes); llama.cpp runs the real prompt.
-            tova.Add((double.NaN, Tova.Evaluation.ThroughputBenchmark.Run(tf, new Tova.Evaluation.ThroughputOptions
-            { PromptTokens = prompt, GenTokens = opt.Gen, Cache = new CacheOptions { Policy = "tova", Budget = "256" }, SyntheticPrefill = true }).DecodeTokensPerSecond));
-            window.Add((double.NaN, Tova.Evaluation.ThroughputBenchmark.Run(tf, new Tova.Evaluation.ThroughputOptions
-            { PromptTokens = prompt, GenTokens = opt.Gen, Cache = new CacheOptions { Policy = "window", Budget = "256" }, SyntheticPrefill = true }).DecodeTokensPerSecond));
-            llama.Add(LlamaSide.Run(lw, prompt, opt.Gen));
+            var tova = new List<(double, double)>();
+            var window = new List<(double, double)>();
+            var full = new List<(double, double)>();
+            var llama = new List<(double, double)>();
+            using var lw = LlamaSide.Load(path, opt.Threads, prompt + opt.Gen + 16, kv);
+            double Decode(CacheOptions cache) => Tova.Evaluation.ThroughputBenchmark.Run(tf, new Tova.Evaluation.ThroughputOptions
+            { PromptTokens = prompt, GenTokens = opt.Gen, Cache = cache with { KvTypeK = kv, KvTypeV = kv }, SyntheticPrefill = true }).DecodeTokensPerSecond;
+            for (int r = 0; r < opt.Reps; r++)
+            {
+                // Tova's caches are filled with random states (decode costs the same as after the real prompt; running a
+                // long prompt twice per repetition would take minutes); llama.cpp runs the real prompt.
+                tova.Add((double.NaN, Decode(new CacheOptions { Policy = "tova", Budget = "256" })));
+                window.Add((double.NaN, Decode(new CacheOptions { Policy = "window", Budget = "256" })));
+                full.Add((double.NaN, Decode(CacheOptions.Full)));
+                llama.Add(LlamaSide.Run(lw, prompt, opt.Gen));
+            }
+            double t = Bench.Median(tova).Decode, w = Bench.Median(window).Decode, f = Bench.Median(full).Decode, l = Bench.Median(llama).Decode;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| | {Tova.Kernels.StateRows.Name(kv)} | {prompt} | {t:F1} | {w:F1} | {f:F1} | {l:F1} | {t / l:F2}× | {f / l:F2}× | {t / w:F2} |"));
         }
-        double t = Bench.Median(tova).Decode, w = Bench.Median(window).Decode, l = Bench.Median(llama).Decode;
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| | {prompt} | {t:F1} | {w:F1} | {l:F1} | {t / l:F2}× | {t / w:F2} |"));
-    }
 }
 
-sealed record Args(List<string> Models, int Reps, int Prompt, int Gen, int Threads, List<int> Long, string Dir)
+sealed record Args(List<string> Models, int Reps, int Prompt, int Gen, int Threads, List<int> Long, string Dir, List<GgmlType> KvTypes)
 {
     public static Args Parse(string[] a)
     {
@@ -125,7 +130,8 @@ sealed record Args(List<string> Models, int Reps, int Prompt, int Gen, int Threa
             int.Parse(Get("--gen", "32"), CultureInfo.InvariantCulture),
             int.Parse(Get("--threads", "2"), CultureInfo.InvariantCulture),
             Get("--long", "").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToList(),
-            Get("--dir", "bench/models"));
+            Get("--dir", "bench/models"),
+            Get("--kv-types", "f32").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(t => Tova.Kernels.StateRows.Parse(t, "--kv-types")).ToList());
     }
 }
 
@@ -229,7 +235,7 @@ sealed class LlamaSide : IDisposable
     public required LLamaWeights Weights { get; init; }
     public required ModelParams Params { get; init; }
 
-    public static LlamaSide Load(string path, int threads, int context)
+    public static LlamaSide Load(string path, int threads, int context, GgmlType? kv = null)
     {
         var p = new ModelParams(path)
         {
@@ -240,6 +246,12 @@ sealed class LlamaSide : IDisposable
             Threads = threads,
             BatchThreads = threads,
         };
+        if (kv is GgmlType t)
+        {
+            // The same cache type on both sides; llama.cpp needs flash attention for a quantized V.
+            p.TypeK = p.TypeV = (GGMLType)(int)t;
+            p.FlashAttention = t is GgmlType.Q8_0 or GgmlType.Q4_0;
+        }
         return new LlamaSide { Weights = LLamaWeights.LoadFromFile(p), Params = p };
     }
 
@@ -463,17 +475,20 @@ static class Table1
         using var pool = new WorkerPool(opt.Threads);
         using var tf = new Transformer(model, pool);
         var c = model.Config;
-        long perState = (long)c.Layers * c.KvDim * 2 * sizeof(float);
+        long f32State = (long)c.Layers * c.KvDim * 2 * sizeof(float);
         int context = 2048, gen = Math.Max(4, opt.Gen / 4);
-        long memory = 8L * context * perState; // what 8 full-cache sequences need
-        Console.WriteLine($"# {name}: {perState:N0} bytes per state (all layers), state memory budget {memory / 1e6:F0} MB = 8 full sequences of {context}");
-        Console.WriteLine("| cache | states per layer | largest batch | decode tok/s (total) | × full | paper (LLaMA-2-7B, of 4096) |");
-        Console.WriteLine("|---|---:|---:|---:|---:|---|");
+        long memory = 8L * context * f32State; // what 8 full-cache sequences of f32 states need
+        Console.WriteLine($"# {name}: {f32State:N0} bytes per f32 state (all layers), state memory budget {memory / 1e6:F0} MB = 8 full sequences of {context} f32 states");
+        Console.WriteLine("| cache | states | states per layer | largest batch | decode tok/s (total) | × full f32 | paper (LLaMA-2-7B, of 4096) |");
+        Console.WriteLine("|---|---|---:|---:|---:|---:|---|");
         double baseline = 0;
+        foreach (var kv in opt.KvTypes)
         foreach (var (policy, budget, paper) in new[] { ("full", context, "1.7× (2048)"), ("tova", 1024, "3.1×"), ("tova", 512, "4.8×"), ("tova", 256, "8.5×") })
         {
+            long perState = (long)c.Layers * c.KvHeads * (Tova.Kernels.StateRows.RowBytes(kv, c.HeadDim) * 2L);
             int batch = (int)Math.Min(Transformer.MaxBatch, memory / ((long)budget * perState));
-            var cache = policy == "full" ? CacheOptions.Full : new CacheOptions { Policy = "tova", Budget = budget.ToString(CultureInfo.InvariantCulture) };
+            var cache = (policy == "full" ? CacheOptions.Full : new CacheOptions { Policy = "tova", Budget = budget.ToString(CultureInfo.InvariantCulture) })
+                with { KvTypeK = kv, KvTypeV = kv };
             var runs = new List<double>();
             for (int r = 0; r < opt.Reps; r++)
                 runs.Add(Tova.Evaluation.ThroughputBenchmark.Run(tf, new Tova.Evaluation.ThroughputOptions
@@ -481,8 +496,8 @@ static class Table1
                     PromptTokens = context - gen, GenTokens = gen, Batch = batch, Cache = cache, SyntheticPrefill = true,
                 }).DecodeTokensPerSecond);
             double t = runs.Order().ElementAt(runs.Count / 2);
-            if (policy == "full") baseline = t;
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {policy} | {budget} | {batch} | {t:F1} | {t / baseline:F2}× | {paper} |"));
+            if (policy == "full" && baseline == 0) baseline = t;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {policy} | {Tova.Kernels.StateRows.Name(kv)} | {budget} | {batch} | {t:F1} | {t / baseline:F2}× | {paper} |"));
         }
     }
 }
