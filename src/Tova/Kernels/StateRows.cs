@@ -278,6 +278,76 @@ public static unsafe class StateRows
         }
     }
 
+    /// <summary>
+    /// <see cref="Scores16"/> for <paramref name="heads"/> query heads that share the keys (grouped-query attention):
+    /// query h at q + h·hd, its scores at scores + h·stride. Each key is widened once per four heads; every score is the
+    /// same arithmetic as <see cref="Scores16"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void ScoresGroup16(GgmlType type, float* q, int heads, byte* keys, int count, int hd, float scale, float* scores, int stride)
+    {
+        bool bf = type == GgmlType.BF16;
+        int row = 2 * hd;
+        for (int h0 = 0; h0 < heads; h0 += 4)
+        {
+            int m = Math.Min(4, heads - h0);
+            float* q0 = q + h0 * hd, q1 = q0 + (m > 1 ? hd : 0), q2 = q0 + (m > 2 ? 2 * hd : 0), q3 = q0 + (m > 3 ? 3 * hd : 0);
+            for (int i = 0; i < count; i++)
+            {
+                byte* k = keys + (long)i * row;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+                for (int d = 0; d < hd; d += 8)
+                {
+                    var kv = bf ? WidenBf16(k + 2 * d) : Widen16(k + 2 * d);
+                    a0 = Fma.MultiplyAdd(Vector256.Load(q0 + d), kv, a0);
+                    a1 = Fma.MultiplyAdd(Vector256.Load(q1 + d), kv, a1);
+                    a2 = Fma.MultiplyAdd(Vector256.Load(q2 + d), kv, a2);
+                    a3 = Fma.MultiplyAdd(Vector256.Load(q3 + d), kv, a3);
+                }
+                float* s0 = scores + (long)h0 * stride + i;
+                s0[0] = Vector256.Sum(a0) * scale;
+                if (m > 1) s0[stride] = Vector256.Sum(a1) * scale;
+                if (m > 2) s0[2L * stride] = Vector256.Sum(a2) * scale;
+                if (m > 3) s0[3L * stride] = Vector256.Sum(a3) * scale;
+            }
+        }
+    }
+
+    /// <summary>
+    /// <see cref="WeightedSum16"/> for <paramref name="heads"/> query heads that share the values: probabilities of
+    /// head h at p + h·stride, its output at o + h·hd. Each value is widened once per four heads; every output is the
+    /// same arithmetic as <see cref="WeightedSum16"/>'s.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void WeightedSumGroup16(GgmlType type, float* p, int stride, int heads, byte* values, int count, int hd, float* o)
+    {
+        bool bf = type == GgmlType.BF16;
+        int row = 2 * hd;
+        for (int h0 = 0; h0 < heads; h0 += 4)
+        {
+            int m = Math.Min(4, heads - h0);
+            float* p0 = p + (long)h0 * stride, p1 = p0 + (m > 1 ? stride : 0), p2 = p0 + (m > 2 ? 2L * stride : 0), p3 = p0 + (m > 3 ? 3L * stride : 0);
+            for (int d = 0; d < hd; d += 8)
+            {
+                Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default;
+                byte* v = values + 2 * d;
+                for (int i = 0; i < count; i++, v += row)
+                {
+                    var vv = bf ? WidenBf16(v) : Widen16(v);
+                    o0 = Fma.MultiplyAdd(Vector256.Create(p0[i]), vv, o0);
+                    o1 = Fma.MultiplyAdd(Vector256.Create(p1[i]), vv, o1);
+                    o2 = Fma.MultiplyAdd(Vector256.Create(p2[i]), vv, o2);
+                    o3 = Fma.MultiplyAdd(Vector256.Create(p3[i]), vv, o3);
+                }
+                float* ob = o + h0 * hd + d;
+                o0.Store(ob);
+                if (m > 1) o1.Store(ob + hd);
+                if (m > 2) o2.Store(ob + 2 * hd);
+                if (m > 3) o3.Store(ob + 3 * hd);
+            }
+        }
+    }
+
     private static float DotF32(float* q, float* k, int hd)
     {
         var a = Vector256<float>.Zero;

@@ -508,6 +508,13 @@ public sealed unsafe class Transformer : IDisposable
             int stored = set.Count, n = set.Total;
             fixed (byte* keys = set.KeyData, values = set.ValueData, pk = set.PendingKey, pv = set.PendingValue)
             {
+                if (j.Group > 1 && Group16(set, hd))
+                {
+                    int h0 = g * j.Group;
+                    AttendGroup16(set, j.Query + h0 * hd, j.Group, keys, values, stored, n > stored ? pk : null, pv, j.Att + h0 * j.Stride, j.Stride,
+                                  j.Output + h0 * hd, hd, j.Scale, j.SoftCap);
+                    continue;
+                }
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
@@ -566,6 +573,38 @@ public sealed unsafe class Transformer : IDisposable
             for (int i = 0; i < stored; i++) StateRows.Accumulate(set.ValueType, att[i], values + (long)i * vr, o, hd);
         }
         if (pendingKey != null) StateRows.Accumulate(set.ValueType, att[stored], pendingValue, o, hd);
+    }
+
+    /// <summary>True where <see cref="AttendGroup16"/> serves a KV head's query heads together (f16/bf16 keys and values).</summary>
+    private static bool Group16(HeadStates set, int hd) =>
+        set.KeyType is Formats.GgmlType.F16 or Formats.GgmlType.BF16 && set.ValueType is Formats.GgmlType.F16 or Formats.GgmlType.BF16
+        && hd % 8 == 0 && Avx2.IsSupported && Fma.IsSupported;
+
+    /// <summary>
+    /// <see cref="AttendHeadTyped"/> for the <paramref name="heads"/> query heads of one KV head at once (query h at
+    /// q + h·hd, probabilities at att + h·stride, output at o + h·hd), widening each f16/bf16 key and value once per
+    /// four heads instead of once per head; every head's result is bit-identical to <see cref="AttendHeadTyped"/>'s.
+    /// </summary>
+    private static void AttendGroup16(HeadStates set, float* q, int heads, byte* keys, byte* values, int stored, byte* pendingKey, byte* pendingValue,
+                                      float* att, int stride, float* o, int hd, float scale, float softCap)
+    {
+        var kt = set.KeyType;
+        int n = pendingKey != null ? stored + 1 : stored;
+        float* qr = stackalloc float[heads * hd];
+        new ReadOnlySpan<float>(q, heads * hd).CopyTo(new Span<float>(qr, heads * hd));
+        StateRows.RoundLike(kt, qr, heads * hd);
+        StateRows.ScoresGroup16(kt, qr, heads, keys, stored, hd, scale, att, stride);
+        for (int h = 0; h < heads; h++)
+        {
+            float* a = att + (long)h * stride;
+            if (pendingKey != null) a[stored] = StateRows.Score(kt, qr + h * hd, null, null, null, pendingKey, hd) * scale;
+            AdjustScores(a, stored, n, softCap, null, 0);
+            StableSoftMax(new Span<float>(a, n));
+            StateRows.RoundLike(set.ValueType, a, n);
+        }
+        StateRows.WeightedSumGroup16(set.ValueType, att, stride, heads, values, stored, hd, o);
+        if (pendingKey != null)
+            for (int h = 0; h < heads; h++) StateRows.Accumulate(set.ValueType, att[(long)h * stride + stored], pendingValue, o + h * hd, hd);
     }
 
     /// <summary><see cref="AttendHead"/> for float32 states.</summary>

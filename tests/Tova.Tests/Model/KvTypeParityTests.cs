@@ -56,4 +56,28 @@ public class KvTypeParityTests(ITestOutputHelper output) : IDisposable
         else
             Assert.True(direct.MeanRel <= 2 * own.MeanRel, $"{name}: Tova vs llama.cpp {direct}; llama.cpp's own F16 vs {name}: {own}");
     }
+
+    [Theory]
+    [InlineData("f16")]
+    [InlineData("bf16")]
+    [InlineData("q8_0")]
+    public void ABatchedPromptEqualsOneTokenAtATimeWithCompactStates(string name)
+    {
+        // Decoding serves a KV head's query heads together (f16/bf16: AttendGroup16); a batched prompt over a full
+        // cache serves them one by one: both must give the same numbers.
+        var spec = Shapes["wide-gqa"] with { Heads = 8, KvHeads = 2 };
+        string path = Path.Combine(_dir, "gqa.gguf");
+        RandomModels.Write(path, spec, GgmlType.F32);
+        var tokens = Sequence(spec.Vocab, 48);
+        var options = new CacheOptions { KvTypeK = StateRows.Parse(name, "kv"), KvTypeV = StateRows.Parse(name, "kv") };
+        using var model = ModelLoader.Load(path);
+        using var tf = new Transformer(model);
+        var one = new MultiStateCache(model.Config, options);
+        var steps = tokens.Select(t => tf.Forward(t, one).ToArray()).ToArray();
+        var batched = new float[tokens.Length][];
+        var cache = new MultiStateCache(model.Config, options);
+        tf.Prefill(tokens, cache, PrefillMode.Exact, (i, logits) => batched[i] = logits.ToArray());
+        var cmp = Comparison.Of(steps, batched);
+        Assert.True(cmp.MaxRel <= 1e-5, $"{name}: {cmp}");
+    }
 }
