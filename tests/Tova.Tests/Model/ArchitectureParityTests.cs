@@ -25,10 +25,11 @@ public class ArchitectureParityTests(ITestOutputHelper output) : IDisposable
         ["llama-yarn"] = (new(Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, Context: 1024, Seed: 38, RopeScale: 0.25f, YarnOriginalContext: 128), 1024),
         ["qwen3"] = (new(Architecture: "qwen3", Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 2, HeadDim: 32, Seed: 33, RopeTheta: 1000000f), 64),
         ["gemma2"] = (new(Architecture: "gemma2", Dim: 64, Hidden: 128, Layers: 3, Heads: 4, KvHeads: 2, HeadDim: 32, SlidingWindow: 16, Seed: 34), 64),
+        // Gemma 3's linearly scaled global layers and Phi-3's LongRoPE factors are RoPE scalings too: 1,024 positions.
         ["gemma3"] = (new(Architecture: "gemma3", Dim: 64, Hidden: 128, Layers: 7, Heads: 4, KvHeads: 2, HeadDim: 32, SlidingWindow: 16,
-            RopeTheta: 1000000f, RopeScale: 0.125f, Seed: 35), 64),
-        ["phi3"] = (new(Architecture: "phi3", Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 4, Seed: 36,
-            RopeFreqFactors: [1f, 1.2f, 1.5f, 2f, 2.5f, 3f, 4f, 6f]), 64),
+            RopeTheta: 1000000f, RopeScale: 0.125f, Context: 1024, Seed: 35), 1024),
+        ["phi3"] = (new(Architecture: "phi3", Dim: 64, Hidden: 128, Layers: 2, Heads: 4, KvHeads: 4, Context: 1024, Seed: 36,
+            RopeFreqFactors: [1f, 1.2f, 1.5f, 2f, 2.5f, 3f, 4f, 6f]), 1024),
         ["smollm3"] = (new(Architecture: "smollm3", Dim: 64, Hidden: 128, Layers: 4, Heads: 4, KvHeads: 2, Seed: 37), 64),
     };
 
