@@ -29,6 +29,11 @@ public sealed class CacheCliOptions
     public Option<string?> KvType { get; } = new("--kv-type") { Description = "How states are stored: f32, f16, bf16, q8_0 or q4_0 (q8_0/q4_0 need heads of whole blocks of 32)" };
     public Option<string?> KvTypeK { get; } = new("--kv-type-k", "--cache-type-k") { Description = "Key storage type (overrides --kv-type for keys)" };
     public Option<string?> KvTypeV { get; } = new("--kv-type-v", "--cache-type-v") { Description = "Value storage type (overrides --kv-type for values)" };
+    public Option<string> KvRotation { get; } = new("--kv-rotation")
+    {
+        Description = "auto: q8_0/q4_0 states in heads of a multiple of 64 are stored Hadamard-rotated, as llama.cpp does; off: stored as they are (llama.cpp's LLAMA_ATTN_ROT_DISABLE=1)",
+        DefaultValueFactory = _ => "auto",
+    };
 
     private readonly Formats.GgmlType _defaultKvType;
 
@@ -41,11 +46,12 @@ public sealed class CacheCliOptions
         Cache.AcceptOnlyFromAmong(CacheOptions.PolicyNames);
         Granularity.AcceptOnlyFromAmong("layer", "head");
         Positions.AcceptOnlyFromAmong("original", "renumber");
+        KvRotation.AcceptOnlyFromAmong("auto", "off");
     }
 
     public void AddTo(Command cmd)
     {
-        foreach (var o in new Option[] { Cache, Budget, Sinks, Recent, Granularity, Prefill, Positions, KvType, KvTypeK, KvTypeV }) cmd.Options.Add(o);
+        foreach (var o in new Option[] { Cache, Budget, Sinks, Recent, Granularity, Prefill, Positions, KvType, KvTypeK, KvTypeV, KvRotation }) cmd.Options.Add(o);
     }
 
     public CacheOptions Read(ParseResult parse) => new()
@@ -59,6 +65,7 @@ public sealed class CacheCliOptions
         Prefill = parse.GetValue(Prefill) is { } p ? PrefillMode.Parse(p) : null,
         KvTypeK = KvTypeOf(parse, KvTypeK, "--kv-type-k"),
         KvTypeV = KvTypeOf(parse, KvTypeV, "--kv-type-v"),
+        KvRotation = parse.GetValue(KvRotation) == "off" ? Tova.Cache.KvRotation.Off : Tova.Cache.KvRotation.Auto,
     };
 
     private Formats.GgmlType KvTypeOf(ParseResult parse, Option<string?> specific, string name) =>

@@ -66,9 +66,11 @@ public static class LlamaCpp
     /// <summary>
     /// Logits [position][vocab] for every position of <paramref name="tokens"/>, with the KV cache stored as
     /// <paramref name="typeK"/>/<paramref name="typeV"/> (F32 unless given; flash attention on for a quantized V,
-    /// which llama.cpp requires, else off).
+    /// which llama.cpp requires, else off). With <paramref name="rotation"/> false, llama.cpp's Hadamard rotation of
+    /// quantized caches is switched off (LLAMA_ATTN_ROT_DISABLE=1, read when the context is created).
     /// </summary>
-    public static float[][] Logits(string ggufPath, IReadOnlyList<int> tokens, GGMLType typeK = GGMLType.GGML_TYPE_F32, GGMLType typeV = GGMLType.GGML_TYPE_F32)
+    public static float[][] Logits(string ggufPath, IReadOnlyList<int> tokens, GGMLType typeK = GGMLType.GGML_TYPE_F32, GGMLType typeV = GGMLType.GGML_TYPE_F32,
+                                   bool rotation = true)
     {
         Initialise();
         int n = tokens.Count;
@@ -89,7 +91,8 @@ public static class LlamaCpp
         lock (Gate)
         {
             using var weights = LoadWeights(p);
-            using var context = weights.CreateContext(p);
+            SetEnv("LLAMA_ATTN_ROT_DISABLE", rotation ? "0" : "1", 1);
+            using var context = CreateContext(weights, p);
             var batch = new LLamaBatch();
             for (int i = 0; i < n; i++)
                 batch.Add(tokens[i], i, LLamaSeqId.Zero, true);
@@ -102,6 +105,16 @@ public static class LlamaCpp
             return result;
         }
     }
+
+    private static LLamaContext CreateContext(LLamaWeights weights, ModelParams p)
+    {
+        try { return weights.CreateContext(p); }
+        finally { SetEnv("LLAMA_ATTN_ROT_DISABLE", "0", 1); }
+    }
+
+    /// <summary>The C library's setenv: llama.cpp reads its switches with getenv, which .NET's environment does not reach.</summary>
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "setenv")]
+    private static extern int SetEnv(string name, string value, int overwrite);
 
     private static LLamaWeights LoadWeights(ModelParams p)
     {

@@ -81,6 +81,9 @@ public sealed record CacheOptions
     /// <summary>How values are stored (same choices as <see cref="KvTypeK"/>).</summary>
     public Formats.GgmlType KvTypeV { get; init; } = Formats.GgmlType.F32;
 
+    /// <summary>Whether Q8_0 / Q4_0 states are stored Hadamard-rotated (default: as llama.cpp does).</summary>
+    public KvRotation KvRotation { get; init; } = KvRotation.Auto;
+
     /// <summary>The KV type the generating front ends use unless told otherwise: f16, as llama.cpp.</summary>
     public const Formats.GgmlType ServingDefault = Formats.GgmlType.F16;
 
@@ -148,5 +151,6 @@ public sealed record CacheOptions
         : $"{Policy} budget={ResolveBudget(contextLength)}" + (Policy == "sink" ? $" sinks={Sinks}" : "")
           + (Policy == "h2o" ? $" recent={Recent ?? ResolveBudget(contextLength) / 2}" : "")
           + $" granularity={Granularity.ToString().ToLowerInvariant()} positions={Positions.ToString().ToLowerInvariant()}")
-        + $" kv={Kernels.StateRows.Name(KvTypeK)}{(KvTypeV != KvTypeK ? "/" + Kernels.StateRows.Name(KvTypeV) : "")}";
+        + $" kv={Kernels.StateRows.Name(KvTypeK)}{(KvTypeV != KvTypeK ? "/" + Kernels.StateRows.Name(KvTypeV) : "")}"
+        + (KvRotation == KvRotation.Off && (Kernels.StateRows.IsBlock(KvTypeK) || Kernels.StateRows.IsBlock(KvTypeV)) ? " rotation=off" : "");
 }

@@ -19,6 +19,9 @@ public sealed unsafe class HeadStates
     /// <summary>Bytes of one key row and one value row.</summary>
     public int KeyRowBytes { get; }
     public int ValueRowBytes { get; }
+    /// <summary>Hadamard block keys / values are stored rotated in (0 = not rotated; <see cref="Hadamard"/>).</summary>
+    public int KeyRotation { get; }
+    public int ValueRotation { get; }
 
     public byte[] KeyData = [];         // [capacity, key_row_bytes], pinned
     public byte[] ValueData = [];       // [capacity, value_row_bytes], pinned
@@ -30,9 +33,11 @@ public sealed unsafe class HeadStates
     public int Count;
     public bool HasPending;
 
-    public HeadStates(int headDim, GgmlType keyType = GgmlType.F32, GgmlType valueType = GgmlType.F32)
+    public HeadStates(int headDim, GgmlType keyType = GgmlType.F32, GgmlType valueType = GgmlType.F32, int keyRotation = 0, int valueRotation = 0)
     {
         _headDim = headDim;
+        KeyRotation = keyRotation;
+        ValueRotation = valueRotation;
         KeyType = keyType;
         ValueType = valueType;
         KeyRowBytes = StateRows.RowBytes(keyType, headDim);
@@ -70,11 +75,12 @@ public sealed unsafe class HeadStates
     {
         if (HasPending) throw new InvalidOperationException("a pending state was never resolved");
         bool free = Count < Capacity;
+        Span<float> rotated = KeyRotation > 0 || ValueRotation > 0 ? stackalloc float[_headDim] : default;
         fixed (byte* k = free ? KeyData.AsSpan(Count * KeyRowBytes, KeyRowBytes) : PendingKey)
         fixed (byte* v = free ? ValueData.AsSpan(Count * ValueRowBytes, ValueRowBytes) : PendingValue)
         {
-            StateRows.Store(KeyType, key, k);
-            StateRows.Store(ValueType, value, v);
+            StateRows.Store(KeyType, Rotated(key, KeyRotation, rotated), k);
+            StateRows.Store(ValueType, Rotated(value, ValueRotation, rotated), v);
         }
         Positions[Count] = position;
         PolicyState[Count] = 0;
@@ -117,9 +123,26 @@ public sealed unsafe class HeadStates
     /// <summary>The stored row of slot i's value (the pending value for i = Count).</summary>
     public ReadOnlySpan<byte> ValueRow(int i) => i < Count ? ValueData.AsSpan(i * ValueRowBytes, ValueRowBytes) : PendingValue;
 
-    /// <summary>Slot i's key as floats (as stored: rounded to the KV type).</summary>
-    public void ReadKey(int i, Span<float> dst) => Quantization.Dequantize(KeyType, KeyRow(i), dst[.._headDim]);
+    /// <summary>Slot i's key as floats (as stored: rounded to the KV type; rotated back when stored rotated).</summary>
+    public void ReadKey(int i, Span<float> dst)
+    {
+        Quantization.Dequantize(KeyType, KeyRow(i), dst[.._headDim]);
+        if (KeyRotation > 0) Hadamard.Rotate(dst[.._headDim], KeyRotation);
+    }
 
-    /// <summary>Slot i's value as floats (as stored: rounded to the KV type).</summary>
-    public void ReadValue(int i, Span<float> dst) => Quantization.Dequantize(ValueType, ValueRow(i), dst[.._headDim]);
+    /// <summary>Slot i's value as floats (as stored: rounded to the KV type; rotated back when stored rotated).</summary>
+    public void ReadValue(int i, Span<float> dst)
+    {
+        Quantization.Dequantize(ValueType, ValueRow(i), dst[.._headDim]);
+        if (ValueRotation > 0) Hadamard.Rotate(dst[.._headDim], ValueRotation);
+    }
+
+    /// <summary><paramref name="x"/> rotated in <paramref name="block"/>s into <paramref name="scratch"/> (x itself when block is 0).</summary>
+    private static ReadOnlySpan<float> Rotated(ReadOnlySpan<float> x, int block, Span<float> scratch)
+    {
+        if (block == 0) return x;
+        x.CopyTo(scratch);
+        Hadamard.Rotate(scratch, block);
+        return scratch;
+    }
 }

@@ -66,6 +66,9 @@ public sealed class MultiStateCache
         _layerMax = new int[Layers];
         _lastAdded = new int[Layers];
         _sets = new HeadStates[Layers * KvHeads];
+        bool rotate = options.KvRotation == KvRotation.Auto;
+        int keyRotation = rotate ? Hadamard.KeyBlock(options.KvTypeK, HeadDim) : 0;
+        int valueRotation = rotate ? Hadamard.ValueBlock(options.KvTypeV, HeadDim) : 0;
         for (int l = 0; l < Layers; l++)
         {
             // A sliding-window layer never needs more than its window: bounded, min(window, budget) (+ the chunk's
@@ -76,7 +79,7 @@ public sealed class MultiStateCache
                 : Math.Min(Budget, w) + Headroom;
             for (int g = 0; g < KvHeads; g++)
             {
-                var set = _sets[l * KvHeads + g] = new HeadStates(HeadDim, options.KvTypeK, options.KvTypeV);
+                var set = _sets[l * KvHeads + g] = new HeadStates(HeadDim, options.KvTypeK, options.KvTypeV, keyRotation, valueRotation);
                 if (Bounded) set.Resize(_layerMax[l]);
             }
         }

@@ -31,6 +31,9 @@ public static unsafe class StateRows
 
     public static string Name(GgmlType t) => t.ToString().ToLowerInvariant();
 
+    /// <summary>True for the block-quantized state types (Q8_0, Q4_0).</summary>
+    public static bool IsBlock(GgmlType t) => t is GgmlType.Q8_0 or GgmlType.Q4_0;
+
     /// <summary>Throws unless states of <paramref name="headDim"/> values can be stored as <paramref name="type"/>.</summary>
     public static void Check(GgmlType type, int headDim, string paramName)
     {

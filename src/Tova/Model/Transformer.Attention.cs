@@ -49,7 +49,9 @@ public sealed unsafe partial class Transformer
         // matrix products with a cache of that type do (StateRows.RoundLike).
         float* qr = stackalloc float[hd];
         new ReadOnlySpan<float>(qh, hd).CopyTo(new Span<float>(qr, hd));
-        if (kt is Formats.GgmlType.Q8_0 or Formats.GgmlType.Q4_0) StateRows.QuantizeQuery(qh, hd, qq, qd, ql);
+        // Keys stored rotated meet the query rotated the same way; values stored rotated give a rotated output.
+        if (set.KeyRotation > 0) Hadamard.Rotate(new Span<float>(qr, hd), set.KeyRotation);
+        if (kt is Formats.GgmlType.Q8_0 or Formats.GgmlType.Q4_0) StateRows.QuantizeQuery(qr, hd, qq, qd, ql);
         else StateRows.RoundLike(kt, qr, hd);
         if (kt is Formats.GgmlType.F16 or Formats.GgmlType.BF16) StateRows.Scores16(kt, qr, keys, stored, hd, scale, att);
         else for (int i = 0; i < stored; i++) att[i] = StateRows.Score(kt, qr, qq, qd, ql, keys + (long)i * kr, hd) * scale;
@@ -64,6 +66,7 @@ public sealed unsafe partial class Transformer
             for (int i = 0; i < stored; i++) StateRows.Accumulate(set.ValueType, att[i], values + (long)i * vr, o, hd);
         }
         if (pendingKey != null) StateRows.Accumulate(set.ValueType, att[stored], pendingValue, o, hd);
+        if (set.ValueRotation > 0) Hadamard.Rotate(new Span<float>(o, hd), set.ValueRotation);
     }
 
     /// <summary>True where <see cref="AttendGroup16"/> serves a KV head's query heads together (f16/bf16 keys and values).</summary>

@@ -338,6 +338,7 @@ public sealed unsafe partial class Transformer : IDisposable
                     fixed (float* po = o)
                         for (int i = 0; i < n; i++)
                             fixed (byte* v = set.ValueRow(i)) StateRows.Accumulate(set.ValueType, att[i], v, po, hd);
+                    if (set.ValueRotation > 0) Hadamard.Rotate(o, set.ValueRotation);
                 }
             }
         }

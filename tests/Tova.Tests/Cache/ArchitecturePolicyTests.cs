@@ -16,10 +16,13 @@ public class ArchitecturePolicyTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
+    /// <summary>A llama model with heads of 64, where Q8_0 / Q4_0 states are stored Hadamard-rotated.</summary>
+    private static readonly RandomModelSpec Heads64 = new(Dim: 128, Hidden: 128, Layers: 2, Heads: 2, KvHeads: 1, Context: 64, Seed: 41);
+
     private LlamaModel Load(string arch)
     {
         string path = Path.Combine(_dir, arch + ".gguf");
-        if (!File.Exists(path)) RandomModels.Write(path, ArchitectureParityTests.Cases[arch].Spec, GgmlType.F32);
+        if (!File.Exists(path)) RandomModels.Write(path, arch == "heads64" ? Heads64 : ArchitectureParityTests.Cases[arch].Spec, GgmlType.F32);
         return ModelLoader.Load(path);
     }
 
@@ -37,7 +40,7 @@ public class ArchitecturePolicyTests : IDisposable
             data.Add(arch, "full", 0, false, false, "f32");
         }
         // Compact states (heads of 32): the reference stores states rounded the same way.
-        foreach (var arch in new[] { "qwen3", "gemma3" })
+        foreach (var arch in new[] { "qwen3", "gemma3", "heads64" })
             foreach (var kv in new[] { "f16", "bf16", "q8_0", "q4_0" })
             {
                 data.Add(arch, "tova", 12, false, false, kv);
@@ -64,7 +67,7 @@ public class ArchitecturePolicyTests : IDisposable
             KvTypeK = kvType, KvTypeV = kvType,
         };
         var cache = new MultiStateCache(c, options);
-        var reference = new NaiveMaskedReference(model, policy, policy == "full" ? int.MaxValue : budget, sinks: 3, perHead: perHead, renumber: renumber, kvType: kvType);
+        var reference = new NaiveMaskedReference(model, policy, policy == "full" ? int.MaxValue : budget, sinks: 3, perHead: perHead, renumber: renumber, kvType: kvType, rotate: true);
         double worst = 0, range = 0;
         for (int i = 0; i < ids.Length; i++)
         {

@@ -26,13 +26,23 @@ internal sealed class NaiveMaskedReference
     private int _t;
 
     private readonly Tova.Formats.GgmlType _kvType;
+    private readonly int _rotK, _rotV; // Hadamard blocks keys / values are stored rotated in (0 = none)
 
     /// <param name="kvType">States are rounded to this type when stored (as the engine stores them); with Q8_0 or Q4_0
     /// keys the query is rounded to Q8_0 blocks too, as the engine's integer scoring does.</param>
+    /// <param name="rotate">Q8_0 / Q4_0 states in heads of a multiple of 64 are stored Hadamard-rotated, as llama.cpp
+    /// stores them: keys in the largest power-of-two block dividing the head, values in blocks of 64; the query meets
+    /// the rotated keys rotated, and the attention output is rotated back.</param>
     public NaiveMaskedReference(LlamaModel m, string policy, int budget, int sinks = 4, int? recent = null, bool perHead = false, bool renumber = false,
-        Tova.Formats.GgmlType kvType = Tova.Formats.GgmlType.F32)
+        Tova.Formats.GgmlType kvType = Tova.Formats.GgmlType.F32, bool rotate = false)
     {
         _kvType = kvType;
+        int headDim = m.Config.HeadDim;
+        if (rotate && kvType is Tova.Formats.GgmlType.Q8_0 or Tova.Formats.GgmlType.Q4_0 && headDim % 64 == 0)
+        {
+            _rotK = headDim & -headDim; // the largest power of two dividing the head
+            _rotV = 64;
+        }
         _m = m; _c = m.Config; _policy = policy; _budget = budget; _sinks = sinks; _recent = recent ?? budget / 2;
         _perHead = perHead; _renumber = renumber;
         _emb = Dense(m.TokenEmbedding);
@@ -174,6 +184,21 @@ internal sealed class NaiveMaskedReference
         return sum;
     }
 
+    /// <summary>x multiplied, block by block, by the normalized Hadamard matrix H[i, j] = (−1)^popcount(i &amp; j) / √n (x itself for n = 0).</summary>
+    private static double[] RotateBlocks(double[] x, int n)
+    {
+        if (n == 0) return x;
+        var y = new double[x.Length];
+        for (int b0 = 0; b0 < x.Length; b0 += n)
+            for (int i = 0; i < n; i++)
+            {
+                double sum = 0;
+                for (int j = 0; j < n; j++) sum += (System.Numerics.BitOperations.PopCount((uint)(i & j)) % 2 == 0 ? 1 : -1) * x[b0 + j];
+                y[b0 + i] = sum / Math.Sqrt(n);
+            }
+        return y;
+    }
+
     private static double Cap(double x, float cap) => cap > 0 ? cap * Math.Tanh(x / cap) : x;
 
     /// <summary>Kept positions of a layer's set after the last step.</summary>
@@ -201,8 +226,9 @@ internal sealed class NaiveMaskedReference
             q = HeadNorms(q, lw.QNorm);
             k = HeadNorms(k, lw.KNorm);
             if (!_renumber) { Rotate(q, 0, qDim, t); Rotate(k, 0, kvDim, t); }
-            _keys[l].Add(RoundHeads(k));
-            _values[l].Add(RoundHeads(v));
+            // Stored rotated; with renumbered positions keys are rotated back after reading (RoPE needs them as they were).
+            _keys[l].Add(_renumber ? RotateBlocks(RoundHeads(RotateBlocks(k, _rotK)), _rotK) : RoundHeads(RotateBlocks(k, _rotK)));
+            _values[l].Add(RoundHeads(RotateBlocks(v, _rotV)));
             int window = _c.WindowOf(l);
             var att = new double[qDim];
             int sets = _kept[l].Length;
@@ -216,6 +242,7 @@ internal sealed class NaiveMaskedReference
                 Array.Copy(q, h * hd, qh, 0, hd);
                 if (_renumber) Rotate(qh, 0, hd, cand.Count - 1);
                 else if (_kvType is Tova.Formats.GgmlType.F16 or Tova.Formats.GgmlType.BF16) qh = Round(qh); // the query meets f16 keys in f16
+                else qh = RotateBlocks(qh, _rotK);
                 var scores = new double[cand.Count];
                 for (int i = 0; i < cand.Count; i++)
                 {
@@ -234,6 +261,7 @@ internal sealed class NaiveMaskedReference
                     for (int d = 0; d < hd; d++) att[h * hd + d] += p * _values[l][cand[i]][g * hd + d];
                     avg[s][cand[i]] = avg[s].GetValueOrDefault(cand[i]) + p / heads;
                 }
+                if (_rotV > 0) Array.Copy(RotateBlocks(att[(h * hd)..((h + 1) * hd)], _rotV), 0, att, h * hd, hd);
             }
             for (int s = 0; s < sets; s++) Evict(l, s, t, avg[s], window);
             var o = MatVec(w[3], att, dim);
