@@ -13,7 +13,7 @@ namespace Tova.Kernels;
 /// p · value into an output (<see cref="Accumulate"/>), all from the stored bytes — no dequantized copy of the cache.
 /// Each kernel has a scalar reference in <see cref="Scalar"/> (dequantize, then float arithmetic).
 /// </summary>
-public static unsafe class StateRows
+public static unsafe partial class StateRows
 {
     /// <summary>The types states can be stored as.</summary>
     public static readonly IReadOnlyList<GgmlType> Types = [GgmlType.F32, GgmlType.F16, GgmlType.BF16, GgmlType.Q8_0, GgmlType.Q4_0];

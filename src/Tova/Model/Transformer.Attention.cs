@@ -54,6 +54,7 @@ public sealed unsafe partial class Transformer
         if (kt is Formats.GgmlType.Q8_0 or Formats.GgmlType.Q4_0) StateRows.QuantizeQuery(qr, hd, qq, qd, ql);
         else StateRows.RoundLike(kt, qr, hd);
         if (kt is Formats.GgmlType.F16 or Formats.GgmlType.BF16) StateRows.Scores16(kt, qr, keys, stored, hd, scale, att);
+        else if (kt == Formats.GgmlType.Q8_0) StateRows.ScoresQ8(qq, qd, keys, stored, hd, scale, att);
         else for (int i = 0; i < stored; i++) att[i] = StateRows.Score(kt, qr, qq, qd, ql, keys + (long)i * kr, hd) * scale;
         if (pendingKey != null) att[stored] = StateRows.Score(kt, qr, qq, qd, ql, pendingKey, hd) * scale;
         AdjustScores(att, stored, n, softCap, positions, oldest);
@@ -69,36 +70,64 @@ public sealed unsafe partial class Transformer
         if (set.ValueRotation > 0) Hadamard.Rotate(new Span<float>(o, hd), set.ValueRotation);
     }
 
-    /// <summary>True where <see cref="AttendGroup16"/> serves a KV head's query heads together (f16/bf16 keys and values).</summary>
-    private static bool Group16(HeadStates set, int hd) =>
-        set.KeyType is Formats.GgmlType.F16 or Formats.GgmlType.BF16 && set.ValueType is Formats.GgmlType.F16 or Formats.GgmlType.BF16
+    /// <summary>
+    /// True where <see cref="AttendGroup"/> serves a KV head's query heads together: f16, bf16 or Q8_0 keys and values.
+    /// </summary>
+    private static bool Grouped(HeadStates set, int hd) =>
+        set.KeyType is Formats.GgmlType.F16 or Formats.GgmlType.BF16 or Formats.GgmlType.Q8_0
+        && set.ValueType is Formats.GgmlType.F16 or Formats.GgmlType.BF16 or Formats.GgmlType.Q8_0
         && hd % 8 == 0 && Avx2.IsSupported && Fma.IsSupported;
 
     /// <summary>
     /// <see cref="AttendHeadTyped"/> for the <paramref name="heads"/> query heads of one KV head at once (query h at
-    /// q + h·hd, probabilities at att + h·stride, output at o + h·hd), widening each f16/bf16 key and value once per
-    /// four heads instead of once per head; every head's result is bit-identical to <see cref="AttendHeadTyped"/>'s.
+    /// q + h·hd, probabilities at att + h·stride, output at o + h·hd), reading each key and value once per four heads
+    /// (f16/bf16 widened once; Q8_0 keys scored eight at a time for every head) instead of once per head; every
+    /// head's result is bit-identical to <see cref="AttendHeadTyped"/>'s.
     /// </summary>
-    private static void AttendGroup16(HeadStates set, float* q, int heads, byte* keys, byte* values, int stored, byte* pendingKey, byte* pendingValue,
-                                      float* att, int stride, float* o, int hd, float scale, float softCap)
+    private static void AttendGroup(HeadStates set, float* q, int heads, byte* keys, byte* values, int stored, byte* pendingKey, byte* pendingValue,
+                                    float* att, int stride, float* o, int hd, float scale, float softCap)
     {
         var kt = set.KeyType;
-        int n = pendingKey != null ? stored + 1 : stored;
+        int n = pendingKey != null ? stored + 1 : stored, nb = hd / Kernels.Quantization.QK;
         float* qr = stackalloc float[heads * hd];
         new ReadOnlySpan<float>(q, heads * hd).CopyTo(new Span<float>(qr, heads * hd));
-        StateRows.RoundLike(kt, qr, heads * hd);
-        StateRows.ScoresGroup16(kt, qr, heads, keys, stored, hd, scale, att, stride);
+        sbyte* qq = null;
+        float* qd = null;
+        int* ql = null;
+        if (kt == Formats.GgmlType.Q8_0)
+        {
+            sbyte* qqs = stackalloc sbyte[heads * hd];
+            float* qds = stackalloc float[heads * nb];
+            int* qls = stackalloc int[heads * nb];
+            qq = qqs; qd = qds; ql = qls;
+            for (int h = 0; h < heads; h++)
+            {
+                if (set.KeyRotation > 0) Hadamard.Rotate(new Span<float>(qr + h * hd, hd), set.KeyRotation);
+                StateRows.QuantizeQuery(qr + h * hd, hd, qq + h * hd, qd + h * nb, ql + h * nb);
+            }
+            StateRows.ScoresGroupQ8(qq, qd, heads, keys, stored, hd, scale, att, stride);
+        }
+        else
+        {
+            StateRows.RoundLike(kt, qr, heads * hd);
+            StateRows.ScoresGroup16(kt, qr, heads, keys, stored, hd, scale, att, stride);
+        }
         for (int h = 0; h < heads; h++)
         {
             float* a = att + (long)h * stride;
-            if (pendingKey != null) a[stored] = StateRows.Score(kt, qr + h * hd, null, null, null, pendingKey, hd) * scale;
+            if (pendingKey != null)
+                a[stored] = StateRows.Score(kt, qr + h * hd, qq == null ? null : qq + h * hd, qd == null ? null : qd + h * nb, ql == null ? null : ql + h * nb, pendingKey, hd) * scale;
             AdjustScores(a, stored, n, softCap, null, 0);
             StableSoftMax(new Span<float>(a, n));
             StateRows.RoundLike(set.ValueType, a, n);
         }
-        StateRows.WeightedSumGroup16(set.ValueType, att, stride, heads, values, stored, hd, o);
-        if (pendingKey != null)
-            for (int h = 0; h < heads; h++) StateRows.Accumulate(set.ValueType, att[(long)h * stride + stored], pendingValue, o + h * hd, hd);
+        if (set.ValueType == Formats.GgmlType.Q8_0) StateRows.WeightedSumGroupQ8(att, stride, heads, values, stored, hd, o);
+        else StateRows.WeightedSumGroup16(set.ValueType, att, stride, heads, values, stored, hd, o);
+        for (int h = 0; h < heads; h++)
+        {
+            if (pendingKey != null) StateRows.Accumulate(set.ValueType, att[(long)h * stride + stored], pendingValue, o + h * hd, hd);
+            if (set.ValueRotation > 0) Hadamard.Rotate(new Span<float>(o + h * hd, hd), set.ValueRotation);
+        }
     }
 
     /// <summary><see cref="AttendHead"/> for float32 states.</summary>

@@ -509,10 +509,10 @@ public sealed unsafe partial class Transformer : IDisposable
             int stored = set.Count, n = set.Total;
             fixed (byte* keys = set.KeyData, values = set.ValueData, pk = set.PendingKey, pv = set.PendingValue)
             {
-                if (j.Group > 1 && Group16(set, hd))
+                if (j.Group > 1 && Grouped(set, hd))
                 {
                     int h0 = g * j.Group;
-                    AttendGroup16(set, j.Query + h0 * hd, j.Group, keys, values, stored, n > stored ? pk : null, pv, j.Att + h0 * j.Stride, j.Stride,
+                    AttendGroup(set, j.Query + h0 * hd, j.Group, keys, values, stored, n > stored ? pk : null, pv, j.Att + h0 * j.Stride, j.Stride,
                                   j.Output + h0 * hd, hd, j.Scale, j.SoftCap);
                     continue;
                 }

@@ -130,4 +130,54 @@ public unsafe class StateRowsTests
         Assert.Equal("KvTypeK", e.ParamName);
         Assert.Throws<ArgumentException>(() => StateRows.Parse("q5_1", "kv-type"));
     }
+    [Theory]
+    [InlineData(64, 19, 4)]
+    [InlineData(128, 8, 2)]
+    [InlineData(32, 5, 3)]
+    public unsafe void GroupedQ8KernelsEqualOneHeadAndTheirReferences(int hd, int count, int heads)
+    {
+        var rng = new Random(hd + count);
+        int nb = hd / 32, row = StateRows.RowBytes(GgmlType.Q8_0, hd);
+        var keys = new byte[count * row];
+        var values = new byte[count * row];
+        var q = new float[heads * hd];
+        var qq = new sbyte[heads * hd];
+        var qd = new float[heads * nb];
+        var ql = new int[heads * nb];
+        var p = new float[heads * count];
+        for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+        for (int i = 0; i < p.Length; i++) p[i] = (float)rng.NextDouble();
+        fixed (byte* k = keys, v = values)
+        fixed (float* pq = q, pd = qd, pp = p)
+        fixed (sbyte* pqq = qq)
+        fixed (int* pl = ql)
+        {
+            for (int i = 0; i < count; i++)
+            {
+                var x = Enumerable.Range(0, hd).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+                StateRows.Store(GgmlType.Q8_0, x, k + i * row);
+                StateRows.Store(GgmlType.Q8_0, x.Select(a => a * 0.5f).ToArray(), v + i * row);
+            }
+            for (int h = 0; h < heads; h++) StateRows.QuantizeQuery(pq + h * hd, hd, pqq + h * hd, pd + h * nb, pl + h * nb);
+            var group = new float[heads * count];
+            fixed (float* g = group) StateRows.ScoresGroupQ8(pqq, pd, heads, k, count, hd, 0.125f, g, count);
+            var outGroup = new float[heads * hd];
+            fixed (float* og = outGroup) StateRows.WeightedSumGroupQ8(pp, count, heads, v, count, hd, og);
+            for (int h = 0; h < heads; h++)
+            {
+                var one = new float[count];
+                fixed (float* s1 = one) StateRows.ScoresQ8(pqq + h * hd, pd + h * nb, k, count, hd, 0.125f, s1);
+                var acc = new float[hd];
+                fixed (float* o = acc)
+                    for (int i = 0; i < count; i++) StateRows.Accumulate(GgmlType.Q8_0, p[h * count + i], v + i * row, o, hd);
+                for (int i = 0; i < count; i++)
+                {
+                    Assert.Equal(one[i], group[h * count + i]);                           // bit-identical to one head
+                    float reference = StateRows.Scalar.Score(GgmlType.Q8_0, pq + h * hd, pqq + h * hd, pd + h * nb, pl + h * nb, k + i * row, hd) * 0.125f;
+                    Assert.True(Math.Abs(reference - one[i]) <= 1e-4f * (1 + Math.Abs(reference)), $"score {i}: {one[i]} vs {reference}");
+                }
+                for (int d = 0; d < hd; d++) Assert.Equal(acc[d], outGroup[h * hd + d]); // bit-identical to value by value
+            }
+        }
+    }
 }

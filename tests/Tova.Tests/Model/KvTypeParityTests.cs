@@ -71,7 +71,7 @@ public class KvTypeParityTests(ITestOutputHelper output) : IDisposable
     [InlineData("q8_0")]
     public void ABatchedPromptEqualsOneTokenAtATimeWithCompactStates(string name)
     {
-        // Decoding serves a KV head's query heads together (f16/bf16: AttendGroup16); a batched prompt over a full
+        // Decoding serves a KV head's query heads together (f16/bf16/q8_0: AttendGroup); a batched prompt over a full
         // cache serves them one by one: both must give the same numbers.
         var spec = Shapes["wide-gqa"] with { Heads = 8, KvHeads = 2 };
         string path = Path.Combine(_dir, "gqa.gguf");
