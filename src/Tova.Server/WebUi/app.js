@@ -295,10 +295,13 @@ function showSequence(s, running, queued) {
     const fill = document.createElement("span");
     fill.style.width = (layer.limit > 0 ? Math.min(100, 100 * layer.held / layer.limit) : 0).toFixed(1) + "%";
     bar.append(fill);
+    const held = document.createElement("span");
+    held.className = "held";
+    held.textContent = `${layer.held}/${layer.limit}`;
     const ev = document.createElement("span");
     ev.className = "ev";
     ev.textContent = "−" + layer.evicted;
-    row.append(name, bar, ev);
+    row.append(name, bar, held, ev);
     return row;
   });
   ui.layers.replaceChildren(...rows);
