@@ -2,6 +2,7 @@ using System.Net;
 using System.Text;
 using System.Text.Json;
 using Microsoft.Playwright;
+using Tova.Chat;
 using Tova.Generation;
 using Tova.Server;
 
@@ -128,6 +129,18 @@ public class WebUiTests
             await Task.Delay(10);
         }
         Assert.Equal("cancelled", after.GetProperty("last").GetProperty("phase").GetString());
+    }
+
+    [Fact]
+    public async Task Snapshot_AfterTheSchedulerStopped_IsRefused()
+    {
+        var engine = TovaEngine.Open(new EngineOptions { ModelPath = TestData.Stories260K, Threads = 1 });
+        var idle = await engine.Scheduler.SnapshotAsync();
+        Assert.Empty(idle.Running);
+        Assert.Equal(0, idle.Queued);
+        Assert.Null(idle.Last);
+        engine.Dispose();
+        await Assert.ThrowsAsync<ObjectDisposedException>(() => engine.Scheduler.SnapshotAsync());
     }
 
     [Fact]
