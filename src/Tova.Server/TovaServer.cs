@@ -116,6 +116,7 @@ public static class TovaServer
         });
         app.MapPost("/v1/completions", (HttpContext ctx) => state.Complete(ctx, chat: false));
         app.MapPost("/v1/chat/completions", (HttpContext ctx) => state.Complete(ctx, chat: true));
+        WebUiEndpoints.Map(app, options, engine);
         app.MapFallback((HttpContext ctx) =>
         {
             string path = ctx.Request.Path.Value?.TrimEnd('/') ?? "";

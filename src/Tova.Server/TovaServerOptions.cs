@@ -23,6 +23,9 @@ public sealed record TovaServerOptions
     /// <summary>The multi-state a request gets; a request's "kv_cache" object overrides single fields.</summary>
     public CacheOptions Cache { get; init; } = CacheOptions.Full;
 
+    /// <summary>Serve the web page at / (chat, cache options, the multi-state view); off: / answers 404.</summary>
+    public bool WebUi { get; init; } = true;
+
     /// <summary>Write ASP.NET Core's log (warnings and errors) to the console.</summary>
     public bool Log { get; init; }
 

@@ -32,11 +32,12 @@ public static class ServeCommand
         var templateKwargs = CommonOptions.ChatTemplateKwargs();
         var modelId = new Option<string?>("--model-id") { Description = "The model's name in the API (default: the file name without extension)" };
         var log = new Option<bool>("--log") { Description = "Log ASP.NET Core warnings and errors to the console" };
+        var noWebUi = new Option<bool>("--no-webui") { Description = "Do not serve the web page at / (chat, cache options, multi-state view)" };
         var cacheOptions = new CacheCliOptions();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
         {
-            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, threads, log,
+            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, threads, log, noWebUi,
         };
         cacheOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
@@ -51,6 +52,7 @@ public static class ServeCommand
                 MaxBodyBytes = parse.GetValue(maxBody),
                 Cache = cache,
                 Log = parse.GetValue(log),
+                WebUi = !parse.GetValue(noWebUi),
             };
             serverOptions.Validate();
             var engineOptions = new EngineOptions

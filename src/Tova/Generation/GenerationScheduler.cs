@@ -109,6 +109,14 @@ public sealed class GenerationScheduler : IDisposable
     private long _reservedPublished;   // the same, for GetMetrics
     private long _statesInUse, _statesBytes;
     private long _stepAllocatedBytes;                        // managed bytes the loop thread allocated inside steps
+    private readonly System.Collections.Concurrent.ConcurrentQueue<TaskCompletionSource<SchedulerSnapshot>> _snapshotRequests = new();
+    // loop-owned: the figures of the most recently ended request that held a multi-state (filled in place at its end)
+    private readonly int[] _lastHeld, _lastLimit;
+    private long _lastId;
+    private SequencePhase _lastPhase;
+    private string _lastPolicy = "";
+    private int _lastBudget, _lastPosition, _lastPrompt, _lastGenerated;
+    private long _lastKvBytes;
 
     public GenerationScheduler(Transformer transformer, ITokenizer tokenizer, SchedulerOptions? options = null)
     {
@@ -119,6 +127,8 @@ public sealed class GenerationScheduler : IDisposable
         if (tokenizer.VocabSize != transformer.Config.VocabSize)
             throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens but the model a vocabulary of {transformer.Config.VocabSize}");
         _active = new Sequence?[_options.MaxBatch];
+        _lastHeld = new int[transformer.Config.Layers];
+        _lastLimit = new int[transformer.Config.Layers];
         _thread = new Thread(Loop) { IsBackground = true, Name = "tova-decode" };
         _thread.Start();
     }
@@ -157,8 +167,7 @@ public sealed class GenerationScheduler : IDisposable
             Interlocked.Increment(ref _rejected);
             throw new QueueFullException($"the server is busy: {_options.MaxBatch} requests are running and {_options.MaxQueue} waiting; try again later");
         }
-        var seq = new Sequence(promptIds, options, cancellationToken) { Reserve = reserve };
-        Interlocked.Increment(ref _submitted);
+        var seq = new Sequence(promptIds, options, cancellationToken) { Reserve = reserve, Id = Interlocked.Increment(ref _submitted) };
         if (cancellationToken.CanBeCanceled)
             seq.Registration = cancellationToken.UnsafeRegister(static s => ((ManualResetEventSlim)s!).Set(), _wake);
         _incoming.Enqueue(seq);
@@ -195,6 +204,20 @@ public sealed class GenerationScheduler : IDisposable
             Interlocked.Read(ref _statesInUse), Interlocked.Read(ref _statesBytes), Interlocked.Read(ref _reservedPublished), _options.KvMemoryLimit);
     }
 
+    /// <summary>
+    /// The requests' multi-states as the decoding loop sees them between two steps (the loop answers after its
+    /// current step, or at once when idle). Allocates only when asked, never on the decode path.
+    /// </summary>
+    public Task<SchedulerSnapshot> SnapshotAsync(CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(_stopping, this);
+        var request = new TaskCompletionSource<SchedulerSnapshot>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _snapshotRequests.Enqueue(request);
+        _wake.Set();
+        if (_stopping && _thread.Join(0)) Drain(new ObjectDisposedException(nameof(GenerationScheduler)));
+        return request.Task.WaitAsync(cancellationToken);
+    }
+
     /// <summary>Managed bytes the decoding thread allocated inside steps so far (the text pieces it hands out, and nothing per token besides).</summary>
     public long StepAllocatedBytes => Interlocked.Read(ref _stepAllocatedBytes);
 
@@ -203,6 +226,7 @@ public sealed class GenerationScheduler : IDisposable
         public readonly int[] Prompt = prompt;
         public readonly GenerationOptions Options = options;
         public readonly CancellationToken Token = token;
+        public long Id;
         public readonly Channel<string> Channel = System.Threading.Channels.Channel.CreateUnbounded<string>(
             new UnboundedChannelOptions { SingleReader = false, SingleWriter = true, AllowSynchronousContinuations = false });
         public readonly TaskCompletionSource<GenerationResult> Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -229,6 +253,7 @@ public sealed class GenerationScheduler : IDisposable
                 if (_activeCount == 0)
                 {
                     PublishGauges();
+                    if (!_snapshotRequests.IsEmpty) AnswerSnapshots();
                     _wake.Wait();
                     _wake.Reset();
                     continue;
@@ -237,6 +262,7 @@ public sealed class GenerationScheduler : IDisposable
                 RunStep();
                 Interlocked.Add(ref _stepAllocatedBytes, GC.GetAllocatedBytesForCurrentThread() - before);
                 PublishGauges();
+                if (!_snapshotRequests.IsEmpty) AnswerSnapshots();
             }
             catch (Exception e)
             {
@@ -418,7 +444,7 @@ public sealed class GenerationScheduler : IDisposable
         var result = new GenerationResult(s.Prompt.Length, s.Stream.Generated, s.Stream.Finish);
         Interlocked.Add(ref _completionTokens, s.Stream.Generated);
         Interlocked.Increment(ref _finished);
-        End(s);
+        End(s, SequencePhase.Finished);
         s.Done.TrySetResult(result);
         s.Channel.Writer.TryComplete();
     }
@@ -427,7 +453,7 @@ public sealed class GenerationScheduler : IDisposable
     {
         if (s.Stream is not null) Interlocked.Add(ref _completionTokens, s.Stream.Generated);
         Interlocked.Increment(ref _cancelled);
-        End(s);
+        End(s, SequencePhase.Cancelled);
         s.Done.TrySetCanceled(s.Token);
         s.Channel.Writer.TryComplete();
     }
@@ -435,14 +461,20 @@ public sealed class GenerationScheduler : IDisposable
     private void Fail(Sequence s, Exception e)
     {
         Interlocked.Increment(ref _failed);
-        End(s);
+        End(s, SequencePhase.Failed);
         s.Done.TrySetException(e);
         s.Channel.Writer.TryComplete();
     }
 
     /// <summary>Releases what a request holds: its multi-state (now), its place in flight, its cancellation hook.</summary>
-    private void End(Sequence s)
+    private void End(Sequence s, SequencePhase phase)
     {
+        if (s.Cache is { } c)
+        {
+            SequenceSnapshot.Measure(c, _lastHeld, _lastLimit);
+            (_lastId, _lastPhase, _lastPolicy, _lastBudget, _lastPosition) = (s.Id, phase, c.Options.Policy, c.Budget, c.Position);
+            (_lastPrompt, _lastGenerated, _lastKvBytes) = (s.Prompt.Length, s.Stream?.Generated ?? 0, c.KvBytes);
+        }
         if (s.Reserved)
         {
             _reserved -= s.Reserve;
@@ -470,6 +502,27 @@ public sealed class GenerationScheduler : IDisposable
         Volatile.Write(ref _running, _activeCount);
     }
 
+    /// <summary>Answers the waiting snapshot requests (loop thread, between steps).</summary>
+    private void AnswerSnapshots()
+    {
+        var running = new SequenceSnapshot[_activeCount];
+        for (int i = 0; i < _activeCount; i++)
+        {
+            var s = _active[i]!;
+            var c = s.Cache!;
+            var held = new int[c.Layers];
+            var limit = new int[c.Layers];
+            SequenceSnapshot.Measure(c, held, limit);
+            running[i] = new SequenceSnapshot(s.Id, s.Decoding ? SequencePhase.Decode : SequencePhase.Prefill, c.Options.Policy, c.Budget,
+                c.Position, s.Prompt.Length, s.Stream?.Generated ?? 0, c.KvBytes, c.KvHeads, held, limit, SequenceSnapshot.Evictions(c.Position, c.KvHeads, held));
+        }
+        SequenceSnapshot? last = _lastId == 0 ? null
+            : new SequenceSnapshot(_lastId, _lastPhase, _lastPolicy, _lastBudget, _lastPosition, _lastPrompt, _lastGenerated, _lastKvBytes,
+                _tf.Config.KvHeads, (int[])_lastHeld.Clone(), (int[])_lastLimit.Clone(), SequenceSnapshot.Evictions(_lastPosition, _tf.Config.KvHeads, _lastHeld));
+        var snapshot = new SchedulerSnapshot(running, _waiting.Count + _incoming.Count, last);
+        while (_snapshotRequests.TryDequeue(out var request)) request.TrySetResult(snapshot);
+    }
+
     /// <summary>Ends every request still queued or running (the scheduler is stopping).</summary>
     private void Drain(Exception e)
     {
@@ -481,6 +534,7 @@ public sealed class GenerationScheduler : IDisposable
             foreach (var s in _waiting) if (!s.Done.Task.IsCompleted) Fail(s, e);
             _waiting.Clear();
             while (_incoming.TryDequeue(out var s)) if (!s.Done.Task.IsCompleted) Fail(s, e);
+            while (_snapshotRequests.TryDequeue(out var request)) request.TrySetException(e);
             PublishGauges();
         }
     }
