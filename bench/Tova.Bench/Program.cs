@@ -16,6 +16,8 @@ using Tova.Model;
 //   --long and --table1 take --kv-types: states stored in each type (llama.cpp's cache in the same type)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
 //   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
+//   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model tinyllama-q4_0] [--out bench/models/targets.md]
+//        every row of the speed targets in one run, as a Markdown table (Targets); --bandwidth: the memory read probe alone
 if (args.Contains("--ports"))
 {
     PortBench.Run();
@@ -37,6 +39,17 @@ if (args.Contains("--matmul"))
     return;
 }
 var opt = Args.Parse(args);
+if (args.Contains("--bandwidth"))
+{
+    foreach (int t in new[] { 1, opt.Threads })
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"read bandwidth, {t} thread(s): {BandwidthProbe.ReadGBs(t):F1} GB/s"));
+    return;
+}
+if (args.Contains("--targets"))
+{
+    Targets.Run(args, opt);
+    return;
+}
 if (args.Contains("--table1"))
 {
     Table1.Run(opt);
@@ -143,7 +156,9 @@ static class Shapes
         "tinyllama-q8_0" => (TinyLlama(context), GgmlType.Q8_0),
         "110m-q8_0" => (M110(context), GgmlType.Q8_0),
         "110m-f32" => (M110(context), GgmlType.F32),
-        _ when ByLlamaCpp.ContainsKey(name) => (TinyLlama(context), GgmlType.Q8_0), // llama.cpp's quantizer, from the Q8_0 file
+        "qwen0.5b-q8_0" => (Qwen05(context), GgmlType.Q8_0),
+        "llama3.2-1b-q8_0" => (Llama32(context), GgmlType.Q8_0),
+        _ when ByLlamaCpp.ContainsKey(name) => Get(Family(name) + "-q8_0", context), // llama.cpp's quantizer, from the family's Q8_0 file
         _ => throw new ArgumentException($"unknown model '{name}'"),
     };
 
@@ -160,10 +175,28 @@ static class Shapes
         ["tinyllama-q5_1"] = LLamaFtype.MOSTLY_Q5_1,
         ["tinyllama-iq4_nl"] = LLamaFtype.MOSTLY_IQ4_NL,
         ["tinyllama-iq4_xs"] = LLamaFtype.MOSTLY_IQ4_XS,
+        ["tinyllama-q6_k"] = LLamaFtype.MOSTLY_Q6_K,
+        ["qwen0.5b-q4_k_m"] = LLamaFtype.MOSTLY_Q4_K_M,
+        ["llama3.2-1b-q4_k_m"] = LLamaFtype.MOSTLY_Q4_K_M,
     };
+
+    public static bool IsQuantizedByLlamaCpp(string name) => ByLlamaCpp.ContainsKey(name);
+
+    /// <summary>The shape part of a model name: "tinyllama" of "tinyllama-q4_k_m", "llama3.2-1b" of "llama3.2-1b-q4_k_m".</summary>
+    private static string Family(string name) => name[..name.LastIndexOf('-')];
 
     private static RandomModelSpec TinyLlama(int context) =>
         new(Dim: 2048, Hidden: 5632, Layers: 22, Heads: 32, KvHeads: 4, Vocab: 32000, Context: context, Tied: false, Seed: 11);
+
+    /// <summary>Qwen2.5-0.5B's shape: hidden 896 (not a multiple of 256, so llama.cpp's k-quant mixes fall back to Q5_0/Q8_0 there), q/k/v biases, tied embeddings of 151,936.</summary>
+    private static RandomModelSpec Qwen05(int context) =>
+        new(Dim: 896, Hidden: 4864, Layers: 24, Heads: 14, KvHeads: 2, Vocab: 151936, Context: context, Tied: true, RmsEps: 1e-6f,
+            RopeTheta: 1e6f, Seed: 13, Architecture: "qwen2");
+
+    /// <summary>Llama-3.2-1B's shape: 16 layers, 8 KV heads, FFN 8192, tied embeddings of 128,256, Llama 3 RoPE factors.</summary>
+    private static RandomModelSpec Llama32(int context) =>
+        new(Dim: 2048, Hidden: 8192, Layers: 16, Heads: 32, KvHeads: 8, Vocab: 128256, Context: context, Tied: true, RopeTheta: 500000f, Seed: 14,
+            RopeFreqFactors: RopeFactors.Llama3(500000f, 64, 32, 1, 4, 8192));
 
     private static RandomModelSpec M110(int context) =>
         new(Dim: 768, Hidden: 2048, Layers: 12, Heads: 12, KvHeads: 12, Vocab: 32000, Context: context, Tied: false, Seed: 12);
@@ -174,7 +207,7 @@ static class Shapes
         if (!File.Exists(path) && ByLlamaCpp.TryGetValue(name, out var ftype))
         {
             // A real Q4_K_M, Q3_K_M, IQ4_XS … file (with Q6_K for some matrices, as users download them), made by llama.cpp.
-            string source = Ensure(dir, "tinyllama-q8_0", spec, GgmlType.Q8_0);
+            string source = Ensure(dir, Family(name) + "-q8_0", spec, GgmlType.Q8_0);
             Console.Error.WriteLine($"quantizing {source} to {ftype} with llama.cpp …");
             LLama.Native.NativeApi.llama_max_devices(); // loads the native library through LLamaSharp's loader first
             if (!LLama.LLamaQuantizer.Quantize(source, path + ".tmp", ftype, 2, allowRequantize: true))

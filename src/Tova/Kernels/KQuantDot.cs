@@ -200,22 +200,28 @@ public static unsafe class KQuantDot
     }
 
     /// <summary>
-    /// A Q4_K super-block's eight d·scale and eight dmin·min / 8 (the activations carry 8·Σq): the 6-bit values
-    /// unpacked from their 12 bytes with 32-bit masks and shifts, widened and converted together.
+    /// A Q4_K super-block's eight d·scale and eight dmin·min / 8 (the activations carry 8·Σq), all in vector
+    /// registers from one 16-byte load of the header: two byte shuffles gather the 6-bit values' low and high parts
+    /// (scales 0..3 are the low 6 bits of bytes 0..3, mins 0..3 of bytes 4..7; scales 4..7 take the low nibbles of
+    /// bytes 8..11 and the top 2 bits of bytes 0..3, mins 4..7 the high nibbles of bytes 8..11 and the top bits of
+    /// 4..7), and d and dmin are widened from f16 together by <see cref="IntDot.HalfAt"/>'s bit manipulation, so every
+    /// value equals the scalar unpacking's.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector256<float> Scale, Vector256<float> Min) Q4_KScales(byte* blk)
     {
-        uint u0 = Unsafe.ReadUnaligned<uint>(blk + 4), u1 = Unsafe.ReadUnaligned<uint>(blk + 8), u2 = Unsafe.ReadUnaligned<uint>(blk + 12);
-        // Scales 0..3 are the low 6 bits of bytes 0..3, mins 0..3 of bytes 4..7; scales 4..7 take the low nibbles of
-        // bytes 8..11 and the top 2 bits of bytes 0..3, mins 4..7 the high nibbles of bytes 8..11 and the top bits of 4..7.
-        uint sc03 = u0 & 0x3f3f3f3f, mn03 = u1 & 0x3f3f3f3f;
-        uint sc47 = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4);
-        uint mn47 = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4);
-        var scales = Avx2.ConvertToVector256Int32(Vector128.CreateScalar(sc03 | ((ulong)sc47 << 32)).AsByte());
-        var mins = Avx2.ConvertToVector256Int32(Vector128.CreateScalar(mn03 | ((ulong)mn47 << 32)).AsByte());
-        return (Avx.ConvertToVector256Single(scales) * Vector256.Create(IntDot.HalfAt(blk)),
-                Avx.ConvertToVector256Single(mins) * Vector256.Create(IntDot.HalfAt(blk + 2) * 0.125f));
+        var hdr = Vector128.Load(blk);                          // d, dmin (f16), scales[12]
+        var lo = Ssse3.Shuffle(hdr, Vector128.Create((byte)4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15));
+        var hi = Ssse3.Shuffle(hdr, Vector128.Create((byte)0x80, 0x80, 0x80, 0x80, 4, 5, 6, 7, 0x80, 0x80, 0x80, 0x80, 8, 9, 10, 11));
+        var bytes = (lo & Vector128.Create((byte)0x3F, 0x3F, 0x3F, 0x3F, 0x0F, 0x0F, 0x0F, 0x0F, 0x3F, 0x3F, 0x3F, 0x3F, 0, 0, 0, 0))
+                  | (Sse2.ShiftRightLogical(lo.AsUInt16(), 4).AsByte() & Vector128.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0F, 0x0F, 0x0F, 0x0F))
+                  | (Sse2.ShiftRightLogical(hi.AsUInt16(), 2).AsByte() & Vector128.Create((byte)0x30));
+        var scales = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(bytes));
+        var mins = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(bytes, 8)));
+        var h = Sse41.ConvertToVector128Int32(hdr.AsUInt16()).AsUInt32();   // lanes 0, 1: d, dmin
+        var magnitude = ((h & Vector128.Create(0x7fffu)) << 13).AsSingle() * Vector128.Create(5.192296858534828e33f);
+        var f = (magnitude.AsUInt32() | ((h & Vector128.Create(0x8000u)) << 16)).AsSingle() * Vector128.Create(1f, 0.125f, 1f, 1f);
+        return (scales * Avx2.BroadcastScalarToVector256(f), mins * Avx2.BroadcastScalarToVector256(Avx.Permute(f, 0x55)));
     }
 
     /// <summary>
@@ -301,12 +307,15 @@ public static unsafe class KQuantDot
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, Vector256.Load(x)), ones);
 
     /// <summary>
-    /// Q6_K: per activation block b of 32 (two scale groups of 16), xd_b·d·Σ_k sc_k·Σ (u − 32)·q with u the 6-bit
-    /// value; (u − 32)·q pairs as u·q − 32·q (both u8 × s8 multiply-adds, difference within int16), times the group's
-    /// scale in the int16 → int32 multiply-add. Arguments as <see cref="Q4_K"/> (xl unused).
+    /// Q6_K: per activation block b of 32 (two scale groups of 16), xd_b·d·Σ_k sc_k·(Σ u·q − 32·Σq) with u the
+    /// 6-bit value: u·q pairs by u8 × s8 multiply-adds (at most 2·63·127, within int16), times the group's scale in
+    /// the int16 → int32 multiply-add; the −32 offset for all eight blocks at once from the activations' per-16 sums
+    /// (<see cref="Q8Activations.H"/>; token t's at xh + t·16·superBlocks) paired with the sixteen scales by one
+    /// multiply-add. Integer sums exact, so results equal Σ sc·Σ (u − 32)·q computed any other way.
+    /// Other arguments as <see cref="Q4_K"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Q6_K(byte* w, sbyte* xq, float* xd, int superBlocks, int stride, int tokens, float* outs)
+    public static void Q6_K(byte* w, sbyte* xq, float* xd, short* xh, int superBlocks, int stride, int tokens, float* outs)
     {
         if ((uint)(tokens - 1) >= IntDot.MaxTile) throw new ArgumentOutOfRangeException(nameof(tokens));
         int nb = superBlocks * 8;
@@ -315,7 +324,7 @@ public static unsafe class KQuantDot
             Scalar.Tile(Formats.GgmlType.Q6_K, w, xq, xd, superBlocks, stride, tokens, outs);
             return;
         }
-        var c32 = Vector256.Create((byte)32);
+        int nh = superBlocks * 16;
         if (tokens == 1)
         {
             // Decode: values and scales built and used at once, one accumulator in a register, weights prefetched.
@@ -326,10 +335,10 @@ public static unsafe class KQuantDot
                 for (int l = 0; l < 256; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
                 sbyte* x = xq + sb * 256;
                 Q6Half(blk, 0, out var u0, out var u1, out var u2, out var u3, out var s0, out var s1, out var s2, out var s3);
-                var h0123 = IntDot.H4(Group(u0, s0, c32, x), Group(u1, s1, c32, x + 32), Group(u2, s2, c32, x + 64), Group(u3, s3, c32, x + 96));
+                var h0123 = IntDot.H4(Group(u0, s0, x), Group(u1, s1, x + 32), Group(u2, s2, x + 64), Group(u3, s3, x + 96));
                 Q6Half(blk, 1, out u0, out u1, out u2, out u3, out s0, out s1, out s2, out s3);
-                var h4567 = IntDot.H4(Group(u0, s0, c32, x + 128), Group(u1, s1, c32, x + 160), Group(u2, s2, c32, x + 192), Group(u3, s3, c32, x + 224));
-                var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567));
+                var h4567 = IntDot.H4(Group(u0, s0, x + 128), Group(u1, s1, x + 160), Group(u2, s2, x + 192), Group(u3, s3, x + 224));
+                var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567) - Offsets6(blk, xh + sb * 16));
                 sum = Fma.MultiplyAdd(s, Vector256.Create(IntDot.HalfAt(blk + 208)) * Vector256.Load(xd + sb * 8), sum);
             }
             outs[0] = Vector256.Sum(sum);
@@ -348,9 +357,9 @@ public static unsafe class KQuantDot
             sbyte* x = xq + sb * 256;
             for (int t = 0, o = sb * 8; t < tokens; t++, x += stride, o += nb)
             {
-                var h0123 = IntDot.H4(Group(u[0], scv[0], c32, x), Group(u[1], scv[1], c32, x + 32), Group(u[2], scv[2], c32, x + 64), Group(u[3], scv[3], c32, x + 96));
-                var h4567 = IntDot.H4(Group(u[4], scv[4], c32, x + 128), Group(u[5], scv[5], c32, x + 160), Group(u[6], scv[6], c32, x + 192), Group(u[7], scv[7], c32, x + 224));
-                var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567));
+                var h0123 = IntDot.H4(Group(u[0], scv[0], x), Group(u[1], scv[1], x + 32), Group(u[2], scv[2], x + 64), Group(u[3], scv[3], x + 96));
+                var h4567 = IntDot.H4(Group(u[4], scv[4], x + 128), Group(u[5], scv[5], x + 160), Group(u[6], scv[6], x + 192), Group(u[7], scv[7], x + 224));
+                var s = Avx.ConvertToVector256Single(IntDot.Sums8(h0123, h4567) - Offsets6(blk, xh + t * nh + sb * 16));
                 acc[t] = Fma.MultiplyAdd(s, scale * Vector256.Load(xd + o), acc[t]);
             }
         }
@@ -499,13 +508,18 @@ public static unsafe class KQuantDot
         s3 = Avx2.Shuffle(sc, ScaleShuffle[3]).AsInt16();
     }
 
-    /// <summary>One Q6_K block of 32 against activations x: (u·q − 32·q) pairs, times the groups' scales, as int32.</summary>
+    /// <summary>One Q6_K block of 32 against activations x: u·q pairs, times the groups' scales, as int32.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Group(Vector256<byte> u, Vector256<short> scv, Vector256<byte> c32, sbyte* x)
-    {
-        var q = Vector256.Load(x);
-        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, q) - Avx2.MultiplyAddAdjacent(c32, q), scv);
-    }
+    private static Vector256<int> Group(Vector256<byte> u, Vector256<short> scv, sbyte* x) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, Vector256.Load(x)), scv);
+
+    /// <summary>
+    /// The −32 offsets of a Q6_K super-block's eight blocks, 32·(sc_2b·Σq_2b + sc_2b+1·Σq_2b+1) for block b: the
+    /// sixteen per-16 activation sums at h times the sixteen int8 scales, one multiply-add.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Offsets6(byte* blk, short* h) =>
+        Avx2.MultiplyAddAdjacent(Vector256.Load(h), Avx2.ConvertToVector256Int16(Vector128.Load((sbyte*)(blk + 192)))) << 5;
 
     /// <summary>vpshufb controls: block j of a half takes scale 2j (int16, bytes 4j, 4j+1) in its low lane, 2j+1 in its high.</summary>
     private static readonly Vector256<byte>[] ScaleShuffle = [ShuffleFor(0), ShuffleFor(1), ShuffleFor(2), ShuffleFor(3)];

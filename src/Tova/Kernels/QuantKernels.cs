@@ -105,5 +105,5 @@ public static unsafe class QuantKernels
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Q6_K(byte* w, sbyte* xq, float* xd, int* xl, short* xh, int columns, int tokens, float* outs) =>
-        KQuantDot.Q6_K(w, xq, xd, columns / KQuants.QK_K, columns, tokens, outs);
+        KQuantDot.Q6_K(w, xq, xd, xh, columns / KQuants.QK_K, columns, tokens, outs);
 }

@@ -53,8 +53,9 @@ public unsafe class KQuantDotTests
         fixed (sbyte* q = act.Q)
         fixed (float* d = act.D, o = outs)
         fixed (int* l = act.L)
+        fixed (short* h = act.H)
         {
-            Run(type, pw, q, d, l, superBlocks, n, tokens, o);
+            Run(type, pw, q, d, l, h, superBlocks, n, tokens, o);
             for (int t = 0; t < tokens; t++)
             {
                 // Reference: the row as the reference dequantizer gives it, times the 8-bit activations.
@@ -66,7 +67,7 @@ public unsafe class KQuantDotTests
                 if (tokens > 1)
                 {
                     float single;
-                    Run(type, pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
+                    Run(type, pw, q + t * n, d + t * n / 32, l + t * n / 32, h + t * n / 16, superBlocks, n, 1, &single);
                     Assert.Equal(single, outs[t]);
                 }
             }
@@ -74,11 +75,11 @@ public unsafe class KQuantDotTests
     }
 
     /// <summary>The one-token (tokens = 1) or tile kernel of a k-quant type.</summary>
-    internal static void Run(GgmlType type, byte* w, sbyte* q, float* d, int* l, int superBlocks, int stride, int tokens, float* outs)
+    internal static void Run(GgmlType type, byte* w, sbyte* q, float* d, int* l, short* h, int superBlocks, int stride, int tokens, float* outs)
     {
         if (type == GgmlType.Q4_K) KQuantDot.Q4_K(w, q, d, l, superBlocks, stride, tokens, outs);
         else if (type == GgmlType.Q5_K) KQuantDot.Q5_K(w, q, d, l, superBlocks, stride, tokens, outs);
-        else KQuantDot.Q6_K(w, q, d, superBlocks, stride, tokens, outs);
+        else KQuantDot.Q6_K(w, q, d, h, superBlocks, stride, tokens, outs);
     }
 
     [Theory]
@@ -107,6 +108,7 @@ public unsafe class KQuantDotTests
         fixed (sbyte* q = act.Q, xt = act.T)
         fixed (float* d = act.D, dt = act.DT, o = lanes, ro = reference)
         fixed (int* l = act.L, lt = act.LT, ht = act.HT)
+        fixed (short* h = act.H)
         {
             float* column = stackalloc float[40]; // the strided form, as the batched row loop calls it: token t at column[5t]
             if (type == GgmlType.Q4_K)
@@ -124,10 +126,68 @@ public unsafe class KQuantDotTests
             for (int t = 0; t < 8; t++)
             {
                 float single;
-                Run(type, pw, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, n, 1, &single);
+                Run(type, pw, q + t * n, d + t * n / 32, l + t * n / 32, h + t * n / 16, superBlocks, n, 1, &single);
                 Assert.Equal(single, lanes[t]);
                 Assert.True(MathF.Abs(reference[t] - lanes[t]) <= 1e-4f * (1 + MathF.Abs(reference[t])), $"token {t}: {lanes[t]} vs {reference[t]}");
             }
         }
+    }
+
+    /// <summary>
+    /// The one-token Q4_K and Q5_K kernels against their float steps worked out per super-block in scalar code, on
+    /// headers of arbitrary bits (negative and subnormal d and dmin, every 6-bit scale and min pattern): per sub-block
+    /// k, v = Σw·q·(float)sc_k·d − (8·Σq)·(m_k·(dmin / 8)), accumulated as FMA(v, xd, acc_k), the eight accumulators
+    /// added by <see cref="System.Runtime.Intrinsics.Vector256.Sum{T}"/>. Equal bit for bit.
+    /// </summary>
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 5)]
+    [InlineData(GgmlType.Q5_K, 5)]
+    public void OneTokenKernelEqualsItsScalarFloatSteps(GgmlType type, int superBlocks)
+    {
+        if (!System.Runtime.Intrinsics.X86.Fma.IsSupported) return;   // the scalar fall-back sums in double instead
+        var r = new Random(31 + (int)type);
+        int n = superBlocks * KQuants.QK_K, bytes = type == GgmlType.Q4_K ? 144 : 176;
+        var row = new byte[superBlocks * bytes];
+        r.NextBytes(row);
+        for (int b = 0; b < superBlocks; b++)
+        {
+            // Any finite f16 (exponent below 31), negative and subnormal ones included.
+            for (int o = 0; o < 4; o += 2) row[b * bytes + o + 1] = (byte)((row[b * bytes + o + 1] & 0x83) | (b % 3 == 0 ? 0 : 0x20));
+        }
+        var x = new float[n];
+        for (int i = 0; i < n; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        var w = new float[n];
+        float got;
+        fixed (byte* pw = row)
+        fixed (sbyte* q = act.Q)
+        fixed (float* d = act.D)
+        fixed (int* l = act.L)
+        fixed (short* h = act.H)
+            Run(type, pw, q, d, l, h, superBlocks, n, 1, &got);
+        var acc = new float[8];
+        for (int b = 0; b < superBlocks; b++)
+        {
+            var blk = row.AsSpan(b * bytes, bytes);
+            float dd = (float)BitConverter.ToHalf(blk), dmin = (float)BitConverter.ToHalf(blk[2..]) * 0.125f;
+            for (int k = 0; k < 8; k++)
+            {
+                var sc = blk.Slice(4, 12);
+                int scale = k < 4 ? sc[k] & 63 : (sc[k + 4] & 0xF) | ((sc[k - 4] >> 6) << 4);
+                int min = k < 4 ? sc[k + 4] & 63 : (sc[k + 4] >> 4) | ((sc[k] >> 6) << 4);
+                int sum = 0;
+                for (int i = 0; i < 32; i++)
+                {
+                    int v = 32 * k + i, nib = (blk[(type == GgmlType.Q4_K ? 16 : 48) + 32 * (k / 2) + i] >> (4 * (k % 2))) & 0xF;
+                    if (type == GgmlType.Q5_K) nib |= ((blk[16 + i] >> k) & 1) << 4;
+                    sum += nib * act.Q[256 * b + v];
+                }
+                float vk = sum * ((float)scale * dd) - act.L[8 * b + k] * ((float)min * dmin);
+                acc[k] = MathF.FusedMultiplyAdd(vk, act.D[8 * b + k], acc[k]);
+            }
+        }
+        float expected = System.Runtime.Intrinsics.Vector256.Sum(System.Runtime.Intrinsics.Vector256.Create(acc));
+        Assert.Equal(expected, got);
     }
 }

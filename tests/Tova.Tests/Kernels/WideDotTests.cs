@@ -247,8 +247,9 @@ public unsafe class WideDotTests
         fixed (sbyte* q = act.Q, x16 = act.T16)
         fixed (float* d = act.D, d16 = act.D16)
         fixed (int* l = act.L, l16 = act.LT16, h16 = act.HT16)
+        fixed (short* hq = act.H)
         {
-            byte* w = pw; sbyte* xq = q, xt = x16; float* xd = d, dt = d16; int* xl = l, lt = l16, ht = h16;
+            byte* w = pw; sbyte* xq = q, xt = x16; float* xd = d, dt = d16; int* xl = l, lt = l16, ht = h16; short* xh = hq;
             CheckSixteenLanes(
                 (y, stride) =>
                 {
@@ -259,7 +260,7 @@ public unsafe class WideDotTests
                 t =>
                 {
                     float one;
-                    KQuantDotTests.Run(type, w, xq + t * n, xd + t * n / 32, xl + t * n / 32, superBlocks, n, 1, &one);
+                    KQuantDotTests.Run(type, w, xq + t * n, xd + t * n / 32, xl + t * n / 32, xh + t * n / 16, superBlocks, n, 1, &one);
                     return one;
                 });
         }
