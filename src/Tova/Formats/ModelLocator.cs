@@ -244,6 +244,7 @@ public sealed partial class ModelLocator
     {
         string manifests = Path.Combine(OllamaFolder, "manifests");
         if (!Directory.Exists(manifests)) return;
+        var ollama = new List<ModelLocation>();
         foreach (var manifest in Directory.EnumerateFiles(manifests, "*", SearchOption.AllDirectories).Order(StringComparer.Ordinal))
         {
             var parts = Path.GetRelativePath(manifests, manifest).Split(Path.DirectorySeparatorChar);
@@ -255,8 +256,9 @@ public sealed partial class ModelLocator
             string name = parts[0] == OllamaRegistry
                 ? (parts[1] == "library" ? "" : parts[1] + "/") + parts[2] + ":" + parts[3]
                 : string.Join('/', parts[..3]) + ":" + parts[3];
-            found.Add(new(name, blob, ModelSource.Ollama, FileBytes(blob)));
+            ollama.Add(new(name, blob, ModelSource.Ollama, FileBytes(blob)));
         }
+        found.AddRange(ollama.OrderBy(m => m.Name, StringComparer.Ordinal));
     }
 
     // ---- helpers ----------------------------------------------------------------------------------------------
