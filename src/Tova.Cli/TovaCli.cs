@@ -9,6 +9,7 @@ public static class TovaCli
     /// <param name="input">What `tova chat` and `tova generate -f -` read (standard input when null).</param>
     public static RootCommand Build(TextReader? input = null)
     {
+        Evaluation.Figures.Writer ??= new Evaluation.PlotFigureWriter();
         var root = new RootCommand("Tova: LLaMA-family inference in C# with a bounded multi-state KV cache (TOVA and baselines)");
         root.Options.Add(CommonOptions.Verbose);
         root.Subcommands.Add(GenerateCommand.Create(input));
