@@ -59,6 +59,36 @@ public class ChatBoundedDefaultTests
     }
 
     [Fact]
+    public async Task ServeDefaultsToTovaWithTheContextAsBudgetAndAnswersPastTheContext()
+    {
+        var output = new StringWriter();
+        var error = new StringWriter();
+        using var stop = new CancellationTokenSource();
+        var run = TovaCli.RunAsync(["serve", "--port", "0", "--threads", "1"], null, output, error, stop.Token);
+        string? address = null;
+        var deadline = DateTime.UtcNow + TestServer.Timeout;
+        while (address is null && DateTime.UtcNow < deadline && !run.IsCompleted)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(output.ToString(), @"on (http://127\.0\.0\.1:\d+)");
+            if (m.Success) address = m.Groups[1].Value;
+            else await Task.Delay(20);
+        }
+        Assert.True(address is not null, output + error.ToString());
+        Assert.Contains("cache tova budget=512 ", output.ToString()); // stories260K's context, below 4,096
+        using var http = new HttpClient { BaseAddress = new Uri(address), Timeout = TestServer.Timeout };
+        // 600 tokens after a 5-token prompt: more than the 512 positions a full cache holds.
+        using var response = await http.PostAsync("/v1/completions",
+            new StringContent("""{"prompt":"Once upon a time","max_tokens":600,"temperature":0,"ignore_eos":true}"""));
+        string body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.IsSuccessStatusCode, body);
+        var json = System.Text.Json.JsonDocument.Parse(body).RootElement;
+        Assert.Equal(600, json.GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.Equal("length", json.GetProperty("choices")[0].GetProperty("finish_reason").GetString());
+        stop.Cancel();
+        Assert.Equal(0, await run.WaitAsync(TestServer.Timeout));
+    }
+
+    [Fact]
     public async Task CtrlCStopsTheAnswerAndASecondOneExits()
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return; // SIGINT from kill(1)
