@@ -9,9 +9,18 @@ public sealed class CacheCliOptions
     public Option<string> Cache { get; } = new("--cache")
     {
         Description = $"Multi-state policy: {string.Join(", ", CacheOptions.PolicyNames)} (`tova policies` lists them with their options)",
-        DefaultValueFactory = _ => "full",
     };
     public Option<string?> Budget { get; } = new("--budget") { Description = "States per layer: N, or 1/K of the context length" };
+
+    /// <summary>llama.cpp's -c: the states a bounded policy holds per layer when --budget is not given (only on the
+    /// commands built with a context size: generate, chat, serve).</summary>
+    public Option<int?> ContextSize { get; } = new("--ctx-size", "-c")
+    {
+        Description = $"Context size: the states per layer a bounded policy holds when --budget is not given (default: the model's context length or {DefaultContextSize}, whichever is smaller); the full cache always holds the model's whole context",
+    };
+
+    /// <summary>The context size when -c is not given and the model's context is longer (llama-server's default).</summary>
+    public const int DefaultContextSize = 4096;
     public Option<string?> LayerBudgets { get; } = new("--layer-budgets") { Description = "States per layer, one per layer (e.g. 32,64,64,32); instead of --budget" };
     public Option<string?> BudgetSchedule { get; } = new("--budget-schedule")
     {
@@ -49,12 +58,19 @@ public sealed class CacheCliOptions
     };
 
     private readonly Formats.GgmlType _defaultKvType;
+    private readonly bool _withContextSize;
 
     /// <param name="defaultKvType">The KV type unless --kv-type says otherwise: f16 (as llama.cpp) for the commands
     /// that generate, f32 for evaluation against float references.</param>
-    public CacheCliOptions(Formats.GgmlType defaultKvType = CacheOptions.ServingDefault)
+    /// <param name="defaultPolicy">The policy unless --cache says otherwise.</param>
+    /// <param name="withContextSize">Adds -c/--ctx-size, the budget a bounded policy gets without --budget.</param>
+    public CacheCliOptions(Formats.GgmlType defaultKvType = CacheOptions.ServingDefault, string defaultPolicy = "full", bool withContextSize = false)
     {
         _defaultKvType = defaultKvType;
+        _withContextSize = withContextSize;
+        Cache.DefaultValueFactory = _ => defaultPolicy;
+        if (defaultPolicy == "tova" && withContextSize)
+            Cache.Description += ". Default tova with a budget of --ctx-size states: the same as a full cache until the context fills, then the least attended states are evicted instead of the conversation ending with an error; --cache full keeps every state and stops at the model's context length";
         KvType.Description += $" (default {Kernels.StateRows.Name(defaultKvType)})";
         Cache.AcceptOnlyFromAmong(CacheOptions.PolicyNames);
         Granularity.AcceptOnlyFromAmong("layer", "head");
@@ -67,6 +83,33 @@ public sealed class CacheCliOptions
     {
         foreach (var o in new Option[] { Cache, Budget, LayerBudgets, BudgetSchedule, Sinks, Recent, PolicyOption, Granularity, Prefill, Positions, KvType, KvTypeK, KvTypeV, KvRotation })
             cmd.Options.Add(o);
+        if (_withContextSize) cmd.Options.Add(ContextSize);
+    }
+
+    /// <summary>The bounded multi-state that chat and serve use unless told otherwise: tova, budget = --ctx-size.</summary>
+    public static CacheCliOptions BoundedDefault() => new(CacheOptions.ServingDefault, "tova", withContextSize: true);
+
+    /// <summary>
+    /// Fits the options read by <see cref="Read"/> to a model of <paramref name="modelContext"/> positions: a bounded
+    /// policy without --budget (or --layer-budgets) holds --ctx-size states per layer (default min(model context,
+    /// 4096)). A context size beyond the model's is refused; with the full cache, which always holds the model's whole
+    /// context, a given -c is noted on <paramref name="error"/>.
+    /// </summary>
+    public CacheOptions ForModel(ParseResult parse, CacheOptions cache, int modelContext, TextWriter error)
+    {
+        if (!_withContextSize) return cache;
+        int? given = parse.GetValue(ContextSize);
+        if (given is { } c && (c < 1 || c > modelContext))
+            throw new ArgumentException($"--ctx-size must be between 1 and the model's context length {modelContext}, got {c}", "ctx-size");
+        if (cache.IsFull)
+        {
+            if (given is { } g && g != modelContext)
+                error.WriteLine($"note: --ctx-size {g} does not limit the full cache, which holds the model's whole context ({modelContext}); a bounded policy (e.g. --cache tova) holds {g} states");
+            return cache;
+        }
+        if (cache.Budget is not null || cache.LayerBudgets is not null) return cache;
+        int size = given ?? Math.Min(modelContext, DefaultContextSize);
+        return cache with { Budget = size.ToString(System.Globalization.CultureInfo.InvariantCulture) };
     }
 
     public CacheOptions Read(ParseResult parse) => new()

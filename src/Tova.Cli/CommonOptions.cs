@@ -10,7 +10,9 @@ public static class CommonOptions
 
     public static Option<string?> Model() => new("--model", "-m")
     {
-        Description = "Model: GGUF file, llama2.c checkpoint or Hugging Face folder (config.json, safetensors, tokenizer.json); default ../shared/models/stories260K.bin",
+        Description = "Model: a GGUF file, llama2.c checkpoint or Hugging Face folder (config.json, safetensors, tokenizer.json), or a name: " +
+                      "NAME in $TOVA_MODELS (default ~/.cache/tova/models), ORG/NAME[:QUANT] in the Hugging Face cache, MODEL[:TAG] in Ollama's store " +
+                      "(`tova models` lists them); default $TOVA_MODEL, else ../shared/models/stories260K.bin",
     };
 
     public static Option<string?> Tokenizer() => new("--tokenizer")
@@ -80,8 +82,8 @@ public static class CommonOptions
         return template;
     }
 
-    /// <summary>The model path, or the default model when none was given.</summary>
-    public static string ResolveModel(string? given) => given ?? DefaultModel.Path;
+    /// <summary>The model's path: the given path or name (<see cref="Formats.ModelLocator"/>), else $TOVA_MODEL, else the default model.</summary>
+    public static string ResolveModel(string? given) => Formats.ModelLocator.FromEnvironment().ResolveOrDefault(given) ?? DefaultModel.Path;
 
     /// <summary>Runs a command body; errors become one line on stderr (the stack trace with --verbose) and exit code 1.</summary>
     public static Func<ParseResult, CancellationToken, Task<int>> Handler(Func<ParseResult, TextWriter, CancellationToken, Task<int>> body) =>

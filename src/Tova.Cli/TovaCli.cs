@@ -6,12 +6,13 @@ namespace Tova.Cli;
 /// <summary>The `tova` command line: builds the command tree and runs it with the given output writers.</summary>
 public static class TovaCli
 {
-    /// <param name="input">What `tova chat` reads (standard input when null).</param>
+    /// <param name="input">What `tova chat` and `tova generate -f -` read (standard input when null).</param>
     public static RootCommand Build(TextReader? input = null)
     {
+        Evaluation.Figures.Writer ??= new Evaluation.PlotFigureWriter();
         var root = new RootCommand("Tova: LLaMA-family inference in C# with a bounded multi-state KV cache (TOVA and baselines)");
         root.Options.Add(CommonOptions.Verbose);
-        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create(input));
         root.Subcommands.Add(TokenizeCommand.Create());
         root.Subcommands.Add(PerplexityCommand.Create());
         root.Subcommands.Add(InspectCommand.Create());
@@ -27,17 +28,19 @@ public static class TovaCli
         root.Subcommands.Add(ChatCommand.Create(input));
         root.Subcommands.Add(TemplateCommand.Create());
         root.Subcommands.Add(PoliciesCommand.Create());
+        root.Subcommands.Add(ModelsCommand.Create());
         return root;
     }
 
     public static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken ct = default) =>
         RunAsync(args, null, output, error, ct);
 
-    /// <summary>Runs the command line; <paramref name="input"/> replaces standard input for `tova chat`.</summary>
+    /// <summary>Runs the command line; <paramref name="input"/> replaces standard input for `tova chat` and `generate -f -`.</summary>
     public static async Task<int> RunAsync(string[] args, TextReader? input, TextWriter output, TextWriter error, CancellationToken ct = default)
     {
         var parse = Build(input).Parse(args);
         var config = new InvocationConfiguration { Output = output, Error = error, EnableDefaultExceptionHandler = false };
+        if (parse.CommandResult.Command.Name == "chat") config.ProcessTerminationTimeout = null; // chat handles Ctrl+C itself
         return await parse.InvokeAsync(config, ct);
     }
 }

@@ -20,9 +20,9 @@ public static class ChatCommand
         var templateFile = CommonOptions.ChatTemplateFile();
         var templateKwargs = CommonOptions.ChatTemplateKwargs();
         var stats = new Option<bool>("--stats") { Description = "After each answer, print its speed and the multi-state's size to stderr" };
-        var genOptions = new GenerationCliOptions("Most tokens per answer", "Random seed (same seed, same answers)");
+        var genOptions = new GenerationCliOptions("Most tokens per answer", "Random seed (same seed, same answers)", CacheCliOptions.BoundedDefault());
 
-        var cmd = new Command("chat", "Chat with the model interactively: one line per message (/reset starts over, /exit or end of input quits); the multi-state is kept between turns")
+        var cmd = new Command("chat", "Chat with the model interactively: one line per message (/reset starts over, /exit or end of input quits; Ctrl+C stops the current answer, a second Ctrl+C exits); the multi-state is kept between turns and, by default, bounded to --ctx-size states per layer")
         {
             model, tokenizer, system, template, templateFile, templateKwargs, threads, stats,
         };
@@ -30,10 +30,11 @@ public static class ChatCommand
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
             var options = genOptions.Read(parse);
-            var cache = options.Cache;
-            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(parse.GetValue(model)), parse.GetValue(tokenizer));
-            cache.Validate(bundle.Model.Config.ContextLength);
             var error = parse.InvocationConfiguration.Error;
+            using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(parse.GetValue(model)), parse.GetValue(tokenizer));
+            options = genOptions.ForModel(parse, options, bundle.Model.Config.ContextLength, error);
+            var cache = options.Cache;
+            cache.Validate(bundle.Model.Config.ContextLength);
             var kwargs = CommonOptions.ReadKwargs(parse.GetValue(templateKwargs));
             var chatTemplate = CommonOptions.ResolveChatTemplate(parse, template, templateFile, bundle, error);
             using var pool = new WorkerPool(parse.GetValue(threads));
@@ -45,6 +46,8 @@ public static class ChatCommand
 
             ChatSession NewSession() => new(tf, bundle.Tokenizer, chatTemplate, options, parse.GetValue(system), kwargs);
             var session = NewSession();
+            // In a real process, Ctrl+C during an answer stops that answer; at the prompt (or a second time) it exits.
+            using var interrupt = input is null ? ChatInterrupt.Install() : null;
             while (true)
             {
                 if (interactive)
@@ -62,10 +65,23 @@ public static class ChatCommand
                     continue;
                 }
                 if (trimmed.Length == 0) continue;
-                await foreach (var piece in session.SendAsync(line, ct))
+                using (var turn = interrupt?.BeginAnswer(ct))
                 {
-                    await output.WriteAsync(piece);
-                    await output.FlushAsync(ct);
+                    var turnCt = turn?.Token ?? ct;
+                    try
+                    {
+                        await foreach (var piece in session.SendAsync(line, turnCt))
+                        {
+                            await output.WriteAsync(piece);
+                            await output.FlushAsync(ct);
+                        }
+                    }
+                    catch (OperationCanceledException) when (turn is { IsCancellationRequested: true } && !ct.IsCancellationRequested)
+                    {
+                        await output.WriteLineAsync();
+                        await error.WriteLineAsync("[answer stopped: Ctrl+C again to exit]");
+                        continue;
+                    }
                 }
                 await output.WriteLineAsync();
                 if (parse.GetValue(stats) && session.LastStats is { } s)

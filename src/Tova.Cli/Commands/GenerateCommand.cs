@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using Tova.Generation;
 using Tova.Kernels;
 using Tova.Model;
@@ -8,43 +7,48 @@ namespace Tova.Cli.Commands;
 
 public static class GenerateCommand
 {
-    public static Command Create()
+    /// <param name="input">What "-f -" reads (standard input when null).</param>
+    public static Command Create(TextReader? input = null)
     {
         var model = CommonOptions.Model();
         var tokenizer = CommonOptions.Tokenizer();
         var threads = CommonOptions.Threads();
-        var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (default: empty, i.e. start from BOS)", DefaultValueFactory = _ => "" };
-        var stats = new Option<bool>("--stats") { Description = "Print timing to stderr" };
-        var genOptions = new GenerationCliOptions("Most tokens to generate", "Random seed (same seed, same text)");
+        var prompt = new PromptCliOptions();
+        var noPerf = new Option<bool>("--no-perf") { Description = "Do not print the timing line to stderr after the text" };
+        var stats = new Option<bool>("--stats") { Description = "Print the timing line (printed by default)", Hidden = true };
+        var genOptions = new GenerationCliOptions("Most tokens to generate", "Random seed (same seed, same text)", new CacheCliOptions(withContextSize: true));
 
-        var cmd = new Command("generate", "Generate text from a prompt")
+        var cmd = new Command("generate", "Generate text from a prompt (-p TEXT, -f FILE, or -f - for standard input); the text goes to stdout, a timing line to stderr")
         {
-            model, tokenizer, prompt, threads, stats,
+            model, tokenizer, threads, noPerf, stats,
         };
+        prompt.AddTo(cmd);
         genOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
             var options = genOptions.Read(parse);
-            var cache = options.Cache;
+            var err = parse.InvocationConfiguration.Error;
 
             using var bundle = ModelBundle.Open(CommonOptions.ResolveModel(parse.GetValue(model)), parse.GetValue(tokenizer));
+            options = genOptions.ForModel(parse, options, bundle.Model.Config.ContextLength, err);
+            var cache = options.Cache;
             cache.Validate(bundle.Model.Config.ContextLength);
+            // The prompt's text lives only until it is tokenized: a book read with -f is held as its token ids.
+            string text = await prompt.ReadAsync(parse, input, ct);
+            int[] ids = bundle.Tokenizer.Encode(text, options.AddBos);
+            if (ids.Length == 0) ids = [bundle.Tokenizer.BosId];
+            if (parse.GetValue(prompt.Echo)) await output.WriteAsync(text);
             using var pool = new WorkerPool(parse.GetValue(threads));
             using var tf = new Transformer(bundle.Model, pool);
             var gen = new TextGenerator(tf, bundle.Tokenizer);
-            await foreach (var piece in gen.GenerateAsync(parse.GetValue(prompt) ?? "", options, ct))
+            await foreach (var piece in gen.GenerateAsync(ids, options, ct))
             {
                 await output.WriteAsync(piece);
                 await output.FlushAsync(ct);
             }
             await output.WriteLineAsync();
-            var s = gen.LastStats!;
-            if (parse.GetValue(stats))
-            {
-                var err = parse.InvocationConfiguration.Error;
-                await err.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                    $"prompt: {s.PromptTokens} tokens, {s.PromptTokensPerSecond:F1} tok/s; generated: {s.GeneratedTokens} tokens, {s.DecodeTokensPerSecond:F1} tok/s; finish: {s.Finish}; kv_bytes: {s.KvBytes}"));
-            }
+            await output.FlushAsync(ct);
+            if (!parse.GetValue(noPerf) || parse.GetValue(stats)) await err.WriteLineAsync(PerfLine.Format(gen.LastStats!));
             return 0;
         }));
         return cmd;

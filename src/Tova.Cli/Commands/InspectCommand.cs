@@ -11,13 +11,13 @@ public static class InspectCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model", "-m") { Description = "Model file (GGUF, including vocabulary-only files, or llama2.c) or Hugging Face folder", Required = true };
+        var model = new Option<string>("--model", "-m") { Description = "Model file (GGUF, including vocabulary-only files, or llama2.c), Hugging Face folder, or a model name as `tova models` lists them", Required = true };
         var tokenizer = CommonOptions.Tokenizer();
         var json = CommonOptions.Json();
         var cmd = new Command("inspect", "Show a model file's architecture, hyper-parameters, tensors and tokenizer") { model, tokenizer, json };
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
-            var report = Inspect(parse.GetValue(model)!, parse.GetValue(tokenizer));
+            var report = Inspect(CommonOptions.ResolveModel(parse.GetValue(model)!), parse.GetValue(tokenizer));
             await output.WriteAsync(parse.GetValue(json)
                 ? JsonSerializer.Serialize(report, new JsonSerializerOptions { WriteIndented = true }) + "\n"
                 : Render(report));

@@ -33,7 +33,7 @@ public static class ServeCommand
         var modelId = new Option<string?>("--model-id") { Description = "The model's name in the API (default: the file name without extension)" };
         var log = new Option<bool>("--log") { Description = "Log ASP.NET Core warnings and errors to the console" };
         var noWebUi = new Option<bool>("--no-webui") { Description = "Do not serve the web page at / (chat, cache options, multi-state view)" };
-        var cacheOptions = new CacheCliOptions();
+        var cacheOptions = CacheCliOptions.BoundedDefault();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
         {
@@ -73,6 +73,8 @@ public static class ServeCommand
                 },
             };
             using var engine = TovaEngine.Open(engineOptions);
+            cache = cacheOptions.ForModel(parse, cache, engine.Config.ContextLength, parse.InvocationConfiguration.Error);
+            serverOptions = serverOptions with { Cache = cache };
             cache.Validate(engine.Config);
             var app = TovaServer.Build(serverOptions, engine);
             await using (app)

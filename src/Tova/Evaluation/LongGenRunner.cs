@@ -227,11 +227,11 @@ public sealed class LongGenRunner(ModelBundle bundle, LongGenOptions options)
         {
             var series = bounded.GroupBy(c => c.Policy)
                 .Select(g => (g.Key, (IReadOnlyList<(int, Interval)>)g.Select(c => (c.Budget, c.JudgeNll)).ToList())).ToList();
-            Plots.LinesWithIntervals(series, full is null ? null : ("full cache", full.JudgeNll.Value), Path.Combine(dir, "judge-nll"),
+            Figures.Writer?.LinesWithIntervals(series, full is null ? null : ("full cache", full.JudgeNll.Value), Path.Combine(dir, "judge-nll"),
                 string.Create(CultureInfo.InvariantCulture, $"{spec.Model}: NLL of {spec.Tokens} generated tokens under the full-cache model"), "judge NLL (nats per token)");
             var d4 = bounded.GroupBy(c => c.Policy)
                 .Select(g => (g.Key, (IReadOnlyList<(int, Interval)>)g.Select(c => (c.Budget, c.Distinct4)).ToList())).ToList();
-            Plots.LinesWithIntervals(d4, full is null ? null : ("full cache", full.Distinct4.Value), Path.Combine(dir, "distinct4"),
+            Figures.Writer?.LinesWithIntervals(d4, full is null ? null : ("full cache", full.Distinct4.Value), Path.Combine(dir, "distinct4"),
                 string.Create(CultureInfo.InvariantCulture, $"{spec.Model}: distinct 4-grams in {spec.Tokens} generated tokens"), "distinct-4");
         }
         return cells;

@@ -291,10 +291,10 @@ public sealed class NeedleRunner(ModelBundle bundle, NeedleOptions options)
             var cols = lengths.Select(l => l.ToString(CultureInfo.InvariantCulture)).ToList();
             string name = string.Create(CultureInfo.InvariantCulture, $"needle-{grp.Key.Policy}-{grp.Key.Budget}");
             double maxGain = Math.Max(0.05, r.Points.Max(p => p.Gain.Value));
-            Plots.Grid(gain, rows, cols, 0, maxGain, Path.Combine(dir, name + "-gain"),
+            Figures.Writer?.Grid(gain, rows, cols, 0, maxGain, Path.Combine(dir, name + "-gain"),
                 string.Create(CultureInfo.InvariantCulture, $"{spec.Model}, {grp.Key.Policy} {grp.Key.Budget}: key NLL gain from the needle (nats)"),
                 "prompt length (tokens)", "needle depth");
-            Plots.Grid(acc, rows, cols, 0, 1, Path.Combine(dir, name + "-accuracy"),
+            Figures.Writer?.Grid(acc, rows, cols, 0, 1, Path.Combine(dir, name + "-accuracy"),
                 string.Create(CultureInfo.InvariantCulture, $"{spec.Model}, {grp.Key.Policy} {grp.Key.Budget}: exact match"),
                 "prompt length (tokens)", "needle depth");
         }

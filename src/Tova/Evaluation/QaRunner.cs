@@ -237,7 +237,7 @@ public sealed class QaRunner(ModelBundle bundle, QaOptions options)
             var series = bounded.GroupBy(c => $"{c.Policy} ({c.Prefill})")
                 .Select(g => (g.Key, (IReadOnlyList<(int, Interval)>)g.Select(c => (c.Budget, c.F1)).ToList())).ToList();
             var full = cells.FirstOrDefault(c => c.Policy == "full");
-            Plots.LinesWithIntervals(series, full is null ? null : ("full cache", full.F1.Value), Path.Combine(dir, "f1"),
+            Figures.Writer?.LinesWithIntervals(series, full is null ? null : ("full cache", full.F1.Value), Path.Combine(dir, "f1"),
                 string.Create(CultureInfo.InvariantCulture, $"{spec.Model}: answer token F1 ({spec.Examples} examples)"), "token F1");
         }
         return cells;

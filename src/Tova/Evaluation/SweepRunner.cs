@@ -221,7 +221,7 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
         File.WriteAllText(Path.Combine(dir, "results.csv"), Csv(cells));
         File.WriteAllText(Path.Combine(dir, "results.md"), Markdown(cells, spec.Budgets, spec.Context));
         if (cells.Count > 0)
-            Plots.Perplexity(cells, Path.Combine(dir, "perplexity"), $"{spec.Model}: perplexity vs. multi-state size (context {spec.Context})");
+            Figures.Writer?.Perplexity(cells, Path.Combine(dir, "perplexity"), $"{spec.Model}: perplexity vs. multi-state size (context {spec.Context})");
         return cells;
     }
 

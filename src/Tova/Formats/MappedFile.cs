@@ -19,7 +19,7 @@ public sealed unsafe class MappedFile : IDisposable
         var info = new FileInfo(path);
         if (!info.Exists)
             throw new FileNotFoundException($"file not found: {path}", path);
-        Length = info.Length;
+        using (var handle = File.OpenHandle(path)) Length = RandomAccess.GetLength(handle); // the target's length through a symbolic link
         if (Length == 0)
             throw new InvalidDataException($"{path}: file is empty");
         _map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);

@@ -41,6 +41,9 @@ public sealed record GenerationStats(
 {
     public double PromptTokensPerSecond => PromptTokens / Math.Max(PromptSeconds, 1e-9);
     public double DecodeTokensPerSecond => GeneratedTokens / Math.Max(DecodeSeconds, 1e-9);
+
+    /// <summary>States the multi-state held at the end, summed over layers and KV heads.</summary>
+    public long StatesHeld { get; init; }
 }
 
 /// <summary>Prompt → streamed text, for one sequence at a time.</summary>
@@ -117,7 +120,10 @@ public sealed class TextGenerator(Transformer transformer, ITokenizer tokenizer)
             if (stopped) finish = FinishReason.Stop;
             if (rest.Length > 0) yield return rest;
         }
-        LastStats = new GenerationStats(promptIds.Length, generated, promptSeconds, sw.Elapsed.TotalSeconds, finish, cache.KvBytes);
+        LastStats = new GenerationStats(promptIds.Length, generated, promptSeconds, sw.Elapsed.TotalSeconds, finish, cache.KvBytes)
+        {
+            StatesHeld = cache.StatesInUse,
+        };
     }
 
     /// <summary>EOS, BOS (llama2.c models end a story with it) or one of the options' stop tokens.</summary>

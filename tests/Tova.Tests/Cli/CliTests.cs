@@ -194,10 +194,10 @@ public class CliTests
     }
 
     [Theory]
-    [InlineData("generate --model /nonexistent/model.bin", "model file not found")]
+    [InlineData("generate --model /nonexistent/model.bin", "model not found: '/nonexistent/model.bin'")]
     [InlineData("generate --temperature -1", "temperature")]
     [InlineData("generate --max-tokens -5", "--max-tokens")]
-    [InlineData("generate --cache tova", "needs --budget")]
+    [InlineData("generate --cache tova -c 100000", "--ctx-size must be between 1 and the model's context length 512")]
     [InlineData("generate --cache tova --budget 1/0", "invalid budget")]
     [InlineData("perplexity --text-file /nonexistent.txt", "not found")]
     [InlineData("perplexity --text-file x --token-ids y", "exactly one")]
