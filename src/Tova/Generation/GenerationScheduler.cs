@@ -137,15 +137,15 @@ public sealed class GenerationScheduler : IDisposable
         ObjectDisposedException.ThrowIf(_stopping, this);
         ArgumentNullException.ThrowIfNull(promptIds);
         var cfg = _tf.Config;
-        if (promptIds.Length == 0) throw new ArgumentException("the prompt has no tokens");
+        if (promptIds.Length == 0) throw new ArgumentException("the prompt has no tokens", nameof(promptIds));
         foreach (var id in promptIds)
-            if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (0..{cfg.VocabSize - 1})");
+            if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (0..{cfg.VocabSize - 1})", nameof(promptIds));
         if (options.MaxTokens < 0) throw new ArgumentException($"max tokens must be ≥ 0, got {options.MaxTokens}");
         options.Sampling.Validate();
         options.Cache.Validate(cfg);
         if (options.Cache.IsFull && promptIds.Length > cfg.ContextLength)
             throw new ArgumentException(
-                $"the prompt has {promptIds.Length} tokens, more than the full cache holds ({cfg.ContextLength}); use a bounded cache (e.g. policy tova with a budget of 256)");
+                $"the prompt has {promptIds.Length} tokens, more than the full cache holds ({cfg.ContextLength}); use a bounded cache (e.g. policy tova with a budget of 256)", nameof(promptIds));
         long reserve = MultiStateCache.WorstCaseBytes(cfg, options.Cache, Transformer.Headroom(options.Cache, options.Prefill, promptIds.Length, cfg.ContextLength));
         if (_options.KvMemoryLimit > 0 && reserve > _options.KvMemoryLimit)
             throw new ArgumentException(
