@@ -16,8 +16,9 @@ internal sealed class ChatCompletionFormat : CompletionFormat
     public override OpenAiRequest Parse(JsonElement root, TovaServerOptions server)
     {
         var request = OpenAiRequestParser.Parse(root, server, MaxTokensFields);
+        var logprobs = OpenAiRequestParser.ParseChatLogprobs(root);
         var (messages, variables) = OpenAiRequestParser.ParseChatInputs(root, allowTools: false);
-        return request with { Messages = messages, ChatVariables = variables };
+        return request with { Messages = messages, ChatVariables = variables, Options = request.Options with { Logprobs = logprobs } };
     }
 
     public override (int[] Ids, GenerationOptions Options) Encode(TovaEngine engine, OpenAiRequest request) =>
@@ -33,20 +34,21 @@ internal sealed class ChatCompletionFormat : CompletionFormat
         w.WriteString("role", "assistant");
         w.WriteString("content", output.Text);
         w.WriteEndObject();
-        w.WriteNull("logprobs");
+        LogprobJson.WriteChat(w, output.Logprobs, head.Texts);
         w.WriteString("finish_reason", FinishReason(output.Result.Finish));
         w.WriteEndObject();
         w.WriteEndArray();
         WriteUsage(w, output.Result);
     }
 
-    public override void WriteStreamStart(SseWriter sse, ResponseHead head) => WriteChunk(sse, head, "", null, role: true);
+    public override void WriteStreamStart(SseWriter sse, ResponseHead head) => WriteChunk(sse, head, "", null, role: true, null);
 
-    public override void WriteStreamPiece(SseWriter sse, ResponseHead head, string piece) => WriteChunk(sse, head, piece, null, role: false);
+    public override void WriteStreamPiece(SseWriter sse, ResponseHead head, string piece, IReadOnlyList<TokenLogprob>? logprobs) =>
+        WriteChunk(sse, head, piece, null, role: false, logprobs);
 
-    public override void WriteStreamEnd(SseWriter sse, ResponseHead head, GenerationResult result)
+    public override void WriteStreamEnd(SseWriter sse, ResponseHead head, GenerationResult result, IReadOnlyList<TokenLogprob>? logprobs)
     {
-        WriteChunk(sse, head, null, FinishReason(result.Finish), role: false);
+        WriteChunk(sse, head, null, FinishReason(result.Finish), role: false, logprobs);
         if (head.Request.IncludeUsage)
         {
             var w = sse.Begin();
@@ -67,7 +69,7 @@ internal sealed class ChatCompletionFormat : CompletionFormat
         w.WriteString("model", head.Model);
     }
 
-    private static void WriteChunk(SseWriter sse, ResponseHead head, string? text, string? finish, bool role)
+    private static void WriteChunk(SseWriter sse, ResponseHead head, string? text, string? finish, bool role, IReadOnlyList<TokenLogprob>? logprobs)
     {
         var w = sse.Begin();
         WriteHead(w, head, "chat.completion.chunk");
@@ -78,7 +80,7 @@ internal sealed class ChatCompletionFormat : CompletionFormat
         if (role) w.WriteString("role", "assistant");
         if (text is not null) w.WriteString("content", text);
         w.WriteEndObject();
-        w.WriteNull("logprobs");
+        LogprobJson.WriteChat(w, logprobs, logprobs is null ? null : head.Texts);
         if (finish is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finish);
         w.WriteEndObject();
         w.WriteEndArray();

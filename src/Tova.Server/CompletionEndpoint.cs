@@ -66,7 +66,10 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
             throw ApiException.FromArgument(e, format.PromptParam);
         }
 
-        var head = new ResponseHead(format.IdPrefix + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow.ToUnixTimeSeconds(), modelName, request);
+        var head = new ResponseHead(format.IdPrefix + Guid.NewGuid().ToString("N"), DateTimeOffset.UtcNow.ToUnixTimeSeconds(), modelName, request, ids, engine.Tokenizer)
+        {
+            Texts = generation.Logprobs is { } lp ? new TokenTexts(engine.Tokenizer, lp.Prompt ? [] : ids) : null,
+        };
         try
         {
             if (request.Stream) await StreamAsync(ctx, format, head, stream);
@@ -84,18 +87,24 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
     private async Task WholeAsync(HttpContext ctx, CompletionFormat format, ResponseHead head, GenerationStream stream)
     {
         var text = new StringBuilder();
+        List<TokenLogprob>? logprobs = null;
         GenerationResult result;
         try
         {
             // Wait for the end, then take the text: no wake-up per token (every piece is in the channel by then).
             result = await stream.Completion.WaitAsync(ctx.RequestAborted);
             while (stream.Text.TryRead(out var piece)) text.Append(piece);
+            if (stream.Logprobs is { } reader)
+            {
+                logprobs = [];
+                while (reader.TryRead(out var t)) logprobs.Add(t);
+            }
         }
         catch (OperationCanceledException) when (!ctx.RequestAborted.IsCancellationRequested && stopping.IsCancellationRequested)
         {
             throw ApiErrors.ShuttingDown();
         }
-        var output = new CompletionOutput(text.ToString(), result);
+        var output = new CompletionOutput(text.ToString(), result, logprobs);
         await HttpJson.Write(ctx, 200, w => format.WriteResponse(w, head, output));
     }
 
@@ -106,13 +115,15 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         await sse.StartAsync();
         format.WriteStreamStart(sse, head);
         await sse.FlushAsync();
+        // The log-probabilities of the tokens a piece completes are in their channel before the piece is in its own.
+        List<TokenLogprob>? logprobs = stream.Logprobs is null ? null : [];
         GenerationResult result;
         try
         {
             await foreach (var piece in stream.ReadAllAsync(ct))
             {
                 metrics.CountStreamChunk();
-                format.WriteStreamPiece(sse, head, piece);
+                format.WriteStreamPiece(sse, head, piece, Drain(stream, logprobs));
                 await sse.FlushAsync();
             }
             result = await stream.Completion;
@@ -129,7 +140,16 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
             await sse.FlushAsync();
             return;
         }
-        format.WriteStreamEnd(sse, head, result);
+        format.WriteStreamEnd(sse, head, result, Drain(stream, logprobs));
         await sse.FlushAsync();
+    }
+
+    /// <summary>The log-probabilities waiting in the stream's channel, in <paramref name="into"/> (cleared first); null when none were asked for.</summary>
+    private static List<TokenLogprob>? Drain(GenerationStream stream, List<TokenLogprob>? into)
+    {
+        if (into is null || stream.Logprobs is null) return null;
+        into.Clear();
+        while (stream.Logprobs.TryRead(out var t)) into.Add(t);
+        return into;
     }
 }

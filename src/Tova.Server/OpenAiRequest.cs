@@ -14,5 +14,8 @@ internal sealed record OpenAiRequest
     public IReadOnlyList<ChatTurn>? Messages { get; init; }
     /// <summary>Template variables of a chat request: its chat_template_kwargs (and, where allowed, tools).</summary>
     public IReadOnlyDictionary<string, object?>? ChatVariables { get; init; }
+    /// <summary>A completions request's "echo": the prompt comes back before the text.</summary>
+    public bool Echo { get; init; }
+    /// <summary>The generation options, <see cref="GenerationOptions.Logprobs"/> included.</summary>
     public required GenerationOptions Options { get; init; }
 }

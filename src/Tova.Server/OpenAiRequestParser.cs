@@ -8,8 +8,8 @@ namespace Tova.Server;
 
 /// <summary>
 /// Reads a request body into Tova's options, checking every field it knows (type and range, named in the error's
-/// "param") and ignoring fields it does not (clients send many). Features Tova does not have (n &gt; 1, logprobs,
-/// tools, …) are refused rather than ignored.
+/// "param") and ignoring fields it does not (clients send many). Features Tova does not have (n &gt; 1, tools,
+/// logit_bias, …) are refused rather than ignored.
 /// </summary>
 internal static class OpenAiRequestParser
 {
@@ -35,9 +35,6 @@ internal static class OpenAiRequestParser
 
         int? n = OptInt(root, "n");
         if (n is not null and not 1) throw ApiException.Invalid($"only n = 1 is supported, got {n}", "n");
-        RefuseTruthy(root, "logprobs");
-        RefuseTruthy(root, "top_logprobs");
-        RefuseTruthy(root, "echo");
         RefuseTruthy(root, "suffix");
         RefuseTruthy(root, "tools");
         RefuseTruthy(root, "functions");
@@ -51,8 +48,7 @@ internal static class OpenAiRequestParser
         string maxName = maxTokensFields.FirstOrDefault(f => Get(root, f) is not null) ?? maxTokensFields[0];
         int? maxTokens = OptInt(root, maxName);
         if (maxTokens < 0) throw ApiException.Invalid($"'{maxName}' must be ≥ 0, got {maxTokens}", maxName);
-        if (maxTokens > server.MaxTokens)
-            throw ApiException.Invalid($"'{maxName}' is {maxTokens}, more than this server allows ({server.MaxTokens})", maxName);
+        int cap = server.MaxTokens ?? int.MaxValue; // a larger request is served up to the cap (finish_reason "length")
 
         float temperature = (float)(OptNumber(root, "temperature") ?? 1.0);
         if (temperature is < 0 or > 2) throw ApiException.Invalid($"'temperature' must be in [0, 2], got {temperature.ToString(CultureInfo.InvariantCulture)}", "temperature");
@@ -87,7 +83,7 @@ internal static class OpenAiRequestParser
         var cache = ParseCache(root, server.Cache);
         var options = new GenerationOptions
         {
-            MaxTokens = maxTokens ?? server.MaxTokens,
+            MaxTokens = Math.Min(maxTokens ?? cap, cap),
             Sampling = new SamplingOptions
             {
                 Temperature = temperature, TopP = topP, TopK = topK, MinP = minP, RepeatPenalty = repeat,
@@ -235,6 +231,33 @@ internal static class OpenAiRequestParser
         return turns;
     }
 
+    /// <summary>
+    /// Log-probabilities of a chat request: "logprobs" (true or false) and "top_logprobs" (0..20, with logprobs).
+    /// </summary>
+    public static LogprobOptions? ParseChatLogprobs(JsonElement root)
+    {
+        bool logprobs = OptBool(root, "logprobs") ?? false;
+        int? top = OptInt(root, "top_logprobs");
+        if (top is < 0 or > LogprobOptions.MaxTop)
+            throw ApiException.Invalid($"'top_logprobs' must be in 0..{LogprobOptions.MaxTop}, got {top}", "top_logprobs");
+        if (top > 0 && !logprobs) throw ApiException.Invalid("'top_logprobs' needs \"logprobs\": true", "top_logprobs");
+        return logprobs ? new LogprobOptions { Top = top ?? 0 } : null;
+    }
+
+    /// <summary>
+    /// Log-probabilities of a completions request: "logprobs" (the number of alternatives, 0..20; absent or null:
+    /// none) and "echo" (the prompt comes back before the text, and is scored when logprobs are asked for).
+    /// </summary>
+    public static (LogprobOptions? Logprobs, bool Echo) ParseCompletionLogprobs(JsonElement root, bool stream)
+    {
+        int? top = OptInt(root, "logprobs");
+        if (top is < 0 or > LogprobOptions.MaxTop)
+            throw ApiException.Invalid($"'logprobs' must be in 0..{LogprobOptions.MaxTop} (the number of alternatives per token), got {top}", "logprobs");
+        bool echo = OptBool(root, "echo") ?? false;
+        if (echo && stream) throw ApiException.Invalid("'echo' is not supported with \"stream\": true", "echo");
+        return (top is int k ? new LogprobOptions { Top = k, Prompt = echo } : null, echo);
+    }
+
     /// <summary>"prompt": a string, an array of one string, an array of token ids, or an array of one array of ids.</summary>
     public static (string? Text, int[]? Ids) ParsePrompt(JsonElement root)
     {
@@ -255,7 +278,7 @@ internal static class OpenAiRequestParser
         return (null, ids);
     }
 
-    private static JsonElement? Get(JsonElement obj, string name) =>
+    internal static JsonElement? Get(JsonElement obj, string name) =>
         obj.TryGetProperty(name, out var v) && v.ValueKind != JsonValueKind.Null ? v : null;
 
     private static void RefuseTruthy(JsonElement root, string name)
@@ -273,13 +296,13 @@ internal static class OpenAiRequestParser
         if (set) throw ApiException.Invalid($"'{name}' is not supported by this server", name);
     }
 
-    private static string? OptString(JsonElement obj, string name, string? param = null)
+    internal static string? OptString(JsonElement obj, string name, string? param = null)
     {
         if (Get(obj, name) is not { } v) return null;
         return v.ValueKind == JsonValueKind.String ? v.GetString() : throw ApiException.Invalid($"'{param ?? name}' must be a string", param ?? name);
     }
 
-    private static bool? OptBool(JsonElement obj, string name, string? param = null)
+    internal static bool? OptBool(JsonElement obj, string name, string? param = null)
     {
         if (Get(obj, name) is not { } v) return null;
         return v.ValueKind switch
@@ -290,7 +313,7 @@ internal static class OpenAiRequestParser
         };
     }
 
-    private static double? OptNumber(JsonElement obj, string name)
+    internal static double? OptNumber(JsonElement obj, string name)
     {
         if (Get(obj, name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetDouble(out double d) || !double.IsFinite(d))
@@ -298,14 +321,14 @@ internal static class OpenAiRequestParser
         return d;
     }
 
-    private static long? OptLong(JsonElement obj, string name)
+    internal static long? OptLong(JsonElement obj, string name)
     {
         if (Get(obj, name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Number || !v.TryGetInt64(out long l)) throw ApiException.Invalid($"'{name}' must be an integer", name);
         return l;
     }
 
-    private static int? OptInt(JsonElement obj, string name, string? param = null)
+    internal static int? OptInt(JsonElement obj, string name, string? param = null)
     {
         if (Get(obj, name) is not { } v) return null;
         if (v.ValueKind != JsonValueKind.Number) throw ApiException.Invalid($"'{param ?? name}' must be an integer", param ?? name);

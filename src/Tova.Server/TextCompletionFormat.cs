@@ -16,8 +16,9 @@ internal sealed class TextCompletionFormat : CompletionFormat
     public override OpenAiRequest Parse(JsonElement root, TovaServerOptions server)
     {
         var request = OpenAiRequestParser.Parse(root, server, MaxTokensFields);
+        var (logprobs, echo) = OpenAiRequestParser.ParseCompletionLogprobs(root, request.Stream);
         var (prompt, ids) = OpenAiRequestParser.ParsePrompt(root);
-        return request with { Prompt = prompt, PromptIds = ids };
+        return request with { Prompt = prompt, PromptIds = ids, Echo = echo, Options = request.Options with { Logprobs = logprobs } };
     }
 
     public override (int[] Ids, GenerationOptions Options) Encode(TovaEngine engine, OpenAiRequest request) =>
@@ -29,19 +30,21 @@ internal sealed class TextCompletionFormat : CompletionFormat
         w.WriteStartArray("choices");
         w.WriteStartObject();
         w.WriteNumber("index", 0);
-        w.WriteString("text", output.Text);
-        w.WriteNull("logprobs");
+        // With echo the prompt comes back first: decoded from its tokens, as the reported tokens' texts add up.
+        w.WriteString("text", head.Request.Echo ? head.Tokenizer.Decode(head.PromptIds) + output.Text : output.Text);
+        LogprobJson.WriteCompletion(w, output.Logprobs, head.Texts);
         w.WriteString("finish_reason", FinishReason(output.Result.Finish));
         w.WriteEndObject();
         w.WriteEndArray();
         WriteUsage(w, output.Result);
     }
 
-    public override void WriteStreamPiece(SseWriter sse, ResponseHead head, string piece) => WriteChunk(sse, head, piece, null);
+    public override void WriteStreamPiece(SseWriter sse, ResponseHead head, string piece, IReadOnlyList<TokenLogprob>? logprobs) =>
+        WriteChunk(sse, head, piece, null, logprobs);
 
-    public override void WriteStreamEnd(SseWriter sse, ResponseHead head, GenerationResult result)
+    public override void WriteStreamEnd(SseWriter sse, ResponseHead head, GenerationResult result, IReadOnlyList<TokenLogprob>? logprobs)
     {
-        WriteChunk(sse, head, "", FinishReason(result.Finish));
+        WriteChunk(sse, head, "", FinishReason(result.Finish), logprobs);
         if (head.Request.IncludeUsage)
         {
             var w = sse.Begin();
@@ -62,7 +65,7 @@ internal sealed class TextCompletionFormat : CompletionFormat
         w.WriteString("model", head.Model);
     }
 
-    private static void WriteChunk(SseWriter sse, ResponseHead head, string text, string? finish)
+    private static void WriteChunk(SseWriter sse, ResponseHead head, string text, string? finish, IReadOnlyList<TokenLogprob>? logprobs)
     {
         var w = sse.Begin();
         WriteHead(w, head);
@@ -70,7 +73,7 @@ internal sealed class TextCompletionFormat : CompletionFormat
         w.WriteStartObject();
         w.WriteNumber("index", 0);
         w.WriteString("text", text);
-        w.WriteNull("logprobs");
+        LogprobJson.WriteCompletion(w, logprobs, logprobs is null ? null : head.Texts);
         if (finish is null) w.WriteNull("finish_reason"); else w.WriteString("finish_reason", finish);
         w.WriteEndObject();
         w.WriteEndArray();

@@ -13,7 +13,7 @@ namespace Tova.Server;
 /// <summary>
 /// The OpenAI-compatible HTTP API over a <see cref="TovaEngine"/> (ASP.NET Core minimal APIs on Kestrel):
 /// GET /v1/models, POST /v1/completions, POST /v1/chat/completions (streaming as server-sent events ending with
-/// <c>data: [DONE]</c>), GET /health and GET /metrics (Prometheus text). Every request runs in the engine's one
+/// <c>data: [DONE]</c>), POST /tokenize and /detokenize, GET /health and GET /metrics (Prometheus text). Every request runs in the engine's one
 /// batched decoding loop with its own multi-state; a client that goes away cancels its request, which frees its
 /// states at the next step. Errors come in OpenAI's JSON shape with their HTTP status.
 /// </summary>
@@ -26,6 +26,7 @@ public static class TovaServer
     public static WebApplication Build(TovaServerOptions options, TovaEngine engine)
     {
         options.Validate();
+        options = options with { MaxTokens = options.MaxTokens ?? engine.Config.ContextLength };
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
         {
             Args = [],
@@ -46,9 +47,20 @@ public static class TovaServer
             else if (IPAddress.TryParse(options.Host, out var ip)) k.Listen(ip, options.Port);
             else throw new ArgumentException($"--host must be an IP address or localhost, got '{options.Host}'", nameof(options.Host));
         });
+        if (options.CorsOrigins.Count > 0) builder.Services.AddCors();
         var app = builder.Build();
+        if (options.CorsOrigins.Count > 0)
+        {
+            // Before everything else: a preflight is answered here, and error responses carry the headers too.
+            app.UseCors(p =>
+            {
+                if (options.CorsOrigins.Contains("*")) p.AllowAnyOrigin();
+                else p.WithOrigins([.. options.CorsOrigins]);
+                p.AllowAnyHeader().AllowAnyMethod().WithExposedHeaders("Retry-After", "WWW-Authenticate");
+            });
+        }
         var metrics = new ServerMetrics(engine);
-        var model = new ServedModel(engine);
+        var model = new ServedModel(engine, options);
         var apiKey = options.ApiKey is null ? null : new ApiKeyCheck(options.ApiKey);
         var completions = new CompletionEndpoint(options, engine, model, metrics, app.Lifetime.ApplicationStopping);
 
@@ -56,7 +68,7 @@ public static class TovaServer
         {
             try
             {
-                if (apiKey is not null && ctx.Request.Path.StartsWithSegments("/v1") && !apiKey.Authorised(ctx.Request))
+                if (apiKey is not null && NeedsKey(ctx.Request.Path) && !apiKey.Authorised(ctx.Request))
                 {
                     ctx.Response.Headers.WWWAuthenticate = "Bearer";
                     throw ApiErrors.Unauthorised();
@@ -114,11 +126,13 @@ public static class TovaServer
             if (!model.Knows(id)) throw ApiErrors.UnknownModel(id, model.Ids);
             return HttpJson.Write(ctx, 200, w => WriteModel(w, id, engine));
         });
+        TokenizeEndpoints.Map(app, engine, options);
         // The generation endpoints, one response format each.
         CompletionFormat[] formats = [new ChatCompletionFormat(), new TextCompletionFormat()];
         foreach (var format in formats) completions.Map(app, format);
         var routes = new Dictionary<string, string>(StringComparer.Ordinal) { ["/health"] = "GET", ["/metrics"] = "GET", ["/v1/models"] = "GET" };
         foreach (var format in formats) routes[format.Path] = "POST";
+        foreach (var path in TokenizeEndpoints.Paths) routes[path] = "POST";
         app.MapFallback((HttpContext ctx) =>
         {
             string path = ctx.Request.Path.Value?.TrimEnd('/') ?? "";
@@ -132,6 +146,10 @@ public static class TovaServer
         });
         return app;
     }
+
+    /// <summary>The API (/v1/*, /tokenize, /detokenize) needs the key; /health and /metrics do not.</summary>
+    private static bool NeedsKey(PathString path) =>
+        path.StartsWithSegments("/v1") || TokenizeEndpoints.Paths.Any(p => path.StartsWithSegments(p));
 
     /// <summary>The address a started server listens on, e.g. "http://127.0.0.1:41234".</summary>
     public static string BaseAddress(WebApplication app)
