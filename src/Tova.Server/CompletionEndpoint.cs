@@ -23,7 +23,10 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         OpenAiRequest request;
         using (var doc = await RequestBody.ReadJsonAsync(ctx, options.MaxBodyBytes))
             request = format.Parse(doc.RootElement, options);
+        var log = RequestLog.Of(ctx);
         string modelName = model.Resolve(request.Model);
+        log.Model = modelName;
+        log.Policy = request.Options.Cache.Policy;
 
         int[] ids;
         GenerationOptions generation;
@@ -44,6 +47,10 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
             // The template refused the conversation (its raise_exception) or failed on it.
             throw ApiException.Invalid($"the chat template failed on this conversation: {e.Message}", format.PromptParam);
         }
+
+        log.TokensIn = ids.Length;
+        try { log.Budget = generation.Cache.ResolveBudget(engine.Config.ContextLength); }
+        catch (ArgumentException) { } // an invalid budget: Submit says why
 
         // The request ends when its client goes away or the server stops (then generations end at once, not after their last token).
         if (stopping.IsCancellationRequested) throw ApiErrors.ShuttingDown();
@@ -70,6 +77,7 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         {
             Texts = generation.Logprobs is { } lp ? new TokenTexts(engine.Tokenizer, lp.Prompt ? [] : ids) : null,
         };
+        log.Id = head.Id;
         try
         {
             if (request.Stream) await StreamAsync(ctx, format, head, stream);
@@ -105,6 +113,7 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
             throw ApiErrors.ShuttingDown();
         }
         var output = new CompletionOutput(text.ToString(), result, logprobs);
+        Ended(ctx, result);
         await HttpJson.Write(ctx, 200, w => format.WriteResponse(w, head, output));
     }
 
@@ -136,12 +145,21 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         {
             var error = e is OperationCanceledException && stopping.IsCancellationRequested ? ApiErrors.ShuttingDown()
                 : e as ApiException ?? ApiErrors.Internal($"generation failed: {e.Message}");
+            RequestLog.Of(ctx).Finish = e is OperationCanceledException ? "cancelled" : "failed";
             format.WriteStreamError(sse, head, error);
             await sse.FlushAsync();
             return;
         }
+        Ended(ctx, result);
         format.WriteStreamEnd(sse, head, result, Drain(stream, logprobs));
         await sse.FlushAsync();
+    }
+
+    private static void Ended(HttpContext ctx, GenerationResult result)
+    {
+        var log = RequestLog.Of(ctx);
+        log.TokensOut = result.CompletionTokens;
+        log.Finish = CompletionFormat.FinishReason(result.Finish);
     }
 
     /// <summary>The log-probabilities waiting in the stream's channel, in <paramref name="into"/> (cleared first); null when none were asked for.</summary>

@@ -1,59 +1,65 @@
 using System.Collections.Concurrent;
-using System.Globalization;
-using System.Text;
+using System.Diagnostics.Metrics;
+using Prometheus;
 using Tova.Chat;
+using Tova.Generation;
 
 namespace Tova.Server;
 
-/// <summary>The server's own counters (responses by status, streamed chunks) and the Prometheus text of /metrics.</summary>
-internal sealed class ServerMetrics(TovaEngine engine)
+/// <summary>
+/// /metrics: the engine's <see cref="TovaMetrics"/> meter and the server's own (responses by status, streamed chunks,
+/// the served model) exported in Prometheus text by prometheus-net's meter adapter, into a registry of this server's
+/// alone (instruments are picked by meter instance, so servers in one process do not mix). Names are "tova_" and the
+/// instrument's name; counters and gauges are read when scraped, the histograms are the latency ones.
+/// </summary>
+internal sealed class ServerMetrics : IDisposable
 {
+    private static readonly double[] LatencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+    private static readonly double[] TokenBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+    static ServerMetrics()
+    {
+        // prometheus-net's default adapter would copy every meter of the process into its global registry, which this server never reads.
+        Metrics.SuppressDefaultMetrics(new SuppressDefaultMetricOptions { SuppressMeters = true, SuppressDebugMetrics = true });
+    }
+
     private readonly ConcurrentDictionary<int, long> _responses = new();
     private long _streamChunks;
+    private readonly Meter _meter;
+    private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
+    private readonly IDisposable _adapter;
+
+    public ServerMetrics(TovaEngine engine)
+    {
+        _meter = new Meter(TovaMetrics.MeterName);
+        _meter.CreateObservableGauge("info", () => new Measurement<int>(1,
+            new KeyValuePair<string, object?>("model", engine.ModelId), new KeyValuePair<string, object?>("chat_template", engine.ChatTemplateName)),
+            description: "The served model and its chat template.");
+        _meter.CreateObservableCounter("http_responses_total",
+            () => _responses.OrderBy(kv => kv.Key).Select(kv => new Measurement<long>(kv.Value, new KeyValuePair<string, object?>("code", kv.Key))),
+            description: "HTTP responses by status code.");
+        _meter.CreateObservableCounter("stream_chunks_total", () => Interlocked.Read(ref _streamChunks), description: "Text chunks sent on streaming responses.");
+        var engineMeter = engine.Scheduler.Metrics.Meter;
+        _adapter = MeterAdapter.StartListening(new MeterAdapterOptions
+        {
+            Registry = _registry, // where the observable instruments are read before each scrape
+            MetricFactory = Metrics.WithCustomRegistry(_registry),
+            InstrumentFilterPredicate = i => i.Meter == _meter || i.Meter == engineMeter,
+            ResolveHistogramBuckets = i => i.Name == TovaMetrics.TimePerOutputToken ? TokenBuckets : LatencyBuckets,
+            MetricsExpireAfter = TimeSpan.FromDays(1), // the longest the adapter allows; gauges and counters are renewed at every scrape
+        });
+    }
 
     public void CountResponse(int status) => _responses.AddOrUpdate(status, 1, (_, n) => n + 1);
 
     public void CountStreamChunk() => Interlocked.Increment(ref _streamChunks);
 
-    /// <summary>Prometheus text exposition (version 0.0.4).</summary>
-    public string Render()
-    {
-        var m = engine.Scheduler.GetMetrics();
-        var sb = new StringBuilder();
-        void Metric(string name, string type, string help, long value, string labels = "")
-        {
-            sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
-            sb.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
-            sb.Append(name).Append(labels).Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
-        }
-        sb.Append("# HELP tova_info The served model and its chat template.\n# TYPE tova_info gauge\n")
-          .Append("tova_info{model=\"").Append(Escape(engine.ModelId)).Append("\",chat_template=\"").Append(engine.ChatTemplateName).Append("\"} 1\n");
-        Metric("tova_requests_total", "counter", "Generation requests accepted into the queue.", m.RequestsSubmitted);
-        sb.Append("# HELP tova_requests_ended_total Generation requests ended, by how.\n# TYPE tova_requests_ended_total counter\n");
-        sb.Append("tova_requests_ended_total{outcome=\"finished\"} ").Append(m.RequestsFinished).Append('\n');
-        sb.Append("tova_requests_ended_total{outcome=\"cancelled\"} ").Append(m.RequestsCancelled).Append('\n');
-        sb.Append("tova_requests_ended_total{outcome=\"failed\"} ").Append(m.RequestsFailed).Append('\n');
-        Metric("tova_requests_rejected_total", "counter", "Requests refused because the batch and the queue were full.", m.RequestsRejected);
-        Metric("tova_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", m.PromptTokens);
-        Metric("tova_completion_tokens_total", "counter", "Tokens generated.", m.CompletionTokens);
-        Metric("tova_decode_steps_total", "counter", "Batched steps of the decoding loop.", m.Steps);
-        Metric("tova_step_sequences_total", "counter", "Sequences summed over steps (divide by steps for the mean batch size).", m.StepSequences);
-        Metric("tova_step_tokens_total", "counter", "Tokens summed over steps (prompt slices and decoded tokens).", m.StepTokens);
-        Metric("tova_batch_size", "gauge", "Sequences in the last step.", m.LastBatchSize);
-        Metric("tova_batch_size_max", "gauge", "Most sequences in one step so far.", m.MaxBatchSize);
-        Metric("tova_batch_capacity", "gauge", "Most sequences the loop runs together (--max-batch).", engine.Scheduler.Options.MaxBatch);
-        Metric("tova_queue_length", "gauge", "Requests waiting for a place in the batch.", m.QueueLength);
-        Metric("tova_running_sequences", "gauge", "Requests in the batch (being prefilled or decoded).", m.Running);
-        Metric("tova_states_in_use", "gauge", "KV states held by running requests, summed over layers and KV heads.", m.StatesInUse);
-        Metric("tova_states_bytes", "gauge", "Bytes allocated for the keys and values of running requests.", m.StatesBytes);
-        Metric("tova_kv_reserved_bytes", "gauge", "State memory reserved by running requests (each one's worst case) against --kv-memory.", m.KvReservedBytes);
-        Metric("tova_kv_memory_limit_bytes", "gauge", "The state memory limit (--kv-memory; 0 = none).", m.KvMemoryLimit);
-        Metric("tova_stream_chunks_total", "counter", "Text chunks sent on streaming responses.", Interlocked.Read(ref _streamChunks));
-        sb.Append("# HELP tova_http_responses_total HTTP responses by status code.\n# TYPE tova_http_responses_total counter\n");
-        foreach (var (code, count) in _responses.OrderBy(kv => kv.Key))
-            sb.Append("tova_http_responses_total{code=\"").Append(code).Append("\"} ").Append(count).Append('\n');
-        return sb.ToString();
-    }
+    /// <summary>Writes the Prometheus text exposition (version 0.0.4).</summary>
+    public Task WriteAsync(Stream output, CancellationToken ct) => _registry.CollectAndExportAsTextAsync(output, ct);
 
-    private static string Escape(string s) => s.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("\n", "\\n");
+    public void Dispose()
+    {
+        _adapter.Dispose();
+        _meter.Dispose();
+    }
 }

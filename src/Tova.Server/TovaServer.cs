@@ -34,11 +34,16 @@ public static class TovaServer
             ContentRootPath = AppContext.BaseDirectory,
         });
         builder.Logging.ClearProviders();
+        // ASP.NET Core's own logs from warnings up; the request lines (one per request) at Information.
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter(RequestLog.Category, LogLevel.Information);
         if (options.Log)
         {
-            builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-            builder.Logging.SetMinimumLevel(LogLevel.Warning);
+            if (options.LogFormat == ServerLogFormat.Json)
+                builder.Logging.AddJsonConsole(o => o.JsonWriterOptions = new System.Text.Json.JsonWriterOptions { Indented = false });
+            else builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
         }
+        options.ConfigureLogging?.Invoke(builder.Logging);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.Limits.MaxRequestBodySize = options.MaxBodyBytes;
@@ -60,12 +65,16 @@ public static class TovaServer
             });
         }
         var metrics = new ServerMetrics(engine);
+        app.Lifetime.ApplicationStopped.Register(metrics.Dispose);
         var model = new ServedModel(engine, options);
         var apiKey = options.ApiKey is null ? null : new ApiKeyCheck(options.ApiKey);
         var completions = new CompletionEndpoint(options, engine, model, metrics, app.Lifetime.ApplicationStopping);
+        var requestLogger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger(RequestLog.Category);
 
         app.Use(async (ctx, next) =>
         {
+            var log = new RequestLog();
+            ctx.Features.Set(log);
             try
             {
                 if (apiKey is not null && NeedsKey(ctx.Request.Path) && !apiKey.Authorised(ctx.Request))
@@ -86,14 +95,17 @@ public static class TovaServer
             catch (OperationCanceledException) when (ctx.RequestAborted.IsCancellationRequested)
             {
                 // The client went away; its generation was cancelled with it.
+                log.Finish ??= "cancelled";
             }
             catch (Exception e)
             {
+                log.Finish ??= "failed";
                 await HttpJson.WriteError(ctx, ApiErrors.Internal($"internal error: {e.Message}"));
             }
             finally
             {
                 metrics.CountResponse(ctx.Response.StatusCode);
+                log.Write(requestLogger, ctx);
             }
         });
 
@@ -106,7 +118,7 @@ public static class TovaServer
         app.MapGet("/metrics", async (HttpContext ctx) =>
         {
             ctx.Response.ContentType = "text/plain; version=0.0.4; charset=utf-8";
-            await ctx.Response.WriteAsync(metrics.Render(), ctx.RequestAborted);
+            await metrics.WriteAsync(ctx.Response.Body, ctx.RequestAborted);
         });
         app.MapGet("/v1/models", (HttpContext ctx) =>
             HttpJson.Write(ctx, 200, w =>

@@ -36,8 +36,14 @@ public sealed record TovaServerOptions
     /// <summary>The multi-state a request gets; a request's "kv_cache" object overrides single fields.</summary>
     public CacheOptions Cache { get; init; } = CacheOptions.Full;
 
-    /// <summary>Write ASP.NET Core's log (warnings and errors) to the console.</summary>
+    /// <summary>Write the log to the console: one line per request (category "Tova.Server.Requests") and ASP.NET Core's warnings and errors.</summary>
     public bool Log { get; init; }
+
+    /// <summary>The console log's shape: single lines of text, or one JSON object per line (Microsoft.Extensions.Logging's JSON console formatter).</summary>
+    public ServerLogFormat LogFormat { get; init; } = ServerLogFormat.Text;
+
+    /// <summary>More logging setup (providers, filters), applied after the console's.</summary>
+    public Action<Microsoft.Extensions.Logging.ILoggingBuilder>? ConfigureLogging { get; init; }
 
     public void Validate()
     {

@@ -42,12 +42,17 @@ public static class ServeCommand
         {
             Description = "Origins allowed to call the API from a browser, repeated or comma-separated (\"*\": any); default: no CORS headers",
         };
-        var log = new Option<bool>("--log") { Description = "Log ASP.NET Core warnings and errors to the console" };
+        var logFormat = new Option<string>("--log-format")
+        {
+            Description = "The console log: one line per request (id, model, policy, budget, tokens in/out, duration, status) and ASP.NET Core's warnings, as text or json (one JSON object per line); none: no log",
+            DefaultValueFactory = _ => "text",
+        };
+        logFormat.AcceptOnlyFromAmong("text", "json", "none");
         var cacheOptions = new CacheCliOptions();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
         {
-            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, strictModel, cors, threads, log,
+            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, strictModel, cors, threads, logFormat,
         };
         cacheOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
@@ -62,7 +67,8 @@ public static class ServeCommand
                 MaxTokens = parse.GetValue(maxTokens),
                 MaxBodyBytes = parse.GetValue(maxBody),
                 Cache = cache,
-                Log = parse.GetValue(log),
+                Log = parse.GetValue(logFormat) != "none",
+                LogFormat = parse.GetValue(logFormat) == "json" ? ServerLogFormat.Json : ServerLogFormat.Text,
                 ModelAliases = modelIds.Skip(1).ToArray(),
                 StrictModel = parse.GetValue(strictModel),
                 CorsOrigins = SplitList(parse.GetValue(cors)),

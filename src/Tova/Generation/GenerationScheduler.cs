@@ -133,11 +133,15 @@ public sealed class GenerationScheduler : IDisposable
         if (tokenizer.VocabSize != transformer.Config.VocabSize)
             throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens but the model a vocabulary of {transformer.Config.VocabSize}");
         _active = new Sequence?[_options.MaxBatch];
+        Metrics = new TovaMetrics(this);
         _thread = new Thread(Loop) { IsBackground = true, Name = "tova-decode" };
         _thread.Start();
     }
 
     public SchedulerOptions Options => _options;
+
+    /// <summary>This scheduler's meter: its counters, gauges and latency histograms.</summary>
+    public TovaMetrics Metrics { get; }
     public Transformer Transformer => _tf;
     public ITokenizer Tokenizer => _tokenizer;
 
@@ -172,7 +176,7 @@ public sealed class GenerationScheduler : IDisposable
             Interlocked.Increment(ref _rejected);
             throw new QueueFullException($"the server is busy: {_options.MaxBatch} requests are running and {_options.MaxQueue} waiting; try again later");
         }
-        var seq = new Sequence(promptIds, options, cancellationToken) { Reserve = reserve };
+        var seq = new Sequence(promptIds, options, cancellationToken) { Reserve = reserve, SubmittedAt = System.Diagnostics.Stopwatch.GetTimestamp() };
         Interlocked.Increment(ref _submitted);
         if (cancellationToken.CanBeCanceled)
             seq.Registration = cancellationToken.UnsafeRegister(static s => ((ManualResetEventSlim)s!).Set(), _wake);
@@ -227,6 +231,8 @@ public sealed class GenerationScheduler : IDisposable
         public CancellationTokenRegistration Registration;
         public MultiStateCache? Cache;
         public long Reserve;     // worst-case state bytes, held against the limit while running
+        public long SubmittedAt; // Stopwatch timestamps: submission, first generated token (0 before it)
+        public long FirstTokenAt;
         public bool Reserved;
         public TokenStream? Stream;
         public PrefillMode Mode;
@@ -295,6 +301,7 @@ public sealed class GenerationScheduler : IDisposable
             // In arrival order: a request whose multi-state does not fit yet waits (and those behind it with it).
             if (_options.KvMemoryLimit > 0 && _reserved + s.Reserve > _options.KvMemoryLimit) break;
             taken++;
+            Metrics.RecordQueueWait(s.SubmittedAt, System.Diagnostics.Stopwatch.GetTimestamp());
             _reserved += s.Reserve;
             s.Reserved = true;
             Interlocked.Exchange(ref _reservedPublished, _reserved);
@@ -430,6 +437,11 @@ public sealed class GenerationScheduler : IDisposable
     {
         var stream = s.Stream!;
         string text = stream.Next(logits, s.Cache!, out int feed);
+        if (s.FirstTokenAt == 0)
+        {
+            s.FirstTokenAt = System.Diagnostics.Stopwatch.GetTimestamp();
+            Metrics.RecordFirstToken(s.SubmittedAt, s.FirstTokenAt);
+        }
         if (s.Logprobs is not null && stream.Finish != FinishReason.EndOfText)
             s.Logprobs.Writer.TryWrite(TokenLogprob.From(logits, stream.LastToken, s.Options.Logprobs!.Top, prompt: false));
         if (text.Length > 0) s.Channel.Writer.TryWrite(text);
@@ -463,6 +475,7 @@ public sealed class GenerationScheduler : IDisposable
         };
         Interlocked.Add(ref _completionTokens, s.Stream.Generated);
         Interlocked.Increment(ref _finished);
+        Metrics.RecordFinished(s.SubmittedAt, s.FirstTokenAt, System.Diagnostics.Stopwatch.GetTimestamp(), s.Stream.Generated);
         End(s);
         s.Logprobs?.Writer.TryComplete();
         s.Done.TrySetResult(result);
@@ -542,5 +555,6 @@ public sealed class GenerationScheduler : IDisposable
         if (Thread.CurrentThread == _thread) return;
         _thread.Join();
         Drain(new ObjectDisposedException(nameof(GenerationScheduler))); // a request submitted while the loop was ending
+        Metrics.Dispose();
     }
 }
