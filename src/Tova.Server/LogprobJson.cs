@@ -22,13 +22,14 @@ internal static class LogprobJson
         w.WriteStartArray("content");
         foreach (var t in logprobs)
         {
+            int previous = texts.Last;
             w.WriteStartObject();
             WriteChatToken(w, texts.Next(t.Token), t.Logprob ?? 0);
             w.WriteStartArray("top_logprobs");
             foreach (var alt in t.Top)
             {
                 w.WriteStartObject();
-                WriteChatToken(w, texts.Alone(alt.Token), alt.Logprob);
+                WriteChatToken(w, texts.Alternative(previous, alt.Token), alt.Logprob);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
@@ -61,11 +62,13 @@ internal static class LogprobJson
             return;
         }
         var offsets = new int[logprobs.Count];
+        var previous = new int[logprobs.Count];
         w.WriteStartObject("logprobs");
         w.WriteStartArray("tokens");
         for (int i = 0; i < logprobs.Count; i++)
         {
             offsets[i] = texts.Offset;
+            previous[i] = texts.Last;
             w.WriteStringValue(texts.Next(logprobs[i].Token));
         }
         w.WriteEndArray();
@@ -77,8 +80,9 @@ internal static class LogprobJson
         }
         w.WriteEndArray();
         w.WriteStartArray("top_logprobs");
-        foreach (var t in logprobs)
+        for (int i = 0; i < logprobs.Count; i++)
         {
+            var t = logprobs[i];
             if (t.Logprob is null)
             {
                 w.WriteNullValue();
@@ -88,7 +92,7 @@ internal static class LogprobJson
             var keys = new List<string>(t.Top.Count);
             foreach (var alt in t.Top)
             {
-                string key = texts.Alone(alt.Token);
+                string key = texts.Alternative(previous[i], alt.Token);
                 if (keys.Contains(key)) continue; // two tokens that read alike: the more likely one stands for both
                 keys.Add(key);
                 w.WriteNumber(key, alt.Logprob);

@@ -160,6 +160,7 @@ public class CompatibilityTests
             Assert.Equal(3, t.TopLogProbabilities.Count);
             Assert.True(t.TopLogProbabilities[0].LogProbability >= t.TopLogProbabilities[1].LogProbability);
             Assert.Equal(t.TopLogProbabilities[0].LogProbability, t.LogProbability); // greedy picks the most likely
+            Assert.Equal(t.Token, t.TopLogProbabilities[0].Token); // and it reads the same among the alternatives
             Assert.True(t.LogProbability <= 0);
         }
 
