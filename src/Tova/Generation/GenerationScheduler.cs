@@ -98,7 +98,8 @@ public sealed record SchedulerMetrics(
 /// request keeps its own <see cref="MultiStateCache"/> (its own policy and budget) and sampler; since a step computes
 /// each token exactly as running it alone would, a request's tokens do not depend on what else is in the batch.
 /// Text goes to each request's consumer through a channel; a cancelled request leaves the batch at the next step and
-/// its multi-state is released. The loop allocates nothing per token beyond the text pieces it hands out.
+/// its multi-state is released. The loop allocates nothing per token beyond the text pieces it hands out (and the
+/// <see cref="TokenLogprob"/>s of a request that asks for them).
 /// </summary>
 public sealed class GenerationScheduler : IDisposable
 {

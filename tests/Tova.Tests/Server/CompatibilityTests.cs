@@ -178,6 +178,27 @@ public class CompatibilityTests
     }
 
     [Fact]
+    public async Task StreamedCompletionLogprobsEqualTheWholeResponses()
+    {
+        await using var server = await TestServer.StartAsync();
+        const string Body = """{"prompt":"Lily and Ben","max_tokens":25,"temperature":0,"logprobs":2""";
+        var (status, whole) = await server.PostJson("/v1/completions", Body + "}");
+        Assert.Equal(200, status);
+        var lp = whole.GetProperty("choices")[0].GetProperty("logprobs");
+        using var cts = new CancellationTokenSource(TestServer.Timeout);
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions") { Content = new StringContent(Body + ",\"stream\":true}", Encoding.UTF8, "application/json") };
+        using var response = await server.Http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        var (events, done) = await Sse.ReadAll(await response.Content.ReadAsStreamAsync(cts.Token), cts.Token);
+        Assert.True(done);
+        var chunks = events.Select(e => e.GetProperty("choices")[0].GetProperty("logprobs")).Where(l => l.ValueKind == JsonValueKind.Object).ToArray();
+        string[] Strings(JsonElement l, string name) => l.GetProperty(name).EnumerateArray().Select(x => x.ToString()).ToArray();
+        foreach (var name in new[] { "tokens", "token_logprobs", "text_offset" })
+            Assert.Equal(Strings(lp, name), chunks.SelectMany(c => Strings(c, name)).ToArray());
+        Assert.Equal(25, lp.GetProperty("tokens").GetArrayLength());
+        Assert.Equal(whole.GetProperty("choices")[0].GetProperty("text").GetString(), string.Concat(Strings(lp, "tokens")));
+    }
+
+    [Fact]
     public async Task BadLogprobRequestsGet400()
     {
         await using var server = await TestServer.StartAsync();
