@@ -117,7 +117,7 @@ public static class WebUiEndpoints
             w.WriteNumber("layers", config.Layers);
             w.WriteNumber("kv_heads", config.KvHeads);
             w.WriteNumber("context_length", config.ContextLength);
-            w.WriteNumber("max_tokens", options.MaxTokens);
+            w.WriteNumber("max_tokens", options.MaxTokens ?? config.ContextLength);
             w.WriteBoolean("chat", engine.ChatTemplate is not null);
             w.WriteStartObject("defaults");
             w.WriteString("policy", options.Cache.Policy);
