@@ -10,8 +10,11 @@ namespace Tova.Tests.Cache;
 /// architecture of the table: q/k norms, per-layer RoPE (base, linear scale, frequency factors, attention factor,
 /// partial rotation, layers without RoPE), the query scale, soft-caps, sandwich norms, GeGLU, scaled embeddings and
 /// sliding-window layers (a state older than the window is masked, then dropped whatever the policy).
+/// Prompt handling: between <see cref="BeginChunk"/> and <see cref="EndChunk"/> nothing is dropped (each token attends
+/// to the kept states and the chunk so far); <see cref="EndChunk"/> then drops, one at a time, the state the policy
+/// chooses with the last query's probabilities until the budget holds (one-shot: the whole prompt as one chunk).
 /// </summary>
-internal sealed class NaiveMaskedReference
+internal sealed class NaiveReference
 {
     private readonly LlamaModel _m;
     private readonly LlamaConfig _c;
@@ -23,13 +26,15 @@ internal sealed class NaiveMaskedReference
     private readonly List<double[]>[] _keys, _values;        // [layer] → per position [kv_dim]
     private readonly SortedSet<int>[][] _kept;               // [layer][set] kept positions
     private readonly Dictionary<int, double>[][] _h2o;       // [layer][set] accumulated attention
+    private readonly Dictionary<int, double>[][] _last;      // [layer][set] the last query's probability per kept position
+    private bool _deferred;
     private int _t;
 
     private readonly Tova.Formats.GgmlType _kvType;
 
     /// <param name="kvType">States are rounded to this type when stored (as the engine stores them); with Q8_0 or Q4_0
     /// keys the query is rounded to Q8_0 blocks too, as the engine's integer scoring does.</param>
-    public NaiveMaskedReference(LlamaModel m, string policy, int budget, int sinks = 4, int? recent = null, bool perHead = false, bool renumber = false,
+    public NaiveReference(LlamaModel m, string policy, int budget, int sinks = 4, int? recent = null, bool perHead = false, bool renumber = false,
         Tova.Formats.GgmlType kvType = Tova.Formats.GgmlType.F32)
     {
         _kvType = kvType;
@@ -48,12 +53,14 @@ internal sealed class NaiveMaskedReference
         _values = new List<double[]>[_c.Layers];
         _kept = new SortedSet<int>[_c.Layers][];
         _h2o = new Dictionary<int, double>[_c.Layers][];
+        _last = new Dictionary<int, double>[_c.Layers][];
         for (int l = 0; l < _c.Layers; l++)
         {
             _keys[l] = []; _values[l] = [];
             _kept[l] = new SortedSet<int>[sets];
             _h2o[l] = new Dictionary<int, double>[sets];
-            for (int s = 0; s < sets; s++) { _kept[l][s] = []; _h2o[l][s] = []; }
+            _last[l] = new Dictionary<int, double>[sets];
+            for (int s = 0; s < sets; s++) { _kept[l][s] = []; _h2o[l][s] = []; _last[l][s] = []; }
         }
     }
 
@@ -179,6 +186,18 @@ internal sealed class NaiveMaskedReference
     /// <summary>Kept positions of a layer's set after the last step.</summary>
     public IReadOnlyCollection<int> Kept(int layer, int set = 0) => _kept[layer][set];
 
+    /// <summary>Starts a prompt chunk: states are kept until <see cref="EndChunk"/>.</summary>
+    public void BeginChunk() => _deferred = true;
+
+    /// <summary>Ends a prompt chunk: every set drops the policy's choice, one at a time, down to the budget.</summary>
+    public void EndChunk()
+    {
+        _deferred = false;
+        for (int l = 0; l < _c.Layers; l++)
+            for (int s = 0; s < _kept[l].Length; s++)
+                while (_policy != "full" && _kept[l][s].Count > _budget) Drop(l, s, Victim(l, s));
+    }
+
     public double[] Step(int token)
     {
         int t = _t++;
@@ -261,21 +280,33 @@ internal sealed class NaiveMaskedReference
     {
         var kept = _kept[l][s];
         kept.Add(t);
+        _last[l][s] = avg;
         if (_policy == "h2o")
             foreach (var (p, a) in avg) _h2o[l][s][p] = _h2o[l][s].GetValueOrDefault(p) + a;
         if (window > 0)
-            foreach (var p in kept.Where(p => p <= t + 1 - window).ToList()) { kept.Remove(p); _h2o[l][s].Remove(p); }
-        if (_policy == "full" || kept.Count <= _budget) return;
-        var list = kept.ToList(); // ascending: ties resolved to the oldest by taking the first minimum
-        int victim = _policy switch
+            foreach (var p in kept.Where(p => p <= t + 1 - window).ToList()) Drop(l, s, p);
+        if (_deferred || _policy == "full" || kept.Count <= _budget) return;
+        Drop(l, s, Victim(l, s));
+    }
+
+    /// <summary>The position the policy drops from a set, by the last query's probabilities (ties: the oldest).</summary>
+    private int Victim(int l, int s)
+    {
+        var list = _kept[l][s].ToList(); // ascending: ties resolved to the oldest by taking the first minimum
+        var last = _last[l][s];
+        return _policy switch
         {
             "window" => list[0],
             "sink" => list.FirstOrDefault(p => p >= _sinks, list[0]),
-            "tova" => list.MinBy(p => avg[p]),
+            "tova" => list.MinBy(p => last[p]),
             "h2o" => list.Take(Math.Max(0, list.Count - _recent)).DefaultIfEmpty(list[0]).MinBy(p => _h2o[l][s][p]),
             _ => throw new ArgumentException(_policy),
         };
-        kept.Remove(victim);
-        _h2o[l][s].Remove(victim);
+    }
+
+    private void Drop(int l, int s, int position)
+    {
+        _kept[l][s].Remove(position);
+        _h2o[l][s].Remove(position);
     }
 }
