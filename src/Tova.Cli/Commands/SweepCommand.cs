@@ -18,7 +18,11 @@ public static class SweepCommand
         var budgets = new Option<string>("--budgets") { Description = "Comma-separated states per layer", DefaultValueFactory = _ => "32,64,128,256" };
         var context = new Option<int?>("--context", "-c") { Description = "Window length (default: the model's context length)" };
         var maxWindows = new Option<int?>("--max-windows") { Description = "Score at most this many windows of each file" };
-        var prefill = new Option<string>("--prefill") { Description = "exact (the paper's protocol), oneshot or chunked:N", DefaultValueFactory = _ => "exact" };
+        var prefill = new Option<string>("--prefill")
+        {
+            Description = "exact (the policy at every token: the paper's language-modelling protocol), oneshot (each window's prompt attends fully, then its last token's attention chooses what stays, as the official TOVA generate handles a prompt) or chunked:N",
+            DefaultValueFactory = _ => "exact",
+        };
         var sinks = new Option<int>("--sinks") { Description = "Sink tokens of the sink policy", DefaultValueFactory = _ => 4 };
         var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "sweep-out" };
         var parallel = new Option<int>("--parallel") { Description = "Cells evaluated at once", DefaultValueFactory = _ => Environment.ProcessorCount };

@@ -1,0 +1,56 @@
+using Tova.Cache;
+using Tova.Cli.Commands;
+using Tova.Evaluation;
+
+namespace Tova.Tests.Evaluation;
+
+/// <summary>Sweep rows named by what they are, and the warning for streams past the context at original positions.</summary>
+public class SweepLabelsTests
+{
+    [Theory]
+    [InlineData("full", 4, "exact", "Full cache")]
+    [InlineData("window", 4, "exact", "Window (original positions)")]
+    [InlineData("sink", 4, "exact", "Window+4 (original positions)")]
+    [InlineData("sink", 2, "exact", "Window+2 (original positions)")]
+    [InlineData("h2o-head", 4, "exact", "H2O (per head, as published)")]
+    [InlineData("h2o", 4, "exact", "H2O (per layer)")]
+    [InlineData("tova", 4, "exact", "TOVA (per layer, as published)")]
+    [InlineData("tova-head", 4, "exact", "TOVA (per head)")]
+    [InlineData("tova", 4, "oneshot", "TOVA (per layer, as published), one-shot prompt")]
+    [InlineData("window", 4, "chunked:32", "Window (original positions), prompt chunked:32")]
+    [InlineData("tova@q8_0", 4, "exact", "TOVA (per layer, as published), states q8_0")]
+    public void RowsAreNamedByWhatTheyAre(string row, int sinks, string prefill, string expected) =>
+        Assert.Equal(expected, SweepLabels.Describe(SweepPolicy.Parse(row), sinks, PrefillMode.Parse(prefill)));
+
+    [Fact]
+    public void TablesAndCsvCarryTheLabels()
+    {
+        SweepCell Cell(string policy, int budget, double ppl) => new()
+        {
+            Policy = policy, Label = SweepLabels.TryDescribe(policy, 4, PrefillMode.Exact), Budget = budget, Tokens = 10, Windows = 1,
+            Nll = Math.Log(ppl), Ppl = ppl, KvBytes = 1,
+        };
+        var cells = new List<SweepCell> { Cell("full", 512, 4.0), Cell("sink", 32, 5.0), Cell("h2o-head", 32, 6.0) };
+        var md = SweepRunner.Markdown(cells, [32], 512);
+        Assert.Contains("| Window+4 (original positions) `sink` | 5.000 | 4.000 |", md);
+        Assert.Contains("| H2O (per head, as published) `h2o-head` | 6.000 | 4.000 |", md);
+        var csv = SweepRunner.Csv(cells).Split('\n');
+        Assert.EndsWith(",label", csv[0]);
+        Assert.EndsWith(",\"H2O (per head, as published)\"", csv[3]);
+        Assert.Null(SweepLabels.TryDescribe("no-such-policy", 4, PrefillMode.Exact));
+    }
+
+    [Fact]
+    public void StreamingPastTheContextAtOriginalPositionsWarns()
+    {
+        var tova = new CacheOptions { Policy = "tova", Budget = "64" };
+        var warning = PerplexityCommand.StreamWarning(tova, stream: true, tokens: 2000, contextLength: 512);
+        Assert.NotNull(warning);
+        Assert.Contains("1999", warning);
+        Assert.Contains("--positions renumber", warning);
+        Assert.Null(PerplexityCommand.StreamWarning(tova with { Positions = PositionMode.Renumber }, true, 2000, 512));
+        Assert.Null(PerplexityCommand.StreamWarning(tova, stream: false, 2000, 512));
+        Assert.Null(PerplexityCommand.StreamWarning(tova, stream: true, 512, 512));
+        Assert.Null(PerplexityCommand.StreamWarning(CacheOptions.Full, stream: true, 2000, 512));
+    }
+}
