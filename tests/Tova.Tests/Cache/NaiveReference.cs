@@ -14,7 +14,7 @@ namespace Tova.Tests.Cache;
 /// to the kept states and the chunk so far); <see cref="EndChunk"/> then drops, one at a time, the state the policy
 /// chooses with the last query's probabilities until the budget holds (one-shot: the whole prompt as one chunk).
 /// </summary>
-internal sealed class NaiveReference
+internal sealed partial class NaiveReference
 {
     private readonly LlamaModel _m;
     private readonly LlamaConfig _c;
@@ -27,6 +27,7 @@ internal sealed class NaiveReference
     private readonly SortedSet<int>[][] _kept;               // [layer][set] kept positions
     private readonly Dictionary<int, double>[][] _h2o;       // [layer][set] accumulated attention
     private readonly Dictionary<int, double>[][] _last;      // [layer][set] the last query's probability per kept position
+    private readonly List<Dictionary<int, double>>[][] _history; // [layer][set] every query's probabilities, in order
     private bool _deferred;
     private int _t;
 
@@ -39,7 +40,7 @@ internal sealed class NaiveReference
     {
         _kvType = kvType;
         _m = m; _c = m.Config; _policy = policy; _budget = budget; _sinks = sinks; _recent = recent ?? budget / 2;
-        _perHead = perHead; _renumber = renumber;
+        _perHead = perHead; _renumber = renumber || policy == "streaming"; // StreamingLLM always renumbers
         _emb = Dense(m.TokenEmbedding);
         _out = Dense(m.Output);
         _w = new float[_c.Layers][][];
@@ -54,13 +55,17 @@ internal sealed class NaiveReference
         _kept = new SortedSet<int>[_c.Layers][];
         _h2o = new Dictionary<int, double>[_c.Layers][];
         _last = new Dictionary<int, double>[_c.Layers][];
+        _history = new List<Dictionary<int, double>>[_c.Layers][];
+        _frozen = new Dictionary<int, double>[_c.Layers][];
         for (int l = 0; l < _c.Layers; l++)
         {
             _keys[l] = []; _values[l] = [];
             _kept[l] = new SortedSet<int>[sets];
             _h2o[l] = new Dictionary<int, double>[sets];
             _last[l] = new Dictionary<int, double>[sets];
-            for (int s = 0; s < sets; s++) { _kept[l][s] = []; _h2o[l][s] = []; _last[l][s] = []; }
+            _history[l] = new List<Dictionary<int, double>>[sets];
+            _frozen[l] = new Dictionary<int, double>[sets];
+            for (int s = 0; s < sets; s++) { _kept[l][s] = []; _h2o[l][s] = []; _last[l][s] = []; _history[l][s] = []; _frozen[l][s] = []; }
         }
     }
 
@@ -195,7 +200,7 @@ internal sealed class NaiveReference
         _deferred = false;
         for (int l = 0; l < _c.Layers; l++)
             for (int s = 0; s < _kept[l].Length; s++)
-                while (_policy != "full" && _kept[l][s].Count > _budget) Drop(l, s, Victim(l, s));
+                while (_policy != "full" && _kept[l][s].Count > BudgetOf(l)) Drop(l, s, Victim(l, s, chunkEnd: true));
     }
 
     public double[] Step(int token)
@@ -281,32 +286,12 @@ internal sealed class NaiveReference
         var kept = _kept[l][s];
         kept.Add(t);
         _last[l][s] = avg;
+        _history[l][s].Add(avg);
         if (_policy == "h2o")
             foreach (var (p, a) in avg) _h2o[l][s][p] = _h2o[l][s].GetValueOrDefault(p) + a;
         if (window > 0)
-            foreach (var p in kept.Where(p => p <= t + 1 - window).ToList()) Drop(l, s, p);
-        if (_deferred || _policy == "full" || kept.Count <= _budget) return;
-        Drop(l, s, Victim(l, s));
-    }
-
-    /// <summary>The position the policy drops from a set, by the last query's probabilities (ties: the oldest).</summary>
-    private int Victim(int l, int s)
-    {
-        var list = _kept[l][s].ToList(); // ascending: ties resolved to the oldest by taking the first minimum
-        var last = _last[l][s];
-        return _policy switch
-        {
-            "window" => list[0],
-            "sink" => list.FirstOrDefault(p => p >= _sinks, list[0]),
-            "tova" => list.MinBy(p => last[p]),
-            "h2o" => list.Take(Math.Max(0, list.Count - _recent)).DefaultIfEmpty(list[0]).MinBy(p => _h2o[l][s][p]),
-            _ => throw new ArgumentException(_policy),
-        };
-    }
-
-    private void Drop(int l, int s, int position)
-    {
-        _kept[l][s].Remove(position);
-        _h2o[l][s].Remove(position);
+            foreach (var p in kept.Where(p => p <= t + 1 - window).ToList()) Forget(l, s, p);
+        if (_deferred || _policy == "full" || kept.Count <= BudgetOf(l)) return;
+        Drop(l, s, Victim(l, s, chunkEnd: false));
     }
 }
