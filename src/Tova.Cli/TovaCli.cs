@@ -26,6 +26,7 @@ public static class TovaCli
         root.Subcommands.Add(ServeCommand.Create());
         root.Subcommands.Add(ChatCommand.Create(input));
         root.Subcommands.Add(TemplateCommand.Create());
+        root.Subcommands.Add(PoliciesCommand.Create());
         return root;
     }
 

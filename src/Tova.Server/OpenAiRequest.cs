@@ -39,7 +39,7 @@ internal sealed record OpenAiRequest
 /// </summary>
 internal static class OpenAiRequestParser
 {
-    private static readonly HashSet<string> CacheFields = ["policy", "budget", "sinks", "recent", "granularity", "prefill", "positions", "type_k", "type_v"];
+    private static readonly HashSet<string> CacheFields = ["policy", "budget", "sinks", "recent", "options", "layer_budgets", "budget_schedule", "granularity", "prefill", "positions", "type_k", "type_v"];
 
     public static OpenAiRequest Parse(JsonElement root, bool chat, TovaServerOptions server)
     {
@@ -161,6 +161,41 @@ internal static class OpenAiRequestParser
         }
         catch (ArgumentException e) { throw ApiException.Invalid(e.Message, e.ParamName ?? "kv_cache"); }
         if (OptInt(kv, "recent", "kv_cache.recent") is int recent) c = c with { Recent = recent };
+        if (Get(kv, "options") is { } opts)
+        {
+            if (opts.ValueKind != JsonValueKind.Object)
+                throw ApiException.Invalid("'kv_cache.options' must be an object of policy options such as {\"window\": 32}", "kv_cache.options");
+            var values = new Dictionary<string, string>();
+            foreach (var o in opts.EnumerateObject())
+                values[o.Name] = o.Value.ValueKind switch
+                {
+                    JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False => o.Value.GetRawText(),
+                    JsonValueKind.String => o.Value.GetString()!,
+                    _ => throw ApiException.Invalid($"'kv_cache.options.{o.Name}' must be a number, a boolean or a string", "kv_cache.options." + o.Name),
+                };
+            c = c with { PolicyOptions = values };
+        }
+        if (Get(kv, "layer_budgets") is { } lb)
+            c = c with
+            {
+                LayerBudgets = lb.ValueKind switch
+                {
+                    JsonValueKind.String => lb.GetString(),
+                    JsonValueKind.Array => string.Join(",", lb.EnumerateArray().Select(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out int n) ? n.ToString(CultureInfo.InvariantCulture)
+                        : throw ApiException.Invalid("'kv_cache.layer_budgets' must hold integers", "kv_cache.layer_budgets"))),
+                    _ => throw ApiException.Invalid("'kv_cache.layer_budgets' must be an array of integers or a string such as \"32,64\"", "kv_cache.layer_budgets"),
+                },
+            };
+        if (OptString(kv, "budget_schedule", "kv_cache.budget_schedule") is { } schedule)
+            c = c with
+            {
+                Schedule = schedule switch
+                {
+                    "uniform" => BudgetSchedule.Uniform,
+                    "pyramid" => BudgetSchedule.Pyramid,
+                    _ => throw ApiException.Invalid($"'kv_cache.budget_schedule' must be uniform or pyramid, got '{schedule}'", "kv_cache.budget_schedule"),
+                },
+            };
         if (OptString(kv, "granularity", "kv_cache.granularity") is { } g)
             c = c with
             {

@@ -56,7 +56,7 @@ public static class AnalyzeCommand
             var texts = new List<IReadOnlyList<string>>();
             var others = comparePolicies.ToDictionary(p => p.Label, _ => new List<RetentionRecorder>());
             var runs = windowIds.SelectMany(w => new[] { (Label: label, Options: cache, Ids: w) }
-                .Concat(comparePolicies.Select(p => (p.Label, Options: p.ToOptions(budget, cache.Sinks) with { Positions = cache.Positions }, Ids: w)))).ToList();
+                .Concat(comparePolicies.Select(p => (p.Label, Options: p.ToOptions(budget, cache.Sinks ?? 4) with { Positions = cache.Positions }, Ids: w)))).ToList();
             var recorded = new RetentionRecorder[runs.Count];
             await Task.Run(() => Parallel.For(0, runs.Count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount, CancellationToken = ct },
                 i => recorded[i] = RetentionAnalyzer.Run(bundle.Model, runs[i].Ids, runs[i].Options)), ct);

@@ -91,10 +91,11 @@ public static class PerplexityCommand
     {
         ["policy"] = c.Policy,
         ["budget"] = c.IsFull ? null : c.ResolveBudget(contextLength),
-        ["sinks"] = c.Policy == "sink" ? c.Sinks : null,
-        ["recent"] = c.Policy == "h2o" ? c.Recent ?? c.ResolveBudget(contextLength) / 2 : null,
-        ["granularity"] = c.Granularity.ToString().ToLowerInvariant(),
-        ["positions"] = c.Positions.ToString().ToLowerInvariant(),
+        ["sinks"] = !c.IsFull && c.ResolveOptionValues().TryGetValue("sinks", out var s) ? (int)s : null,
+        ["recent"] = c.IsFull ? null : c.ResolveOptionValues().TryGetValue("recent", out var r) ? (int)r : c.Descriptor.Option("recent") is null ? null : c.ResolveBudget(contextLength) / 2,
+        ["options"] = c.IsFull ? null : c.ResolveOptionValues(),
+        ["granularity"] = c.EffectiveGranularity.ToString().ToLowerInvariant(),
+        ["positions"] = c.EffectivePositions.ToString().ToLowerInvariant(),
         ["prefill"] = prefill.ToString(),
     };
 

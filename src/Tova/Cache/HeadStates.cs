@@ -23,16 +23,25 @@ public sealed unsafe class HeadStates
     public byte[] KeyData = [];         // [capacity, key_row_bytes], pinned
     public byte[] ValueData = [];       // [capacity, value_row_bytes], pinned
     public int[] Positions = [0];       // [capacity + 1]   (index Count: the pending state's position)
-    public float[] PolicyState = [0];   // [capacity + 1]   per-slot bookkeeping of the policy (e.g. H2O sums)
+    public int[] Tokens = [-1];         // [capacity + 1]   token id per slot (−1: not given)
+    public float[] PolicyState = [0];   // [(capacity + 1) · StateWidth]   per-slot bookkeeping of the policy (e.g. H2O sums)
     public float[] Scores = [0];        // [capacity + 1]   the last step's head-averaged attention per slot
     public readonly byte[] PendingKey;   // [key_row_bytes], pinned
     public readonly byte[] PendingValue; // [value_row_bytes], pinned
     public int Count;
     public bool HasPending;
 
-    public HeadStates(int headDim, GgmlType keyType = GgmlType.F32, GgmlType valueType = GgmlType.F32)
+    /// <summary>Floats of policy bookkeeping per slot.</summary>
+    public int StateWidth { get; }
+
+    public int HeadDim => _headDim;
+
+    public HeadStates(int headDim, GgmlType keyType = GgmlType.F32, GgmlType valueType = GgmlType.F32, int stateWidth = 1)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(stateWidth, 1);
         _headDim = headDim;
+        StateWidth = stateWidth;
+        PolicyState = new float[stateWidth];
         KeyType = keyType;
         ValueType = valueType;
         KeyRowBytes = StateRows.RowBytes(keyType, headDim);
@@ -54,7 +63,8 @@ public sealed unsafe class HeadStates
         KeyData = Grow(KeyData, capacity * KeyRowBytes);
         ValueData = Grow(ValueData, capacity * ValueRowBytes);
         Array.Resize(ref Positions, capacity + 1);
-        Array.Resize(ref PolicyState, capacity + 1);
+        Array.Resize(ref Tokens, capacity + 1);
+        Array.Resize(ref PolicyState, (capacity + 1) * StateWidth);
         Array.Resize(ref Scores, capacity + 1);
     }
 
@@ -66,7 +76,7 @@ public sealed unsafe class HeadStates
     }
 
     /// <summary>Stores the new state (rounded to the KV types) in a free slot, or as pending when all are taken.</summary>
-    internal void Add(ReadOnlySpan<float> key, ReadOnlySpan<float> value, int position)
+    internal void Add(ReadOnlySpan<float> key, ReadOnlySpan<float> value, int position, int token = -1)
     {
         if (HasPending) throw new InvalidOperationException("a pending state was never resolved");
         bool free = Count < Capacity;
@@ -77,7 +87,9 @@ public sealed unsafe class HeadStates
             StateRows.Store(ValueType, value, v);
         }
         Positions[Count] = position;
-        PolicyState[Count] = 0;
+        Tokens[Count] = token;
+        if (StateWidth == 1) PolicyState[Count] = 0;
+        else PolicyState.AsSpan(Count * StateWidth, StateWidth).Clear();
         if (free) Count++;
         else HasPending = true;
     }
@@ -107,7 +119,9 @@ public sealed unsafe class HeadStates
     private void Move(int from, int to)
     {
         Positions[to] = Positions[from];
-        PolicyState[to] = PolicyState[from];
+        Tokens[to] = Tokens[from];
+        if (StateWidth == 1) PolicyState[to] = PolicyState[from];
+        else PolicyState.AsSpan(from * StateWidth, StateWidth).CopyTo(PolicyState.AsSpan(to * StateWidth, StateWidth));
         Scores[to] = Scores[from];
     }
 
@@ -122,4 +136,11 @@ public sealed unsafe class HeadStates
 
     /// <summary>Slot i's value as floats (as stored: rounded to the KV type).</summary>
     public void ReadValue(int i, Span<float> dst) => Quantization.Dequantize(ValueType, ValueRow(i), dst[.._headDim]);
+
+    /// <summary>Overwrites slot i's value (the pending value for i = Count), rounded to the KV type (merging policies).</summary>
+    internal void WriteValue(int i, ReadOnlySpan<float> value)
+    {
+        fixed (byte* v = i < Count ? ValueData.AsSpan(i * ValueRowBytes, ValueRowBytes) : PendingValue)
+            StateRows.Store(ValueType, value[.._headDim], v);
+    }
 }

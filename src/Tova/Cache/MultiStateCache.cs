@@ -19,7 +19,11 @@ public sealed class MultiStateCache
     private readonly int[] _window;      // [layer] sliding window (0 = none)
     private readonly int[] _layerMax;    // [layer] most states a set of the layer stores
     private readonly int[] _lastAdded;   // [layer] position of the newest state
+    private readonly int[] _budget;      // [layer] states a set of the layer keeps
     private readonly int _groupSize;
+    private readonly Granularity _granularity;
+    private readonly bool _renumber;
+    private readonly float[] _mergeA = [], _mergeB = []; // [head_dim] scratch of merging policies
 
     public int Layers { get; }
     public int KvHeads { get; }
@@ -27,17 +31,24 @@ public sealed class MultiStateCache
     public CacheOptions Options { get; }
     public CachePolicy Policy { get; }
 
-    /// <summary>States kept per set after each step (the context length for the full cache).</summary>
+    /// <summary>States kept per set after each step (the context length for the full cache); the mean over layers when layers differ (<see cref="BudgetOf"/>).</summary>
     public int Budget { get; }
+
+    /// <summary>States a set of layer <paramref name="layer"/> keeps after each step.</summary>
+    public int BudgetOf(int layer) => _budget[layer];
+
+    /// <summary>The granularity in use (the policy's own where it fixes one).</summary>
+    public Granularity Granularity => _granularity;
 
     /// <summary>Extra slots for chunked prefill (the chunk size; 0 when prompts are processed exactly).</summary>
     public int Headroom { get; }
 
-    /// <summary>Most states one set may ever store (budget + headroom; the context length for full).</summary>
+    /// <summary>Most states one set may ever store (largest layer budget + headroom; the context length for full).</summary>
     public int MaxStates { get; }
 
     public bool Bounded => !Options.IsFull;
-    public bool Renumber => Options.Positions == PositionMode.Renumber;
+    /// <summary>True if keys are re-rotated at their index in the cache (<c>--positions renumber</c>, or a policy that renumbers).</summary>
+    public bool Renumber => _renumber;
 
     /// <summary>Number of tokens processed so far (the next token's true position).</summary>
     public int Position { get; internal set; }
@@ -59,9 +70,13 @@ public sealed class MultiStateCache
         HeadDim = config.HeadDim;
         _groupSize = config.GroupSize;
         Budget = options.ResolveBudget(config.ContextLength);
-        Policy = options.CreatePolicy(Budget);
+        _budget = options.ResolveLayerBudgets(config.ContextLength, Layers);
+        Policy = options.CreatePolicy(config.ContextLength, Layers, KvHeads, HeadDim);
+        _granularity = options.EffectiveGranularity;
+        _renumber = options.EffectivePositions == PositionMode.Renumber;
+        if (Policy.Merges) { _mergeA = new float[HeadDim]; _mergeB = new float[HeadDim]; }
         Headroom = options.IsFull ? 0 : Math.Max(0, headroom);
-        MaxStates = options.IsFull ? config.ContextLength : Budget + Headroom;
+        MaxStates = options.IsFull ? config.ContextLength : _budget.Max() + Headroom;
         _window = new int[Layers];
         _layerMax = new int[Layers];
         _lastAdded = new int[Layers];
@@ -71,12 +86,12 @@ public sealed class MultiStateCache
             // A sliding-window layer never needs more than its window: bounded, min(window, budget) (+ the chunk's
             // headroom); full, the window plus one batch of new states added before the step's attention.
             int w = _window[l] = config.WindowOf(l);
-            _layerMax[l] = w == 0 ? MaxStates
+            _layerMax[l] = w == 0 ? (options.IsFull ? MaxStates : _budget[l] + Headroom)
                 : options.IsFull ? Math.Min(config.ContextLength, w + Transformer.MaxBatch - 1)
-                : Math.Min(Budget, w) + Headroom;
+                : Math.Min(_budget[l], w) + Headroom;
             for (int g = 0; g < KvHeads; g++)
             {
-                var set = _sets[l * KvHeads + g] = new HeadStates(HeadDim, options.KvTypeK, options.KvTypeV);
+                var set = _sets[l * KvHeads + g] = new HeadStates(HeadDim, options.KvTypeK, options.KvTypeV, Policy.StateWidth);
                 if (Bounded) set.Resize(_layerMax[l]);
             }
         }
@@ -92,16 +107,16 @@ public sealed class MultiStateCache
     public static long WorstCaseBytes(LlamaConfig config, CacheOptions options, int headroom = 0)
     {
         options.Validate(config);
-        int budget = options.ResolveBudget(config.ContextLength);
+        var budgets = options.ResolveLayerBudgets(config.ContextLength, config.Layers);
         int extra = options.IsFull ? 0 : Math.Max(0, headroom);
         long perState = StateRows.RowBytes(options.KvTypeK, config.HeadDim) + StateRows.RowBytes(options.KvTypeV, config.HeadDim);
         long states = 0;
         for (int l = 0; l < config.Layers; l++)
         {
             int w = config.WindowOf(l);
-            states += w == 0 ? (options.IsFull ? config.ContextLength : budget + extra)
+            states += w == 0 ? (options.IsFull ? config.ContextLength : budgets[l] + extra)
                 : options.IsFull ? Math.Min(config.ContextLength, w + Transformer.MaxBatch - 1)
-                : Math.Min(budget, w) + extra;
+                : Math.Min(budgets[l], w) + extra;
         }
         return states * config.KvHeads * perState;
     }
@@ -144,9 +159,9 @@ public sealed class MultiStateCache
 
     /// <summary>
     /// Adds the new token's key and value (k, v: [kv_dim]; k rotated at its true position unless positions are
-    /// renumbered, then unrotated) to every KV head of a layer.
+    /// renumbered, then unrotated) and its token id (−1: unknown) to every KV head of a layer.
     /// </summary>
-    public void Add(int layer, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int position)
+    public void Add(int layer, ReadOnlySpan<float> k, ReadOnlySpan<float> v, int position, int token = -1)
     {
         _lastAdded[layer] = position;
         int max = _layerMax[layer];
@@ -160,7 +175,7 @@ public sealed class MultiStateCache
                         $"the full cache holds at most {MaxStates} states (the context length); use a bounded cache (e.g. --cache tova --budget 256) for longer sequences");
                 s.Resize(Math.Min(max, Math.Max(InitialCapacity, s.Capacity * 2)));
             }
-            s.Add(k.Slice(g * HeadDim, HeadDim), v.Slice(g * HeadDim, HeadDim), position);
+            s.Add(k.Slice(g * HeadDim, HeadDim), v.Slice(g * HeadDim, HeadDim), position, token);
         }
     }
 
@@ -177,25 +192,28 @@ public sealed class MultiStateCache
             return;
         }
         bool scores = Policy.UsesScores;
-        if (Options.Granularity == Granularity.Layer)
+        int budget = _budget[layer];
+        if (_granularity == Granularity.Layer)
         {
             var s0 = _sets[layer * KvHeads];
             int total = s0.Total;
+            int heads = KvHeads * _groupSize;
             if (scores)
             {
                 var avg = s0.Scores.AsSpan(0, total);
                 avg.Clear();
-                int heads = KvHeads * _groupSize;
                 for (int h = 0; h < heads; h++)
                     System.Numerics.Tensors.TensorPrimitives.Add(avg, probs.Slice(h * stride, total), avg);
                 System.Numerics.Tensors.TensorPrimitives.Multiply(avg, 1.0f / heads, avg);
-                Policy.Observe(avg, s0.PolicyState.AsSpan(0, total));
             }
+            Policy.Observe(StepOf(layer, -1, false, probs, stride, 0, heads));
             ExpireWindow(layer);
-            total = s0.Total;
-            if (!Deferred && total > Budget)
+            if (!Deferred && s0.Total > budget)
             {
-                int victim = Policy.ChooseVictim(s0.Scores.AsSpan(0, total), s0.Positions.AsSpan(0, total), s0.PolicyState.AsSpan(0, total));
+                var step = StepOf(layer, -1, false, probs, stride, 0, heads);
+                int victim = Policy.ChooseVictim(step);
+                CheckVictim(victim, step.Count);
+                if (Policy.Merges) Merge(step, victim, layer, -1);
                 DropFromLayer(layer, victim);
             }
         }
@@ -205,21 +223,61 @@ public sealed class MultiStateCache
             {
                 var s = _sets[layer * KvHeads + g];
                 int total = s.Total;
-                var avg = s.Scores.AsSpan(0, total);
-                avg.Clear();
-                for (int hh = 0; hh < _groupSize; hh++)
-                    System.Numerics.Tensors.TensorPrimitives.Add(avg, probs.Slice((g * _groupSize + hh) * stride, total), avg);
-                System.Numerics.Tensors.TensorPrimitives.Multiply(avg, 1.0f / _groupSize, avg);
-                Policy.Observe(avg, s.PolicyState.AsSpan(0, total));
-                ExpireSet(layer, g);
-                total = s.Total;
-                if (!Deferred && total > Budget)
+                if (scores)
                 {
-                    int victim = Policy.ChooseVictim(s.Scores.AsSpan(0, total), s.Positions.AsSpan(0, total), s.PolicyState.AsSpan(0, total));
+                    var avg = s.Scores.AsSpan(0, total);
+                    avg.Clear();
+                    for (int hh = 0; hh < _groupSize; hh++)
+                        System.Numerics.Tensors.TensorPrimitives.Add(avg, probs.Slice((g * _groupSize + hh) * stride, total), avg);
+                    System.Numerics.Tensors.TensorPrimitives.Multiply(avg, 1.0f / _groupSize, avg);
+                }
+                Policy.Observe(StepOf(layer, g, false, probs, stride, g * _groupSize, _groupSize));
+                ExpireSet(layer, g);
+                if (!Deferred && s.Total > budget)
+                {
+                    var step = StepOf(layer, g, false, probs, stride, g * _groupSize, _groupSize);
+                    int victim = Policy.ChooseVictim(step);
+                    CheckVictim(victim, step.Count);
+                    if (Policy.Merges) Merge(step, victim, layer, g);
                     OnDrop?.Invoke(layer, g, s.Positions[victim]);
                     s.Drop(victim);
                 }
             }
+        }
+    }
+
+    /// <summary>What the policy sees of set (layer, kvHead) now (kvHead −1: the whole layer).</summary>
+    private PolicyStep StepOf(int layer, int kvHead, bool chunkEnd, ReadOnlySpan<float> probs, int stride, int firstHead, int queryHeads)
+    {
+        var s = _sets[layer * KvHeads + Math.Max(0, kvHead)];
+        int n = s.Total, w = s.StateWidth;
+        return new PolicyStep(layer, kvHead, _budget[layer], chunkEnd, Policy.UsesScores ? s.Scores.AsSpan(0, n) : default,
+            s.Positions.AsSpan(0, n), s.Tokens.AsSpan(0, n), s.PolicyState.AsSpan(0, n * w), w, probs, stride, firstHead, queryHeads,
+            kvHead < 0 ? _sets.AsSpan(layer * KvHeads, KvHeads) : _sets.AsSpan(layer * KvHeads + kvHead, 1));
+    }
+
+    private void CheckVictim(int victim, int count)
+    {
+        if ((uint)victim >= (uint)count)
+            throw new InvalidOperationException($"the {Policy.Name} policy chose slot {victim} of a set of {count} states");
+    }
+
+    /// <summary>Folds the victim's value into the slot the policy names (score-weighted average), in every KV head of the set.</summary>
+    private void Merge(in PolicyStep step, int victim, int layer, int kvHead)
+    {
+        int target = Policy.MergeTarget(step, victim, out float wv, out float wt);
+        if (target < 0 || target == victim) return;
+        CheckVictim(target, step.Count);
+        float sum = wv + wt;
+        if (!(sum > 0) || !float.IsFinite(sum)) { wv = wt = 0.5f; sum = 1; }
+        int first = kvHead < 0 ? 0 : kvHead, last = kvHead < 0 ? KvHeads : kvHead + 1;
+        for (int g = first; g < last; g++)
+        {
+            var set = _sets[layer * KvHeads + g];
+            set.ReadValue(victim, _mergeA);
+            set.ReadValue(target, _mergeB);
+            for (int i = 0; i < HeadDim; i++) _mergeB[i] = (wv * _mergeA[i] + wt * _mergeB[i]) / sum;
+            set.WriteValue(target, _mergeB);
         }
     }
 
@@ -230,7 +288,7 @@ public sealed class MultiStateCache
     public void ExpireWindow(int layer)
     {
         if (_window[layer] == 0) return;
-        if (Options.Granularity == Granularity.Layer || !Bounded)
+        if (_granularity == Granularity.Layer || !Bounded)
         {
             var s0 = _sets[layer * KvHeads];
             int oldest = _lastAdded[layer] + 2 - _window[layer];
@@ -276,27 +334,37 @@ public sealed class MultiStateCache
         if (Bounded) Deferred = true;
     }
 
-    /// <summary>Ends a prefill chunk: each set drops states, chosen by the policy with the last query's scores, down to the budget.</summary>
+    /// <summary>Ends a prefill chunk: each set drops states, chosen by the policy with the last query's scores, down to its budget.</summary>
     public void EndChunk()
     {
         if (!Deferred) return;
         Deferred = false;
         for (int l = 0; l < Layers; l++)
         {
-            if (Options.Granularity == Granularity.Layer)
+            int budget = _budget[l];
+            if (_granularity == Granularity.Layer)
             {
                 var s0 = _sets[l * KvHeads];
-                while (s0.Count > Budget)
-                    DropFromLayer(l, Policy.ChooseVictim(s0.Scores.AsSpan(0, s0.Count), s0.Positions.AsSpan(0, s0.Count), s0.PolicyState.AsSpan(0, s0.Count)));
+                while (s0.Count > budget)
+                {
+                    var step = StepOf(l, -1, true, default, 0, 0, 0);
+                    int v = Policy.ChooseVictim(step);
+                    CheckVictim(v, step.Count);
+                    if (Policy.Merges) Merge(step, v, l, -1);
+                    DropFromLayer(l, v);
+                }
             }
             else
             {
                 for (int g = 0; g < KvHeads; g++)
                 {
                     var s = _sets[l * KvHeads + g];
-                    while (s.Count > Budget)
+                    while (s.Count > budget)
                     {
-                        int v = Policy.ChooseVictim(s.Scores.AsSpan(0, s.Count), s.Positions.AsSpan(0, s.Count), s.PolicyState.AsSpan(0, s.Count));
+                        var step = StepOf(l, g, true, default, 0, 0, 0);
+                        int v = Policy.ChooseVictim(step);
+                        CheckVictim(v, step.Count);
+                        if (Policy.Merges) Merge(step, v, l, g);
                         OnDrop?.Invoke(l, g, s.Positions[v]);
                         s.Drop(v);
                     }
@@ -319,7 +387,7 @@ public sealed class MultiStateCache
         var k = new float[KvHeads * HeadDim];
         var v = new float[KvHeads * HeadDim];
         for (int l = 0; l < Layers; l++)
-            for (int p = tokens - Math.Min(tokens, Bounded ? Math.Min(Budget, _layerMax[l]) : _layerMax[l]); p < tokens; p++)
+            for (int p = tokens - Math.Min(tokens, Bounded ? Math.Min(_budget[l], _layerMax[l]) : _layerMax[l]); p < tokens; p++)
             {
                 for (int i = 0; i < k.Length; i++) { k[i] = (float)(rng.NextDouble() - 0.5); v[i] = (float)(rng.NextDouble() - 0.5); }
                 Add(l, k, v, p);

@@ -3,14 +3,18 @@ using Tova.Cache;
 namespace Tova.Evaluation;
 
 /// <summary>
-/// One policy row of a sweep, e.g. "tova", "tova-head", "sink" (4 sinks), "h2o", and with a KV type other than f32
-/// "tova@q8_0" (states stored as q8_0).
+/// One policy row of a sweep, e.g. "tova", "tova-head", "sink" (4 sinks), "h2o", "h2o-head", "tova:sinks=4,recent=16"
+/// (policy options), and with a KV type other than f32 "tova@q8_0" (states stored as q8_0).
 /// </summary>
 public sealed record SweepPolicy(string Label, string Policy, Granularity Granularity, Formats.GgmlType KvType = Formats.GgmlType.F32)
 {
+    /// <summary>The policy's options for this row (name → value), or null.</summary>
+    public IReadOnlyDictionary<string, string>? Options { get; init; }
+
     /// <summary>
-    /// Parses "full", "window", "sink", "h2o", "tova", and "h2o-head" / "tova-head" for head granularity, each with an
-    /// optional "@type" (f32, f16, bf16, q8_0, q4_0) for how states are stored.
+    /// Parses "NAME[-head][:opt=value,…][@type]": NAME a known policy (<see cref="PolicyRegistry"/>), "-head" for head
+    /// granularity where the policy allows it (a registered name such as "h2o-head" is taken as it is), policy
+    /// options, and "@type" (f32, f16, bf16, q8_0, q4_0) for how states are stored.
     /// </summary>
     public static SweepPolicy Parse(string text)
     {
@@ -22,21 +26,51 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
             var p = Parse(t[..at]);
             return p with { Label = type == Formats.GgmlType.F32 ? p.Label : $"{p.Label}@{Kernels.StateRows.Name(type)}", KvType = type };
         }
-        bool head = t.EndsWith("-head", StringComparison.Ordinal);
-        var name = head ? t[..^5] : t;
-        if (Array.IndexOf(CacheOptions.PolicyNames, name) < 0 || head && name is not ("tova" or "h2o"))
+        int colon = t.IndexOf(':');
+        Dictionary<string, string>? options = null;
+        var name = t;
+        if (colon >= 0)
+        {
+            name = t[..colon];
+            options = new();
+            foreach (var part in t[(colon + 1)..].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                int eq = part.IndexOf('=');
+                if (eq <= 0 || eq == part.Length - 1) throw new ArgumentException($"policy '{text}': options are name=value, got '{part}'", "policies");
+                options[part[..eq]] = part[(eq + 1)..];
+            }
+        }
+        bool head = false;
+        if (!PolicyRegistry.TryGet(name, out _) && name.EndsWith("-head", StringComparison.Ordinal))
+        {
+            head = true;
+            name = name[..^5];
+        }
+        if (!PolicyRegistry.TryGet(name, out var d) || head && !d.HeadGranularity)
             throw new ArgumentException(
-                $"unknown policy '{text}' (expected full, window, sink, h2o, tova, h2o-head or tova-head)");
-        return new SweepPolicy(t, name, head ? Granularity.Head : Granularity.Layer);
+                $"unknown policy '{text}' (expected one of {string.Join(", ", PolicyRegistry.Names)}, NAME-head for {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity && p.ForcedGranularity is null).Select(p => p.Name))}, optionally :name=value,… and @type)", "policies");
+        var row = new SweepPolicy(t, name, head ? Granularity.Head : d.ForcedGranularity ?? Granularity.Layer) { Options = options };
+        row.ToOptions(1 << 20).ResolveOptionValues(); // unknown options and bad values fail here, before any run
+        return row;
     }
 
-    public CacheOptions ToOptions(int budget, int sinks = 4) => new()
+    /// <summary>
+    /// The cache options of this row at <paramref name="budget"/>; <paramref name="sinks"/> (the sweep's --sinks, at
+    /// most the budget) is given to the policies that keep sinks by default (sink, streaming) unless the row sets it.
+    /// </summary>
+    public CacheOptions ToOptions(int budget, int sinks = 4)
     {
-        Policy = Policy,
-        Budget = Policy == "full" ? null : budget.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        Granularity = Granularity,
-        Sinks = Math.Min(sinks, budget),
-        KvTypeK = KvType,
-        KvTypeV = KvType,
-    };
+        bool full = PolicyRegistry.TryGet(Policy, out var d) && !d.Bounded;
+        bool sinksByDefault = d?.Option("sinks")?.DefaultValue is > 0;
+        return new()
+        {
+            Policy = Policy,
+            Budget = full ? null : budget.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            Granularity = Granularity,
+            Sinks = sinksByDefault ? Math.Min(sinks, budget) : null,
+            PolicyOptions = Options,
+            KvTypeK = KvType,
+            KvTypeV = KvType,
+        };
+    }
 }

@@ -183,7 +183,7 @@ public sealed unsafe partial class Transformer : IDisposable
                     {
                         Rope(_q.AsSpan(b * qDim, qDim), b, rt);
                         Rope(_k.AsSpan(b * kvDim, kvDim), b, rt);
-                        caches[b].Add(l, _k.AsSpan(b * kvDim, kvDim), _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                        caches[b].Add(l, _k.AsSpan(b * kvDim, kvDim), _v.AsSpan(b * kvDim, kvDim), _pos[b], tokens[b]);
                         _visible[b] = caches[b].Set(l, 0).Count;
                         _stepCaches[b] = caches[b];
                     }
@@ -204,14 +204,14 @@ public sealed unsafe partial class Transformer : IDisposable
                         if (cache.Renumber)
                         {
                             // Keys are stored unrotated and rotated at their index in the cache at every step.
-                            cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                            cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b], tokens[b]);
                             RopeAt(qb, cache.MaxTotal(l) - 1, rt);
                         }
                         else
                         {
                             Rope(qb, b, rt);
                             Rope(kb, b, rt);
-                            cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b]);
+                            cache.Add(l, kb, _v.AsSpan(b * kvDim, kvDim), _pos[b], tokens[b]);
                         }
                         Attention(cache, l, qb, _attOut.AsSpan(b * qDim, qDim));
                     }

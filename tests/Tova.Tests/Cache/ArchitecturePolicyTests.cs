@@ -58,7 +58,7 @@ public class ArchitecturePolicyTests : IDisposable
         var c = model.Config;
         var options = new CacheOptions
         {
-            Policy = policy, Budget = policy == "full" ? null : budget.ToString(), Sinks = 3,
+            Policy = policy, Budget = policy == "full" ? null : budget.ToString(), Sinks = policy == "sink" ? 3 : null,
             Granularity = perHead ? Granularity.Head : Granularity.Layer,
             Positions = renumber ? PositionMode.Renumber : PositionMode.Original,
             KvTypeK = kvType, KvTypeV = kvType,

@@ -25,7 +25,7 @@ public class ExactPrefillTests
         using var tf = new Transformer(model);
         var options = new CacheOptions
         {
-            Policy = policy, Budget = policy == "full" ? null : budget.ToString(), Sinks = 3,
+            Policy = policy, Budget = policy == "full" ? null : budget.ToString(), Sinks = policy == "sink" ? 3 : null,
             Granularity = perHead ? Granularity.Head : Granularity.Layer,
             Positions = renumber ? PositionMode.Renumber : PositionMode.Original,
         };

@@ -46,7 +46,7 @@ public class PolicyHandWorkedTests
         return kept;
     }
 
-    private static MultiStateCache Cache(LlamaConfig cfg, string policy, int budget, int sinks = 4, int? recent = null, Granularity g = Granularity.Layer) =>
+    private static MultiStateCache Cache(LlamaConfig cfg, string policy, int budget, int? sinks = null, int? recent = null, Granularity g = Granularity.Layer) =>
         new(cfg, new CacheOptions { Policy = policy, Budget = budget.ToString(), Sinks = sinks, Recent = recent, Granularity = g });
 
     [Fact]

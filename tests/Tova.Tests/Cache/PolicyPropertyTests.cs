@@ -19,7 +19,7 @@ public class PolicyPropertyTests
             int param = Math.Min(c.Param, c.Budget);
             var cache = new MultiStateCache(cfg, new CacheOptions
             {
-                Policy = policy, Budget = c.Budget.ToString(), Sinks = param, Recent = param,
+                Policy = policy, Budget = c.Budget.ToString(), Sinks = policy == "sink" ? param : null, Recent = policy == "h2o" ? param : null,
                 Granularity = perHead ? Granularity.Head : Granularity.Layer,
             });
             var rng = new Random(c.Seed);
