@@ -82,7 +82,7 @@ public static class PerplexityCommand
     /// (their distances to the query grow past any the model was trained on); null when there is nothing to warn of.
     /// </summary>
     public static string? StreamWarning(Cache.CacheOptions cache, bool stream, int tokens, int contextLength) =>
-        stream && !cache.IsFull && cache.Positions == Cache.PositionMode.Original && tokens > contextLength
+        stream && !cache.IsFull && cache.EffectivePositions == Cache.PositionMode.Original && tokens > contextLength
             ? string.Create(CultureInfo.InvariantCulture,
                 $"warning: --stream over {tokens} tokens, past the model's context of {contextLength}, with --positions original: kept states sit at distances up to {tokens - 1} the model never saw in training (--positions renumber keeps every distance below the budget)")
             : null;

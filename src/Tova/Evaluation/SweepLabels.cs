@@ -17,14 +17,27 @@ public static class SweepLabels
     public static string Describe(SweepPolicy row, int sinks, PrefillMode prefill)
     {
         bool head = row.Granularity == Granularity.Head;
+        var o = row.ToOptions(Math.Max(1, sinks), sinks).ResolveOptionValues();
+        int Opt(string name) => o.TryGetValue(name, out var v) ? (int)v : 0;
+        bool Given(string name) => row.Options?.ContainsKey(name) == true;
+        string perHead = head ? ", per head" : "";
         string text = row.Policy switch
         {
             "full" => "Full cache",
             "window" => "Window (original positions)",
-            "sink" => string.Create(CultureInfo.InvariantCulture, $"Window+{sinks} (original positions)"),
-            "h2o" => head ? "H2O (per head, as published)" : "H2O (per layer)",
-            "tova" => head ? "TOVA (per head)" : "TOVA (per layer, as published)",
-            _ => row.Policy,
+            "sink" => I($"Window+{Opt("sinks")} (original positions)"),
+            "streaming" => I($"StreamingLLM ({Opt("sinks")} sinks, renumbered positions{(Opt("sinks") == 4 ? ", as published" : "")})"),
+            "h2o" or "h2o-head" => (head ? "H2O (per head" : "H2O (per layer")
+                + (Given("recent") ? I($", {Opt("recent")} recent)") : head ? ", as published)" : ", recent budget/2)"),
+            "tova" when Opt("sinks") == 0 && Opt("recent") == 0 => head ? "TOVA (per head)" : "TOVA (per layer, as published)",
+            "tova" => I($"TOVA + {Opt("sinks")} sinks + {Opt("recent")} recent (per {(head ? "head" : "layer")})"),
+            "tova-merge" => $"TOVA-merge (victim's value folded into the most similar key{perHead})",
+            "snapkv" => I($"SnapKV (window {Opt("window")}, kernel {Opt("kernel")}{(Opt("every") > 0 ? I($", rescored every {Opt("every")}") : "")}{perHead}")
+                + (head && Opt("window") == 32 && Opt("kernel") == 5 && Opt("every") == 0 && prefill.Kind == PrefillKind.OneShot ? ", as published)" : ")"),
+            "pyramidkv" => I($"PyramidKV (SnapKV scores, window {Opt("window")}, kernel {Opt("kernel")}, pyramid layer budgets{perHead})"),
+            "knorm" => $"K-norm (largest key norm dropped{perHead})",
+            "random" => I($"Random (seed {Opt("seed")}{perHead})"),
+            _ => PolicyRegistry.TryGet(row.Policy, out var d) ? $"{d.Name}: {d.Description}{perHead}" : row.Policy,
         };
         // The published TOVA decides at every step in language modelling (exact) and after a one-shot prompt in
         // generation; other prompt handling is named.
@@ -33,6 +46,8 @@ public static class SweepLabels
         if (row.KvType != Formats.GgmlType.F32) text += ", states " + Kernels.StateRows.Name(row.KvType);
         return text;
     }
+
+    private static string I(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 
     /// <summary><see cref="Describe"/> for a stored row label; null when the label no longer parses.</summary>
     public static string? TryDescribe(string label, int sinks, PrefillMode prefill)

@@ -19,7 +19,8 @@ internal sealed partial class NaiveReference
     private readonly LlamaModel _m;
     private readonly LlamaConfig _c;
     private readonly string _policy;
-    private readonly int _budget, _sinks, _recent;
+    private readonly int _budget, _sinks;
+    private readonly int? _recent; // H2O's protected recent states (null: each layer's budget / 2)
     private readonly bool _perHead, _renumber;
     private readonly float[][][] _w = null!; // per layer: q, k, v, o, gate, down, up as row-major [rows*cols]
     private readonly float[] _emb, _out;
@@ -39,7 +40,7 @@ internal sealed partial class NaiveReference
         Tova.Formats.GgmlType kvType = Tova.Formats.GgmlType.F32)
     {
         _kvType = kvType;
-        _m = m; _c = m.Config; _policy = policy; _budget = budget; _sinks = sinks; _recent = recent ?? budget / 2;
+        _m = m; _c = m.Config; _policy = policy; _budget = budget; _sinks = sinks; _recent = recent;
         _perHead = perHead; _renumber = renumber || policy == "streaming"; // StreamingLLM always renumbers
         _emb = Dense(m.TokenEmbedding);
         _out = Dense(m.Output);

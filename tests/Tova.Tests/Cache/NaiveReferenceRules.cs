@@ -38,7 +38,7 @@ internal sealed partial class NaiveReference
             "window" => list[0],
             "sink" or "streaming" => list.FirstOrDefault(p => p >= _sinks, list[0]),
             "tova" or "tova-merge" => TovaVictim(list, last),
-            "h2o" => list.Take(Math.Max(0, list.Count - _recent)).DefaultIfEmpty(list[0]).MinBy(p => _h2o[l][s][p]),
+            "h2o" => list.Take(Math.Max(0, list.Count - (_recent ?? BudgetOf(l) / 2))).DefaultIfEmpty(list[0]).MinBy(p => _h2o[l][s][p]),
             "knorm" => list.MaxBy(p => SquaredNorm(_keys[l][p], l, s)),
             "random" => list[RandomRank(l, _perHead ? s : -1, list[^1], list.Count)],
             "snapkv" or "pyramidkv" => SnapVictim(l, s, list, chunkEnd),

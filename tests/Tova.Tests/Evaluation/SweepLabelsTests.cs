@@ -13,12 +13,21 @@ public class SweepLabelsTests
     [InlineData("sink", 4, "exact", "Window+4 (original positions)")]
     [InlineData("sink", 2, "exact", "Window+2 (original positions)")]
     [InlineData("h2o-head", 4, "exact", "H2O (per head, as published)")]
-    [InlineData("h2o", 4, "exact", "H2O (per layer)")]
+    [InlineData("h2o", 4, "exact", "H2O (per layer, recent budget/2)")]
     [InlineData("tova", 4, "exact", "TOVA (per layer, as published)")]
     [InlineData("tova-head", 4, "exact", "TOVA (per head)")]
     [InlineData("tova", 4, "oneshot", "TOVA (per layer, as published), one-shot prompt")]
     [InlineData("window", 4, "chunked:32", "Window (original positions), prompt chunked:32")]
     [InlineData("tova@q8_0", 4, "exact", "TOVA (per layer, as published), states q8_0")]
+    [InlineData("h2o:recent=8", 4, "exact", "H2O (per layer, 8 recent)")]
+    [InlineData("streaming", 4, "exact", "StreamingLLM (4 sinks, renumbered positions, as published)")]
+    [InlineData("tova:sinks=4,recent=16", 4, "exact", "TOVA + 4 sinks + 16 recent (per layer)")]
+    [InlineData("snapkv-head", 4, "oneshot", "SnapKV (window 32, kernel 5, per head, as published), one-shot prompt")]
+    [InlineData("snapkv", 4, "exact", "SnapKV (window 32, kernel 5)")]
+    [InlineData("pyramidkv", 4, "exact", "PyramidKV (SnapKV scores, window 32, kernel 5, pyramid layer budgets)")]
+    [InlineData("knorm", 4, "exact", "K-norm (largest key norm dropped)")]
+    [InlineData("random:seed=3", 4, "exact", "Random (seed 3)")]
+    [InlineData("tova-merge", 4, "exact", "TOVA-merge (victim's value folded into the most similar key)")]
     public void RowsAreNamedByWhatTheyAre(string row, int sinks, string prefill, string expected) =>
         Assert.Equal(expected, SweepLabels.Describe(SweepPolicy.Parse(row), sinks, PrefillMode.Parse(prefill)));
 
