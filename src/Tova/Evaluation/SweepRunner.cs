@@ -256,7 +256,7 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
         var sb = new StringBuilder("policy,budget,tokens,nll,ppl,kv_bytes,seconds,windows,ppl_low,ppl_high,baseline,delta_nll,delta_nll_low,delta_nll_high,label\n");
         foreach (var c in cells)
             sb.Append(CultureInfo.InvariantCulture,
-                $"{c.Policy},{c.Budget},{c.Tokens},{c.Nll:R},{c.Ppl:R},{c.KvBytes},{c.Seconds:F3},{c.Windows},{c.PplLow:R},{c.PplHigh:R},{c.Baseline},{c.DeltaNll:R},{c.DeltaNllLow:R},{c.DeltaNllHigh:R},{Quoted(c.Label)}\n");
+                $"{(c.Policy.Contains(',') ? Quoted(c.Policy) : c.Policy)},{c.Budget},{c.Tokens},{c.Nll:R},{c.Ppl:R},{c.KvBytes},{c.Seconds:F3},{c.Windows},{c.PplLow:R},{c.PplHigh:R},{c.Baseline},{c.DeltaNll:R},{c.DeltaNllLow:R},{c.DeltaNllHigh:R},{Quoted(c.Label)}\n");
         return sb.ToString();
     }
 

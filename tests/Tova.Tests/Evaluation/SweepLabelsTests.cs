@@ -50,6 +50,10 @@ public class SweepLabelsTests
     }
 
     [Fact]
+    public void PolicyRowsKeepTheirOptionsTogether() =>
+        Assert.Equal(["full", "tova:sinks=4,recent=16", "window", "snapkv:window=8", "h2o"], SweepCommand.SplitRows("full, tova:sinks=4,recent=16,window,snapkv:window=8,h2o"));
+
+    [Fact]
     public void StreamingPastTheContextAtOriginalPositionsWarns()
     {
         var tova = new CacheOptions { Policy = "tova", Budget = "64" };
