@@ -81,4 +81,25 @@ public class PolicyFrontEndTests
         var e = Assert.Throws<ApiException>(() => OpenAiRequestParser.Parse(bad.RootElement, chat: false, new TovaServerOptions()));
         Assert.Contains("kv_cache.options", e.Message);
     }
+
+    [Fact]
+    public void SweepRowsNameEveryPolicyWithOptionsAndLayouts()
+    {
+        var snap = Tova.Evaluation.SweepPolicy.Parse("snapkv:window=8,kernel=3");
+        Assert.Equal("snapkv", snap.Policy);
+        Assert.Equal("8", snap.ToOptions(64).PolicyOptions!["window"]);
+        var pyramid = Tova.Evaluation.SweepPolicy.Parse("tova-head+pyramid");
+        Assert.Equal(Granularity.Head, pyramid.Granularity);
+        Assert.Equal(BudgetSchedule.Pyramid, pyramid.ToOptions(64).EffectiveSchedule);
+        Assert.Equal(BudgetSchedule.Uniform, Tova.Evaluation.SweepPolicy.Parse("pyramidkv+uniform").ToOptions(64).EffectiveSchedule);
+        var h2oHead = Tova.Evaluation.SweepPolicy.Parse("h2o-head");
+        Assert.Equal("h2o-head", h2oHead.Policy);
+        Assert.Equal(Granularity.Head, h2oHead.Granularity);
+        // The sweep's --sinks goes to the policies that keep sinks by default, not to TOVA.
+        Assert.Null(Tova.Evaluation.SweepPolicy.Parse("tova").ToOptions(64, sinks: 4).Sinks);
+        Assert.Equal(4, Tova.Evaluation.SweepPolicy.Parse("streaming").ToOptions(64, sinks: 4).Sinks);
+        Assert.Equal(2, Tova.Evaluation.SweepPolicy.Parse("sink").ToOptions(2, sinks: 4).Sinks);
+        foreach (var bad in new[] { "tova:bogus=1", "snapkv:kernel=2", "window-head", "tova+steep", "lru" })
+            Assert.Throws<ArgumentException>(() => Tova.Evaluation.SweepPolicy.Parse(bad));
+    }
 }
