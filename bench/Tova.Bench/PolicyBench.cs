@@ -24,7 +24,9 @@ static class PolicyBench
         int budget = int.Parse(Get("--budget", "256"), CultureInfo.InvariantCulture);
         string modelName = args.Contains("--models") ? opt.Models[0] : "110m-q8_0";
         int prompt = Math.Max(opt.Prompt, 2 * budget);
-        var (spec, type) = Shapes.Get(modelName, Math.Max(2048, prompt + opt.Gen + 16));
+        if (prompt + opt.Gen > 2048) throw new ArgumentException($"--budget {budget}: the bench models hold 2048 positions; at most {(2048 - opt.Gen) / 2}");
+        Directory.CreateDirectory(opt.Dir);
+        var (spec, type) = Shapes.Get(modelName, 2048);
         string path = Shapes.Ensure(opt.Dir, modelName, spec, type);
         using var model = ModelLoader.Load(path);
         using var pool = new WorkerPool(opt.Threads);
