@@ -218,6 +218,32 @@ public class PolicyLibraryTests
         Assert.Equal(expected, Drive(cache, cfg, 6, (h, pos, t) => Probs(pos, t))[0]);
     }
 
+    /// <summary>A policy that listens to one query head only, and checks what the step says of its set.</summary>
+    private sealed class SecondHeadPolicy : CachePolicy
+    {
+        public override string Name => "second-head";
+
+        public override int ChooseVictim(in PolicyStep step)
+        {
+            Assert.Equal(0, step.Layer);
+            Assert.Equal(-1, step.KvHead);
+            Assert.Equal(2, step.QueryHeads);
+            Assert.Equal(1, step.KvHeads);
+            for (int i = 0; i < step.Count; i++) Assert.Equal(100 + step.Positions[i], step.Tokens[i]);
+            return ArgMinOldest(step.Probabilities(1), step.Positions);
+        }
+    }
+
+    [Fact]
+    public void APolicySeesEachQueryHeadsProbabilities()
+    {
+        // Head 0 likes the newest states, head 1 the oldest; by head 1 alone the newest goes at every step.
+        PolicyRegistry.Register(new PolicyDescriptor("second-head", "test: head 1's probabilities", _ => new SecondHeadPolicy()));
+        var cfg = PolicyHandWorkedTests.TinyConfig(heads: 2, kvHeads: 1);
+        var kept = Drive(Cache(cfg, "second-head", 3), cfg, 6, (h, pos, t) => h == 1 ? 1f / (pos + 1) : 0.5f * pos);
+        Assert.Equal([0, 1, 2], kept[0]);
+    }
+
     [Fact]
     public void TokenIdsAreKeptPerState()
     {
