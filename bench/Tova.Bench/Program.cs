@@ -16,6 +16,7 @@ using Tova.Model;
 //   --long and --table1 take --kv-types: states stored in each type (llama.cpp's cache in the same type)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
 //   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
+//   ... --policies [tova,snapkv,…] [--budget 256] [--models 110m-q8_0]   each policy's decode overhead over window at the same budget
 if (args.Contains("--ports"))
 {
     PortBench.Run();
@@ -37,6 +38,11 @@ if (args.Contains("--matmul"))
     return;
 }
 var opt = Args.Parse(args);
+if (args.Contains("--policies"))
+{
+    PolicyBench.Run(args, opt);
+    return;
+}
 if (args.Contains("--table1"))
 {
     Table1.Run(opt);
