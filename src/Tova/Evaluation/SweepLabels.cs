@@ -30,7 +30,8 @@ public static class SweepLabels
             "h2o" or "h2o-head" => (head ? "H2O (per head" : "H2O (per layer")
                 + (Given("recent") ? I($", {Opt("recent")} recent)") : head ? ", as published)" : ", recent budget/2)"),
             "tova" when Opt("sinks") == 0 && Opt("recent") == 0 => head ? "TOVA (per head)" : "TOVA (per layer, as published)",
-            "tova" => I($"TOVA + {Opt("sinks")} sinks + {Opt("recent")} recent (per {(head ? "head" : "layer")})"),
+            "tova" => "TOVA" + (Opt("sinks") > 0 ? I($" + {Opt("sinks")} sinks") : "") + (Opt("recent") > 0 ? I($" + {Opt("recent")} recent") : "")
+                + (head ? " (per head)" : " (per layer)"),
             "tova-merge" => $"TOVA-merge (victim's value folded into the most similar key{perHead})",
             "snapkv" => I($"SnapKV (window {Opt("window")}, kernel {Opt("kernel")}{(Opt("every") > 0 ? I($", rescored every {Opt("every")}") : "")}{perHead}")
                 + (head && Opt("window") == 32 && Opt("kernel") == 5 && Opt("every") == 0 && prefill.Kind == PrefillKind.OneShot ? ", as published)" : ")"),
@@ -39,6 +40,8 @@ public static class SweepLabels
             "random" => I($"Random (seed {Opt("seed")}{perHead})"),
             _ => PolicyRegistry.TryGet(row.Policy, out var d) ? $"{d.Name}: {d.Description}{perHead}" : row.Policy,
         };
+        if (row.Schedule == BudgetSchedule.Pyramid && row.Policy != "pyramidkv") text += ", pyramid layer budgets";
+        if (row.Schedule == BudgetSchedule.Uniform && row.Policy == "pyramidkv") text = text.Replace("pyramid layer budgets", "uniform layer budgets", StringComparison.Ordinal);
         // The published TOVA decides at every step in language modelling (exact) and after a one-shot prompt in
         // generation; other prompt handling is named.
         if (prefill.Kind != PrefillKind.Exact && row.Policy != "full")

@@ -25,6 +25,8 @@ public class SweepLabelsTests
     [InlineData("snapkv-head", 4, "oneshot", "SnapKV (window 32, kernel 5, per head, as published), one-shot prompt")]
     [InlineData("snapkv", 4, "exact", "SnapKV (window 32, kernel 5)")]
     [InlineData("pyramidkv", 4, "exact", "PyramidKV (SnapKV scores, window 32, kernel 5, pyramid layer budgets)")]
+    [InlineData("tova:recent=24", 4, "exact", "TOVA + 24 recent (per layer)")]
+    [InlineData("tova+pyramid", 4, "exact", "TOVA (per layer, as published), pyramid layer budgets")]
     [InlineData("knorm", 4, "exact", "K-norm (largest key norm dropped)")]
     [InlineData("random:seed=3", 4, "exact", "Random (seed 3)")]
     [InlineData("tova-merge", 4, "exact", "TOVA-merge (victim's value folded into the most similar key)")]
