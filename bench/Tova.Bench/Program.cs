@@ -18,6 +18,7 @@ using Tova.Model;
 //   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
 //   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model tinyllama-q4_0] [--out bench/models/targets.md]
 //        every row of the speed targets in one run, as a Markdown table (Targets); --bandwidth: the memory read probe alone
+//   ... --policies [tova,snapkv,…] [--budget 256] [--models 110m-q8_0]   each policy's decode overhead over window at the same budget
 if (args.Contains("--ports"))
 {
     PortBench.Run();
@@ -48,6 +49,11 @@ if (args.Contains("--bandwidth"))
 if (args.Contains("--targets"))
 {
     Targets.Run(args, opt);
+    return;
+}
+if (args.Contains("--policies"))
+{
+    PolicyBench.Run(args, opt);
     return;
 }
 if (args.Contains("--table1"))

@@ -44,6 +44,8 @@ public static class PerplexityCommand
             using var tf = new Transformer(bundle.Model, pool);
             var eval = new PerplexityEvaluator(tf, bundle.Tokenizer.BosId) { RecordTokenNlls = false };
             var prefill = cache.Prefill ?? Cache.PrefillMode.Exact;
+            if (StreamWarning(cache, parse.GetValue(stream), ids.Length, bundle.Model.Config.ContextLength) is { } warning)
+                await parse.InvocationConfiguration.Error.WriteLineAsync(warning);
             var r = eval.Evaluate(ids, new PerplexityOptions { Context = ctx, Cache = cache, Prefill = prefill, Stream = parse.GetValue(stream) }, ct);
             if (parse.GetValue(json))
             {
@@ -74,6 +76,16 @@ public static class PerplexityCommand
         }));
         return cmd;
     }
+
+    /// <summary>
+    /// The warning for a stream longer than the model's context whose kept states keep their original positions
+    /// (their distances to the query grow past any the model was trained on); null when there is nothing to warn of.
+    /// </summary>
+    public static string? StreamWarning(Cache.CacheOptions cache, bool stream, int tokens, int contextLength) =>
+        stream && !cache.IsFull && cache.EffectivePositions == Cache.PositionMode.Original && tokens > contextLength
+            ? string.Create(CultureInfo.InvariantCulture,
+                $"warning: --stream over {tokens} tokens, past the model's context of {contextLength}, with --positions original: kept states sit at distances up to {tokens - 1} the model never saw in training (--positions renumber keeps every distance below the budget)")
+            : null;
 
     public static Dictionary<string, object?> CacheJson(Cache.CacheOptions c, Cache.PrefillMode prefill, int contextLength) => new()
     {

@@ -40,7 +40,7 @@ public static class PoliciesCommand
                 if (p.DefaultSchedule != BudgetSchedule.Uniform) notes.Add($"{p.DefaultSchedule.ToString().ToLowerInvariant()} schedule");
                 await output.WriteLineAsync($"{p.Name,-11} {p.Description}{(notes.Count > 0 ? $" [{string.Join("; ", notes)}]" : "")}");
                 foreach (var o in p.Options)
-                    await output.WriteLineAsync($"    {o.Name}={o.Default,-9} {o.Description} ({o.Type.ToString().ToLowerInvariant()}, {o.RangeText})");
+                    await output.WriteLineAsync($"    {o.Name + "=" + o.Default,-17} {o.Description} ({o.Type.ToString().ToLowerInvariant()}, {o.RangeText})");
             }
             return 0;
         }));

@@ -14,11 +14,15 @@ public static class SweepCommand
         var tokenizer = CommonOptions.Tokenizer();
         var files = new Option<string[]>("--text-file") { Description = "Text to score (repeatable)", Required = true, AllowMultipleArgumentsPerToken = false };
         var kvTypes = new Option<string?>("--kv-types") { Description = "Comma-separated KV types to sweep each policy over (f32, f16, bf16, q8_0, q4_0; rows \"policy@type\"; default f32)" };
-        var policies = new Option<string>("--policies") { Description = "Comma-separated: full, window, sink, h2o, tova, h2o-head, tova-head", DefaultValueFactory = _ => "full,window,sink,h2o,tova" };
+        var policies = new Option<string>("--policies") { Description = "Comma-separated rows: a policy (`tova policies`), NAME-head for head granularity, options as NAME:opt=value,opt=value (e.g. tova:sinks=4,recent=16), @type for the KV type", DefaultValueFactory = _ => "full,window,sink,h2o,tova" };
         var budgets = new Option<string>("--budgets") { Description = "Comma-separated states per layer", DefaultValueFactory = _ => "32,64,128,256" };
         var context = new Option<int?>("--context", "-c") { Description = "Window length (default: the model's context length)" };
         var maxWindows = new Option<int?>("--max-windows") { Description = "Score at most this many windows of each file" };
-        var prefill = new Option<string>("--prefill") { Description = "exact (the paper's protocol), oneshot or chunked:N", DefaultValueFactory = _ => "exact" };
+        var prefill = new Option<string>("--prefill")
+        {
+            Description = "exact (the policy at every token: the paper's language-modelling protocol), oneshot (each window's prompt attends fully, then its last token's attention chooses what stays, as the official TOVA generate handles a prompt) or chunked:N",
+            DefaultValueFactory = _ => "exact",
+        };
         var sinks = new Option<int>("--sinks") { Description = "Sink tokens of the sink policy", DefaultValueFactory = _ => 4 };
         var outDir = new Option<string>("--out", "-o") { Description = "Output folder", DefaultValueFactory = _ => "sweep-out" };
         var parallel = new Option<int>("--parallel") { Description = "Cells evaluated at once", DefaultValueFactory = _ => Environment.ProcessorCount };
@@ -31,7 +35,7 @@ public static class SweepCommand
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
             var st = stats.Read(parse);
-            var policyNames = parse.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var policyNames = SplitRows(parse.GetValue(policies)!);
             var typeNames = parse.GetValue(kvTypes)?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries) ?? [];
             var policyList = (typeNames.Length == 0 ? policyNames : policyNames.SelectMany(p => typeNames.Select(t => $"{p}@{t}")))
                 .Select(SweepPolicy.Parse).ToList();
@@ -75,6 +79,21 @@ public static class SweepCommand
     private sealed class Progress(Action<long> tick) : IProgress<int>
     {
         public void Report(int value) => tick(value);
+    }
+
+    /// <summary>
+    /// Splits --policies at commas, keeping a row's options together: "tova:sinks=4,recent=16,window" is the rows
+    /// "tova:sinks=4,recent=16" and "window" (a part with '=' and no ':' continues the row before it).
+    /// </summary>
+    public static List<string> SplitRows(string text)
+    {
+        var rows = new List<string>();
+        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (rows.Count > 0 && part.Contains('=') && !part.Contains(':') && rows[^1].Contains(':')) rows[^1] += "," + part;
+            else rows.Add(part);
+        }
+        return rows;
     }
 
     public static List<int> ParseBudgets(string text)

@@ -213,7 +213,8 @@ public sealed class MultiStateCache
             ExpireWindow(layer);
             if (!Deferred && s0.Total > budget)
             {
-                var step = StepOf(layer, -1, false, probs, stride, 0, heads);
+                // Expiry moves slots; the raw per-head probabilities then no longer match them (Scores move with their slots).
+                var step = StepOf(layer, -1, false, probs, stride, 0, s0.Total == total ? heads : 0);
                 int victim = Policy.ChooseVictim(step);
                 CheckVictim(victim, step.Count);
                 if (Policy.Merges) Merge(step, victim, layer, -1);
@@ -238,7 +239,7 @@ public sealed class MultiStateCache
                 ExpireSet(layer, g);
                 if (!Deferred && s.Total > budget)
                 {
-                    var step = StepOf(layer, g, false, probs, stride, g * _groupSize, _groupSize);
+                    var step = StepOf(layer, g, false, probs, stride, g * _groupSize, s.Total == total ? _groupSize : 0);
                     int victim = Policy.ChooseVictim(step);
                     CheckVictim(victim, step.Count);
                     if (Policy.Merges) Merge(step, victim, layer, g);

@@ -49,7 +49,7 @@ public readonly ref struct PolicyStep
 
     public int StateWidth { get; }
 
-    /// <summary>Query heads whose probabilities are available (0 at a chunk's end, where only <see cref="Scores"/> remain).</summary>
+    /// <summary>Query heads whose probabilities are available (0 at a chunk's end, or after a sliding-window layer expired states this step: then only <see cref="Scores"/>, which move with their slots).</summary>
     public int QueryHeads { get; }
 
     /// <summary>KV heads the set holds (all of the layer's at layer granularity, else 1).</summary>

@@ -66,7 +66,7 @@ public static class RetentionAnalyzer
         using var pool = new WorkerPool(threads);
         using var tf = new Transformer(model, pool);
         var mc = tf.CreateCache(cache, PrefillMode.Exact, tokens.Length);
-        int perLayer = cache.Granularity == Granularity.Head ? model.Config.KvHeads : 1;
+        int perLayer = mc.Granularity == Granularity.Head ? model.Config.KvHeads : 1;
         var rec = new RetentionRecorder(model.Config.Layers, tokens.Length, mc.Budget, perLayer);
         // Layer granularity reports kv head −1 (the layer's one set); head granularity each KV head's own set.
         mc.OnDrop = (layer, kvHead, position) => rec.Dropped(layer * perLayer + Math.Max(0, kvHead), position, mc.Position);

@@ -8,6 +8,8 @@ namespace Tova.Evaluation;
 public sealed record SweepCell
 {
     public required string Policy { get; init; }
+    /// <summary>What the row is, in words (<see cref="SweepLabels"/>), e.g. "H2O (per head, as published)".</summary>
+    public string? Label { get; init; }
     public required int Budget { get; init; }
     public required int Tokens { get; init; }
     public int Windows { get; init; }
@@ -44,4 +46,8 @@ public sealed record SweepGridSpec
     public string? Baseline { get; init; }
     public int Bootstrap { get; init; }
     public int Seed { get; init; }
+    /// <summary>The sweep's --sinks (names the sink rows).</summary>
+    public int Sinks { get; init; } = 4;
+    /// <summary>The sweep's prompt handling (names the rows).</summary>
+    public string Prefill { get; init; } = "exact";
 }

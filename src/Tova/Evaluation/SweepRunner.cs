@@ -103,7 +103,7 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
     public SweepGridSpec Spec() => new()
     {
         Model = Path.GetFileName(bundle.Model.Source), Context = Context, Budgets = [.. options.Budgets], Baseline = Baseline,
-        Bootstrap = options.BootstrapReplicates, Seed = options.Seed,
+        Bootstrap = options.BootstrapReplicates, Seed = options.Seed, Sinks = options.Sinks, Prefill = options.Prefill.ToString(),
     };
 
     /// <summary>
@@ -191,7 +191,8 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
             var nll = Bootstrap.Ratio(c.WindowNll, den, spec.Bootstrap, Bootstrap.SeedOf(spec.Seed, "windows"));
             var cell = new SweepCell
             {
-                Policy = c.Policy, Budget = c.Budget, Tokens = c.WindowTokens.Sum(), Windows = c.WindowTokens.Count,
+                Policy = c.Policy, Label = SweepLabels.TryDescribe(c.Policy, Math.Min(spec.Sinks, c.Budget), PrefillMode.Parse(spec.Prefill)),
+                Budget = c.Budget, Tokens = c.WindowTokens.Sum(), Windows = c.WindowTokens.Count,
                 Nll = nll.Value, Ppl = Math.Exp(nll.Value),
                 PplLow = spec.Bootstrap > 0 ? Math.Exp(nll.Low) : null, PplHigh = spec.Bootstrap > 0 ? Math.Exp(nll.High) : null,
                 KvBytes = c.KvBytes, Seconds = c.Seconds,
@@ -248,12 +249,14 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
             $"model={Path.GetFileName(bundle.Model.Source)};context={Context};prefill={options.Prefill};sinks={options.Sinks};tokens={seqs.Sum(s => s.Length)};hash={hash}");
     }
 
+    private static string Quoted(string? text) => text is null ? "" : "\"" + text.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+
     public static string Csv(IReadOnlyList<SweepCell> cells)
     {
-        var sb = new StringBuilder("policy,budget,tokens,nll,ppl,kv_bytes,seconds,windows,ppl_low,ppl_high,baseline,delta_nll,delta_nll_low,delta_nll_high\n");
+        var sb = new StringBuilder("policy,budget,tokens,nll,ppl,kv_bytes,seconds,windows,ppl_low,ppl_high,baseline,delta_nll,delta_nll_low,delta_nll_high,label\n");
         foreach (var c in cells)
             sb.Append(CultureInfo.InvariantCulture,
-                $"{c.Policy},{c.Budget},{c.Tokens},{c.Nll:R},{c.Ppl:R},{c.KvBytes},{c.Seconds:F3},{c.Windows},{c.PplLow:R},{c.PplHigh:R},{c.Baseline},{c.DeltaNll:R},{c.DeltaNllLow:R},{c.DeltaNllHigh:R}\n");
+                $"{(c.Policy.Contains(',') ? Quoted(c.Policy) : c.Policy)},{c.Budget},{c.Tokens},{c.Nll:R},{c.Ppl:R},{c.KvBytes},{c.Seconds:F3},{c.Windows},{c.PplLow:R},{c.PplHigh:R},{c.Baseline},{c.DeltaNll:R},{c.DeltaNllLow:R},{c.DeltaNllHigh:R},{Quoted(c.Label)}\n");
         return sb.ToString();
     }
 
@@ -266,6 +269,8 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
         var sb = new StringBuilder();
         var full = cells.FirstOrDefault(c => c.Policy == "full");
         bool intervals = cells.Any(c => c.PplLow is not null);
+        // A row: its description and the name it was swept as, e.g. "H2O (per head, as published) `h2o-head`".
+        string Row(string policy) => cells.FirstOrDefault(c => c.Policy == policy)?.Label is { } label ? $"{label} `{policy}`" : policy;
         string Ppl(SweepCell c) => c.PplLow is { } lo && c.PplHigh is { } hi
             ? string.Create(CultureInfo.InvariantCulture, $"{c.Ppl:F3} [{lo:F2}, {hi:F2}]")
             : string.Create(CultureInfo.InvariantCulture, $"{c.Ppl:F3}");
@@ -276,7 +281,7 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
         sb.Append("---:|\n");
         foreach (var policy in cells.Select(c => c.Policy).Where(p => p != "full").Distinct())
         {
-            sb.Append(CultureInfo.InvariantCulture, $"| {policy} |");
+            sb.Append(CultureInfo.InvariantCulture, $"| {Row(policy)} |");
             foreach (var b in budgets)
             {
                 var c = cells.FirstOrDefault(x => x.Policy == policy && x.Budget == b);
@@ -285,7 +290,7 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
             sb.Append(full is null ? " – |\n" : $" {Ppl(full)} |\n");
         }
         if (full is not null && cells.All(c => c.Policy == "full"))
-            sb.Append(CultureInfo.InvariantCulture, $"| full |{string.Concat(budgets.Select(_ => " – |"))} {Ppl(full)} |\n");
+            sb.Append(CultureInfo.InvariantCulture, $"| {Row("full")} |{string.Concat(budgets.Select(_ => " – |"))} {Ppl(full)} |\n");
         if (cells.Count > 0)
             sb.Append(CultureInfo.InvariantCulture,
                 $"\nPerplexity (exp of the token-weighted mean NLL over {cells[0].Tokens} predicted tokens in {cells[0].Windows} windows){(intervals ? "; [95 % bootstrap interval over windows]" : "")}.\n");
@@ -300,7 +305,7 @@ public sealed class SweepRunner(ModelBundle bundle, SweepOptions options)
             sb.Append('\n');
             foreach (var policy in withDelta.Select(c => c.Policy).Distinct())
             {
-                sb.Append(CultureInfo.InvariantCulture, $"| {policy} |");
+                sb.Append(CultureInfo.InvariantCulture, $"| {Row(policy)} |");
                 foreach (var b in budgets)
                 {
                     var c = withDelta.FirstOrDefault(x => x.Policy == policy && (x.Budget == b || policy == "full"));

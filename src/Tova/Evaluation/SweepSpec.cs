@@ -4,15 +4,19 @@ namespace Tova.Evaluation;
 
 /// <summary>
 /// One policy row of a sweep, e.g. "tova", "tova-head", "sink" (4 sinks), "h2o", "h2o-head", "tova:sinks=4,recent=16"
-/// (policy options), and with a KV type other than f32 "tova@q8_0" (states stored as q8_0).
+/// (policy options), "tova+pyramid" (the pyramid layer schedule; "+uniform" for pyramidkv's scoring with uniform
+/// budgets), and with a KV type other than f32 "tova@q8_0" (states stored as q8_0).
 /// </summary>
 public sealed record SweepPolicy(string Label, string Policy, Granularity Granularity, Formats.GgmlType KvType = Formats.GgmlType.F32)
 {
     /// <summary>The policy's options for this row (name → value), or null.</summary>
     public IReadOnlyDictionary<string, string>? Options { get; init; }
 
+    /// <summary>The layer schedule of this row; null: the policy's default.</summary>
+    public BudgetSchedule? Schedule { get; init; }
+
     /// <summary>
-    /// Parses "NAME[-head][:opt=value,…][@type]": NAME a known policy (<see cref="PolicyRegistry"/>), "-head" for head
+    /// Parses "NAME[-head][+pyramid|+uniform][:opt=value,…][@type]": NAME a known policy (<see cref="PolicyRegistry"/>), "-head" for head
     /// granularity where the policy allows it (a registered name such as "h2o-head" is taken as it is), policy
     /// options, and "@type" (f32, f16, bf16, q8_0, q4_0) for how states are stored.
     /// </summary>
@@ -28,10 +32,21 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
         }
         int colon = t.IndexOf(':');
         Dictionary<string, string>? options = null;
-        var name = t;
+        var name = colon >= 0 ? t[..colon] : t;
+        BudgetSchedule? schedule = null;
+        int plus = name.IndexOf('+');
+        if (plus >= 0)
+        {
+            schedule = name[(plus + 1)..] switch
+            {
+                "pyramid" => BudgetSchedule.Pyramid,
+                "uniform" => BudgetSchedule.Uniform,
+                _ => throw new ArgumentException($"policy '{text}': the layout after '+' must be pyramid or uniform", "policies"),
+            };
+            name = name[..plus];
+        }
         if (colon >= 0)
         {
-            name = t[..colon];
             options = new();
             foreach (var part in t[(colon + 1)..].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
@@ -48,9 +63,9 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
         }
         if (!PolicyRegistry.TryGet(name, out var d) || head && !d.HeadGranularity)
             throw new ArgumentException(
-                $"unknown policy '{text}' (expected one of {string.Join(", ", PolicyRegistry.Names)}, NAME-head for {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity && p.ForcedGranularity is null).Select(p => p.Name))}, optionally :name=value,… and @type)", "policies");
-        var row = new SweepPolicy(t, name, head ? Granularity.Head : d.ForcedGranularity ?? Granularity.Layer) { Options = options };
-        row.ToOptions(1 << 20).ResolveOptionValues(); // unknown options and bad values fail here, before any run
+                $"unknown policy '{text}' (expected one of {string.Join(", ", PolicyRegistry.Names)}, NAME-head for {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity && p.ForcedGranularity is null).Select(p => p.Name))}, optionally +pyramid, :name=value,… and @type)", "policies");
+        var row = new SweepPolicy(t, name, head ? Granularity.Head : d.ForcedGranularity ?? Granularity.Layer) { Options = options, Schedule = schedule };
+        row.ToOptions(1 << 20).Validate(1 << 20); // unknown options and bad values fail here, before any run
         return row;
     }
 
@@ -69,6 +84,7 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
             Granularity = Granularity,
             Sinks = sinksByDefault ? Math.Min(sinks, budget) : null,
             PolicyOptions = Options,
+            Schedule = Schedule,
             KvTypeK = KvType,
             KvTypeV = KvType,
         };

@@ -195,6 +195,55 @@ public class PolicyLibraryTests
         Assert.Equal([expected[0], 6, 7, 8], s.Positions.AsSpan(0, s.Count).ToArray().Order());
     }
 
+    /// <summary>
+    /// SnapKV with exact prefill, budget 3, window 1 (the last query scores; the newest state is protected), kernel 1.
+    /// Step 3: nothing scored yet, so query 3 scores [0.4, 0.1, 0.3] → 1 goes. Step 4: 4 is newer than the scoring and
+    /// stays; of the scored 0 (0.4) and 2 (0.3), 2 goes. Step 5, query 5 gives 0 → 0.5, 3 → 0.05, 4 → 0.2: with
+    /// every = 2 it rescores and 3 goes ({0, 4, 5}); with every = 0 the frozen scores leave only 0 outside the window
+    /// ({3, 4, 5}).
+    /// </summary>
+    [Theory]
+    [InlineData(2, new[] { 0, 4, 5 })]
+    [InlineData(0, new[] { 3, 4, 5 })]
+    public void SnapKvRescoresEveryNTokens(int every, int[] expected)
+    {
+        float Probs(int pos, int t) => t switch
+        {
+            3 => new[] { 0.4f, 0.1f, 0.3f, 0.2f }[pos],
+            5 => pos switch { 0 => 0.5f, 3 => 0.05f, 4 => 0.2f, _ => 0.25f },
+            _ => 0.1f,
+        };
+        var cfg = PolicyHandWorkedTests.TinyConfig();
+        var cache = Cache(cfg, "snapkv", 3, Opt(("window", "1"), ("kernel", "1"), ("every", every.ToString())));
+        Assert.Equal(expected, Drive(cache, cfg, 6, (h, pos, t) => Probs(pos, t))[0]);
+    }
+
+    /// <summary>A policy that listens to one query head only, and checks what the step says of its set.</summary>
+    private sealed class SecondHeadPolicy : CachePolicy
+    {
+        public override string Name => "second-head";
+
+        public override int ChooseVictim(in PolicyStep step)
+        {
+            Assert.Equal(0, step.Layer);
+            Assert.Equal(-1, step.KvHead);
+            Assert.Equal(2, step.QueryHeads);
+            Assert.Equal(1, step.KvHeads);
+            for (int i = 0; i < step.Count; i++) Assert.Equal(100 + step.Positions[i], step.Tokens[i]);
+            return ArgMinOldest(step.Probabilities(1), step.Positions);
+        }
+    }
+
+    [Fact]
+    public void APolicySeesEachQueryHeadsProbabilities()
+    {
+        // Head 0 likes the newest states, head 1 the oldest; by head 1 alone the newest goes at every step.
+        PolicyRegistry.Register(new PolicyDescriptor("second-head", "test: head 1's probabilities", _ => new SecondHeadPolicy()));
+        var cfg = PolicyHandWorkedTests.TinyConfig(heads: 2, kvHeads: 1);
+        var kept = Drive(Cache(cfg, "second-head", 3), cfg, 6, (h, pos, t) => h == 1 ? 1f / (pos + 1) : 0.5f * pos);
+        Assert.Equal([0, 1, 2], kept[0]);
+    }
+
     [Fact]
     public void TokenIdsAreKeptPerState()
     {

@@ -10,19 +10,26 @@ namespace Tova.Tests.Cache;
 /// architecture of the table: q/k norms, per-layer RoPE (base, linear scale, frequency factors, attention factor,
 /// partial rotation, layers without RoPE), the query scale, soft-caps, sandwich norms, GeGLU, scaled embeddings and
 /// sliding-window layers (a state older than the window is masked, then dropped whatever the policy).
+/// Prompt handling: between <see cref="BeginChunk"/> and <see cref="EndChunk"/> nothing is dropped (each token attends
+/// to the kept states and the chunk so far); <see cref="EndChunk"/> then drops, one at a time, the state the policy
+/// chooses with the last query's probabilities until the budget holds (one-shot: the whole prompt as one chunk).
 /// </summary>
-internal sealed class NaiveMaskedReference
+internal sealed partial class NaiveReference
 {
     private readonly LlamaModel _m;
     private readonly LlamaConfig _c;
     private readonly string _policy;
-    private readonly int _budget, _sinks, _recent;
+    private readonly int _budget, _sinks;
+    private readonly int? _recent; // H2O's protected recent states (null: each layer's budget / 2)
     private readonly bool _perHead, _renumber;
     private readonly float[][][] _w = null!; // per layer: q, k, v, o, gate, down, up as row-major [rows*cols]
     private readonly float[] _emb, _out;
     private readonly List<double[]>[] _keys, _values;        // [layer] → per position [kv_dim]
     private readonly SortedSet<int>[][] _kept;               // [layer][set] kept positions
     private readonly Dictionary<int, double>[][] _h2o;       // [layer][set] accumulated attention
+    private readonly Dictionary<int, double>[][] _last;      // [layer][set] the last query's probability per kept position
+    private readonly List<Dictionary<int, double>>[][] _history; // [layer][set] every query's probabilities, in order
+    private bool _deferred;
     private int _t;
 
     private readonly Tova.Formats.GgmlType _kvType;
@@ -33,7 +40,7 @@ internal sealed class NaiveMaskedReference
     /// <param name="rotate">Q8_0 / Q4_0 states in heads of a multiple of 64 are stored Hadamard-rotated, as llama.cpp
     /// stores them: keys in the largest power-of-two block dividing the head, values in blocks of 64; the query meets
     /// the rotated keys rotated, and the attention output is rotated back.</param>
-    public NaiveMaskedReference(LlamaModel m, string policy, int budget, int sinks = 4, int? recent = null, bool perHead = false, bool renumber = false,
+    public NaiveReference(LlamaModel m, string policy, int budget, int sinks = 4, int? recent = null, bool perHead = false, bool renumber = false,
         Tova.Formats.GgmlType kvType = Tova.Formats.GgmlType.F32, bool rotate = false)
     {
         _kvType = kvType;
@@ -43,8 +50,8 @@ internal sealed class NaiveMaskedReference
             _rotK = headDim & -headDim; // the largest power of two dividing the head
             _rotV = 64;
         }
-        _m = m; _c = m.Config; _policy = policy; _budget = budget; _sinks = sinks; _recent = recent ?? budget / 2;
-        _perHead = perHead; _renumber = renumber;
+        _m = m; _c = m.Config; _policy = policy; _budget = budget; _sinks = sinks; _recent = recent;
+        _perHead = perHead; _renumber = renumber || policy == "streaming"; // StreamingLLM always renumbers
         _emb = Dense(m.TokenEmbedding);
         _out = Dense(m.Output);
         _w = new float[_c.Layers][][];
@@ -58,12 +65,18 @@ internal sealed class NaiveMaskedReference
         _values = new List<double[]>[_c.Layers];
         _kept = new SortedSet<int>[_c.Layers][];
         _h2o = new Dictionary<int, double>[_c.Layers][];
+        _last = new Dictionary<int, double>[_c.Layers][];
+        _history = new List<Dictionary<int, double>>[_c.Layers][];
+        _frozen = new Dictionary<int, double>[_c.Layers][];
         for (int l = 0; l < _c.Layers; l++)
         {
             _keys[l] = []; _values[l] = [];
             _kept[l] = new SortedSet<int>[sets];
             _h2o[l] = new Dictionary<int, double>[sets];
-            for (int s = 0; s < sets; s++) { _kept[l][s] = []; _h2o[l][s] = []; }
+            _last[l] = new Dictionary<int, double>[sets];
+            _history[l] = new List<Dictionary<int, double>>[sets];
+            _frozen[l] = new Dictionary<int, double>[sets];
+            for (int s = 0; s < sets; s++) { _kept[l][s] = []; _h2o[l][s] = []; _last[l][s] = []; _history[l][s] = []; _frozen[l][s] = []; }
         }
     }
 
@@ -204,6 +217,18 @@ internal sealed class NaiveMaskedReference
     /// <summary>Kept positions of a layer's set after the last step.</summary>
     public IReadOnlyCollection<int> Kept(int layer, int set = 0) => _kept[layer][set];
 
+    /// <summary>Starts a prompt chunk: states are kept until <see cref="EndChunk"/>.</summary>
+    public void BeginChunk() => _deferred = true;
+
+    /// <summary>Ends a prompt chunk: every set drops the policy's choice, one at a time, down to the budget.</summary>
+    public void EndChunk()
+    {
+        _deferred = false;
+        for (int l = 0; l < _c.Layers; l++)
+            for (int s = 0; s < _kept[l].Length; s++)
+                while (_policy != "full" && _kept[l][s].Count > BudgetOf(l)) Drop(l, s, Victim(l, s, chunkEnd: true));
+    }
+
     public double[] Step(int token)
     {
         int t = _t++;
@@ -289,21 +314,13 @@ internal sealed class NaiveMaskedReference
     {
         var kept = _kept[l][s];
         kept.Add(t);
+        _last[l][s] = avg;
+        _history[l][s].Add(avg);
         if (_policy == "h2o")
             foreach (var (p, a) in avg) _h2o[l][s][p] = _h2o[l][s].GetValueOrDefault(p) + a;
         if (window > 0)
-            foreach (var p in kept.Where(p => p <= t + 1 - window).ToList()) { kept.Remove(p); _h2o[l][s].Remove(p); }
-        if (_policy == "full" || kept.Count <= _budget) return;
-        var list = kept.ToList(); // ascending: ties resolved to the oldest by taking the first minimum
-        int victim = _policy switch
-        {
-            "window" => list[0],
-            "sink" => list.FirstOrDefault(p => p >= _sinks, list[0]),
-            "tova" => list.MinBy(p => avg[p]),
-            "h2o" => list.Take(Math.Max(0, list.Count - _recent)).DefaultIfEmpty(list[0]).MinBy(p => _h2o[l][s][p]),
-            _ => throw new ArgumentException(_policy),
-        };
-        kept.Remove(victim);
-        _h2o[l][s].Remove(victim);
+            foreach (var p in kept.Where(p => p <= t + 1 - window).ToList()) Forget(l, s, p);
+        if (_deferred || _policy == "full" || kept.Count <= BudgetOf(l)) return;
+        Drop(l, s, Victim(l, s, chunkEnd: false));
     }
 }
