@@ -21,11 +21,15 @@ public static class ChatCommand
         var templateKwargs = CommonOptions.ChatTemplateKwargs();
         var stats = new Option<bool>("--stats") { Description = "After each answer, print its speed and the multi-state's size to stderr" };
         var genOptions = new GenerationCliOptions("Most tokens per answer", "Random seed (same seed, same answers)");
+        var save = new Option<string?>("--save") { Description = "Save the conversation (its multi-state and history) to this file after every turn" };
+        var resume = new Option<string?>("--resume") { Description = "Continue the conversation saved in this file (its cache options replace the flags')" };
 
-        var cmd = new Command("chat", "Chat with the model interactively: one line per message (/reset starts over, /exit or end of input quits); the multi-state is kept between turns")
+        var cmd = new Command("chat", "Chat with the model interactively: one line per message (/reset starts over, /save FILE and /load FILE keep and restore the conversation, /exit or end of input quits); the multi-state is kept between turns")
         {
             model, tokenizer, system, template, templateFile, templateKwargs, threads, stats,
         };
+        cmd.Options.Add(save);
+        cmd.Options.Add(resume);
         genOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
@@ -45,6 +49,12 @@ public static class ChatCommand
 
             ChatSession NewSession() => new(tf, bundle.Tokenizer, chatTemplate, options, parse.GetValue(system), kwargs);
             var session = NewSession();
+            var persistence = new ChatPersistence(bundle, parse.GetValue(save));
+            if (parse.GetValue(resume) is { } resumeFile)
+            {
+                persistence.Load(session, resumeFile);
+                if (interactive) await error.WriteLineAsync($"resumed {session.History.Count} messages from {resumeFile}; cache: {session.Cache!.Options.Describe(bundle.Model.Config.ContextLength)}");
+            }
             while (true)
             {
                 if (interactive)
@@ -62,12 +72,18 @@ public static class ChatCommand
                     continue;
                 }
                 if (trimmed.Length == 0) continue;
+                if (ChatPersistence.IsCommand(trimmed))
+                {
+                    await error.WriteLineAsync(persistence.Run(session, trimmed));
+                    continue;
+                }
                 await foreach (var piece in session.SendAsync(line, ct))
                 {
                     await output.WriteAsync(piece);
                     await output.FlushAsync(ct);
                 }
                 await output.WriteLineAsync();
+                persistence.AfterTurn(session);
                 if (parse.GetValue(stats) && session.LastStats is { } s)
                     await error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                         $"turn: {s.PromptTokens} new prompt tokens{(session.LastTurnRefed ? " (conversation fed again)" : "")}, {s.GeneratedTokens} generated at {s.DecodeTokensPerSecond:F1} tok/s; finish: {s.Finish}; states: {session.Cache!.StatesInUse}, kv_bytes: {s.KvBytes}"));

@@ -16,11 +16,15 @@ public static class GenerateCommand
         var prompt = new Option<string>("--prompt", "-p") { Description = "Prompt text (default: empty, i.e. start from BOS)", DefaultValueFactory = _ => "" };
         var stats = new Option<bool>("--stats") { Description = "Print timing to stderr" };
         var genOptions = new GenerationCliOptions("Most tokens to generate", "Random seed (same seed, same text)");
+        var saveState = new Option<string?>("--save-state") { Description = "Save the text's multi-state to this file afterwards (continue it with --load-state)" };
+        var loadState = new Option<string?>("--load-state") { Description = "Continue the text saved in this file: --prompt is appended to it (its cache options replace the flags')" };
 
         var cmd = new Command("generate", "Generate text from a prompt")
         {
             model, tokenizer, prompt, threads, stats,
         };
+        cmd.Options.Add(saveState);
+        cmd.Options.Add(loadState);
         genOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
@@ -31,14 +35,20 @@ public static class GenerateCommand
             cache.Validate(bundle.Model.Config.ContextLength);
             using var pool = new WorkerPool(parse.GetValue(threads));
             using var tf = new Transformer(bundle.Model, pool);
-            var gen = new TextGenerator(tf, bundle.Tokenizer);
-            await foreach (var piece in gen.GenerateAsync(parse.GetValue(prompt) ?? "", options, ct))
+            GenerationStats s;
+            if (parse.GetValue(saveState) is not null || parse.GetValue(loadState) is not null)
+                s = await StateFiles.GenerateAsync(bundle, tf, options, parse.GetValue(prompt) ?? "", parse.GetValue(loadState), parse.GetValue(saveState), output, ct);
+            else
             {
-                await output.WriteAsync(piece);
-                await output.FlushAsync(ct);
+                var gen = new TextGenerator(tf, bundle.Tokenizer);
+                await foreach (var piece in gen.GenerateAsync(parse.GetValue(prompt) ?? "", options, ct))
+                {
+                    await output.WriteAsync(piece);
+                    await output.FlushAsync(ct);
+                }
+                await output.WriteLineAsync();
+                s = gen.LastStats!;
             }
-            await output.WriteLineAsync();
-            var s = gen.LastStats!;
             if (parse.GetValue(stats))
             {
                 var err = parse.InvocationConfiguration.Error;
