@@ -14,8 +14,21 @@ public sealed record TovaServerOptions
     /// <summary>When set, /v1/* requests need "Authorization: Bearer KEY" (compared in constant time).</summary>
     public string? ApiKey { get; init; }
 
-    /// <summary>The most tokens a request may ask for, and what it gets when it names none.</summary>
-    public int MaxTokens { get; init; } = 1024;
+    /// <summary>
+    /// What a request gets when it names no token limit, and the most it runs: a larger "max_tokens" is accepted and
+    /// ends there (finish_reason "length"). Null: the model's context length (what a full cache holds anyway; for a
+    /// bounded cache, which could run on, a safety cap).
+    /// </summary>
+    public int? MaxTokens { get; init; }
+
+    /// <summary>More names the model answers to (besides its id); listed by /v1/models.</summary>
+    public IReadOnlyList<string> ModelAliases { get; init; } = [];
+
+    /// <summary>Refuse (404 model_not_found) a request whose "model" is not one of the served names; by default any name is served by the one model.</summary>
+    public bool StrictModel { get; init; }
+
+    /// <summary>Origins allowed to call the API from a browser (CORS); "*" allows any; empty: no CORS headers.</summary>
+    public IReadOnlyList<string> CorsOrigins { get; init; } = [];
 
     /// <summary>Largest request body in bytes (413 beyond).</summary>
     public long MaxBodyBytes { get; init; } = 1 << 20;
@@ -29,7 +42,9 @@ public sealed record TovaServerOptions
     public void Validate()
     {
         if (Port is < 0 or > 65535) throw new ArgumentException($"port must be in 0..65535, got {Port}");
-        if (MaxTokens < 1) throw new ArgumentException($"max tokens must be ≥ 1, got {MaxTokens}");
+        if (MaxTokens < 1) throw new ArgumentException($"max tokens must be ≥ 1, got {MaxTokens}", nameof(MaxTokens));
+        if (ModelAliases.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("a model alias is empty", nameof(ModelAliases));
+        if (CorsOrigins.Any(string.IsNullOrWhiteSpace)) throw new ArgumentException("a CORS origin is empty", nameof(CorsOrigins));
         if (MaxBodyBytes < 1024) throw new ArgumentException($"max body bytes must be ≥ 1024, got {MaxBodyBytes}");
         if (ApiKey is { Length: 0 }) throw new ArgumentException("the API key is empty");
         if (string.IsNullOrWhiteSpace(Host)) throw new ArgumentException("the host is empty");

@@ -20,7 +20,10 @@ public static class ServeCommand
         };
         var maxBatch = new Option<int>("--max-batch") { Description = $"Requests decoded together (1..{Model.Transformer.MaxBatch})", DefaultValueFactory = _ => 16 };
         var maxQueue = new Option<int>("--max-queue") { Description = "Requests that may wait for a place in the batch (more get 429)", DefaultValueFactory = _ => 64 };
-        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens a request may ask for (and the default)", DefaultValueFactory = _ => 1024 };
+        var maxTokens = new Option<int?>("--max-tokens", "-n")
+        {
+            Description = "Tokens a request gets when it names no limit, and the most it runs (a larger max_tokens ends there with finish_reason \"length\"); default: the model's context length, what a full cache holds anyway, so this is a safety cap for bounded caches",
+        };
         var maxBody = new Option<long>("--max-body") { Description = "Largest request body in bytes (413 beyond)", DefaultValueFactory = _ => 1 << 20 };
         var kvMemory = new Option<string?>("--kv-memory")
         {
@@ -30,18 +33,27 @@ public static class ServeCommand
         var template = CommonOptions.ChatTemplate();
         var templateFile = CommonOptions.ChatTemplateFile();
         var templateKwargs = CommonOptions.ChatTemplateKwargs();
-        var modelId = new Option<string?>("--model-id") { Description = "The model's name in the API (default: the file name without extension)" };
+        var modelId = new Option<string[]>("--model-id")
+        {
+            Description = "The model's name in the API (default: the file name without extension); more names (repeated or comma-separated) are aliases /v1/models lists",
+        };
+        var strictModel = new Option<bool>("--strict-model") { Description = "Answer 404 to a request whose \"model\" is not one of the served names (by default any name gets the one model)" };
+        var cors = new Option<string[]>("--cors")
+        {
+            Description = "Origins allowed to call the API from a browser, repeated or comma-separated (\"*\": any); default: no CORS headers",
+        };
         var log = new Option<bool>("--log") { Description = "Log ASP.NET Core warnings and errors to the console" };
         var cacheOptions = new CacheCliOptions();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
         {
-            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, threads, log,
+            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, strictModel, cors, threads, log,
         };
         cacheOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
             var cache = cacheOptions.Read(parse);
+            var modelIds = SplitList(parse.GetValue(modelId));
             var serverOptions = new TovaServerOptions
             {
                 Host = parse.GetValue(host)!,
@@ -51,6 +63,9 @@ public static class ServeCommand
                 MaxBodyBytes = parse.GetValue(maxBody),
                 Cache = cache,
                 Log = parse.GetValue(log),
+                ModelAliases = modelIds.Skip(1).ToArray(),
+                StrictModel = parse.GetValue(strictModel),
+                CorsOrigins = SplitList(parse.GetValue(cors)),
             };
             serverOptions.Validate();
             var engineOptions = new EngineOptions
@@ -61,7 +76,7 @@ public static class ServeCommand
                 ChatTemplate = parse.GetValue(template)!,
                 ChatTemplateFile = parse.GetValue(templateFile),
                 ChatTemplateKwargs = CommonOptions.ReadKwargs(parse.GetValue(templateKwargs)),
-                ModelId = parse.GetValue(modelId),
+                ModelId = modelIds.FirstOrDefault(),
                 Scheduler = new SchedulerOptions
                 {
                     MaxBatch = parse.GetValue(maxBatch),
@@ -97,4 +112,8 @@ public static class ServeCommand
     }
 
     private static string? NonEmpty(string? s) => string.IsNullOrEmpty(s) ? null : s;
+
+    /// <summary>Values of a repeatable option, each possibly a comma-separated list.</summary>
+    private static string[] SplitList(string[]? values) =>
+        (values ?? []).SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToArray();
 }

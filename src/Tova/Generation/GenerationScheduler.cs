@@ -37,15 +37,23 @@ public sealed record SchedulerOptions
 /// <summary>Thrown by <see cref="GenerationScheduler.Submit"/> when the batch and the queue are full.</summary>
 public sealed class QueueFullException(string message) : InvalidOperationException(message);
 
-/// <summary>How a request ended: token counts and why.</summary>
-public sealed record GenerationResult(int PromptTokens, int CompletionTokens, FinishReason Finish);
+/// <summary>How a request ended: token counts and why, and what its multi-state held at the end.</summary>
+public sealed record GenerationResult(int PromptTokens, int CompletionTokens, FinishReason Finish)
+{
+    /// <summary>States the multi-state held at the end, summed over layers and KV heads.</summary>
+    public long StatesHeld { get; init; }
+
+    /// <summary>States dropped on the way (evicted by the policy or slid out of a window), summed over layers and KV heads.</summary>
+    public long StatesEvicted { get; init; }
+}
 
 /// <summary>A submitted request: its text as the decoding loop produces it, then its result.</summary>
 public sealed class GenerationStream
 {
-    internal GenerationStream(ChannelReader<string> text, Task<GenerationResult> completion, int promptTokens)
+    internal GenerationStream(ChannelReader<string> text, Task<GenerationResult> completion, int promptTokens, ChannelReader<TokenLogprob>? logprobs)
     {
         Text = text;
+        Logprobs = logprobs;
         Completion = completion;
         PromptTokens = promptTokens;
     }
@@ -58,6 +66,12 @@ public sealed class GenerationStream
     public Task<GenerationResult> Completion { get; }
 
     public int PromptTokens { get; }
+
+    /// <summary>
+    /// With <see cref="GenerationOptions.Logprobs"/>: the prompt's tokens (when asked for), then each generated token
+    /// that is part of the text (an end-of-text token is not), each written before the text piece it is part of; null otherwise.
+    /// </summary>
+    public ChannelReader<TokenLogprob>? Logprobs { get; }
 
     /// <summary>Every text piece, then throws if the request failed or was cancelled.</summary>
     public async IAsyncEnumerable<string> ReadAllAsync([EnumeratorCancellation] CancellationToken cancellationToken = default)
@@ -137,15 +151,16 @@ public sealed class GenerationScheduler : IDisposable
         ObjectDisposedException.ThrowIf(_stopping, this);
         ArgumentNullException.ThrowIfNull(promptIds);
         var cfg = _tf.Config;
-        if (promptIds.Length == 0) throw new ArgumentException("the prompt has no tokens");
+        if (promptIds.Length == 0) throw new ArgumentException("the prompt has no tokens", nameof(promptIds));
         foreach (var id in promptIds)
-            if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (0..{cfg.VocabSize - 1})");
+            if ((uint)id >= (uint)cfg.VocabSize) throw new ArgumentException($"token id {id} is outside the vocabulary (0..{cfg.VocabSize - 1})", nameof(promptIds));
         if (options.MaxTokens < 0) throw new ArgumentException($"max tokens must be ≥ 0, got {options.MaxTokens}");
         options.Sampling.Validate();
+        options.Logprobs?.Validate();
         options.Cache.Validate(cfg);
         if (options.Cache.IsFull && promptIds.Length > cfg.ContextLength)
             throw new ArgumentException(
-                $"the prompt has {promptIds.Length} tokens, more than the full cache holds ({cfg.ContextLength}); use a bounded cache (e.g. policy tova with a budget of 256)");
+                $"the prompt has {promptIds.Length} tokens, more than the full cache holds ({cfg.ContextLength}); use a bounded cache (e.g. policy tova with a budget of 256)", nameof(promptIds));
         long reserve = MultiStateCache.WorstCaseBytes(cfg, options.Cache, Transformer.Headroom(options.Cache, options.Prefill, promptIds.Length, cfg.ContextLength));
         if (_options.KvMemoryLimit > 0 && reserve > _options.KvMemoryLimit)
             throw new ArgumentException(
@@ -164,7 +179,7 @@ public sealed class GenerationScheduler : IDisposable
         _incoming.Enqueue(seq);
         _wake.Set();
         if (_stopping && _thread.Join(0)) Drain(new ObjectDisposedException(nameof(GenerationScheduler)));
-        return new GenerationStream(seq.Channel.Reader, seq.Done.Task, promptIds.Length);
+        return new GenerationStream(seq.Channel.Reader, seq.Done.Task, promptIds.Length, seq.Logprobs?.Reader);
     }
 
     /// <summary>Submits and streams the text; leaving the enumeration early cancels the request.</summary>
@@ -205,7 +220,10 @@ public sealed class GenerationScheduler : IDisposable
         public readonly CancellationToken Token = token;
         public readonly Channel<string> Channel = System.Threading.Channels.Channel.CreateUnbounded<string>(
             new UnboundedChannelOptions { SingleReader = false, SingleWriter = true, AllowSynchronousContinuations = false });
+        public readonly Channel<TokenLogprob>? Logprobs = options.Logprobs is null ? null : System.Threading.Channels.Channel.CreateUnbounded<TokenLogprob>(
+            new UnboundedChannelOptions { SingleReader = false, SingleWriter = true, AllowSynchronousContinuations = false });
         public readonly TaskCompletionSource<GenerationResult> Done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public bool PromptLogprobs => Options.Logprobs is { Prompt: true };
         public CancellationTokenRegistration Registration;
         public MultiStateCache? Cache;
         public long Reserve;     // worst-case state bytes, held against the limit while running
@@ -289,7 +307,7 @@ public sealed class GenerationScheduler : IDisposable
                 Fail(s, e);
                 continue;
             }
-            if (s.Stream!.Ended) Complete(s); // max tokens 0
+            if (s.Stream!.Ended && !s.PromptLogprobs) Complete(s); // max tokens 0 (the prompt runs only when it is to be scored)
             else
             {
                 _active[_activeCount++] = s;
@@ -313,6 +331,7 @@ public sealed class GenerationScheduler : IDisposable
         };
         s.Stream = new TokenStream(_tokenizer, _tf.Config.VocabSize, o);
         s.Stream.AcceptPrompt(s.Prompt);
+        if (s.PromptLogprobs) s.Logprobs!.Writer.TryWrite(new TokenLogprob(s.Prompt[0], null, [], Prompt: true));
         Interlocked.Add(ref _promptTokens, s.Prompt.Length);
     }
 
@@ -345,7 +364,8 @@ public sealed class GenerationScheduler : IDisposable
             }
         }
         bool prefillEnds = prefill is not null && prefill.Prefilled + slice == prefill.Prompt.Length;
-        int logitsFrom = prefillEnds ? n - 1 : n;
+        bool scorePrompt = prefill is { PromptLogprobs: true };
+        int logitsFrom = scorePrompt ? 0 : prefillEnds ? n - 1 : n;
         for (int i = 0; i < _activeCount; i++)
         {
             var s = _active[i]!;
@@ -379,9 +399,14 @@ public sealed class GenerationScheduler : IDisposable
 
         if (prefill is not null)
         {
+            if (scorePrompt) ScorePrompt(prefill, slice);
             prefill.Prefilled += slice;
             if (prefill.Prefilled == prefill.ChunkEnd && prefill.Mode.Kind != PrefillKind.Exact) prefill.Cache!.EndChunk();
-            if (prefillEnds) Advance(prefill, _tf.Logits(slice - 1));
+            if (prefillEnds)
+            {
+                if (prefill.Stream!.Ended) Complete(prefill); // max tokens 0: the prompt was only scored
+                else Advance(prefill, _tf.Logits(slice - 1));
+            }
         }
         for (int b = slice; b < n; b++) Advance(_owners[b]!, _tf.Logits(b));
         Array.Clear(_caches, 0, n);
@@ -389,10 +414,24 @@ public sealed class GenerationScheduler : IDisposable
         RemoveEnded();
     }
 
-    /// <summary>Samples a sequence's next token from its logits and hands out the text.</summary>
+    /// <summary>The log-probability of each prompt token the slice's rows predict (row j predicts the token after it).</summary>
+    private void ScorePrompt(Sequence s, int slice)
+    {
+        int top = s.Options.Logprobs!.Top;
+        for (int j = 0; j < slice; j++)
+        {
+            int target = s.Prefilled + j + 1;
+            if (target < s.Prompt.Length) s.Logprobs!.Writer.TryWrite(TokenLogprob.From(_tf.Logits(j), s.Prompt[target], top, prompt: true));
+        }
+    }
+
+    /// <summary>Samples a sequence's next token from its logits and hands out the text (its log-probability first, when asked for).</summary>
     private void Advance(Sequence s, ReadOnlySpan<float> logits)
     {
-        string text = s.Stream!.Next(logits, s.Cache!, out int feed);
+        var stream = s.Stream!;
+        string text = stream.Next(logits, s.Cache!, out int feed);
+        if (s.Logprobs is not null && stream.Finish != FinishReason.EndOfText)
+            s.Logprobs.Writer.TryWrite(TokenLogprob.From(logits, stream.LastToken, s.Options.Logprobs!.Top, prompt: false));
         if (text.Length > 0) s.Channel.Writer.TryWrite(text);
         if (feed >= 0) s.Next = feed;
         else Complete(s);
@@ -415,10 +454,17 @@ public sealed class GenerationScheduler : IDisposable
     {
         string rest = s.Stream!.Flush();
         if (rest.Length > 0) s.Channel.Writer.TryWrite(rest);
-        var result = new GenerationResult(s.Prompt.Length, s.Stream.Generated, s.Stream.Finish);
+        var cache = s.Cache!;
+        long held = cache.StatesInUse;
+        var result = new GenerationResult(s.Prompt.Length, s.Stream.Generated, s.Stream.Finish)
+        {
+            StatesHeld = held,
+            StatesEvicted = Math.Max(0, (long)cache.Position * cache.Layers * cache.KvHeads - held),
+        };
         Interlocked.Add(ref _completionTokens, s.Stream.Generated);
         Interlocked.Increment(ref _finished);
         End(s);
+        s.Logprobs?.Writer.TryComplete();
         s.Done.TrySetResult(result);
         s.Channel.Writer.TryComplete();
     }
@@ -428,6 +474,7 @@ public sealed class GenerationScheduler : IDisposable
         if (s.Stream is not null) Interlocked.Add(ref _completionTokens, s.Stream.Generated);
         Interlocked.Increment(ref _cancelled);
         End(s);
+        s.Logprobs?.Writer.TryComplete();
         s.Done.TrySetCanceled(s.Token);
         s.Channel.Writer.TryComplete();
     }
@@ -436,6 +483,7 @@ public sealed class GenerationScheduler : IDisposable
     {
         Interlocked.Increment(ref _failed);
         End(s);
+        s.Logprobs?.Writer.TryComplete();
         s.Done.TrySetException(e);
         s.Channel.Writer.TryComplete();
     }

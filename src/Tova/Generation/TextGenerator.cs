@@ -34,6 +34,9 @@ public sealed record GenerationOptions
 
     /// <summary>How the prompt is fed (default: chunked with N = min(256, budget)).</summary>
     public PrefillMode Prefill { get; init; } = new(PrefillKind.Chunked);
+
+    /// <summary>Log-probabilities to report (<see cref="GenerationScheduler"/> only); null: none are computed.</summary>
+    public LogprobOptions? Logprobs { get; init; }
 }
 
 public sealed record GenerationStats(
