@@ -153,7 +153,7 @@ public sealed class ChatSession
     public long Save(Stream stream, ModelFingerprint model)
     {
         var cache = _cache ?? _tf.CreateCache(_options.Cache, _mode, 0);
-        var meta = ChatSessionState.Write(_history, _fed, _mode);
+        var meta = ConversationState.Write(_history, _fed, -1, _mode);
         return StateSnapshot.Save(stream, cache, model, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_fedIds), meta);
     }
 
@@ -167,7 +167,8 @@ public sealed class ChatSession
     public void Load(Stream stream, ModelFingerprint model)
     {
         var snap = StateSnapshot.Load(stream, _tf.Config, model);
-        var (history, fed, mode) = ChatSessionState.Read(snap.Metadata);
+        var (history, fed, next, mode) = ConversationState.Read(snap.Metadata);
+        if (next != -1) throw new StateSnapshotException(StateSnapshotError.Malformed, "the chat snapshot holds a token not yet fed (saved by a chat client); tova chat feeds every answer whole");
         if (snap.Tokens.Length != snap.Cache.Position)
             throw new StateSnapshotException(StateSnapshotError.Malformed, "a chat snapshot must hold the token ids it was fed");
         if (mode.Kind == PrefillKind.OneShot || Transformer.Headroom(snap.Cache.Options, mode, 0, _tf.Config.ContextLength) != snap.Cache.Headroom)
