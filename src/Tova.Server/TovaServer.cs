@@ -130,9 +130,11 @@ public static class TovaServer
         // The generation endpoints, one response format each.
         CompletionFormat[] formats = [new ChatCompletionFormat(), new TextCompletionFormat()];
         foreach (var format in formats) completions.Map(app, format);
+        new ResponsesEndpoint(options, engine, model, app.Lifetime.ApplicationStopping).Map(app);
         var routes = new Dictionary<string, string>(StringComparer.Ordinal) { ["/health"] = "GET", ["/metrics"] = "GET", ["/v1/models"] = "GET" };
         foreach (var format in formats) routes[format.Path] = "POST";
         foreach (var path in TokenizeEndpoints.Paths) routes[path] = "POST";
+        routes[ResponsesEndpoint.Path] = "POST";
         app.MapFallback((HttpContext ctx) =>
         {
             string path = ctx.Request.Path.Value?.TrimEnd('/') ?? "";

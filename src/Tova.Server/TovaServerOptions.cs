@@ -36,6 +36,9 @@ public sealed record TovaServerOptions
     /// <summary>The multi-state a request gets; a request's "kv_cache" object overrides single fields.</summary>
     public CacheOptions Cache { get; init; } = CacheOptions.Full;
 
+    /// <summary>Where /v1/responses keeps stored responses and their multi-states (null: storing is refused; the server does not own it).</summary>
+    public Tova.Sessions.ISessionStore? Sessions { get; init; }
+
     /// <summary>Write ASP.NET Core's log (warnings and errors) to the console.</summary>
     public bool Log { get; init; }
 

@@ -178,8 +178,13 @@ public sealed class TovaChatClient : IChatClient
 
     public void Dispose() { }
 
-    /// <summary>One call: its conversation id (null without a store), history, rendered text, prompt ids, options and the state it continues.</summary>
-    private sealed record Turn(string? Id, List<ChatTurn> History, string Rendered, int[] Ids, GenerationOptions Options, MultiStateCache? Resume);
+    /// <summary>One call: its conversation id (null without a store) and turn.</summary>
+    private sealed record Turn(string? Id, ConversationTurn Conversation)
+    {
+        public int[] Ids => Conversation.Ids;
+        public GenerationOptions Options => Conversation.Options;
+        public MultiStateCache? Resume => Conversation.Resume;
+    }
 
     private async Task<Turn> BeginAsync(IEnumerable<ChatMessage> messages, ChatOptions? options, CancellationToken cancellationToken)
     {
@@ -188,47 +193,25 @@ public sealed class TovaChatClient : IChatClient
             if (options?.ConversationId is not null)
                 throw new ArgumentException("this client keeps no conversations (construct it with a session store)", nameof(ChatOptions.ConversationId));
             var (ids, generation) = Prepare(messages, options);
-            return new Turn(null, [], "", ids, generation, null);
+            return new Turn(null, new ConversationTurn([], "", ids, generation, null));
         }
         ArgumentNullException.ThrowIfNull(messages);
         var (_, g) = Prepare([], options, encode: false);
-        var variables = Variables(options);
-        var template = _engine.RequireChatTemplate();
-        var tokenizer = _engine.Tokenizer;
         var fresh = messages.Select(m => new ChatTurn(m.Role.Value, m.Text)).ToList();
         if (options?.ConversationId is { } id)
         {
             var data = await _conversations.GetAsync(id, cancellationToken).ConfigureAwait(false)
                 ?? throw new ArgumentException($"no conversation '{id}' (never stored, expired or evicted)", nameof(ChatOptions.ConversationId));
-            var snap = StateSnapshot.FromBytes(data, _engine.Config, _engine.Fingerprint);
-            var (history, fed, next, mode) = ConversationState.Read(snap.Metadata);
-            history.AddRange(fresh);
-            string rendered = _engine.RenderChat(history, variables);
-            g = g with { Cache = snap.Cache.Options, Prefill = mode };
-            if (rendered.StartsWith(fed, StringComparison.Ordinal))
-            {
-                int[] cont = template.EncodeContinuation(tokenizer, rendered[fed.Length..]);
-                int[] ids = next >= 0 ? [next, .. cont] : cont;
-                if (ids.Length > 0) return new Turn(id, history, rendered, ids, g, snap.Cache);
-            }
-            return new Turn(id, history, rendered, template.Encode(tokenizer, rendered), g, null);
+            return new Turn(id, ConversationTurns.Begin(_engine, data, fresh, Variables(options), g));
         }
-        var turns = new List<ChatTurn>();
-        if (!string.IsNullOrEmpty(options?.Instructions)) turns.Add(ChatTurn.System(options.Instructions));
-        turns.AddRange(fresh);
-        string text = _engine.RenderChat(turns, variables);
-        // One-shot sizes a multi-state for one prompt; a conversation that continues is fed in chunks instead.
-        if (g.Prefill.Kind == PrefillKind.OneShot) g = g with { Prefill = new PrefillMode(PrefillKind.Chunked) };
-        return new Turn(SessionIds.New("conv_"), turns, text, template.Encode(tokenizer, text), g, null);
+        if (!string.IsNullOrEmpty(options?.Instructions)) fresh.Insert(0, ChatTurn.System(options.Instructions));
+        return new Turn(SessionIds.New("conv_"), ConversationTurns.Begin(_engine, null, fresh, Variables(options), g));
     }
 
     /// <summary>Stores the conversation's final multi-state and history under its id.</summary>
     private async Task EndAsync(Turn turn, string answer, GenerationResult result, CancellationToken cancellationToken)
     {
-        if (turn.Id is null || result.State is null) return;
-        List<ChatTurn> history = [.. turn.History, ChatTurn.Assistant(answer)];
-        int next = result.Finish == FinishReason.Length ? result.LastToken : -1; // sampled, in the answer, not yet fed
-        var meta = ConversationState.Write(history, turn.Rendered + answer, next, turn.Options.Prefill);
-        await _conversations!.PutAsync(turn.Id, StateSnapshot.ToBytes(result.State, _engine.Fingerprint, default, meta), cancellationToken).ConfigureAwait(false);
+        if (turn.Id is null || ConversationTurns.End(_engine, turn.Conversation, answer, result) is not { } bytes) return;
+        await _conversations!.PutAsync(turn.Id, bytes, cancellationToken).ConfigureAwait(false);
     }
 }
