@@ -15,6 +15,9 @@ internal sealed class ServerMetrics(TovaEngine engine)
 
     public void CountStreamChunk() => Interlocked.Increment(ref _streamChunks);
 
+    /// <summary>The session store of /v1/responses, whose counters /metrics shows (null: none).</summary>
+    public Tova.Sessions.ISessionStore? Sessions { get; init; }
+
     /// <summary>Prometheus text exposition (version 0.0.4).</summary>
     public string Render()
     {
@@ -49,6 +52,15 @@ internal sealed class ServerMetrics(TovaEngine engine)
         Metric("tova_kv_reserved_bytes", "gauge", "State memory reserved by running requests (each one's worst case) against --kv-memory.", m.KvReservedBytes);
         Metric("tova_kv_memory_limit_bytes", "gauge", "The state memory limit (--kv-memory; 0 = none).", m.KvMemoryLimit);
         Metric("tova_stream_chunks_total", "counter", "Text chunks sent on streaming responses.", Interlocked.Read(ref _streamChunks));
+        if (Sessions?.Metrics is { } st)
+        {
+            if (st.Stored is { } stored) Metric("tova_sessions_stored", "gauge", "Stored responses' multi-states held by the session store.", stored);
+            if (st.Bytes is { } bytes) Metric("tova_sessions_bytes", "gauge", "Bytes the session store holds.", bytes);
+            Metric("tova_session_puts_total", "counter", "Multi-states written to the session store.", st.Puts);
+            Metric("tova_session_hits_total", "counter", "Session store reads that found their entry.", st.Hits);
+            Metric("tova_session_misses_total", "counter", "Session store reads that found nothing (never stored, expired, evicted).", st.Misses);
+            Metric("tova_session_evictions_total", "counter", "Entries the session store dropped for room or age.", st.Evictions);
+        }
         sb.Append("# HELP tova_http_responses_total HTTP responses by status code.\n# TYPE tova_http_responses_total counter\n");
         foreach (var (code, count) in _responses.OrderBy(kv => kv.Key))
             sb.Append("tova_http_responses_total{code=\"").Append(code).Append("\"} ").Append(count).Append('\n');

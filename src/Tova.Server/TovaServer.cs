@@ -59,7 +59,7 @@ public static class TovaServer
                 p.AllowAnyHeader().AllowAnyMethod().WithExposedHeaders("Retry-After", "WWW-Authenticate");
             });
         }
-        var metrics = new ServerMetrics(engine);
+        var metrics = new ServerMetrics(engine) { Sessions = options.Sessions };
         var model = new ServedModel(engine, options);
         var apiKey = options.ApiKey is null ? null : new ApiKeyCheck(options.ApiKey);
         var completions = new CompletionEndpoint(options, engine, model, metrics, app.Lifetime.ApplicationStopping);

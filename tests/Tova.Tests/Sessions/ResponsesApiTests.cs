@@ -127,6 +127,11 @@ public class ResponsesApiTests
         Assert.Equal(404, s);
         using var mine = await server.Http.GetAsync($"/v1/responses/{completed.GetProperty("id").GetString()}");
         Assert.Equal(200, (int)mine.StatusCode);
+        var metrics = await server.Metrics();
+        Assert.Equal(2, metrics["tova_sessions_stored"] / 2); // a state and a response body per stored response
+        Assert.Equal(4, metrics["tova_session_puts_total"]);
+        Assert.Equal(2, metrics["tova_session_hits_total"]);  // the continued state, then GET with the right key
+        Assert.Equal(2, metrics["tova_session_misses_total"]); // the other key's GET and continuation
     }
 
     [Fact]
