@@ -1,3 +1,4 @@
+using System.ClientModel;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
@@ -9,6 +10,8 @@ using Tova.Server;
 using Tova.Server.Sessions;
 using Tova.Sessions;
 using Tova.Tests.Server;
+using OpenAI.Responses;
+using ChatTemplate = Tova.Chat.ChatTemplate;
 
 namespace Tova.Tests.Sessions;
 
@@ -156,4 +159,36 @@ public class ResponsesApiTests
         Assert.Equal(400, s5);
         Assert.Equal("store", r5.GetProperty("error").GetProperty("param").GetString());
     }
+
+#pragma warning disable OPENAI001 // the SDK's Responses client is marked experimental
+    [Fact]
+    public async Task TheOfficialOpenAiSdkHoldsAThreeTurnConversation()
+    {
+        var want = await ReferenceAnswers();
+        using var store = new MemorySessionStore(64 << 20);
+        await using var server = await Start(store);
+        var client = new ResponsesClient(new ApiKeyCredential("any-key"), new ResponsesClientOptions { Endpoint = new Uri(server.BaseAddress + "/v1") });
+
+        var o1 = new CreateResponseOptions("any", [ResponseItem.CreateUserMessageItem(Messages[0])]) { Instructions = Instructions, MaxOutputTokenCount = 20, Temperature = 0 };
+        ResponseResult r1 = (await client.CreateResponseAsync(o1)).Value;
+
+        var o2 = new CreateResponseOptions("any", [ResponseItem.CreateUserMessageItem(Messages[1])]) { PreviousResponseId = r1.Id, MaxOutputTokenCount = 20, Temperature = 0, StreamingEnabled = true };
+        var streamed = new StringBuilder();
+        ResponseResult? r2 = null;
+        await foreach (var update in await client.CreateResponseStreamingAsync(o2))
+        {
+            if (update is StreamingResponseOutputTextDeltaUpdate delta) streamed.Append(delta.Delta);
+            if (update is StreamingResponseCompletedUpdate done) r2 = done.Response;
+        }
+        Assert.NotNull(r2);
+
+        var o3 = new CreateResponseOptions("any", [ResponseItem.CreateUserMessageItem(Messages[2])]) { PreviousResponseId = r2.Id, MaxOutputTokenCount = 20, Temperature = 0 };
+        ResponseResult r3 = (await client.CreateResponseAsync(o3)).Value;
+
+        Assert.Equal(want, [r1.GetOutputText(), streamed.ToString(), r3.GetOutputText()]);
+        Assert.Equal(want[1], r2.GetOutputText());
+        Assert.Equal(r1.Id, (await client.GetResponseAsync(r1.Id)).Value.Id);
+        Assert.True(r3.Usage.InputTokenCount < r1.Usage.InputTokenCount, $"{r3.Usage.InputTokenCount} vs {r1.Usage.InputTokenCount}");
+    }
+#pragma warning restore OPENAI001
 }
