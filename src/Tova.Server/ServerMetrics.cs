@@ -29,7 +29,8 @@ internal sealed class ServerMetrics : IDisposable
     private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
     private readonly IDisposable _adapter;
 
-    public ServerMetrics(TovaEngine engine)
+    /// <param name="sessions">The session store of /v1/responses, whose counters /metrics shows (null: none).</param>
+    public ServerMetrics(TovaEngine engine, Tova.Sessions.ISessionStore? sessions = null)
     {
         _meter = new Meter(TovaMetrics.MeterName);
         _meter.CreateObservableGauge("info", () => new Measurement<int>(1,
@@ -39,6 +40,17 @@ internal sealed class ServerMetrics : IDisposable
             () => _responses.OrderBy(kv => kv.Key).Select(kv => new Measurement<long>(kv.Value, new KeyValuePair<string, object?>("code", kv.Key))),
             description: "HTTP responses by status code.");
         _meter.CreateObservableCounter("stream_chunks_total", () => Interlocked.Read(ref _streamChunks), description: "Text chunks sent on streaming responses.");
+        if (sessions is not null)
+        {
+            if (sessions.Metrics.Stored is not null)
+                _meter.CreateObservableGauge("sessions_stored", () => sessions.Metrics.Stored ?? 0, description: "Stored responses' multi-states held by the session store.");
+            if (sessions.Metrics.Bytes is not null)
+                _meter.CreateObservableGauge("sessions_bytes", () => sessions.Metrics.Bytes ?? 0, description: "Bytes the session store holds.");
+            _meter.CreateObservableCounter("session_puts_total", () => sessions.Metrics.Puts, description: "Multi-states written to the session store.");
+            _meter.CreateObservableCounter("session_hits_total", () => sessions.Metrics.Hits, description: "Session store reads that found their entry.");
+            _meter.CreateObservableCounter("session_misses_total", () => sessions.Metrics.Misses, description: "Session store reads that found nothing (never stored, expired, evicted).");
+            _meter.CreateObservableCounter("session_evictions_total", () => sessions.Metrics.Evictions, description: "Entries the session store dropped for room or age.");
+        }
         var engineMeter = engine.Scheduler.Metrics.Meter;
         _adapter = MeterAdapter.StartListening(new MeterAdapterOptions
         {

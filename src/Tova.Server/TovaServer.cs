@@ -64,7 +64,7 @@ public static class TovaServer
                 p.AllowAnyHeader().AllowAnyMethod().WithExposedHeaders("Retry-After", "WWW-Authenticate");
             });
         }
-        var metrics = new ServerMetrics(engine);
+        var metrics = new ServerMetrics(engine, options.Sessions);
         app.Lifetime.ApplicationStopped.Register(metrics.Dispose);
         var model = new ServedModel(engine, options);
         var apiKey = options.ApiKey is null ? null : new ApiKeyCheck(options.ApiKey);
@@ -142,10 +142,12 @@ public static class TovaServer
         // The generation endpoints, one response format each.
         CompletionFormat[] formats = [new ChatCompletionFormat(), new TextCompletionFormat()];
         foreach (var format in formats) completions.Map(app, format);
+        new ResponsesEndpoint(options, engine, model, app.Lifetime.ApplicationStopping).Map(app);
         var routes = new Dictionary<string, string>(StringComparer.Ordinal) { ["/health"] = "GET", ["/metrics"] = "GET", ["/v1/models"] = "GET" };
         foreach (var format in formats) routes[format.Path] = "POST";
         foreach (var path in TokenizeEndpoints.Paths) routes[path] = "POST";
         WebUiEndpoints.Map(app, options, engine);
+        routes[ResponsesEndpoint.Path] = "POST";
         app.MapFallback((HttpContext ctx) =>
         {
             string path = ctx.Request.Path.Value?.TrimEnd('/') ?? "";

@@ -48,6 +48,9 @@ public sealed record TovaServerOptions
     /// <summary>Serve the web page at / (chat, cache options, the multi-state view); off: / answers 404.</summary>
     public bool WebUi { get; init; } = true;
 
+    /// <summary>Where /v1/responses keeps stored responses and their multi-states (null: storing is refused; the server does not own it).</summary>
+    public Tova.Sessions.ISessionStore? Sessions { get; init; }
+
     /// <summary>Write the log to the console: one line per request (category "Tova.Server.Requests") and ASP.NET Core's warnings and errors.</summary>
     public bool Log { get; init; }
 

@@ -21,11 +21,15 @@ public static class ChatCommand
         var templateKwargs = CommonOptions.ChatTemplateKwargs();
         var stats = new Option<bool>("--stats") { Description = "After each answer, print its speed and the multi-state's size to stderr" };
         var genOptions = new GenerationCliOptions("Most tokens per answer", "Random seed (same seed, same answers)", CacheCliOptions.BoundedDefault());
+        var save = new Option<string?>("--save") { Description = "Save the conversation (its multi-state and history) to this file after every turn" };
+        var resume = new Option<string?>("--resume") { Description = "Continue the conversation saved in this file (its cache options replace the flags')" };
 
-        var cmd = new Command("chat", "Chat with the model interactively: one line per message (/reset starts over, /exit or end of input quits; Ctrl+C stops the current answer, a second Ctrl+C exits); the multi-state is kept between turns and, by default, bounded to --ctx-size states per layer")
+        var cmd = new Command("chat", "Chat with the model interactively: one line per message (/reset starts over, /save FILE and /load FILE keep and restore the conversation, /exit or end of input quits; Ctrl+C stops the current answer, a second Ctrl+C exits); the multi-state is kept between turns and, by default, bounded to --ctx-size states per layer")
         {
             model, tokenizer, system, template, templateFile, templateKwargs, threads, stats,
         };
+        cmd.Options.Add(save);
+        cmd.Options.Add(resume);
         genOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
@@ -48,6 +52,12 @@ public static class ChatCommand
             var session = NewSession();
             // In a real process, Ctrl+C during an answer stops that answer; at the prompt (or a second time) it exits.
             using var interrupt = input is null ? ChatInterrupt.Install() : null;
+            var persistence = new ChatPersistence(bundle, parse.GetValue(save));
+            if (parse.GetValue(resume) is { } resumeFile)
+            {
+                persistence.Load(session, resumeFile);
+                if (interactive) await error.WriteLineAsync($"resumed {session.History.Count} messages from {resumeFile}; cache: {session.Cache!.Options.Describe(bundle.Model.Config.ContextLength)}");
+            }
             while (true)
             {
                 if (interactive)
@@ -65,6 +75,11 @@ public static class ChatCommand
                     continue;
                 }
                 if (trimmed.Length == 0) continue;
+                if (ChatPersistence.IsCommand(trimmed))
+                {
+                    await error.WriteLineAsync(persistence.Run(session, trimmed));
+                    continue;
+                }
                 using (var turn = interrupt?.BeginAnswer(ct))
                 {
                     var turnCt = turn?.Token ?? ct;
@@ -84,6 +99,7 @@ public static class ChatCommand
                     }
                 }
                 await output.WriteLineAsync();
+                persistence.AfterTurn(session);
                 if (parse.GetValue(stats) && session.LastStats is { } s)
                     await error.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
                         $"turn: {s.PromptTokens} new prompt tokens{(session.LastTurnRefed ? " (conversation fed again)" : "")}, {s.GeneratedTokens} generated at {s.DecodeTokensPerSecond:F1} tok/s; finish: {s.Finish}; states: {session.Cache!.StatesInUse}, kv_bytes: {s.KvBytes}"));

@@ -50,16 +50,19 @@ public static class ServeCommand
         logFormat.AcceptOnlyFromAmong("text", "json", "none");
         var noWebUi = new Option<bool>("--no-webui") { Description = "Do not serve the web page at / (chat, cache options, multi-state view)" };
         var cacheOptions = CacheCliOptions.BoundedDefault();
+        var sessionOptions = new SessionStoreCliOptions();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
         {
             model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, strictModel, cors, threads, logFormat, noWebUi,
         };
         cacheOptions.AddTo(cmd);
+        sessionOptions.AddTo(cmd);
         cmd.SetAction(CommonOptions.Handler(async (parse, output, ct) =>
         {
             var cache = cacheOptions.Read(parse);
             var modelIds = SplitList(parse.GetValue(modelId));
+            using var sessions = sessionOptions.Create(parse);
             var serverOptions = new TovaServerOptions
             {
                 Host = parse.GetValue(host)!,
@@ -74,6 +77,7 @@ public static class ServeCommand
                 ModelAliases = modelIds.Skip(1).ToArray(),
                 StrictModel = parse.GetValue(strictModel),
                 CorsOrigins = SplitList(parse.GetValue(cors)),
+                Sessions = sessions,
             };
             serverOptions.Validate();
             var engineOptions = new EngineOptions

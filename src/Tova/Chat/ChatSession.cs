@@ -4,6 +4,7 @@ using System.Text;
 using Tova.Cache;
 using Tova.Generation;
 using Tova.Model;
+using Tova.Sessions;
 using Tova.Tokenization;
 
 namespace Tova.Chat;
@@ -21,13 +22,14 @@ public sealed class ChatSession
     private readonly Transformer _tf;
     private readonly ITokenizer _tokenizer;
     private readonly ChatTemplate _template;
-    private readonly GenerationOptions _options;
-    private readonly PrefillMode _mode;
-    private readonly Sampler _sampler;
+    private GenerationOptions _options;
+    private PrefillMode _mode;
+    private Sampler _sampler;
     private readonly List<ChatTurn> _history = [];
     private MultiStateCache? _cache;
     private readonly IReadOnlyDictionary<string, object?>? _variables;
     private string _fed = "";    // the rendered conversation text whose tokens are in the cache
+    private readonly List<int> _fedIds = []; // the token ids in the cache, in order
 
     /// <param name="templateVariables">Extra chat template variables for every turn (chat_template_kwargs).</param>
     public ChatSession(Transformer transformer, ITokenizer tokenizer, ChatTemplate template, GenerationOptions options, string? systemPrompt = null,
@@ -83,6 +85,7 @@ public sealed class ChatSession
         {
             LastTurnRefed = _fed.Length > 0;
             _cache.Clear();
+            _fedIds.Clear();
             ids = _template.Encode(_tokenizer, rendered);
         }
         if (!_cache.Bounded && _cache.Position + ids.Length > _cache.MaxStates)
@@ -97,6 +100,7 @@ public sealed class ChatSession
         stream.AcceptPrompt(ids);
         cancellationToken.ThrowIfCancellationRequested();
         var logits = ids.Length > 0 ? _tf.Prefill(ids, _cache, _mode) : default;
+        _fedIds.AddRange(ids);
         _fed = rendered;
         double promptSeconds = sw.Elapsed.TotalSeconds;
         sw.Restart();
@@ -117,6 +121,7 @@ public sealed class ChatSession
                     }
                     if (feed < 0) break;
                     logits = _tf.Forward(feed, _cache);
+                    _fedIds.Add(feed);
                 }
             }
             string rest = stream.Flush();
@@ -128,7 +133,10 @@ public sealed class ChatSession
             // An answer cut by the token limit ends with a token whose text is in the answer but not yet in the
             // cache: feed it, so the cache holds exactly the conversation the next turn continues.
             if (stream.Finish == FinishReason.Length && stream.LastToken >= 0 && (_cache.Bounded || _cache.Position < _cache.MaxStates))
+            {
                 _tf.Forward(stream.LastToken, _cache);
+                _fedIds.Add(stream.LastToken);
+            }
         }
         finally
         {
@@ -136,5 +144,44 @@ public sealed class ChatSession
             _fed += answer.ToString();
             LastStats = new GenerationStats(ids.Length, stream.Generated, promptSeconds, sw.Elapsed.TotalSeconds, stream.Finish, _cache.KvBytes);
         }
+    }
+
+    /// <summary>
+    /// Saves the conversation (<see cref="StateSnapshot"/>: the multi-state and the token ids in it, with the history,
+    /// the rendered text and the prefill mode as the application section). Returns the bytes written.
+    /// </summary>
+    public long Save(Stream stream, ModelFingerprint model)
+    {
+        var cache = _cache ?? _tf.CreateCache(_options.Cache, _mode, 0);
+        var meta = ConversationState.Write(_history, _fed, -1, _mode);
+        return StateSnapshot.Save(stream, cache, model, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_fedIds), meta);
+    }
+
+    /// <summary>
+    /// Replaces this conversation with one <see cref="Save"/> wrote: its multi-state (with the cache options it was
+    /// saved with), history and prefill mode; the next turn continues from it. Throws
+    /// <see cref="StateSnapshotException"/> when the snapshot cannot be used with this model; the session is then
+    /// unchanged. The sampler sees the saved tokens again (repetition penalty); a seeded sampler's random sequence
+    /// starts anew, so only greedy answers are guaranteed to equal an uninterrupted conversation's.
+    /// </summary>
+    public void Load(Stream stream, ModelFingerprint model)
+    {
+        var snap = StateSnapshot.Load(stream, _tf.Config, model);
+        var (history, fed, next, mode) = ConversationState.Read(snap.Metadata);
+        if (next != -1) throw new StateSnapshotException(StateSnapshotError.Malformed, "the chat snapshot holds a token not yet fed (saved by a chat client); tova chat feeds every answer whole");
+        if (snap.Tokens.Length != snap.Cache.Position)
+            throw new StateSnapshotException(StateSnapshotError.Malformed, "a chat snapshot must hold the token ids it was fed");
+        if (mode.Kind == PrefillKind.OneShot || Transformer.Headroom(snap.Cache.Options, mode, 0, _tf.Config.ContextLength) != snap.Cache.Headroom)
+            throw new StateSnapshotException(StateSnapshotError.Malformed, $"prefill mode {mode} does not match the saved headroom {snap.Cache.Headroom}");
+        _cache = snap.Cache;
+        _mode = mode;
+        _options = _options with { Cache = snap.Cache.Options, Prefill = mode };
+        _history.Clear();
+        _history.AddRange(history);
+        _fed = fed;
+        _fedIds.Clear();
+        _fedIds.AddRange(snap.Tokens);
+        _sampler = new Sampler(_tf.Config.VocabSize, _options.Sampling);
+        foreach (var t in snap.Tokens) _sampler.Accept(t);
     }
 }

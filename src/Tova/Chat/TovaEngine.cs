@@ -53,6 +53,11 @@ public sealed class TovaEngine : IDisposable
     public string ModelId { get; }
     public ITokenizer Tokenizer => _bundle.Tokenizer;
     public LlamaConfig Config => _bundle.Model.Config;
+
+    private Cache.ModelFingerprint? _fingerprint;
+
+    /// <summary>The model's fingerprint (computed on first use), for state snapshots.</summary>
+    public Cache.ModelFingerprint Fingerprint => _fingerprint ??= Cache.ModelFingerprint.Compute(_bundle.Model, _bundle.Tokenizer);
     /// <summary>The chat template, or null when the model's own template could not be parsed (<see cref="ChatTemplateError"/>).</summary>
     public ChatTemplate? ChatTemplate { get; }
 

@@ -45,6 +45,12 @@ public sealed record GenerationResult(int PromptTokens, int CompletionTokens, Fi
 
     /// <summary>States dropped on the way (evicted by the policy or slid out of a window), summed over layers and KV heads.</summary>
     public long StatesEvicted { get; init; }
+
+    /// <summary>With keepState: the final multi-state (prompt and text fed; <see cref="LastToken"/> not), for a later request to continue.</summary>
+    public MultiStateCache? State { get; init; }
+
+    /// <summary>The last token sampled (not fed into <see cref="State"/>); −1 when none.</summary>
+    public int LastToken { get; init; } = -1;
 }
 
 /// <summary>A submitted request: its text as the decoding loop produces it, then its result.</summary>
@@ -161,7 +167,15 @@ public sealed class GenerationScheduler : IDisposable
     /// than a full cache holds); throws <see cref="QueueFullException"/> when the batch and the queue are full.
     /// Cancelling <paramref name="cancellationToken"/> ends the request at the next step and frees its multi-state.
     /// </summary>
-    public GenerationStream Submit(int[] promptIds, GenerationOptions options, CancellationToken cancellationToken = default)
+    public GenerationStream Submit(int[] promptIds, GenerationOptions options, CancellationToken cancellationToken = default) =>
+        Submit(promptIds, options, null, false, cancellationToken);
+
+    /// <summary>
+    /// <see cref="Submit(int[], GenerationOptions, CancellationToken)"/> continuing <paramref name="resume"/> (a
+    /// multi-state no other request uses, whose cache options must be <paramref name="options"/>' and whose headroom
+    /// must hold the prefill's chunk); with <paramref name="keepState"/>, <see cref="GenerationResult.State"/> returns it.
+    /// </summary>
+    public GenerationStream Submit(int[] promptIds, GenerationOptions options, MultiStateCache? resume, bool keepState, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(_stopping, this);
         ArgumentNullException.ThrowIfNull(promptIds);
@@ -177,6 +191,16 @@ public sealed class GenerationScheduler : IDisposable
             throw new ArgumentException(
                 $"the prompt has {promptIds.Length} tokens, more than the full cache holds ({cfg.ContextLength}); use a bounded cache (e.g. policy tova with a budget of 256)", nameof(promptIds));
         long reserve = MultiStateCache.WorstCaseBytes(cfg, options.Cache, Transformer.Headroom(options.Cache, options.Prefill, promptIds.Length, cfg.ContextLength));
+        if (resume is not null)
+        {
+            if (StateSnapshotOptions.Format(resume.Options) != StateSnapshotOptions.Format(options.Cache))
+                throw new ArgumentException("the multi-state to continue has other cache options than the request", "kv_cache");
+            if (Transformer.Headroom(options.Cache, options.Prefill, promptIds.Length, cfg.ContextLength) > resume.Headroom)
+                throw new ArgumentException($"prefill {options.Prefill} needs more room than the multi-state to continue has ({resume.Headroom} slots)", "kv_cache");
+            if (!resume.Bounded && resume.Position + promptIds.Length > cfg.ContextLength)
+                throw new ArgumentException($"the conversation no longer fits the full cache ({cfg.ContextLength} tokens); use a bounded cache", nameof(promptIds));
+            reserve = MultiStateCache.WorstCaseBytes(cfg, resume.Options, resume.Headroom);
+        }
         if (_options.KvMemoryLimit > 0 && reserve > _options.KvMemoryLimit)
             throw new ArgumentException(
                 $"this request's multi-state needs up to {reserve} bytes, more than the server's state memory limit of {_options.KvMemoryLimit} bytes (--kv-memory); use a smaller budget or a more compact KV type", "kv_cache");
@@ -189,7 +213,8 @@ public sealed class GenerationScheduler : IDisposable
         }
         var seq = new Sequence(promptIds, options, cancellationToken)
         {
-            Reserve = reserve, SubmittedAt = System.Diagnostics.Stopwatch.GetTimestamp(), Id = Interlocked.Increment(ref _submitted),
+            Reserve = reserve, Resume = resume, KeepState = keepState,
+            SubmittedAt = System.Diagnostics.Stopwatch.GetTimestamp(), Id = Interlocked.Increment(ref _submitted),
         };
         if (cancellationToken.CanBeCanceled)
             seq.Registration = cancellationToken.UnsafeRegister(static s => ((ManualResetEventSlim)s!).Set(), _wake);
@@ -258,6 +283,8 @@ public sealed class GenerationScheduler : IDisposable
         public bool PromptLogprobs => Options.Logprobs is { Prompt: true };
         public CancellationTokenRegistration Registration;
         public MultiStateCache? Cache;
+        public MultiStateCache? Resume; // the multi-state to continue (null: a new one)
+        public bool KeepState;          // hand the final multi-state back in the result
         public long Reserve;     // worst-case state bytes, held against the limit while running
         public long SubmittedAt; // Stopwatch timestamps: submission, first generated token (0 before it)
         public long FirstTokenAt;
@@ -359,7 +386,8 @@ public sealed class GenerationScheduler : IDisposable
     {
         var o = s.Options;
         s.Mode = o.Prefill;
-        s.Cache = _tf.CreateCache(o.Cache, s.Mode, s.Prompt.Length);
+        s.Cache = s.Resume ?? _tf.CreateCache(o.Cache, s.Mode, s.Prompt.Length);
+        s.Resume = null;
         s.Chunk = s.Mode.Kind switch
         {
             PrefillKind.Exact => s.Prompt.Length,
@@ -502,6 +530,8 @@ public sealed class GenerationScheduler : IDisposable
         {
             StatesHeld = held,
             StatesEvicted = Math.Max(0, (long)cache.Position * cache.Layers * cache.KvHeads - held),
+            State = s.KeepState ? cache : null,
+            LastToken = s.Stream.LastToken,
         };
         Interlocked.Add(ref _completionTokens, s.Stream.Generated);
         Interlocked.Increment(ref _finished);

@@ -69,7 +69,7 @@ public class PolicyFrontEndTests
             {"prompt": "hi", "kv_cache": {"policy": "snapkv", "budget": 64, "options": {"window": 8, "kernel": "3"},
              "layer_budgets": [32, 96], "budget_schedule": "pyramid", "sinks": 2}}
             """);
-        var r = OpenAiRequestParser.Parse(doc.RootElement, chat: false, new TovaServerOptions());
+        var r = OpenAiRequestParser.Parse(doc.RootElement, new TovaServerOptions(), ["max_tokens"]);
         var c = r.Options.Cache;
         Assert.Equal("snapkv", c.Policy);
         Assert.Equal("8", c.PolicyOptions!["window"]);
@@ -78,7 +78,7 @@ public class PolicyFrontEndTests
         Assert.Equal(BudgetSchedule.Pyramid, c.Schedule);
         Assert.Equal(2, c.Sinks);
         using var bad = JsonDocument.Parse("""{"prompt": "hi", "kv_cache": {"policy": "tova", "options": [1]}}""");
-        var e = Assert.Throws<ApiException>(() => OpenAiRequestParser.Parse(bad.RootElement, chat: false, new TovaServerOptions()));
+        var e = Assert.Throws<ApiException>(() => OpenAiRequestParser.Parse(bad.RootElement, new TovaServerOptions(), ["max_tokens"]));
         Assert.Contains("kv_cache.options", e.Message);
     }
 
