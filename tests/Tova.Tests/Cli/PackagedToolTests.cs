@@ -43,7 +43,7 @@ public sealed class PackagedToolTests : IDisposable
         var dependencies = Element(core, "dependencies").Descendants().Where(e => e.Name.LocalName == "dependency")
             .Select(e => e.Attribute("id")!.Value).Order(StringComparer.Ordinal).ToArray();
         // The core library needs no plotting (ScottPlot, SkiaSharp) or console (Spectre.Console) packages.
-        Assert.Equal(["Microsoft.Extensions.AI.Abstractions", "Microsoft.ML.Tokenizers", "System.Numerics.Tensors"], dependencies);
+        Assert.Equal(["Microsoft.Extensions.AI.Abstractions", "Microsoft.ML.Tokenizers", "System.IO.Hashing", "System.Numerics.Tensors"], dependencies);
 
         // Offline: the only package source is the folder just packed.
         string config = Path.Combine(_dir.FullName, "nuget.config");
