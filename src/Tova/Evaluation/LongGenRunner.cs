@@ -9,10 +9,8 @@ using Tova.Model;
 
 namespace Tova.Evaluation;
 
-public sealed record LongGenOptions
+public sealed record LongGenOptions : GridOptions
 {
-    public required IReadOnlyList<SweepPolicy> Policies { get; init; }
-    public required IReadOnlyList<int> Budgets { get; init; }
     /// <summary>Prompt texts (each encoded with BOS).</summary>
     public required IReadOnlyList<string> Prompts { get; init; }
     /// <summary>Tokens generated per prompt (EOS does not stop generation: every stream has exactly this many).</summary>
@@ -20,12 +18,6 @@ public sealed record LongGenOptions
     /// <summary>0: greedy; above 0: sampling with <see cref="Seed"/> + prompt index as the seed.</summary>
     public float Temperature { get; init; }
     public PrefillMode Prefill { get; init; } = PrefillMode.Exact;
-    public int Sinks { get; init; } = 4;
-    public int Parallelism { get; init; } = Math.Max(1, Environment.ProcessorCount);
-    public string? Baseline { get; init; }
-    public int BootstrapReplicates { get; init; } = 1000;
-    public int Seed { get; init; }
-    public ShardSpec Shard { get; init; } = ShardSpec.All;
 }
 
 /// <summary>
@@ -41,7 +33,7 @@ public sealed class LongGenRunner(ModelBundle bundle, LongGenOptions options)
 
     private int Context => bundle.Model.Config.ContextLength;
 
-    public string? Baseline => options.Baseline ?? (options.Policies.Any(p => p.Label == "window") ? "window" : null);
+    public string? Baseline => options.EffectiveBaseline;
 
     public IReadOnlyList<(SweepPolicy Policy, int Budget)> Cells()
     {

@@ -8,10 +8,8 @@ using Tova.Model;
 
 namespace Tova.Evaluation;
 
-public sealed record NeedleOptions
+public sealed record NeedleOptions : GridOptions
 {
-    public required IReadOnlyList<SweepPolicy> Policies { get; init; }
-    public required IReadOnlyList<int> Budgets { get; init; }
     /// <summary>Prompt lengths in tokens (BOS, haystack, needle and question; the key's tokens come after).</summary>
     public required IReadOnlyList<int> Lengths { get; init; }
     /// <summary>Needle depths in percent of the haystack (0 = at the start, 100 = right before the question).</summary>
@@ -22,12 +20,6 @@ public sealed record NeedleOptions
     public string? FillerFile { get; init; }
     /// <summary>exact: the policy decides at every step, before the question; oneshot: after the whole prompt.</summary>
     public PrefillMode Prefill { get; init; } = PrefillMode.Exact;
-    public int Sinks { get; init; } = 4;
-    public int Parallelism { get; init; } = Math.Max(1, Environment.ProcessorCount);
-    public string? Baseline { get; init; }
-    public int BootstrapReplicates { get; init; } = 1000;
-    public int Seed { get; init; }
-    public ShardSpec Shard { get; init; } = ShardSpec.All;
 }
 
 /// <summary>
@@ -43,7 +35,7 @@ public sealed class NeedleRunner(ModelBundle bundle, NeedleOptions options)
 
     private int Context => bundle.Model.Config.ContextLength;
 
-    public string? Baseline => options.Baseline ?? (options.Policies.Any(p => p.Label == "window") ? "window" : null);
+    public string? Baseline => options.EffectiveBaseline;
 
     public IReadOnlyList<(SweepPolicy Policy, int Budget, int Length)> Cells()
     {

@@ -8,11 +8,9 @@ using Tova.Model;
 
 namespace Tova.Evaluation;
 
-public sealed record QaOptions
+public sealed record QaOptions : GridOptions
 {
     public required IReadOnlyList<QaExample> Examples { get; init; }
-    public required IReadOnlyList<SweepPolicy> Policies { get; init; }
-    public required IReadOnlyList<int> Budgets { get; init; }
     /// <summary>Prompt handling per cell: exact (the policy decides before the question) and/or oneshot (after it).</summary>
     public IReadOnlyList<PrefillMode> Prefills { get; init; } = [PrefillMode.OneShot, PrefillMode.Exact];
     /// <summary>Most answer tokens; the document is cut in the middle so that prompt + answer fit the model's context.</summary>
@@ -21,12 +19,6 @@ public sealed record QaOptions
     public bool OneLine { get; init; } = true;
     /// <summary>Chat template: auto (the model's), or a family name; the plain family for models without one.</summary>
     public string? ChatTemplate { get; init; }
-    public int Sinks { get; init; } = 4;
-    public int Parallelism { get; init; } = Math.Max(1, Environment.ProcessorCount);
-    public string? Baseline { get; init; }
-    public int BootstrapReplicates { get; init; } = 1000;
-    public int Seed { get; init; }
-    public ShardSpec Shard { get; init; } = ShardSpec.All;
 }
 
 /// <summary>
@@ -41,7 +33,7 @@ public sealed class QaRunner(ModelBundle bundle, QaOptions options)
 
     private int Context => bundle.Model.Config.ContextLength;
 
-    public string? Baseline => options.Baseline ?? (options.Policies.Any(p => p.Label == "window") ? "window" : null);
+    public string? Baseline => options.EffectiveBaseline;
 
     public IReadOnlyList<(PrefillMode Prefill, SweepPolicy Policy, int Budget)> Cells()
     {
