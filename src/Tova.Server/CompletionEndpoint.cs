@@ -55,10 +55,11 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         // The request ends when its client goes away or the server stops (then generations end at once, not after their last token).
         if (stopping.IsCancellationRequested) throw ApiErrors.ShuttingDown();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping);
+        var prefix = await PrefixContinuation.BeginAsync(options, engine, ctx, ids, generation);
         GenerationStream stream;
         try
         {
-            stream = engine.Scheduler.Submit(ids, generation, linked.Token);
+            stream = engine.Scheduler.Submit(ids, generation, prefix?.Handling ?? StateHandling.None, linked.Token);
         }
         catch (QueueFullException e)
         {
@@ -80,8 +81,8 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         log.Id = head.Id;
         try
         {
-            if (request.Stream) await StreamAsync(ctx, format, head, stream);
-            else await WholeAsync(ctx, format, head, stream);
+            if (request.Stream) await StreamAsync(ctx, format, head, stream, prefix);
+            else await WholeAsync(ctx, format, head, stream, prefix);
         }
         finally
         {
@@ -92,7 +93,7 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         }
     }
 
-    private async Task WholeAsync(HttpContext ctx, CompletionFormat format, ResponseHead head, GenerationStream stream)
+    private async Task WholeAsync(HttpContext ctx, CompletionFormat format, ResponseHead head, GenerationStream stream, PrefixContinuation? prefix)
     {
         var text = new StringBuilder();
         List<TokenLogprob>? logprobs = null;
@@ -112,12 +113,13 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         {
             throw ApiErrors.ShuttingDown();
         }
+        if (prefix is not null) await prefix.KeepAsync(result, ctx.RequestAborted);
         var output = new CompletionOutput(text.ToString(), result, logprobs);
         Ended(ctx, result);
         await HttpJson.Write(ctx, 200, w => format.WriteResponse(w, head, output));
     }
 
-    private async Task StreamAsync(HttpContext ctx, CompletionFormat format, ResponseHead head, GenerationStream stream)
+    private async Task StreamAsync(HttpContext ctx, CompletionFormat format, ResponseHead head, GenerationStream stream, PrefixContinuation? prefix)
     {
         var ct = ctx.RequestAborted;
         using var sse = new SseWriter(ctx);
@@ -150,6 +152,7 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
             await sse.FlushAsync();
             return;
         }
+        if (prefix is not null) await prefix.KeepAsync(result, ct);
         Ended(ctx, result);
         format.WriteStreamEnd(sse, head, result, Drain(stream, logprobs));
         await sse.FlushAsync();

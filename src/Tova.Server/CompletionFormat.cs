@@ -69,8 +69,10 @@ internal abstract class CompletionFormat
     public static string FinishReason(Generation.FinishReason f) => f == Generation.FinishReason.Length ? "length" : "stop";
 
     /// <summary>
-    /// "usage": {"prompt_tokens", "completion_tokens", "total_tokens", "tova": {"states_held", "states_evicted"}}: the
-    /// multi-state's states at the end and those dropped on the way, summed over layers and KV heads.
+    /// "usage": {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details": {"cached_tokens"},
+    /// "tova": {"states_held", "states_evicted"}}: cached_tokens counts the prompt tokens a continued multi-state
+    /// already held (<see cref="PrefixContinuation"/>), not fed again; states_held and states_evicted, the multi-state's
+    /// states at the end and those dropped on the way, summed over layers and KV heads.
     /// </summary>
     public static void WriteUsage(Utf8JsonWriter w, GenerationResult r)
     {
@@ -78,6 +80,9 @@ internal abstract class CompletionFormat
         w.WriteNumber("prompt_tokens", r.PromptTokens);
         w.WriteNumber("completion_tokens", r.CompletionTokens);
         w.WriteNumber("total_tokens", r.PromptTokens + r.CompletionTokens);
+        w.WriteStartObject("prompt_tokens_details");
+        w.WriteNumber("cached_tokens", r.CachedTokens);
+        w.WriteEndObject();
         w.WriteStartObject("tova");
         w.WriteNumber("states_held", r.StatesHeld);
         w.WriteNumber("states_evicted", r.StatesEvicted);

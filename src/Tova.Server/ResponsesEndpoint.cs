@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Microsoft.AspNetCore.Builder;
@@ -38,8 +37,7 @@ internal sealed class ResponsesEndpoint(TovaServerOptions options, TovaEngine en
     private static string Key(HttpContext ctx, string id)
     {
         SessionIds.Check(id);
-        string auth = ctx.Request.Headers.Authorization.ToString();
-        return id + "-" + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(auth)).AsSpan(0, 8));
+        return id + "-" + PrefixContinuation.Owner(ctx);
     }
 
     private static string StoredKey(HttpContext ctx, string id)

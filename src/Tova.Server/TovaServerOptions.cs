@@ -51,6 +51,12 @@ public sealed record TovaServerOptions
     /// <summary>Where /v1/responses keeps stored responses and their multi-states (null: storing is refused; the server does not own it).</summary>
     public Tova.Sessions.ISessionStore? Sessions { get; init; }
 
+    /// <summary>
+    /// With a session store: completion requests continue the kept multi-state of the longest prefix of their prompt
+    /// (<see cref="PrefixContinuation"/>) and keep theirs; off (--no-prefix-cache): every prompt is fed whole.
+    /// </summary>
+    public bool PrefixContinuation { get; init; } = true;
+
     /// <summary>Write the log to the console: one line per request (category "Tova.Server.Requests") and ASP.NET Core's warnings and errors.</summary>
     public bool Log { get; init; }
 

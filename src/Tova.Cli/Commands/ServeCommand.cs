@@ -49,12 +49,16 @@ public static class ServeCommand
         };
         logFormat.AcceptOnlyFromAmong("text", "json", "none");
         var noWebUi = new Option<bool>("--no-webui") { Description = "Do not serve the web page at / (chat, cache options, multi-state view)" };
+        var noPrefix = new Option<bool>("--no-prefix-cache")
+        {
+            Description = "With a session store: do not continue a chat or text completion from the kept multi-state of its prompt's longest prefix (continuing never changes an answer; see docs/ARCHITECTURE.md)",
+        };
         var cacheOptions = CacheCliOptions.BoundedDefault();
         var sessionOptions = new SessionStoreCliOptions();
 
         var cmd = new Command("serve", "Serve the model over an OpenAI-compatible HTTP API with continuous batching")
         {
-            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, strictModel, cors, threads, logFormat, noWebUi,
+            model, tokenizer, host, port, apiKey, maxBatch, maxQueue, maxTokens, maxBody, kvMemory, prefillPerStep, template, templateFile, templateKwargs, modelId, strictModel, cors, threads, logFormat, noWebUi, noPrefix,
         };
         cacheOptions.AddTo(cmd);
         sessionOptions.AddTo(cmd);
@@ -78,6 +82,7 @@ public static class ServeCommand
                 StrictModel = parse.GetValue(strictModel),
                 CorsOrigins = SplitList(parse.GetValue(cors)),
                 Sessions = sessions,
+                PrefixContinuation = !parse.GetValue(noPrefix),
             };
             serverOptions.Validate();
             var engineOptions = new EngineOptions

@@ -51,6 +51,46 @@ public sealed record GenerationResult(int PromptTokens, int CompletionTokens, Fi
 
     /// <summary>The last token sampled (not fed into <see cref="State"/>); −1 when none.</summary>
     public int LastToken { get; init; } = -1;
+
+    /// <summary>Prompt tokens that were not fed because the continued multi-state already held them (<see cref="StateHandling.ResumedPrompt"/>).</summary>
+    public int CachedTokens { get; init; }
+
+    /// <summary>With keepState: every token sampled, in order (all but the last were fed into <see cref="State"/>).</summary>
+    public int[]? Sampled { get; init; }
+
+    /// <summary>What <see cref="StateHandling.Checkpoint"/> returned, when the prompt reached <see cref="StateHandling.CheckpointAt"/>.</summary>
+    public byte[]? Checkpoint { get; init; }
+}
+
+/// <summary>
+/// What a request does with multi-states besides generating (all optional): the state it continues, whether it hands
+/// its final state back, and a checkpoint taken part-way through its prompt.
+/// </summary>
+public sealed record StateHandling
+{
+    /// <summary>A multi-state no other request uses to continue (null: a new one); its cache options must be the request's and its headroom must hold the prefill's chunk.</summary>
+    public MultiStateCache? Resume { get; init; }
+
+    /// <summary>
+    /// How many of the prompt's first tokens <see cref="Resume"/> already holds (0 ≤ n &lt; prompt length): they are
+    /// not fed, but the repetition penalty and the detokenizer see them as if they had been. 0 when the prompt is
+    /// only what comes after the state (a conversation's new turn).
+    /// </summary>
+    public int ResumedPrompt { get; init; }
+
+    /// <summary>Hand the final multi-state back (<see cref="GenerationResult.State"/>) with the sampled tokens.</summary>
+    public bool KeepState { get; init; }
+
+    /// <summary>
+    /// Prompt index (ResumedPrompt &lt; n ≤ prompt length) after whose token <see cref="Checkpoint"/> is called on the
+    /// multi-state (after the chunk reduction that ends there, if any); −1: none.
+    /// </summary>
+    public int CheckpointAt { get; init; } = -1;
+
+    /// <summary>Makes the checkpoint's bytes (called on the scheduler's thread; must not keep the cache).</summary>
+    public Func<MultiStateCache, byte[]>? Checkpoint { get; init; }
+
+    public static readonly StateHandling None = new();
 }
 
 /// <summary>A submitted request: its text as the decoding loop produces it, then its result.</summary>
@@ -168,15 +208,24 @@ public sealed class GenerationScheduler : IDisposable
     /// Cancelling <paramref name="cancellationToken"/> ends the request at the next step and frees its multi-state.
     /// </summary>
     public GenerationStream Submit(int[] promptIds, GenerationOptions options, CancellationToken cancellationToken = default) =>
-        Submit(promptIds, options, null, false, cancellationToken);
+        Submit(promptIds, options, StateHandling.None, cancellationToken);
 
     /// <summary>
     /// <see cref="Submit(int[], GenerationOptions, CancellationToken)"/> continuing <paramref name="resume"/> (a
     /// multi-state no other request uses, whose cache options must be <paramref name="options"/>' and whose headroom
     /// must hold the prefill's chunk); with <paramref name="keepState"/>, <see cref="GenerationResult.State"/> returns it.
     /// </summary>
-    public GenerationStream Submit(int[] promptIds, GenerationOptions options, MultiStateCache? resume, bool keepState, CancellationToken cancellationToken = default)
+    public GenerationStream Submit(int[] promptIds, GenerationOptions options, MultiStateCache? resume, bool keepState, CancellationToken cancellationToken = default) =>
+        Submit(promptIds, options, new StateHandling { Resume = resume, KeepState = keepState }, cancellationToken);
+
+    /// <summary>
+    /// <see cref="Submit(int[], GenerationOptions, CancellationToken)"/> with <paramref name="states"/>: a multi-state
+    /// to continue, the final state handed back, a checkpoint part-way through the prompt.
+    /// </summary>
+    public GenerationStream Submit(int[] promptIds, GenerationOptions options, StateHandling states, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(states);
+        var resume = states.Resume;
         ObjectDisposedException.ThrowIf(_stopping, this);
         ArgumentNullException.ThrowIfNull(promptIds);
         var cfg = _tf.Config;
@@ -201,6 +250,12 @@ public sealed class GenerationScheduler : IDisposable
                 throw new ArgumentException($"the conversation no longer fits the full cache ({cfg.ContextLength} tokens); use a bounded cache", nameof(promptIds));
             reserve = MultiStateCache.WorstCaseBytes(cfg, resume.Options, resume.Headroom);
         }
+        if (states.ResumedPrompt < 0 || states.ResumedPrompt >= promptIds.Length || states.ResumedPrompt > 0 && resume is null)
+            throw new ArgumentException($"resumed prompt tokens {states.ResumedPrompt} must be in 0..{promptIds.Length - 1}, with a multi-state to continue", nameof(states));
+        if (states.ResumedPrompt > 0 && options.Logprobs is { Prompt: true })
+            throw new ArgumentException("prompt log-probabilities need the whole prompt fed; it cannot continue a multi-state", nameof(states));
+        if (states.Checkpoint is not null && (states.CheckpointAt <= states.ResumedPrompt || states.CheckpointAt > promptIds.Length))
+            throw new ArgumentException($"checkpoint at {states.CheckpointAt} must be in {states.ResumedPrompt + 1}..{promptIds.Length}", nameof(states));
         if (_options.KvMemoryLimit > 0 && reserve > _options.KvMemoryLimit)
             throw new ArgumentException(
                 $"this request's multi-state needs up to {reserve} bytes, more than the server's state memory limit of {_options.KvMemoryLimit} bytes (--kv-memory); use a smaller budget or a more compact KV type", "kv_cache");
@@ -213,7 +268,9 @@ public sealed class GenerationScheduler : IDisposable
         }
         var seq = new Sequence(promptIds, options, cancellationToken)
         {
-            Reserve = reserve, Resume = resume, KeepState = keepState,
+            Reserve = reserve, Resume = resume, KeepState = states.KeepState, Skip = states.ResumedPrompt,
+            CheckpointAt = states.Checkpoint is null ? -1 : states.CheckpointAt, Checkpoint = states.Checkpoint,
+            Sampled = states.KeepState ? new List<int>(Math.Clamp(options.MaxTokens, 1, 4096)) : null,
             SubmittedAt = System.Diagnostics.Stopwatch.GetTimestamp(), Id = Interlocked.Increment(ref _submitted),
         };
         if (cancellationToken.CanBeCanceled)
@@ -285,6 +342,11 @@ public sealed class GenerationScheduler : IDisposable
         public MultiStateCache? Cache;
         public MultiStateCache? Resume; // the multi-state to continue (null: a new one)
         public bool KeepState;          // hand the final multi-state back in the result
+        public int Skip;                // prompt tokens the resumed state already holds (not fed)
+        public int CheckpointAt = -1;   // prompt index after which Checkpoint(cache) is taken
+        public Func<MultiStateCache, byte[]>? Checkpoint;
+        public byte[]? CheckpointBytes;
+        public List<int>? Sampled;      // with KeepState: every token sampled
         public long Reserve;     // worst-case state bytes, held against the limit while running
         public long SubmittedAt; // Stopwatch timestamps: submission, first generated token (0 before it)
         public long FirstTokenAt;
@@ -396,8 +458,9 @@ public sealed class GenerationScheduler : IDisposable
         };
         s.Stream = new TokenStream(_tokenizer, _tf.Config.VocabSize, o);
         s.Stream.AcceptPrompt(s.Prompt);
+        s.Prefilled = s.ChunkEnd = s.Skip;
         if (s.PromptLogprobs) s.Logprobs!.Writer.TryWrite(new TokenLogprob(s.Prompt[0], null, [], Prompt: true));
-        Interlocked.Add(ref _promptTokens, s.Prompt.Length);
+        Interlocked.Add(ref _promptTokens, s.Prompt.Length - s.Skip);
     }
 
     /// <summary>One step: a slice of the first prompt still being fed, then the next token of every decoding sequence.</summary>
@@ -416,10 +479,11 @@ public sealed class GenerationScheduler : IDisposable
             bool deferred = s.Mode.Kind != PrefillKind.Exact;
             if (s.Prefilled == s.ChunkEnd)
             {
-                s.ChunkEnd = Math.Min(s.Prompt.Length, s.Prefilled + s.Chunk);
+                s.ChunkEnd = Math.Min(s.Prompt.Length, s.Prefilled + Transformer.ChunkLength(s.Mode, s.Chunk, s.Cache!.Position));
                 if (deferred) s.Cache!.BeginChunk();
             }
-            slice = Math.Min(Math.Min(_options.PrefillTokensPerStep, Transformer.MaxBatch - decoding), s.ChunkEnd - s.Prefilled);
+            int until = s.CheckpointAt > s.Prefilled ? Math.Min(s.ChunkEnd, s.CheckpointAt) : s.ChunkEnd;
+            slice = Math.Min(Math.Min(_options.PrefillTokensPerStep, Transformer.MaxBatch - decoding), until - s.Prefilled);
             for (int j = 0; j < slice; j++)
             {
                 _tokens[n] = s.Prompt[s.Prefilled + j];
@@ -467,7 +531,12 @@ public sealed class GenerationScheduler : IDisposable
             if (scorePrompt) ScorePrompt(prefill, slice);
             prefill.Prefilled += slice;
             if (prefill.Prefilled == prefill.ChunkEnd && prefill.Mode.Kind != PrefillKind.Exact) prefill.Cache!.EndChunk();
-            if (prefillEnds)
+            if (prefill.Prefilled == prefill.CheckpointAt)
+            {
+                try { prefill.CheckpointBytes = prefill.Checkpoint!(prefill.Cache!); }
+                catch (Exception e) { Fail(prefill, e); }
+            }
+            if (prefillEnds && !prefill.Done.Task.IsCompleted)
             {
                 if (prefill.Stream!.Ended) Complete(prefill); // max tokens 0: the prompt was only scored
                 else Advance(prefill, _tf.Logits(slice - 1));
@@ -495,6 +564,7 @@ public sealed class GenerationScheduler : IDisposable
     {
         var stream = s.Stream!;
         string text = stream.Next(logits, s.Cache!, out int feed);
+        s.Sampled?.Add(stream.LastToken);
         if (s.FirstTokenAt == 0)
         {
             s.FirstTokenAt = System.Diagnostics.Stopwatch.GetTimestamp();
@@ -532,6 +602,9 @@ public sealed class GenerationScheduler : IDisposable
             StatesEvicted = Math.Max(0, (long)cache.Position * cache.Layers * cache.KvHeads - held),
             State = s.KeepState ? cache : null,
             LastToken = s.Stream.LastToken,
+            CachedTokens = s.Skip,
+            Sampled = s.Sampled?.ToArray(),
+            Checkpoint = s.CheckpointBytes,
         };
         Interlocked.Add(ref _completionTokens, s.Stream.Generated);
         Interlocked.Increment(ref _finished);

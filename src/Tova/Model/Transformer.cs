@@ -264,9 +264,9 @@ public sealed unsafe partial class Transformer : IDisposable
         var caches = new MultiStateCache[MaxBatch];
         Array.Fill(caches, cache);
         int last = -1;
-        for (int start = 0; start < tokens.Length; start += chunk)
+        for (int start = 0, end; start < tokens.Length; start = end)
         {
-            int end = Math.Min(tokens.Length, start + chunk);
+            end = Math.Min(tokens.Length, start + ChunkLength(mode, chunk, cache.Position));
             if (deferred) cache.BeginChunk();
             for (int s = start; s < end; s += MaxBatch)
             {
@@ -284,6 +284,15 @@ public sealed unsafe partial class Transformer : IDisposable
     /// <summary>Sees the logits of prompt position i during <see cref="Prefill"/>.</summary>
     public delegate void LogitsObserver(int index, ReadOnlySpan<float> logits);
 
+    /// <summary>
+    /// Tokens the next chunk takes when the cache is at <paramref name="position"/>: chunked prefill ends its chunks at
+    /// multiples of <paramref name="chunk"/> in absolute position, whatever the multi-state was continued from, so a
+    /// prompt fed from a state saved at such a boundary is reduced exactly where the whole prompt fed at once would be.
+    /// Other modes: <paramref name="chunk"/>.
+    /// </summary>
+    public static int ChunkLength(PrefillMode mode, int chunk, int position) =>
+        mode.Kind == PrefillKind.Chunked ? chunk - position % chunk : chunk;
+
     /// <summary>Chunk size of a chunked prefill (default min(256, budget)).</summary>
     public static int ChunkSize(PrefillMode mode, int budget) => mode.Chunk > 0 ? mode.Chunk : Math.Min(256, budget);
 
@@ -294,8 +303,8 @@ public sealed unsafe partial class Transformer : IDisposable
         return new MultiStateCache(_c, options, Headroom(options, mode, promptLength, _c.ContextLength));
     }
 
-    /// <summary>Extra slots a prefill of <paramref name="mode"/> needs beyond the budget: none when exact, the prompt one-shot, the chunk chunked.</summary>
-    public static int Headroom(CacheOptions options, PrefillMode mode, int promptLength, int contextLength) => mode.Kind switch
+    /// <summary>Extra slots a prefill of <paramref name="mode"/> needs beyond the budget: none when exact or with a full cache (it drops nothing), the prompt one-shot, the chunk chunked.</summary>
+    public static int Headroom(CacheOptions options, PrefillMode mode, int promptLength, int contextLength) => options.IsFull ? 0 : mode.Kind switch
     {
         PrefillKind.Exact => 0,
         PrefillKind.OneShot => promptLength,
