@@ -19,6 +19,8 @@ using Tova.Model;
 //   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model tinyllama-q4_0] [--out bench/models/targets.md]
 //        every row of the speed targets in one run, as a Markdown table (Targets); --bandwidth: the memory read probe alone
 //   ... --policies [tova,snapkv,…] [--budget 256] [--models 110m-q8_0]   each policy's decode overhead over window at the same budget
+//   ... --conversation [--turns 20] [--message 200] [--budget 256] [--prefill exact,chunked] [--plot PATH]   time to first token per
+//        turn of a resent conversation, with prefix continuation (a session store) and without (ConversationBench)
 if (args.Contains("--ports"))
 {
     PortBench.Run();
@@ -54,6 +56,11 @@ if (args.Contains("--targets"))
 if (args.Contains("--policies"))
 {
     PolicyBench.Run(args, opt);
+    return;
+}
+if (args.Contains("--conversation"))
+{
+    await ConversationBench.Run(args, opt);
     return;
 }
 if (args.Contains("--table1"))

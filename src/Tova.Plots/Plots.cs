@@ -102,6 +102,30 @@ public static class Plots
         plt.SaveSvg(pathWithoutExtension + ".svg", Width, Height);
     }
 
+    /// <summary>One line per series over a linear x axis (e.g. time to first token per conversation turn).</summary>
+    public static void Lines(IReadOnlyList<(string Label, IReadOnlyList<(double X, double Y)> Points)> series, string pathWithoutExtension,
+        string title, string xLabel, string yLabel)
+    {
+        var plt = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        int color = 0;
+        foreach (var (label, points) in series)
+        {
+            var sc = plt.Add.Scatter(points.Select(p => p.X).ToArray(), points.Select(p => p.Y).ToArray());
+            sc.LegendText = label;
+            sc.Color = palette.GetColor(color++);
+            sc.LineWidth = 2;
+            sc.MarkerSize = 6;
+        }
+        plt.Axes.SetLimitsY(0, series.SelectMany(s => s.Points).Select(p => p.Y).DefaultIfEmpty(1).Max() * 1.08);
+        plt.Title(title);
+        plt.XLabel(xLabel);
+        plt.YLabel(yLabel);
+        plt.ShowLegend(Alignment.UpperLeft);
+        plt.SavePng(pathWithoutExtension + ".png", Width, Height);
+        plt.SaveSvg(pathWithoutExtension + ".svg", Width, Height);
+    }
+
     /// <summary>
     /// A needle-style grid: <paramref name="values"/>[row, column] (row = depth, column = context length) coloured
     /// from <paramref name="min"/> to <paramref name="max"/>, each cell labelled with its value; NaN cells blank.

@@ -12,8 +12,9 @@ namespace Tova.Server;
 /// <summary>
 /// Prefix continuation for one completion request (<see cref="PrefixStates"/>): before it runs, the longest kept
 /// multi-state whose tokens begin its prompt (same API key, model, cache options and prefill mode) is restored and only
-/// the rest is fed; after it, the state that is safe to continue from is kept — the final one with exact prefill or a
-/// full cache, the one at the prompt's last chunk boundary with chunked prefill (taken by the scheduler on the way).
+/// the rest is fed; after it, the states that are safe to continue from are kept — with exact prefill or a full cache
+/// the one after the prompt and the final one (prompt and answer), with chunked prefill the one at the prompt's last
+/// chunk boundary (taken by the scheduler on the way).
 /// The answer is never changed by it. A store that is down only costs the continuation: the prompt is fed whole.
 /// </summary>
 internal sealed class PrefixContinuation
@@ -74,8 +75,10 @@ internal sealed class PrefixContinuation
         catch (SessionStoreUnavailableException)
         {
         }
+        // Chunked: the state at the prompt's last chunk boundary. Exact (or full): the state after the whole prompt as
+        // well as the final one, for when the answer's text does not encode back to the tokens sampled.
         int at = PrefixStates.AtChunkBoundary(options.Cache, options.Prefill)
-            ? PrefixStates.SafeLength(options.Cache, options.Prefill, chunk, ids.Length, 0) : -1;
+            ? PrefixStates.SafeLength(options.Cache, options.Prefill, chunk, ids.Length, 0) : ids.Length;
         return new PrefixContinuation(states, owner, options, ids, hit, at > (hit?.Length ?? 0) ? at : -1);
     }
 
@@ -86,9 +89,9 @@ internal sealed class PrefixContinuation
         {
             if (result.Checkpoint is { } bytes)
                 await _states.KeepAsync(_owner, _options.Cache, _options.Prefill, _ids[.._checkpointAt], bytes, cancellationToken);
-            else if (result.State is { } state && result.Sampled is { } sampled)
+            if (result.State is { } state && result.Sampled is { Length: > 1 } sampled)
             {
-                int[] fed = [.. _ids, .. sampled.AsSpan(0, Math.Max(0, sampled.Length - 1))];
+                int[] fed = [.. _ids, .. sampled.AsSpan(0, sampled.Length - 1)];
                 if (state.Position == fed.Length)
                     await _states.KeepAsync(_owner, _options.Cache, _options.Prefill, fed, _states.Snapshot(state, fed), cancellationToken);
             }

@@ -531,15 +531,16 @@ public sealed class GenerationScheduler : IDisposable
             if (scorePrompt) ScorePrompt(prefill, slice);
             prefill.Prefilled += slice;
             if (prefill.Prefilled == prefill.ChunkEnd && prefill.Mode.Kind != PrefillKind.Exact) prefill.Cache!.EndChunk();
-            if (prefill.Prefilled == prefill.CheckpointAt)
-            {
-                try { prefill.CheckpointBytes = prefill.Checkpoint!(prefill.Cache!); }
-                catch (Exception e) { Fail(prefill, e); }
-            }
             if (prefillEnds && !prefill.Done.Task.IsCompleted)
             {
                 if (prefill.Stream!.Ended) Complete(prefill); // max tokens 0: the prompt was only scored
                 else Advance(prefill, _tf.Logits(slice - 1));
+            }
+            // After the first token is handed out (a checkpoint at the prompt's end does not delay it), before any is fed.
+            if (prefill.Prefilled == prefill.CheckpointAt && !prefill.Done.Task.IsCompleted)
+            {
+                try { TakeCheckpoint(prefill); }
+                catch (Exception e) { Fail(prefill, e); }
             }
         }
         for (int b = slice; b < n; b++) Advance(_owners[b]!, _tf.Logits(b));
@@ -590,8 +591,20 @@ public sealed class GenerationScheduler : IDisposable
         Volatile.Write(ref _running, _activeCount);
     }
 
+    /// <summary>Calls the request's checkpoint on its multi-state (which holds exactly its prompt's first CheckpointAt tokens).</summary>
+    private static void TakeCheckpoint(Sequence s)
+    {
+        if (s.CheckpointBytes is null && s.Cache is { } c) s.CheckpointBytes = s.Checkpoint!(c);
+    }
+
     private void Complete(Sequence s)
     {
+        // A request that ends at its first token still takes the checkpoint at its prompt's end (nothing was fed after it).
+        if (s.Prefilled == s.CheckpointAt && s.Stream is { Generated: <= 1 })
+        {
+            try { TakeCheckpoint(s); }
+            catch (Exception) { s.CheckpointBytes = null; } // not kept: a later request feeds its prompt whole
+        }
         string rest = s.Stream!.Flush();
         if (rest.Length > 0) s.Channel.Writer.TryWrite(rest);
         var cache = s.Cache!;

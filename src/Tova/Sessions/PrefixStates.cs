@@ -22,8 +22,9 @@ namespace Tova.Sessions;
 /// <para>
 /// Keys (hex SHA-256 over the scope and the tokens as little-endian int32): "pfx-" + H(tokens[0..L)) → the snapshot,
 /// which also records the tokens (compared on use, so a hash collision cannot mix states); "pfa-" + H(tokens[0..A))
-/// with A = L rounded down to a multiple of <see cref="Anchor"/> → L (int32). A lookup hashes the prompt once, probes
-/// the anchors from the longest down and follows the first pointer whose entry matches.
+/// with A = L rounded down to a multiple of <see cref="Anchor"/> → the lengths L kept under it (int32 each, at most
+/// <see cref="LengthsPerAnchor"/>). A lookup hashes the prompt once, probes the anchors from the longest down and
+/// takes the longest listed length whose entry exists, restores and holds exactly the prompt's first tokens.
 /// </para>
 /// </summary>
 public sealed class PrefixStates(ISessionStore store, LlamaConfig config, ModelFingerprint model)
@@ -66,24 +67,37 @@ public sealed class PrefixStates(ISessionStore store, LlamaConfig config, ModelF
         for (int a = anchors.Length - 1, probes = 0; a >= 0 && probes < MaxProbes; a--, probes++)
         {
             var pointer = await store.GetAsync(anchors[a], cancellationToken);
-            if (pointer is not { Length: 4 }) continue;
-            int length = BinaryPrimitives.ReadInt32LittleEndian(pointer);
-            if (length < a * Anchor || length >= (a + 1) * Anchor || length >= ids.Length || length <= 0) continue;
-            var bytes = await store.GetAsync(EntryKey(scope, ids.AsSpan(0, length)), cancellationToken);
-            if (bytes is null) continue;
-            StateSnapshot snap;
-            try
+            foreach (int length in Lengths(pointer).OrderDescending())
             {
-                snap = StateSnapshot.FromBytes(bytes, config, model, options);
+                if (length < a * Anchor || length >= (a + 1) * Anchor || length >= ids.Length || length <= 0) continue;
+                var bytes = await store.GetAsync(EntryKey(scope, ids.AsSpan(0, length)), cancellationToken);
+                if (bytes is null) continue;
+                StateSnapshot snap;
+                try
+                {
+                    snap = StateSnapshot.FromBytes(bytes, config, model, options);
+                }
+                catch (StateSnapshotException)
+                {
+                    continue;
+                }
+                if (snap.Cache.Position != length || !snap.Tokens.AsSpan().SequenceEqual(ids.AsSpan(0, length))) continue;
+                return new Hit(snap.Cache, length);
             }
-            catch (StateSnapshotException)
-            {
-                continue;
-            }
-            if (snap.Cache.Position != length || !snap.Tokens.AsSpan().SequenceEqual(ids.AsSpan(0, length))) continue;
-            return new Hit(snap.Cache, length);
         }
         return null;
+    }
+
+    /// <summary>Most prefix lengths one anchor remembers (the newest kept).</summary>
+    public const int LengthsPerAnchor = 8;
+
+    /// <summary>The prefix lengths an anchor's value lists (int32 each, little-endian); none when it is absent or malformed.</summary>
+    private static int[] Lengths(byte[]? pointer)
+    {
+        if (pointer is null || pointer.Length == 0 || pointer.Length % 4 != 0 || pointer.Length > 4 * LengthsPerAnchor) return [];
+        var lengths = new int[pointer.Length / 4];
+        for (int i = 0; i < lengths.Length; i++) lengths[i] = BinaryPrimitives.ReadInt32LittleEndian(pointer.AsSpan(4 * i));
+        return lengths;
     }
 
     /// <summary>Keeps <paramref name="state"/>, which holds exactly <paramref name="tokens"/>, for later prompts that begin with them.</summary>
@@ -105,10 +119,13 @@ public sealed class PrefixStates(ISessionStore store, LlamaConfig config, ModelF
         if (tokens.Length == 0) return;
         var scope = Scope(owner, options, mode);
         await store.PutAsync(EntryKey(scope, tokens), snapshot, cancellationToken);
-        var pointer = new byte[4];
-        BinaryPrimitives.WriteInt32LittleEndian(pointer, tokens.Length);
-        var anchors = AnchorKeys(scope, tokens, tokens.Length / Anchor);
-        await store.PutAsync(anchors[^1], pointer, cancellationToken);
+        // The anchor lists the lengths kept under it (a conversation's prompt and its prompt plus answer share one),
+        // newest last; read, add, write: two replicas writing at once may lose a length, which only costs a continuation.
+        string anchor = AnchorKeys(scope, tokens, tokens.Length / Anchor)[^1];
+        var lengths = Lengths(await store.GetAsync(anchor, cancellationToken)).Where(l => l != tokens.Length).Append(tokens.Length).TakeLast(LengthsPerAnchor).ToArray();
+        var pointer = new byte[4 * lengths.Length];
+        for (int i = 0; i < lengths.Length; i++) BinaryPrimitives.WriteInt32LittleEndian(pointer.AsSpan(4 * i), lengths[i]);
+        await store.PutAsync(anchor, pointer, cancellationToken);
     }
 
     /// <summary>What every key of one owner, model, options and mode starts its hash with.</summary>
