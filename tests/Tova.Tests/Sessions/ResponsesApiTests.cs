@@ -189,6 +189,21 @@ public class ResponsesApiTests
         Assert.Equal(want[1], r2.GetOutputText());
         Assert.Equal(r1.Id, (await client.GetResponseAsync(r1.Id)).Value.Id);
         Assert.True(r3.Usage.InputTokenCount < r1.Usage.InputTokenCount, $"{r3.Usage.InputTokenCount} vs {r1.Usage.InputTokenCount}");
+
+        // The same conversation sent in full, turn by turn, to chat completions (exact prefill) on a server without a
+        // store, through the SDK's chat client: the same answers.
+        await using var plain = await Start(null);
+        var chat = OpenAiSdkTests.Chat(plain);
+        var history = new List<OpenAI.Chat.ChatMessage> { new OpenAI.Chat.SystemChatMessage(Instructions) };
+        var full = new List<string>();
+        foreach (var m in Messages)
+        {
+            history.Add(new OpenAI.Chat.UserChatMessage(m));
+            OpenAI.Chat.ChatCompletion c = await chat.CompleteChatAsync(history, new OpenAI.Chat.ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 20 });
+            full.Add(c.Content[0].Text);
+            history.Add(new OpenAI.Chat.AssistantChatMessage(c.Content[0].Text));
+        }
+        Assert.Equal(want, full);
     }
 #pragma warning restore OPENAI001
 }
