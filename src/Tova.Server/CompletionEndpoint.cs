@@ -56,6 +56,7 @@ internal sealed class CompletionEndpoint(TovaServerOptions options, TovaEngine e
         if (stopping.IsCancellationRequested) throw ApiErrors.ShuttingDown();
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ctx.RequestAborted, stopping);
         var prefix = await PrefixContinuation.BeginAsync(options, engine, ctx, ids, generation);
+        if (prefix is not null) metrics.CountPrefix(prefix.Handling.ResumedPrompt);
         GenerationStream stream;
         try
         {

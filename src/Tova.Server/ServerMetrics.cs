@@ -25,6 +25,7 @@ internal sealed class ServerMetrics : IDisposable
 
     private readonly ConcurrentDictionary<int, long> _responses = new();
     private long _streamChunks;
+    private long _prefixLookups, _prefixHits, _prefixCachedTokens;
     private readonly Meter _meter;
     private readonly CollectorRegistry _registry = Metrics.NewCustomRegistry();
     private readonly IDisposable _adapter;
@@ -50,6 +51,9 @@ internal sealed class ServerMetrics : IDisposable
             _meter.CreateObservableCounter("session_hits_total", () => sessions.Metrics.Hits, description: "Session store reads that found their entry.");
             _meter.CreateObservableCounter("session_misses_total", () => sessions.Metrics.Misses, description: "Session store reads that found nothing (never stored, expired, evicted).");
             _meter.CreateObservableCounter("session_evictions_total", () => sessions.Metrics.Evictions, description: "Entries the session store dropped for room or age.");
+            _meter.CreateObservableCounter("prefix_lookups_total", () => Interlocked.Read(ref _prefixLookups), description: "Completion requests that looked for a kept multi-state of their prompt's prefix.");
+            _meter.CreateObservableCounter("prefix_hits_total", () => Interlocked.Read(ref _prefixHits), description: "Completion requests that continued a kept multi-state.");
+            _meter.CreateObservableCounter("prefix_cached_tokens_total", () => Interlocked.Read(ref _prefixCachedTokens), description: "Prompt tokens not fed because a continued multi-state held them.");
         }
         var engineMeter = engine.Scheduler.Metrics.Meter;
         _adapter = MeterAdapter.StartListening(new MeterAdapterOptions
@@ -65,6 +69,15 @@ internal sealed class ServerMetrics : IDisposable
     public void CountResponse(int status) => _responses.AddOrUpdate(status, 1, (_, n) => n + 1);
 
     public void CountStreamChunk() => Interlocked.Increment(ref _streamChunks);
+
+    /// <summary>Counts a prefix lookup and, when it found a state holding <paramref name="cached"/> > 0 tokens, the hit.</summary>
+    public void CountPrefix(int cached)
+    {
+        Interlocked.Increment(ref _prefixLookups);
+        if (cached <= 0) return;
+        Interlocked.Increment(ref _prefixHits);
+        Interlocked.Add(ref _prefixCachedTokens, cached);
+    }
 
     /// <summary>Writes the Prometheus text exposition (version 0.0.4).</summary>
     public Task WriteAsync(Stream output, CancellationToken ct) => _registry.CollectAndExportAsTextAsync(output, ct);

@@ -133,6 +133,10 @@ public class PrefixContinuationTests
         await using var server = await Start(cache, store);
         var first = await Converse(server);
         Assert.True(first.Cached[1] > 0);
+        var metrics = await server.Metrics();
+        Assert.Equal(3, metrics["tova_prefix_lookups_total"]);
+        Assert.Equal(2, metrics["tova_prefix_hits_total"]);
+        Assert.Equal(first.Cached[1] + first.Cached[2], metrics["tova_prefix_cached_tokens_total"]);
 
         // The same conversation from another API key starts from scratch on every turn.
         using var other = new HttpClient { BaseAddress = server.Http.BaseAddress, Timeout = TestServer.Timeout };
