@@ -28,6 +28,14 @@ public abstract class CachePolicy
     public abstract int ChooseVictim(in PolicyStep step);
 
     /// <summary>
+    /// With head-adaptive budgets, how much <paramref name="victim"/> (the slot <see cref="ChooseVictim"/> returned)
+    /// is worth, comparable across the KV heads of a layer: the layer drops the lowest victim of all its heads (ties:
+    /// the oldest position, then the lowest KV head). Default: the current query's probability; policies that rank by
+    /// something else return it; +∞ for a state the policy protects (returned only because nothing else was left).
+    /// </summary>
+    public virtual float VictimScore(in PolicyStep step, int victim) => step.Scores.IsEmpty ? 0 : step.Scores[victim];
+
+    /// <summary>
     /// Before <paramref name="victim"/> is dropped: the slot whose value absorbs the victim's (−1: none), with the
     /// weights of the average the cache writes into it, (victimWeight · v_victim + targetWeight · v_target) /
     /// (victimWeight + targetWeight), in every KV head of the set. Only called when <see cref="Merges"/>.
