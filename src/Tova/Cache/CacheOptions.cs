@@ -249,9 +249,6 @@ public sealed record CacheOptions
         int budget = ResolveBudget(contextLength);
         if (!IsFull && budget > contextLength)
             throw new ArgumentException($"budget {budget} is larger than the context length {contextLength}", nameof(Budget));
-        if (EffectiveGranularity == Granularity.Head && !d.HeadGranularity)
-            throw new ArgumentException(
-                $"--granularity head applies to {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity).Select(p => p.Name))}, not {Policy}", nameof(Granularity));
         if (!(HeadBudgetFloor >= 0 && HeadBudgetFloor <= 1))
             throw new ArgumentException($"--head-budget-floor must be in [0, 1], got {HeadBudgetFloor.ToString(CultureInfo.InvariantCulture)}", nameof(HeadBudgetFloor));
         if (HeadBudgets == HeadBudgets.Adaptive)
@@ -262,6 +259,9 @@ public sealed record CacheOptions
             if (EffectiveGranularity != Granularity.Head)
                 throw new ArgumentException("--head-budgets adaptive shares a layer's budget among its KV heads: it needs --granularity head", nameof(HeadBudgets));
         }
+        if (EffectiveGranularity == Granularity.Head && !d.HeadGranularity)
+            throw new ArgumentException(
+                $"--granularity head applies to {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity).Select(p => p.Name))}, not {Policy}", nameof(Granularity));
         CreatePolicy(contextLength, layers, kvHeads, headDim);
     }
 
