@@ -290,8 +290,8 @@ public sealed class MultiStateCache
                 if (Policy.Merges) Merge(StepOf(layer, best, chunkEnd, probs, stride, best * _groupSize, 0), v, layer, best);
                 OnDrop?.Invoke(layer, best, s.Positions[v]);
                 s.Drop(v);
-                total--;
-                Nominate(layer, best, floor, chunkEnd, probs, stride, default);
+                // Asked again only while another state must go (asking may move a policy's bookkeeping, e.g. SnapKV's scoring).
+                if (--total > limit) Nominate(layer, best, floor, chunkEnd, probs, stride, default);
             }
         }
         for (int g = 0; g < KvHeads; g++)

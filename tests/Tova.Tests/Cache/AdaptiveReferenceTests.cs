@@ -24,6 +24,7 @@ public class AdaptiveReferenceTests
                 data.Add(row, prefill, 0.2);
         data.Add("tova", "exact", 0);
         data.Add("h2o-head", "chunked:7", 0.5);
+        data.Add("snapkv:window=4,kernel=3,every=5", "chunked:7", 0.2);
         return data;
     }
 
@@ -129,7 +130,7 @@ public class AdaptiveReferenceTests
     [Theory]
     [InlineData("tova", "exact", "f32")]
     [InlineData("h2o-head", "chunked:8", "f16")]
-    [InlineData("snapkv:window=4,kernel=3", "oneshot", "f32")]
+    [InlineData("snapkv:window=4,kernel=3,every=6", "oneshot", "f32")]
     public void SnapshotsRoundTripExactlyAndOnlyIntoAdaptiveCaches(string row, string prefill, string kv)
     {
         var (model, fp) = Stories.Value;
