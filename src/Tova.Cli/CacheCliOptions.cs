@@ -40,7 +40,7 @@ public sealed class CacheCliOptions
     };
     public Option<string> HeadBudgets { get; } = new("--head-budgets")
     {
-        Description = $"With --granularity head: uniform (every KV head keeps the budget) or adaptive (Ada-KV: a layer's KV heads share budget × KV heads states by score, so heads hold different numbers; {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadAdaptive).Select(p => p.Name))}; same memory as uniform)",
+        Description = $"With --granularity head: uniform (every KV head keeps the budget) or adaptive (Ada-KV: a layer's KV heads share budget × KV heads states by score, so heads hold different numbers; {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadAdaptive).Select(p => p.Name))}; same memory as uniform; needs --positions original)",
         DefaultValueFactory = _ => "uniform",
     };
     public Option<double> HeadBudgetFloor { get; } = new("--head-budget-floor")

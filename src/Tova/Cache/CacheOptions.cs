@@ -258,6 +258,9 @@ public sealed record CacheOptions
                 throw new ArgumentException($"--head-budgets adaptive applies to {adaptive}, not {Policy}", nameof(HeadBudgets));
             if (EffectiveGranularity != Granularity.Head)
                 throw new ArgumentException("--head-budgets adaptive shares a layer's budget among its KV heads: it needs --granularity head", nameof(HeadBudgets));
+            // Renumbered keys sit at their index in the set and the query at the last index, which must then be the same for every KV head.
+            if (EffectivePositions == PositionMode.Renumber)
+                throw new ArgumentException("--head-budgets adaptive keeps different numbers of states per KV head; it needs --positions original", nameof(HeadBudgets));
         }
         if (EffectiveGranularity == Granularity.Head && !d.HeadGranularity)
             throw new ArgumentException(

@@ -199,6 +199,9 @@ public class AdaptiveHeadBudgetTests
         var e = Assert.Throws<ArgumentException>(() => new MultiStateCache(cfg, Adaptive("tova", 4) with { Granularity = Granularity.Layer }));
         Assert.Equal("HeadBudgets", e.ParamName);
         Assert.Contains("--granularity head", e.Message);
+        var renumbered = Assert.Throws<ArgumentException>(() => new MultiStateCache(cfg, Adaptive("tova", 4) with { Positions = PositionMode.Renumber }));
+        Assert.Equal("HeadBudgets", renumbered.ParamName);
+        Assert.Contains("--positions original", renumbered.Message);
         foreach (var bad in new[] { -0.1, 1.5, double.NaN })
             Assert.Equal("HeadBudgetFloor", Assert.Throws<ArgumentException>(() => new MultiStateCache(cfg, Adaptive("tova", 4, bad))).ParamName);
         // h2o-head is per head by itself.

@@ -92,6 +92,9 @@ public class AdaptiveReferenceTests
         var c = model.Config;
         var options = Options(row, floor);
         var r = Reference(model, options);
+        var logits = new List<double[]>();
+        var keptAfterChunk = new List<int[][][]>();
+        var keptAfterToken = new List<int[][][]>();
         var cache = tf.CreateCache(options, mode, PromptLength);
         bool uneven = false;
         foreach (var (start, length) in Chunks(mode))
@@ -99,17 +102,21 @@ public class AdaptiveReferenceTests
             if (mode.Kind != PrefillKind.Exact) { r.BeginChunk(); cache.BeginChunk(); }
             for (int i = start; i < start + length; i++)
             {
-                AssertLogits(r.Step(ids[i]), tf.Forward(ids[i], cache), $"token {i}");
+                logits.Add(r.Step(ids[i]));
+                AssertLogits(logits[i], tf.Forward(ids[i], cache), $"token {i}");
                 AssertKept(Kept(r, c), Kept(cache, c), $"after token {i}");
             }
             if (mode.Kind != PrefillKind.Exact) { r.EndChunk(); cache.EndChunk(); }
-            AssertKept(Kept(r, c), Kept(cache, c), $"after the chunk at {start}");
+            keptAfterChunk.Add(Kept(r, c));
+            AssertKept(keptAfterChunk[^1], Kept(cache, c), $"after the chunk at {start}");
         }
         for (int i = PromptLength; i < ids.Length; i++)
         {
-            AssertLogits(r.Step(ids[i]), tf.Forward(ids[i], cache), $"decoded token {i}");
+            logits.Add(r.Step(ids[i]));
+            AssertLogits(logits[i], tf.Forward(ids[i], cache), $"decoded token {i}");
             var kept = Kept(cache, c);
-            AssertKept(Kept(r, c), kept, $"after decoded token {i}");
+            keptAfterToken.Add(Kept(r, c));
+            AssertKept(keptAfterToken[^1], kept, $"after decoded token {i}");
             for (int l = 0; l < c.Layers; l++)
             {
                 Assert.Equal(c.KvHeads * cache.BudgetOf(l), kept[l].Sum(set => set.Length));
@@ -118,6 +125,23 @@ public class AdaptiveReferenceTests
             }
         }
         Assert.True(uneven, "the heads never held different numbers of states: the comparison would not tell adaptive from uniform");
+
+        // The engine's own prefill (batched steps, several states added before attention within a chunk), then decoding.
+        var batched = tf.CreateCache(options, mode, PromptLength);
+        int chunkIndex = 0;
+        foreach (var (start, length) in Chunks(mode))
+        {
+            if (mode.Kind == PrefillKind.Exact)
+                AssertLogits(logits[start], tf.Forward(ids[start], batched), $"prefill token {start}");
+            else
+                tf.Prefill(ids.AsSpan(start, length), batched, mode, (i, l) => AssertLogits(logits[start + i], l, $"prefill token {start + i}"));
+            AssertKept(keptAfterChunk[chunkIndex++], Kept(batched, c), $"prefill, after the chunk at {start}");
+        }
+        for (int i = PromptLength; i < ids.Length; i++)
+        {
+            AssertLogits(logits[i], tf.Forward(ids[i], batched), $"decoded token {i} after the prefill");
+            AssertKept(keptAfterToken[i - PromptLength], Kept(batched, c), $"after decoded token {i} after the prefill");
+        }
     }
 
     private static readonly Lazy<(LlamaModel Model, ModelFingerprint Fp)> Stories = new(() =>
