@@ -1,3 +1,4 @@
+using CsCheck;
 using Tova.Cache;
 using Tova.Formats;
 using Tova.Model;
@@ -185,6 +186,23 @@ public class AdaptiveReferenceTests
         var uniform = options with { HeadBudgets = HeadBudgets.Uniform };
         var e = Assert.Throws<StateSnapshotException>(() => StateSnapshot.FromBytes(bytes, model.Config, fp, expectedOptions: uniform));
         Assert.Equal(StateSnapshotError.OptionsMismatch, e.Reason);
+        // Resealed edits of an adaptive snapshot (counts, regions, positions, rows) load into a usable cache within the layer limit, or are refused with a typed error.
+        Gen.Select(Gen.Int[56, bytes.Length - 9], Gen.Int[1, 255]).Sample((i, x) =>
+        {
+            var bad = (byte[])bytes.Clone();
+            bad[i] ^= (byte)x;
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(bad.AsSpan(bad.Length - 8),
+                System.IO.Hashing.XxHash64.HashToUInt64(bad.AsSpan(0, bad.Length - 8)));
+            try
+            {
+                var loaded = StateSnapshot.FromBytes(bad, model.Config, fp);
+                for (int l = 0; l < model.Config.Layers; l++)
+                    Assert.True(Enumerable.Range(0, model.Config.KvHeads).Sum(g => loaded.Cache.Set(l, g).Count) <= loaded.Cache.LayerLimit(l));
+                tf.Forward(1, loaded.Cache);
+            }
+            catch (StateSnapshotException) { }
+        }, iter: 100, threads: 1);
+
         var back = StateSnapshotOptions.Parse(StateSnapshotOptions.Format(options));
         Assert.Equal(HeadBudgets.Adaptive, back.HeadBudgets);
         Assert.Equal(0.2, back.HeadBudgetFloor);
