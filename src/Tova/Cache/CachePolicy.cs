@@ -24,7 +24,10 @@ public abstract class CachePolicy
     /// <summary>Called at every step for every state set, before any drop (e.g. H2O adds the scores to its sums).</summary>
     public virtual void Observe(in PolicyStep step) { }
 
-    /// <summary>Returns the slot (0 ≤ slot &lt; step.Count) to drop; called only when the set holds more states than its budget.</summary>
+    /// <summary>
+    /// Returns the slot (0 ≤ slot &lt; step.Count) to drop; called only when the set holds more states than its budget
+    /// (with adaptive head budgets: when the layer's KV heads together hold more than theirs, for each head above its floor).
+    /// </summary>
     public abstract int ChooseVictim(in PolicyStep step);
 
     /// <summary>
