@@ -123,23 +123,61 @@ public sealed unsafe class HeadStates
             int from = shift > 0 ? Offset : Offset + Count - 1, to = shift > 0 ? Offset + Count : newOffset;
             KeyData.AsSpan(from * KeyRowBytes, KeyRowBytes).CopyTo(KeyData.AsSpan(to * KeyRowBytes, KeyRowBytes));
             ValueData.AsSpan(from * ValueRowBytes, ValueRowBytes).CopyTo(ValueData.AsSpan(to * ValueRowBytes, ValueRowBytes));
-            if (shift > 0) { Rotate(Positions, 0, Count, 1); Rotate(Tokens, 0, Count, 1); Rotate(Scores, 0, Count, 1); }
-            else { Rotate(Positions, 0, Count, Count - 1); Rotate(Tokens, 0, Count, Count - 1); Rotate(Scores, 0, Count, Count - 1); }
+            bool up = shift > 0;
+            RotateOne(Positions.AsSpan(0, Count), up);
+            RotateOne(Tokens.AsSpan(0, Count), up);
+            RotateOne(Scores.AsSpan(0, Count), up);
             int w = StateWidth;
-            Rotate(PolicyState, 0, Count * w, shift > 0 ? w : (Count - 1) * w);
+            if (w == 1) RotateOne(PolicyState.AsSpan(0, Count), up);
+            else RotateSlot(PolicyState.AsSpan(0, Count * w), w, up);
         }
         Offset = newOffset;
         _capacity = newCapacity;
     }
 
-    /// <summary>Rotates a[start, start + length) left by k (k in [0, length]).</summary>
-    private static void Rotate<T>(T[] a, int start, int length, int k)
+    /// <summary>Rotates <paramref name="a"/> by one slot of <paramref name="w"/> floats, left (the first slot becomes the last) or right.</summary>
+    private static void RotateSlot(Span<float> a, int w, bool left)
     {
-        if (k == 0 || k == length) return;
-        var span = a.AsSpan(start, length);
-        span[..k].Reverse();
-        span[k..].Reverse();
-        span.Reverse();
+        if (a.Length <= w) return;
+        if (w > 256)
+        {
+            int k = left ? w : a.Length - w; // rotate left by k: reverse both parts, then the whole
+            a[..k].Reverse();
+            a[k..].Reverse();
+            a.Reverse();
+            return;
+        }
+        Span<float> slot = stackalloc float[w];
+        if (left)
+        {
+            a[..w].CopyTo(slot);
+            a[w..].CopyTo(a);
+            slot.CopyTo(a[^w..]);
+        }
+        else
+        {
+            a[^w..].CopyTo(slot);
+            a[..^w].CopyTo(a[w..]);
+            slot.CopyTo(a);
+        }
+    }
+
+    /// <summary>Rotates <paramref name="a"/> by one element: left (the first becomes the last) when <paramref name="left"/>, else right.</summary>
+    private static void RotateOne<T>(Span<T> a, bool left)
+    {
+        if (a.Length < 2) return;
+        if (left)
+        {
+            T first = a[0];
+            a[1..].CopyTo(a);
+            a[^1] = first;
+        }
+        else
+        {
+            T last = a[^1];
+            a[..^1].CopyTo(a[1..]);
+            a[0] = last;
+        }
     }
 
     /// <summary>Stores the pending state in the free slot Count (the region must have one).</summary>

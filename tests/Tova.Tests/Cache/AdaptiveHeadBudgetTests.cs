@@ -121,6 +121,56 @@ public class AdaptiveHeadBudgetTests
         for (int g = 0; g < 2; g++) Assert.Equal(Kept(uniform, 0, g), Kept(adaptive, 0, g));
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(5)]
+    [InlineData(300)]
+    public void MovingARegionKeepsEverySlotsRowsAndBookkeepingTogether(int width)
+    {
+        // Three heads of 4 slots in an arena of 12 rows; head 1 (3 states) moves up a row and back down.
+        const int hd = 2;
+        var keys = new byte[12 * hd * 4];
+        var values = new byte[12 * hd * 4];
+        var s = new HeadStates(hd, stateWidth: width);
+        s.UseArena(keys, values, 4, 4, 12);
+        for (int p = 0; p < 3; p++)
+        {
+            s.Add([10 * p, 1], [-10 * p, 2], position: p, token: 100 + p);
+            s.Scores[p] = 0.5f * p;
+            for (int j = 0; j < width; j++) s.PolicyState[p * width + j] = 1000 * p + j;
+        }
+        void Check(int offset, int capacity)
+        {
+            Assert.Equal(offset, s.Offset);
+            Assert.Equal(capacity, s.Capacity);
+            Assert.Equal(3, s.Count);
+            Assert.Equal([0, 1, 2], s.Positions.AsSpan(0, 3).ToArray().Order());
+            var k = new float[hd];
+            var v = new float[hd];
+            for (int i = 0; i < 3; i++)
+            {
+                int p = s.Positions[i];
+                s.ReadKey(i, k);
+                s.ReadValue(i, v);
+                Assert.Equal([10f * p, 1], k);
+                Assert.Equal([-10f * p, 2], v);
+                Assert.Equal(100 + p, s.Tokens[i]);
+                Assert.Equal(0.5f * p, s.Scores[i]);
+                for (int j = 0; j < width; j++) Assert.Equal(1000f * p + j, s.PolicyState[i * width + j]);
+            }
+            // Rows outside the region are untouched or free: the region's rows are [offset, offset + 3).
+            Assert.Equal(10f * s.Positions[0], BitConverter.ToSingle(keys, offset * hd * 4));
+        }
+        s.MoveRegion(5, 4);
+        Check(5, 4);
+        s.MoveRegion(4, 5);
+        Check(4, 5);
+        s.MoveRegion(4, 3);
+        Check(4, 3);
+        Assert.Throws<InvalidOperationException>(() => s.MoveRegion(4, 2));
+        Assert.Throws<InvalidOperationException>(() => s.MoveRegion(6, 3));
+    }
+
     private static readonly string[] Policies = [.. PolicyRegistry.BuiltIn.Where(p => p.HeadAdaptive).Select(p => p.Name)];
 
     [Fact]
