@@ -38,6 +38,16 @@ public sealed class CacheCliOptions
         Description = $"layer: one set of states per layer; head: one per KV head ({string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity).Select(p => p.Name))})",
         DefaultValueFactory = _ => "layer",
     };
+    public Option<string> HeadBudgets { get; } = new("--head-budgets")
+    {
+        Description = $"With --granularity head: uniform (every KV head keeps the budget) or adaptive (Ada-KV: a layer's KV heads share budget × KV heads states by score, so heads hold different numbers; {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadAdaptive).Select(p => p.Name))}; same memory as uniform; needs --positions original)",
+        DefaultValueFactory = _ => "uniform",
+    };
+    public Option<double> HeadBudgetFloor { get; } = new("--head-budget-floor")
+    {
+        Description = "With --head-budgets adaptive: the share α in [0, 1] of the layer budget every KV head keeps at least (⌊α · budget⌋ states; Ada-KV's safeguard)",
+        DefaultValueFactory = _ => CacheOptions.DefaultHeadBudgetFloor,
+    };
     public Option<string?> Prefill { get; } = new("--prefill")
     {
         Description = "Prompt handling: exact (the policy at every prompt token), oneshot (the whole prompt attends fully, then the last prompt token's attention chooses what stays — as the official TOVA generate does; SnapKV's published setting) or chunked:N",
@@ -74,6 +84,7 @@ public sealed class CacheCliOptions
         KvType.Description += $" (default {Kernels.StateRows.Name(defaultKvType)})";
         Cache.AcceptOnlyFromAmong(CacheOptions.PolicyNames);
         Granularity.AcceptOnlyFromAmong("layer", "head");
+        HeadBudgets.AcceptOnlyFromAmong("uniform", "adaptive");
         Positions.AcceptOnlyFromAmong("original", "renumber");
         KvRotation.AcceptOnlyFromAmong("auto", "off");
         BudgetSchedule.AcceptOnlyFromAmong("uniform", "pyramid");
@@ -81,7 +92,7 @@ public sealed class CacheCliOptions
 
     public void AddTo(Command cmd)
     {
-        foreach (var o in new Option[] { Cache, Budget, LayerBudgets, BudgetSchedule, Sinks, Recent, PolicyOption, Granularity, Prefill, Positions, KvType, KvTypeK, KvTypeV, KvRotation })
+        foreach (var o in new Option[] { Cache, Budget, LayerBudgets, BudgetSchedule, Sinks, Recent, PolicyOption, Granularity, HeadBudgets, HeadBudgetFloor, Prefill, Positions, KvType, KvTypeK, KvTypeV, KvRotation })
             cmd.Options.Add(o);
         if (_withContextSize) cmd.Options.Add(ContextSize);
     }
@@ -127,6 +138,8 @@ public sealed class CacheCliOptions
         Recent = parse.GetValue(Recent),
         PolicyOptions = ParsePolicyOptions(parse.GetValue(PolicyOption)),
         Granularity = parse.GetValue(Granularity) == "head" ? Tova.Cache.Granularity.Head : Tova.Cache.Granularity.Layer,
+        HeadBudgets = parse.GetValue(HeadBudgets) == "adaptive" ? Tova.Cache.HeadBudgets.Adaptive : Tova.Cache.HeadBudgets.Uniform,
+        HeadBudgetFloor = parse.GetValue(HeadBudgetFloor),
         Positions = parse.GetValue(Positions) == "renumber" ? PositionMode.Renumber : PositionMode.Original,
         Prefill = parse.GetValue(Prefill) is { } p ? PrefillMode.Parse(p) : null,
         KvTypeK = KvTypeOf(parse, KvTypeK, "--kv-type-k"),

@@ -13,7 +13,7 @@ namespace Tova.Server;
 /// </summary>
 internal static class OpenAiRequestParser
 {
-    private static readonly HashSet<string> CacheFields = ["policy", "budget", "sinks", "recent", "options", "layer_budgets", "budget_schedule", "granularity", "prefill", "positions", "type_k", "type_v"];
+    private static readonly HashSet<string> CacheFields = ["policy", "budget", "sinks", "recent", "options", "layer_budgets", "budget_schedule", "granularity", "prefill", "positions", "type_k", "type_v", "head_budgets", "head_budget_floor"];
 
     /// <summary>
     /// The fields every generation endpoint shares (model, stream, sampling, stops, max tokens, kv_cache); the
@@ -174,6 +174,22 @@ internal static class OpenAiRequestParser
                     "head" => Granularity.Head,
                     _ => throw ApiException.Invalid($"'kv_cache.granularity' must be layer or head, got '{g}'", "kv_cache.granularity"),
                 },
+            };
+        if (OptString(kv, "head_budgets", "kv_cache.head_budgets") is { } hb)
+            c = c with
+            {
+                HeadBudgets = hb switch
+                {
+                    "uniform" => HeadBudgets.Uniform,
+                    "adaptive" => HeadBudgets.Adaptive,
+                    _ => throw ApiException.Invalid($"'kv_cache.head_budgets' must be uniform or adaptive, got '{hb}'", "kv_cache.head_budgets"),
+                },
+            };
+        if (Get(kv, "head_budget_floor") is { } hf)
+            c = c with
+            {
+                HeadBudgetFloor = hf.ValueKind == JsonValueKind.Number && hf.TryGetDouble(out double floor) && floor >= 0 && floor <= 1 ? floor
+                    : throw ApiException.Invalid("'kv_cache.head_budget_floor' must be a number in [0, 1]", "kv_cache.head_budget_floor"),
             };
         if (OptString(kv, "positions", "kv_cache.positions") is { } pos)
             c = c with

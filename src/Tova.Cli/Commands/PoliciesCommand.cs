@@ -21,6 +21,7 @@ public static class PoliciesCommand
                     ["name"] = p.Name,
                     ["description"] = p.Description,
                     ["head_granularity"] = p.HeadGranularity,
+                    ["head_adaptive"] = p.HeadAdaptive,
                     ["granularity"] = p.ForcedGranularity?.ToString().ToLowerInvariant(),
                     ["positions"] = p.ForcedPositions?.ToString().ToLowerInvariant(),
                     ["schedule"] = p.DefaultSchedule.ToString().ToLowerInvariant(),
@@ -36,6 +37,7 @@ public static class PoliciesCommand
             {
                 var notes = new List<string>();
                 if (p.HeadGranularity) notes.Add(p.ForcedGranularity == Granularity.Head ? "per KV head" : "--granularity head");
+                if (p.HeadAdaptive) notes.Add("--head-budgets adaptive");
                 if (p.ForcedPositions == PositionMode.Renumber) notes.Add("renumbered positions");
                 if (p.DefaultSchedule != BudgetSchedule.Uniform) notes.Add($"{p.DefaultSchedule.ToString().ToLowerInvariant()} schedule");
                 await output.WriteLineAsync($"{p.Name,-11} {p.Description}{(notes.Count > 0 ? $" [{string.Join("; ", notes)}]" : "")}");

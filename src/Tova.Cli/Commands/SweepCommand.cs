@@ -14,7 +14,7 @@ public static class SweepCommand
         var tokenizer = CommonOptions.Tokenizer();
         var files = new Option<string[]>("--text-file") { Description = "Text to score (repeatable)", Required = true, AllowMultipleArgumentsPerToken = false };
         var kvTypes = new Option<string?>("--kv-types") { Description = "Comma-separated KV types to sweep each policy over (f32, f16, bf16, q8_0, q4_0; rows \"policy@type\"; default f32)" };
-        var policies = new Option<string>("--policies") { Description = "Comma-separated rows: a policy (`tova policies`), NAME-head for head granularity, options as NAME:opt=value,opt=value (e.g. tova:sinks=4,recent=16), @type for the KV type", DefaultValueFactory = _ => "full,window,sink,h2o,tova" };
+        var policies = new Option<string>("--policies") { Description = "Comma-separated rows: a policy (`tova policies`), NAME-head for head granularity, +ada for adaptive head budgets (e.g. tova-head+ada), options as NAME:opt=value,opt=value (e.g. tova:sinks=4,recent=16), @type for the KV type", DefaultValueFactory = _ => "full,window,sink,h2o,tova" };
         var budgets = new Option<string>("--budgets") { Description = "Comma-separated states per layer", DefaultValueFactory = _ => "32,64,128,256" };
         var context = new Option<int?>("--context", "-c") { Description = "Window length (default: the model's context length)" };
         var maxWindows = new Option<int?>("--max-windows") { Description = "Score at most this many windows of each file" };

@@ -84,6 +84,22 @@ public sealed record CacheOptions
     public const Formats.GgmlType ServingDefault = Formats.GgmlType.F16;
 
     public Granularity Granularity { get; init; } = Granularity.Layer;
+
+    /// <summary>
+    /// At head granularity, whether every KV head keeps the layer budget (uniform) or the layer's heads share
+    /// budget × KV heads states by the policy's victim scores (adaptive, Ada-KV; policies with
+    /// <see cref="PolicyDescriptor.HeadAdaptive"/>).
+    /// </summary>
+    public HeadBudgets HeadBudgets { get; init; } = HeadBudgets.Uniform;
+
+    /// <summary>With adaptive head budgets, the share α of the layer budget every KV head keeps at least (⌊α · budget⌋ states; Ada-KV's safeguard, 0.2).</summary>
+    public double HeadBudgetFloor { get; init; } = DefaultHeadBudgetFloor;
+
+    /// <summary>Ada-KV's safeguard share: each head keeps at least 20 % of the layer budget.</summary>
+    public const double DefaultHeadBudgetFloor = 0.2;
+
+    /// <summary>True if the layer's KV heads share one budget (<see cref="HeadBudgets.Adaptive"/>).</summary>
+    public bool IsHeadAdaptive => HeadBudgets == HeadBudgets.Adaptive && !IsFull;
     public PositionMode Positions { get; init; } = PositionMode.Original;
 
     /// <summary>Prompt handling; null lets the caller choose (exact for perplexity, chunked for generation).</summary>
@@ -233,6 +249,19 @@ public sealed record CacheOptions
         int budget = ResolveBudget(contextLength);
         if (!IsFull && budget > contextLength)
             throw new ArgumentException($"budget {budget} is larger than the context length {contextLength}", nameof(Budget));
+        if (!(HeadBudgetFloor >= 0 && HeadBudgetFloor <= 1))
+            throw new ArgumentException($"--head-budget-floor must be in [0, 1], got {HeadBudgetFloor.ToString(CultureInfo.InvariantCulture)}", nameof(HeadBudgetFloor));
+        if (HeadBudgets == HeadBudgets.Adaptive)
+        {
+            var adaptive = string.Join(", ", PolicyRegistry.All.Where(p => p.HeadAdaptive).Select(p => p.Name));
+            if (!d.HeadAdaptive)
+                throw new ArgumentException($"--head-budgets adaptive applies to {adaptive}, not {Policy}", nameof(HeadBudgets));
+            if (EffectiveGranularity != Granularity.Head)
+                throw new ArgumentException("--head-budgets adaptive shares a layer's budget among its KV heads: it needs --granularity head", nameof(HeadBudgets));
+            // Renumbered keys sit at their index in the set and the query at the last index, which must then be the same for every KV head.
+            if (EffectivePositions == PositionMode.Renumber)
+                throw new ArgumentException("--head-budgets adaptive keeps different numbers of states per KV head; it needs --positions original", nameof(HeadBudgets));
+        }
         if (EffectiveGranularity == Granularity.Head && !d.HeadGranularity)
             throw new ArgumentException(
                 $"--granularity head applies to {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity).Select(p => p.Name))}, not {Policy}", nameof(Granularity));
@@ -273,8 +302,9 @@ public sealed record CacheOptions
                 if (!values.TryGetValue(o.Name, out var v)) sb.Append(o.Default);
                 else sb.Append(o.Type == PolicyOptionType.Bool ? (v != 0 ? "true" : "false") : v.ToString(CultureInfo.InvariantCulture));
             }
-            sb.Append(" granularity=").Append(EffectiveGranularity.ToString().ToLowerInvariant())
-              .Append(" positions=").Append(EffectivePositions.ToString().ToLowerInvariant());
+            sb.Append(" granularity=").Append(EffectiveGranularity.ToString().ToLowerInvariant());
+            if (IsHeadAdaptive) sb.Append(" head-budgets=adaptive floor=").Append(HeadBudgetFloor.ToString(CultureInfo.InvariantCulture));
+            sb.Append(" positions=").Append(EffectivePositions.ToString().ToLowerInvariant());
         }
         sb.Append(" kv=").Append(Kernels.StateRows.Name(KvTypeK));
         if (KvTypeV != KvTypeK) sb.Append('/').Append(Kernels.StateRows.Name(KvTypeV));

@@ -24,8 +24,19 @@ public abstract class CachePolicy
     /// <summary>Called at every step for every state set, before any drop (e.g. H2O adds the scores to its sums).</summary>
     public virtual void Observe(in PolicyStep step) { }
 
-    /// <summary>Returns the slot (0 ≤ slot &lt; step.Count) to drop; called only when the set holds more states than its budget.</summary>
+    /// <summary>
+    /// Returns the slot (0 ≤ slot &lt; step.Count) to drop; called only when the set holds more states than its budget
+    /// (with adaptive head budgets: when the layer's KV heads together hold more than theirs, for each head above its floor).
+    /// </summary>
     public abstract int ChooseVictim(in PolicyStep step);
+
+    /// <summary>
+    /// With head-adaptive budgets, how much <paramref name="victim"/> (the slot <see cref="ChooseVictim"/> returned)
+    /// is worth, comparable across the KV heads of a layer: the layer drops the lowest victim of all its heads (ties:
+    /// the oldest position, then the lowest KV head). Default: the current query's probability; policies that rank by
+    /// something else return it; +∞ for a state the policy protects (returned only because nothing else was left).
+    /// </summary>
+    public virtual float VictimScore(in PolicyStep step, int victim) => step.Scores.IsEmpty ? 0 : step.Scores[victim];
 
     /// <summary>
     /// Before <paramref name="victim"/> is dropped: the slot whose value absorbs the victim's (−1: none), with the

@@ -9,6 +9,9 @@ namespace Tova.Cache;
 /// original token position. Slots are unordered (a dropped slot is refilled by the newest state or by moving the last
 /// slot into it). When every slot is taken, the step's new state waits in the pending slot (index <see cref="Count"/>)
 /// until the policy has chosen what to drop, so the stored states never exceed <see cref="Capacity"/>.
+/// Slot i's rows are row <see cref="Offset"/> + i of <see cref="KeyData"/> / <see cref="ValueData"/>: the set's own
+/// arrays (offset 0), or, with head-adaptive budgets, the region [Offset, Offset + Capacity) of an arena its layer's
+/// KV heads share (<see cref="MultiStateCache"/> moves region boundaries one row at a time).
 /// </summary>
 public sealed unsafe class HeadStates
 {
@@ -23,8 +26,11 @@ public sealed unsafe class HeadStates
     public int KeyRotation { get; }
     public int ValueRotation { get; }
 
-    public byte[] KeyData = [];         // [capacity, key_row_bytes], pinned
-    public byte[] ValueData = [];       // [capacity, value_row_bytes], pinned
+    public byte[] KeyData = [];         // [offset + capacity (arena: the layer's rows), key_row_bytes], pinned
+    public byte[] ValueData = [];       // [offset + capacity (arena: the layer's rows), value_row_bytes], pinned
+    /// <summary>Row of slot 0 in <see cref="KeyData"/> / <see cref="ValueData"/> (0 unless the rows are a shared arena).</summary>
+    public int Offset;
+    private int _capacity;
     public int[] Positions = [0];       // [capacity + 1]   (index Count: the pending state's position)
     public int[] Tokens = [-1];         // [capacity + 1]   token id per slot (−1: not given)
     public float[] PolicyState = [0];   // [(capacity + 1) · StateWidth]   per-slot bookkeeping of the policy (e.g. H2O sums)
@@ -56,22 +62,133 @@ public sealed unsafe class HeadStates
         PendingValue = GC.AllocateArray<byte>(ValueRowBytes, pinned: true);
     }
 
-    public int Capacity => KeyData.Length / KeyRowBytes;
+    /// <summary>Slots the set may store (its region of the arena with head-adaptive budgets).</summary>
+    public int Capacity => _capacity;
 
     /// <summary>States attention reads this step: the stored ones plus the pending one.</summary>
     public int Total => Count + (HasPending ? 1 : 0);
 
-    /// <summary>Bytes allocated for stored keys and values.</summary>
-    public long Bytes => (long)KeyData.Length + ValueData.Length;
+    /// <summary>Bytes allocated for this set's key and value rows (its region's share of an arena).</summary>
+    public long Bytes => (long)_capacity * (KeyRowBytes + ValueRowBytes);
 
     internal void Resize(int capacity)
     {
+        if (Offset != 0) throw new InvalidOperationException("a set in a shared arena is resized by its cache");
         KeyData = Grow(KeyData, capacity * KeyRowBytes);
         ValueData = Grow(ValueData, capacity * ValueRowBytes);
-        Array.Resize(ref Positions, capacity + 1);
-        Array.Resize(ref Tokens, capacity + 1);
-        Array.Resize(ref PolicyState, (capacity + 1) * StateWidth);
-        Array.Resize(ref Scores, capacity + 1);
+        _capacity = capacity;
+        ResizeSlots(capacity);
+    }
+
+    /// <summary>Makes the set the region [offset, offset + capacity) of a shared arena, with bookkeeping for up to <paramref name="maxSlots"/> slots.</summary>
+    internal void UseArena(byte[] keys, byte[] values, int offset, int capacity, int maxSlots)
+    {
+        KeyData = keys;
+        ValueData = values;
+        Offset = offset;
+        _capacity = capacity;
+        ResizeSlots(maxSlots);
+    }
+
+    /// <summary>Places an empty set at the region [offset, offset + capacity) of its arena (restoring a snapshot).</summary>
+    internal void SetRegion(int offset, int capacity)
+    {
+        if (Count != 0 || HasPending || offset < 0 || capacity < 0 || (long)(offset + capacity) * KeyRowBytes > KeyData.Length)
+            throw new InvalidOperationException($"cannot place a set of {Count} states at rows [{offset}, {offset + capacity})");
+        Offset = offset;
+        _capacity = capacity;
+    }
+
+    private void ResizeSlots(int slots)
+    {
+        Array.Resize(ref Positions, slots + 1);
+        Array.Resize(ref Tokens, slots + 1);
+        Array.Resize(ref PolicyState, (slots + 1) * StateWidth);
+        Array.Resize(ref Scores, slots + 1);
+    }
+
+    /// <summary>
+    /// Moves the region to [newOffset, newOffset + newCapacity), newOffset within one row of <see cref="Offset"/>,
+    /// keeping every stored state (Count ≤ newCapacity). One row copy at most: moving up, slot 0's row goes to just
+    /// past the last stored row; moving down, the last stored row goes to the new first row (that row, and the row
+    /// past the stored ones, must be free in the arena). Slots keep their states; their order rotates by one.
+    /// </summary>
+    internal void MoveRegion(int newOffset, int newCapacity)
+    {
+        int shift = newOffset - Offset;
+        if (shift is < -1 or > 1 || Count > newCapacity)
+            throw new InvalidOperationException($"cannot move a region of {Count} states by {shift} rows to {newCapacity} slots");
+        if (shift != 0 && Count > 0)
+        {
+            int from = shift > 0 ? Offset : Offset + Count - 1, to = shift > 0 ? Offset + Count : newOffset;
+            KeyData.AsSpan(from * KeyRowBytes, KeyRowBytes).CopyTo(KeyData.AsSpan(to * KeyRowBytes, KeyRowBytes));
+            ValueData.AsSpan(from * ValueRowBytes, ValueRowBytes).CopyTo(ValueData.AsSpan(to * ValueRowBytes, ValueRowBytes));
+            bool up = shift > 0;
+            RotateOne(Positions.AsSpan(0, Count), up);
+            RotateOne(Tokens.AsSpan(0, Count), up);
+            RotateOne(Scores.AsSpan(0, Count), up);
+            int w = StateWidth;
+            if (w == 1) RotateOne(PolicyState.AsSpan(0, Count), up);
+            else RotateSlot(PolicyState.AsSpan(0, Count * w), w, up);
+        }
+        Offset = newOffset;
+        _capacity = newCapacity;
+    }
+
+    /// <summary>Rotates <paramref name="a"/> by one slot of <paramref name="w"/> floats, left (the first slot becomes the last) or right.</summary>
+    private static void RotateSlot(Span<float> a, int w, bool left)
+    {
+        if (a.Length <= w) return;
+        if (w > 256)
+        {
+            int k = left ? w : a.Length - w; // rotate left by k: reverse both parts, then the whole
+            a[..k].Reverse();
+            a[k..].Reverse();
+            a.Reverse();
+            return;
+        }
+        Span<float> slot = stackalloc float[w];
+        if (left)
+        {
+            a[..w].CopyTo(slot);
+            a[w..].CopyTo(a);
+            slot.CopyTo(a[^w..]);
+        }
+        else
+        {
+            a[^w..].CopyTo(slot);
+            a[..^w].CopyTo(a[w..]);
+            slot.CopyTo(a);
+        }
+    }
+
+    /// <summary>Rotates <paramref name="a"/> by one element: left (the first becomes the last) when <paramref name="left"/>, else right.</summary>
+    private static void RotateOne<T>(Span<T> a, bool left)
+    {
+        if (a.Length < 2) return;
+        if (left)
+        {
+            T first = a[0];
+            a[1..].CopyTo(a);
+            a[^1] = first;
+        }
+        else
+        {
+            T last = a[^1];
+            a[..^1].CopyTo(a[1..]);
+            a[0] = last;
+        }
+    }
+
+    /// <summary>Stores the pending state in the free slot Count (the region must have one).</summary>
+    internal void CommitPending()
+    {
+        if (!HasPending) return;
+        if (Count >= _capacity) throw new InvalidOperationException("no free slot for the pending state");
+        PendingKey.CopyTo(KeyData.AsSpan((Offset + Count) * KeyRowBytes, KeyRowBytes));
+        PendingValue.CopyTo(ValueData.AsSpan((Offset + Count) * ValueRowBytes, ValueRowBytes));
+        HasPending = false;
+        Count++;
     }
 
     private static byte[] Grow(byte[] old, int bytes)
@@ -87,8 +204,8 @@ public sealed unsafe class HeadStates
         if (HasPending) throw new InvalidOperationException("a pending state was never resolved");
         bool free = Count < Capacity;
         Span<float> rotated = KeyRotation > 0 || ValueRotation > 0 ? stackalloc float[_headDim] : default;
-        fixed (byte* k = free ? KeyData.AsSpan(Count * KeyRowBytes, KeyRowBytes) : PendingKey)
-        fixed (byte* v = free ? ValueData.AsSpan(Count * ValueRowBytes, ValueRowBytes) : PendingValue)
+        fixed (byte* k = free ? KeyData.AsSpan((Offset + Count) * KeyRowBytes, KeyRowBytes) : PendingKey)
+        fixed (byte* v = free ? ValueData.AsSpan((Offset + Count) * ValueRowBytes, ValueRowBytes) : PendingValue)
         {
             StateRows.Store(KeyType, Rotated(key, KeyRotation, rotated), k);
             StateRows.Store(ValueType, Rotated(value, ValueRotation, rotated), v);
@@ -108,16 +225,16 @@ public sealed unsafe class HeadStates
         {
             HasPending = false;
             if (slot == Count) return; // the new state itself is dropped
-            PendingKey.CopyTo(KeyData.AsSpan(slot * KeyRowBytes, KeyRowBytes));
-            PendingValue.CopyTo(ValueData.AsSpan(slot * ValueRowBytes, ValueRowBytes));
+            PendingKey.CopyTo(KeyData.AsSpan((Offset + slot) * KeyRowBytes, KeyRowBytes));
+            PendingValue.CopyTo(ValueData.AsSpan((Offset + slot) * ValueRowBytes, ValueRowBytes));
             Move(Count, slot);
             return;
         }
         int last = Count - 1;
         if (slot != last)
         {
-            KeyData.AsSpan(last * KeyRowBytes, KeyRowBytes).CopyTo(KeyData.AsSpan(slot * KeyRowBytes, KeyRowBytes));
-            ValueData.AsSpan(last * ValueRowBytes, ValueRowBytes).CopyTo(ValueData.AsSpan(slot * ValueRowBytes, ValueRowBytes));
+            KeyData.AsSpan((Offset + last) * KeyRowBytes, KeyRowBytes).CopyTo(KeyData.AsSpan((Offset + slot) * KeyRowBytes, KeyRowBytes));
+            ValueData.AsSpan((Offset + last) * ValueRowBytes, ValueRowBytes).CopyTo(ValueData.AsSpan((Offset + slot) * ValueRowBytes, ValueRowBytes));
             Move(last, slot);
         }
         Count = last;
@@ -133,10 +250,10 @@ public sealed unsafe class HeadStates
     }
 
     /// <summary>The stored row of slot i's key (the pending key for i = Count).</summary>
-    public ReadOnlySpan<byte> KeyRow(int i) => i < Count ? KeyData.AsSpan(i * KeyRowBytes, KeyRowBytes) : PendingKey;
+    public ReadOnlySpan<byte> KeyRow(int i) => i < Count ? KeyData.AsSpan((Offset + i) * KeyRowBytes, KeyRowBytes) : PendingKey;
 
     /// <summary>The stored row of slot i's value (the pending value for i = Count).</summary>
-    public ReadOnlySpan<byte> ValueRow(int i) => i < Count ? ValueData.AsSpan(i * ValueRowBytes, ValueRowBytes) : PendingValue;
+    public ReadOnlySpan<byte> ValueRow(int i) => i < Count ? ValueData.AsSpan((Offset + i) * ValueRowBytes, ValueRowBytes) : PendingValue;
 
     /// <summary>Slot i's key as floats (as stored: rounded to the KV type; rotated back when stored rotated).</summary>
     public void ReadKey(int i, Span<float> dst)
@@ -149,7 +266,7 @@ public sealed unsafe class HeadStates
     internal void WriteValue(int i, ReadOnlySpan<float> value)
     {
         Span<float> rotated = ValueRotation > 0 ? stackalloc float[_headDim] : default;
-        fixed (byte* v = i < Count ? ValueData.AsSpan(i * ValueRowBytes, ValueRowBytes) : PendingValue)
+        fixed (byte* v = i < Count ? ValueData.AsSpan((Offset + i) * ValueRowBytes, ValueRowBytes) : PendingValue)
             StateRows.Store(ValueType, Rotated(value[.._headDim], ValueRotation, rotated), v);
     }
 

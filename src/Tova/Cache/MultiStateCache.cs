@@ -11,6 +11,11 @@ namespace Tova.Cache;
 /// then calls <see cref="AfterAttention"/> with the current query's probabilities; if the layer (or, at head
 /// granularity, the KV head) then holds more than the budget, the policy drops exactly one state — possibly the
 /// new one. Memory for states is allocated for the budget (plus the prefill chunk), never for the whole context.
+/// With adaptive head budgets (<see cref="HeadBudgets.Adaptive"/>) a layer's KV heads share one arena of
+/// KV heads × (budget + headroom) rows, each head a contiguous region of it; after each step the layer drops, one at a
+/// time, the lowest-scored of its heads' victims (<see cref="CachePolicy.VictimScore"/>) until it holds at most
+/// KV heads × budget states, no head going below ⌊floor · budget⌋; a head that needs a row takes a free one from the
+/// nearest head by moving the region boundaries between them (one row copy per head in between).
 /// </summary>
 public sealed class MultiStateCache
 {
@@ -24,6 +29,10 @@ public sealed class MultiStateCache
     private readonly Granularity _granularity;
     private readonly bool _renumber;
     private readonly float[] _mergeA = [], _mergeB = []; // [head_dim] scratch of merging policies
+    private readonly bool _adaptive;     // the layer's KV heads share one budget and one arena
+    private readonly int[] _layerLimit = [], _floor = []; // [layer] adaptive: states the layer keeps, states a head keeps at least
+    private readonly int[] _victims = [], _totals = [];   // [kv_heads] adaptive scratch: each head's victim (−1: none), states before expiry
+    private readonly float[] _victimScores = [];          // [kv_heads]
 
     public int Layers { get; }
     public int KvHeads { get; }
@@ -81,6 +90,15 @@ public sealed class MultiStateCache
         _layerMax = new int[Layers];
         _lastAdded = new int[Layers];
         _sets = new HeadStates[Layers * KvHeads];
+        _adaptive = options.IsHeadAdaptive;
+        if (_adaptive)
+        {
+            _layerLimit = new int[Layers];
+            _floor = new int[Layers];
+            _victims = new int[KvHeads];
+            _totals = new int[KvHeads];
+            _victimScores = new float[KvHeads];
+        }
         bool rotate = options.KvRotation == KvRotation.Auto;
         int keyRotation = rotate ? Hadamard.KeyBlock(options.KvTypeK, HeadDim) : 0;
         int valueRotation = rotate ? Hadamard.ValueBlock(options.KvTypeV, HeadDim) : 0;
@@ -95,10 +113,30 @@ public sealed class MultiStateCache
             for (int g = 0; g < KvHeads; g++)
             {
                 var set = _sets[l * KvHeads + g] = new HeadStates(HeadDim, options.KvTypeK, options.KvTypeV, Policy.StateWidth, keyRotation, valueRotation);
-                if (Bounded) set.Resize(_layerMax[l]);
+                if (Bounded && !_adaptive) set.Resize(_layerMax[l]);
+            }
+            if (_adaptive)
+            {
+                // One arena per layer, as many rows as uniform budgets allocate; each head starts with an equal region.
+                int rows = KvHeads * _layerMax[l];
+                var keys = GC.AllocateArray<byte>(rows * _sets[l * KvHeads].KeyRowBytes, pinned: true);
+                var values = GC.AllocateArray<byte>(rows * _sets[l * KvHeads].ValueRowBytes, pinned: true);
+                for (int g = 0; g < KvHeads; g++) _sets[l * KvHeads + g].UseArena(keys, values, g * _layerMax[l], _layerMax[l], rows);
+                int perHead = w == 0 ? _budget[l] : Math.Min(_budget[l], w);
+                _layerLimit[l] = KvHeads * perHead;
+                _floor[l] = (int)Math.Floor(options.HeadBudgetFloor * perHead);
             }
         }
     }
+
+    /// <summary>True if the layer's KV heads share one budget (<see cref="HeadBudgets.Adaptive"/>).</summary>
+    public bool HeadAdaptive => _adaptive;
+
+    /// <summary>Adaptive head budgets: states layer <paramref name="layer"/> keeps after each step, over all its KV heads.</summary>
+    public int LayerLimit(int layer) => _adaptive ? _layerLimit[layer] : KvHeads * BudgetOf(layer);
+
+    /// <summary>Adaptive head budgets: states each KV head of layer <paramref name="layer"/> keeps at least (0 when uniform).</summary>
+    public int HeadFloor(int layer) => _adaptive ? _floor[layer] : 0;
 
     public HeadStates Set(int layer, int kvHead) => _sets[layer * KvHeads + kvHead];
 
@@ -178,8 +216,109 @@ public sealed class MultiStateCache
                         $"the full cache holds at most {MaxStates} states (the context length); use a bounded cache (e.g. --cache tova --budget 256) for longer sequences");
                 s.Resize(Math.Min(max, Math.Max(InitialCapacity, s.Capacity * 2)));
             }
+            if (_adaptive && s.Count == s.Capacity && !s.HasPending) Borrow(layer, g);
             s.Add(k.Slice(g * HeadDim, HeadDim), v.Slice(g * HeadDim, HeadDim), position, token);
         }
+    }
+
+    /// <summary>
+    /// Adaptive head budgets: gives KV head <paramref name="g"/> one more row, taken from the nearest head with a free
+    /// one by moving every region in between one row towards it. False if the layer's arena is full.
+    /// </summary>
+    private bool Borrow(int layer, int g)
+    {
+        int baseIndex = layer * KvHeads, donor = -1;
+        for (int d = 1; d < KvHeads && donor < 0; d++)
+        {
+            if (g + d < KvHeads && _sets[baseIndex + g + d] is var up && up.Count < up.Capacity) donor = g + d;
+            else if (g - d >= 0 && _sets[baseIndex + g - d] is var down && down.Count < down.Capacity) donor = g - d;
+        }
+        if (donor < 0) return false;
+        if (donor > g)
+        {
+            // Regions g+1 .. donor move up one row: the donor gives up its first row, head g gains the row past its last.
+            for (int j = donor; j > g; j--)
+            {
+                var s = _sets[baseIndex + j];
+                s.MoveRegion(s.Offset + 1, j == donor ? s.Capacity - 1 : s.Capacity);
+            }
+            var r = _sets[baseIndex + g];
+            r.MoveRegion(r.Offset, r.Capacity + 1);
+        }
+        else
+        {
+            // Regions donor+1 .. g move down one row: the donor gives up its last row, head g gains the row before its first.
+            var d0 = _sets[baseIndex + donor];
+            d0.MoveRegion(d0.Offset, d0.Capacity - 1);
+            for (int j = donor + 1; j <= g; j++)
+            {
+                var s = _sets[baseIndex + j];
+                s.MoveRegion(s.Offset - 1, j == g ? s.Capacity + 1 : s.Capacity);
+            }
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Adaptive head budgets: while layer <paramref name="layer"/> holds more than its limit, drops the lowest-scored
+    /// of its KV heads' victims (heads at their floor are not asked; ties: the oldest position, then the lowest
+    /// head); then stores every pending state in a free row. <paramref name="totals"/>: each head's states when
+    /// <paramref name="probs"/> were computed (the per-head probabilities are shown only while the slots still match).
+    /// </summary>
+    private void ReduceLayer(int layer, bool chunkEnd, ReadOnlySpan<float> probs, int stride, ReadOnlySpan<int> totals)
+    {
+        int baseIndex = layer * KvHeads, limit = _layerLimit[layer], floor = _floor[layer];
+        int total = 0;
+        for (int g = 0; g < KvHeads; g++) total += _sets[baseIndex + g].Total;
+        if (total > limit)
+        {
+            for (int g = 0; g < KvHeads; g++) Nominate(layer, g, floor, chunkEnd, probs, stride, totals);
+            while (total > limit)
+            {
+                int best = -1;
+                for (int g = 0; g < KvHeads; g++)
+                {
+                    if (_victims[g] < 0) continue;
+                    if (best < 0 || _victimScores[g] < _victimScores[best]
+                        || _victimScores[g] == _victimScores[best]
+                           && _sets[baseIndex + g].Positions[_victims[g]] < _sets[baseIndex + best].Positions[_victims[best]])
+                        best = g;
+                }
+                if (best < 0) throw new InvalidOperationException($"layer {layer}: no KV head above its floor of {floor} states can drop one");
+                var s = _sets[baseIndex + best];
+                int v = _victims[best];
+                if (Policy.Merges) Merge(StepOf(layer, best, chunkEnd, probs, stride, best * _groupSize, 0), v, layer, best);
+                OnDrop?.Invoke(layer, best, s.Positions[v]);
+                s.Drop(v);
+                // Asked again only while another state must go (asking may move a policy's bookkeeping, e.g. SnapKV's scoring).
+                if (--total > limit) Nominate(layer, best, floor, chunkEnd, probs, stride, default);
+            }
+        }
+        for (int g = 0; g < KvHeads; g++)
+        {
+            var s = _sets[baseIndex + g];
+            if (!s.HasPending) continue;
+            if (s.Count == s.Capacity && !Borrow(layer, g))
+                throw new InvalidOperationException($"layer {layer}: no free row for KV head {g}'s new state");
+            s.CommitPending();
+        }
+    }
+
+    /// <summary>Asks KV head <paramref name="g"/>'s policy for its victim and that victim's score (−1: the head is at its floor).</summary>
+    private void Nominate(int layer, int g, int floor, bool chunkEnd, ReadOnlySpan<float> probs, int stride, ReadOnlySpan<int> totals)
+    {
+        var s = _sets[layer * KvHeads + g];
+        if (s.Total <= floor || s.Total == 0)
+        {
+            _victims[g] = -1;
+            return;
+        }
+        int heads = !totals.IsEmpty && totals[g] == s.Total ? _groupSize : 0;
+        var step = StepOf(layer, g, chunkEnd, probs, stride, g * _groupSize, heads);
+        int v = Policy.ChooseVictim(step);
+        CheckVictim(v, step.Count);
+        _victims[g] = v;
+        _victimScores[g] = Policy.VictimScore(step, v);
     }
 
     /// <summary>
@@ -237,6 +376,11 @@ public sealed class MultiStateCache
                 }
                 Policy.Observe(StepOf(layer, g, false, probs, stride, g * _groupSize, _groupSize));
                 ExpireSet(layer, g);
+                if (_adaptive)
+                {
+                    _totals[g] = total;
+                    continue;
+                }
                 if (!Deferred && s.Total > budget)
                 {
                     var step = StepOf(layer, g, false, probs, stride, g * _groupSize, s.Total == total ? _groupSize : 0);
@@ -247,6 +391,7 @@ public sealed class MultiStateCache
                     s.Drop(victim);
                 }
             }
+            if (_adaptive && !Deferred) ReduceLayer(layer, false, probs, stride, _totals);
         }
     }
 
@@ -358,6 +503,8 @@ public sealed class MultiStateCache
                     DropFromLayer(l, v);
                 }
             }
+            else if (_adaptive)
+                ReduceLayer(l, true, default, 0, default);
             else
             {
                 for (int g = 0; g < KvHeads; g++)

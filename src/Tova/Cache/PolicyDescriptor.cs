@@ -15,6 +15,12 @@ public sealed record PolicyDescriptor(string Name, string Description, Func<Poli
     /// <summary>True if the policy can keep one set per KV head (<c>--granularity head</c>).</summary>
     public bool HeadGranularity { get; init; }
 
+    /// <summary>
+    /// True if the policy's victim scores (<see cref="CachePolicy.VictimScore"/>) compare across KV heads, so one
+    /// layer budget can be shared among them (<c>--head-budgets adaptive</c>).
+    /// </summary>
+    public bool HeadAdaptive { get; init; }
+
     /// <summary>Granularity the policy always uses, whatever the options say (h2o-head: per head, as published).</summary>
     public Granularity? ForcedGranularity { get; init; }
 

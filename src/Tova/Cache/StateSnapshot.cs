@@ -59,7 +59,7 @@ public sealed class StateSnapshot
             for (int g = 0; g < cache.KvHeads; g++)
             {
                 var s = cache.Set(l, g);
-                n += 4 + (long)s.Count * SlotBytes(s.KeyRowBytes, s.ValueRowBytes, s.StateWidth);
+                n += 4 + (cache.HeadAdaptive ? 4 : 0) + (long)s.Count * SlotBytes(s.KeyRowBytes, s.ValueRowBytes, s.StateWidth);
             }
         return n + 8;
     }
@@ -107,8 +107,9 @@ public sealed class StateSnapshot
                 if (s.HasPending) throw new InvalidOperationException("a multi-state with a pending state cannot be saved; save between steps");
                 int n = s.Count;
                 w.I32(n);
-                w.Bytes(s.KeyData.AsSpan(0, n * s.KeyRowBytes));
-                w.Bytes(s.ValueData.AsSpan(0, n * s.ValueRowBytes));
+                if (cache.HeadAdaptive) w.I32(s.Capacity); // the head's region of the layer's arena (regions follow in head order)
+                w.Bytes(s.KeyData.AsSpan(s.Offset * s.KeyRowBytes, n * s.KeyRowBytes));
+                w.Bytes(s.ValueData.AsSpan(s.Offset * s.ValueRowBytes, n * s.ValueRowBytes));
                 w.Ints(s.Positions.AsSpan(0, n));
                 w.Ints(s.Tokens.AsSpan(0, n));
                 w.Floats(s.PolicyState.AsSpan(0, n * s.StateWidth));
@@ -220,17 +221,32 @@ public sealed class StateSnapshot
         for (int l = 0; l < layers; l++)
         {
             HeadStates? first = null;
+            int arenaRows = kvHeads * cache.MaxStatesOf(l), regionStart = 0, layerStates = 0;
             for (int g = 0; g < kvHeads; g++)
             {
                 var s = cache.Set(l, g);
                 int width = s.StateWidth;
                 int n = r.Count(SlotBytes(keyRow, valueRow, width));
                 int max = cache.MaxStatesOf(l);
-                if (n > max || n > position)
-                    throw new StateSnapshotException(StateSnapshotError.Malformed, $"layer {l}, KV head {g}: {n} states (at most {Math.Min(max, position)})");
-                if (s.Capacity < n) s.Resize(Math.Min(max, Math.Max(n, 64)));
-                r.Bytes(n * keyRow).CopyTo(s.KeyData);
-                r.Bytes(n * valueRow).CopyTo(s.ValueData);
+                if (cache.HeadAdaptive)
+                {
+                    // Regions tile the layer's arena in head order; the layer keeps at most its limit of states.
+                    int region = r.I32();
+                    layerStates += n;
+                    if (region < n || region > arenaRows - regionStart || g == kvHeads - 1 && regionStart + region != arenaRows
+                        || layerStates > cache.LayerLimit(l) || n > position)
+                        throw new StateSnapshotException(StateSnapshotError.Malformed, $"layer {l}, KV head {g}: {n} states in a region of {region} rows (arena {arenaRows}, layer limit {cache.LayerLimit(l)})");
+                    s.SetRegion(regionStart, region);
+                    regionStart += region;
+                }
+                else
+                {
+                    if (n > max || n > position)
+                        throw new StateSnapshotException(StateSnapshotError.Malformed, $"layer {l}, KV head {g}: {n} states (at most {Math.Min(max, position)})");
+                    if (s.Capacity < n) s.Resize(Math.Min(max, Math.Max(n, 64)));
+                }
+                r.Bytes(n * keyRow).CopyTo(s.KeyData.AsSpan(s.Offset * keyRow));
+                r.Bytes(n * valueRow).CopyTo(s.ValueData.AsSpan(s.Offset * valueRow));
                 r.IntsInto(s.Positions.AsSpan(0, n));
                 r.IntsInto(s.Tokens.AsSpan(0, n));
                 r.FloatsInto(s.PolicyState.AsSpan(0, n * width));

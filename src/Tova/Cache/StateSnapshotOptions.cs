@@ -6,7 +6,8 @@ namespace Tova.Cache;
 /// <summary>
 /// The one place where <see cref="CacheOptions"/> become text in a snapshot and back: a canonical line of
 /// "key=value" pairs separated by ';' in a fixed order, e.g.
-/// "policy=tova;budget=64;layers=;schedule=;sinks=4;recent=;options=;kvk=F16;kvv=F16;rotation=auto;granularity=layer;positions=original;prefill=chunked:8"
+/// "policy=tova;budget=64;layers=;schedule=;sinks=4;recent=;options=;kvk=F16;kvv=F16;rotation=auto;granularity=layer;positions=original;prefill=chunked:8;heads=uniform;floor="
+/// (floor: the adaptive head budgets' safeguard share, empty when uniform)
 /// (options: the policy's own, "name:value" sorted by name and joined by ',').
 /// Two options are the same configuration exactly when their canonical lines are equal. Adding a setting to
 /// <see cref="CacheOptions"/> means adding its key here (an unknown key in a snapshot is refused).
@@ -32,7 +33,9 @@ public static class StateSnapshotOptions
             "rotation=" + options.KvRotation.ToString().ToLowerInvariant(),
             "granularity=" + options.Granularity.ToString().ToLowerInvariant(),
             "positions=" + options.Positions.ToString().ToLowerInvariant(),
-            "prefill=" + (options.Prefill?.ToString() ?? ""));
+            "prefill=" + (options.Prefill?.ToString() ?? ""),
+            "heads=" + options.HeadBudgets.ToString().ToLowerInvariant(),
+            "floor=" + (options.HeadBudgets == HeadBudgets.Adaptive ? options.HeadBudgetFloor.ToString("R", inv) : ""));
     }
 
     /// <summary>Reads a canonical line; throws <see cref="FormatException"/> on anything it does not know.</summary>
@@ -62,6 +65,8 @@ public static class StateSnapshotOptions
                 "granularity" => o with { Granularity = Enum<Granularity>(value) },
                 "positions" => o with { Positions = Enum<PositionMode>(value) },
                 "prefill" => o with { Prefill = value.Length == 0 ? null : Prefill(value) },
+                "heads" => o with { HeadBudgets = Enum<HeadBudgets>(value) },
+                "floor" => value.Length == 0 ? o : o with { HeadBudgetFloor = double.TryParse(value, NumberStyles.Float, inv, out double f) ? f : throw new FormatException($"cache options: '{value}' is not a number") },
                 _ => throw new FormatException($"cache options: unknown setting '{key}'"),
             };
         }

@@ -41,6 +41,8 @@ public static class SweepLabels
             _ => PolicyRegistry.TryGet(row.Policy, out var d) ? $"{d.Name}: {d.Description}{perHead}" : row.Policy,
         };
         if (row.Schedule == BudgetSchedule.Pyramid && row.Policy != "pyramidkv") text += ", pyramid layer budgets";
+        if (row.HeadBudgets == HeadBudgets.Adaptive)
+            text = "Ada-" + text.Replace(", as published", "", StringComparison.Ordinal) + I($", heads share the layer budget (Ada-KV, floor {CacheOptions.DefaultHeadBudgetFloor})");
         if (row.Schedule == BudgetSchedule.Uniform && row.Policy == "pyramidkv") text = text.Replace("pyramid layer budgets", "uniform layer budgets", StringComparison.Ordinal);
         // The published TOVA decides at every step in language modelling (exact) and after a one-shot prompt in
         // generation; other prompt handling is named.

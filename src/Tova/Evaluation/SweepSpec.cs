@@ -5,7 +5,7 @@ namespace Tova.Evaluation;
 /// <summary>
 /// One policy row of a sweep, e.g. "tova", "tova-head", "sink" (4 sinks), "h2o", "h2o-head", "tova:sinks=4,recent=16"
 /// (policy options), "tova+pyramid" (the pyramid layer schedule; "+uniform" for pyramidkv's scoring with uniform
-/// budgets), and with a KV type other than f32 "tova@q8_0" (states stored as q8_0).
+/// budgets), "tova-head+ada" (adaptive head budgets, Ada-KV), and with a KV type other than f32 "tova@q8_0" (states stored as q8_0).
 /// </summary>
 public sealed record SweepPolicy(string Label, string Policy, Granularity Granularity, Formats.GgmlType KvType = Formats.GgmlType.F32)
 {
@@ -14,6 +14,9 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
 
     /// <summary>The layer schedule of this row; null: the policy's default.</summary>
     public BudgetSchedule? Schedule { get; init; }
+
+    /// <summary>How the row's layer budget is shared among KV heads (adaptive: "+ada").</summary>
+    public HeadBudgets HeadBudgets { get; init; }
 
     /// <summary>
     /// Parses "NAME[-head][+pyramid|+uniform][:opt=value,…][@type]": NAME a known policy (<see cref="PolicyRegistry"/>), "-head" for head
@@ -34,15 +37,20 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
         Dictionary<string, string>? options = null;
         var name = colon >= 0 ? t[..colon] : t;
         BudgetSchedule? schedule = null;
+        var heads = HeadBudgets.Uniform;
         int plus = name.IndexOf('+');
         if (plus >= 0)
         {
-            schedule = name[(plus + 1)..] switch
+            foreach (var layout in name[(plus + 1)..].Split('+'))
             {
-                "pyramid" => BudgetSchedule.Pyramid,
-                "uniform" => BudgetSchedule.Uniform,
-                _ => throw new ArgumentException($"policy '{text}': the layout after '+' must be pyramid or uniform", "policies"),
-            };
+                if (layout == "ada") { heads = HeadBudgets.Adaptive; continue; }
+                schedule = layout switch
+                {
+                    "pyramid" => BudgetSchedule.Pyramid,
+                    "uniform" => BudgetSchedule.Uniform,
+                    _ => throw new ArgumentException($"policy '{text}': the layout after '+' must be pyramid, uniform or ada", "policies"),
+                };
+            }
             name = name[..plus];
         }
         if (colon >= 0)
@@ -63,8 +71,8 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
         }
         if (!PolicyRegistry.TryGet(name, out var d) || head && !d.HeadGranularity)
             throw new ArgumentException(
-                $"unknown policy '{text}' (expected one of {string.Join(", ", PolicyRegistry.Names)}, NAME-head for {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity && p.ForcedGranularity is null).Select(p => p.Name))}, optionally +pyramid, :name=value,… and @type)", "policies");
-        var row = new SweepPolicy(t, name, head ? Granularity.Head : d.ForcedGranularity ?? Granularity.Layer) { Options = options, Schedule = schedule };
+                $"unknown policy '{text}' (expected one of {string.Join(", ", PolicyRegistry.Names)}, NAME-head for {string.Join(", ", PolicyRegistry.All.Where(p => p.HeadGranularity && p.ForcedGranularity is null).Select(p => p.Name))}, optionally +pyramid, +ada (adaptive head budgets), :name=value,… and @type)", "policies");
+        var row = new SweepPolicy(t, name, head ? Granularity.Head : d.ForcedGranularity ?? Granularity.Layer) { Options = options, Schedule = schedule, HeadBudgets = heads };
         row.ToOptions(1 << 20).Validate(1 << 20); // unknown options and bad values fail here, before any run
         return row;
     }
@@ -85,6 +93,7 @@ public sealed record SweepPolicy(string Label, string Policy, Granularity Granul
             Sinks = sinksByDefault ? Math.Min(sinks, budget) : null,
             PolicyOptions = Options,
             Schedule = Schedule,
+            HeadBudgets = HeadBudgets,
             KvTypeK = KvType,
             KvTypeV = KvType,
         };

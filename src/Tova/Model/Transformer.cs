@@ -485,10 +485,11 @@ public sealed unsafe partial class Transformer : IDisposable
             // In a sliding-window layer token b sees only positions > its own − window (older states of the batch's
             // earlier tokens are still stored until the step ends).
             int oldest = j.Window > 0 ? j.Positions[b] - j.Window + 1 : int.MinValue;
-            fixed (byte* keys = set.KeyData, values = set.ValueData)
+            fixed (byte* keyArena = set.KeyData, valueArena = set.ValueData)
             fixed (float* att = scores)
             fixed (int* positions = set.Positions)
             {
+                byte* keys = keyArena + (nint)set.Offset * set.KeyRowBytes, values = valueArena + (nint)set.Offset * set.ValueRowBytes;
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
@@ -516,8 +517,9 @@ public sealed unsafe partial class Transformer : IDisposable
         {
             var set = j.Cache.Set(j.Layer, g);
             int stored = set.Count, n = set.Total;
-            fixed (byte* keys = set.KeyData, values = set.ValueData, pk = set.PendingKey, pv = set.PendingValue)
+            fixed (byte* keyArena = set.KeyData, valueArena = set.ValueData, pk = set.PendingKey, pv = set.PendingValue)
             {
+                byte* keys = keyArena + (nint)set.Offset * set.KeyRowBytes, values = valueArena + (nint)set.Offset * set.ValueRowBytes;
                 if (j.Group > 1 && Grouped(set, hd))
                 {
                     int h0 = g * j.Group;

@@ -225,8 +225,11 @@ internal sealed partial class NaiveReference
     {
         _deferred = false;
         for (int l = 0; l < _c.Layers; l++)
+        {
+            if (AdaptiveFloor is not null) { ReduceLayer(l, chunkEnd: true); continue; }
             for (int s = 0; s < _kept[l].Length; s++)
                 while (_policy != "full" && _kept[l][s].Count > BudgetOf(l)) Drop(l, s, Victim(l, s, chunkEnd: true));
+        }
     }
 
     public double[] Step(int token)
@@ -289,6 +292,7 @@ internal sealed partial class NaiveReference
                 if (_rotV > 0) Array.Copy(RotateBlocks(att[(h * hd)..((h + 1) * hd)], _rotV), 0, att, h * hd, hd);
             }
             for (int s = 0; s < sets; s++) Evict(l, s, t, avg[s], window);
+            if (AdaptiveFloor is not null && !_deferred) ReduceLayer(l, chunkEnd: false);
             var o = MatVec(w[3], att, dim);
             if (lw.AttnPostNorm is not null) o = Norm(o, lw.AttnPostNorm);
             for (int i = 0; i < dim; i++) x[i] += o[i];
@@ -320,7 +324,7 @@ internal sealed partial class NaiveReference
             foreach (var (p, a) in avg) _h2o[l][s][p] = _h2o[l][s].GetValueOrDefault(p) + a;
         if (window > 0)
             foreach (var p in kept.Where(p => p <= t + 1 - window).ToList()) Forget(l, s, p);
-        if (_deferred || _policy == "full" || kept.Count <= BudgetOf(l)) return;
+        if (_deferred || _policy == "full" || AdaptiveFloor is not null || kept.Count <= BudgetOf(l)) return;
         Drop(l, s, Victim(l, s, chunkEnd: false));
     }
 }

@@ -12,11 +12,11 @@ public sealed class H2OPolicy(int? recent, string name = "h2o") : CachePolicy
         new("recent", PolicyOptionType.Int, "budget/2", "most recent states never dropped") { Min = 0 };
 
     public static PolicyDescriptor Descriptor { get; } = new("h2o", "heavy hitters: lowest accumulated attention dropped, recent states protected",
-        a => new H2OPolicy(Checked(a))) { Options = [RecentOption], HeadGranularity = true };
+        a => new H2OPolicy(Checked(a))) { Options = [RecentOption], HeadGranularity = true, HeadAdaptive = true };
 
     /// <summary>H2O as published: one set per KV head (per attention head on models without grouped queries).</summary>
     public static PolicyDescriptor PerHead { get; } = new("h2o-head", "H2O per KV head, as published (one heavy-hitter set per head)",
-        a => new H2OPolicy(Checked(a), "h2o-head")) { Options = [RecentOption], HeadGranularity = true, ForcedGranularity = Granularity.Head };
+        a => new H2OPolicy(Checked(a), "h2o-head")) { Options = [RecentOption], HeadGranularity = true, HeadAdaptive = true, ForcedGranularity = Granularity.Head };
 
     /// <summary>The recent window given, or null for each layer's budget / 2.</summary>
     private static int? Checked(PolicyArgs a)
@@ -42,4 +42,8 @@ public sealed class H2OPolicy(int? recent, string name = "h2o") : CachePolicy
         int v = ArgMinOldest(step.State, step.Positions, maxPosition: BelowNewest(step.Positions, Recent ?? step.Budget / 2));
         return v >= 0 ? v : Oldest(step.Positions); // every state protected (recent ≥ budget): fall back to the oldest
     }
+
+    /// <summary>The accumulated attention H2O ranks by; +∞ for a protected recent state.</summary>
+    public override float VictimScore(in PolicyStep step, int victim) =>
+        step.Positions[victim] > BelowNewest(step.Positions, Recent ?? step.Budget / 2) ? float.PositiveInfinity : step.State[victim];
 }

@@ -8,5 +8,5 @@ namespace Tova.Cache;
 public static class PyramidKvPolicy
 {
     public static PolicyDescriptor Descriptor { get; } = new("pyramidkv", "SnapKV scoring with the pyramid layer budgets (more states in lower layers)",
-        a => SnapKvPolicy.Create(a, "pyramidkv")) { Options = SnapKvPolicy.SnapOptions, HeadGranularity = true, DefaultSchedule = BudgetSchedule.Pyramid };
+        a => SnapKvPolicy.Create(a, "pyramidkv")) { Options = SnapKvPolicy.SnapOptions, HeadGranularity = true, HeadAdaptive = true, DefaultSchedule = BudgetSchedule.Pyramid };
 }

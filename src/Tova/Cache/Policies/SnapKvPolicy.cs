@@ -31,7 +31,7 @@ public sealed class SnapKvPolicy(int window, int kernel, int every, string name 
     }
 
     public static PolicyDescriptor Descriptor { get; } = new("snapkv", "SnapKV: scores from the prompt's last queries, pooled; top states + window kept",
-        a => Create(a, "snapkv")) { Options = SnapOptions, HeadGranularity = true };
+        a => Create(a, "snapkv")) { Options = SnapOptions, HeadGranularity = true, HeadAdaptive = true };
 
     private float[] _pool = new float[64];
     private int[] _order = new int[64];
@@ -79,6 +79,13 @@ public sealed class SnapKvPolicy(int window, int kernel, int every, string name 
             if (best < 0 || s < state[best * w + Window] || s == state[best * w + Window] && positions[i] < positions[best]) best = i;
         }
         return best >= 0 ? best : Oldest(positions);
+    }
+
+    /// <summary>The frozen pooled score (+ 1) SnapKV ranks by; +∞ for a state of the window or newer than the last scoring.</summary>
+    public override float VictimScore(in PolicyStep step, int victim)
+    {
+        float s = step.State[victim * StateWidth + Window];
+        return s > 0 && s < float.MaxValue ? s : float.PositiveInfinity;
     }
 
     /// <summary>Sums each state's last-window probabilities, pools them over its position neighbours outside the window and stores the result + 1.</summary>

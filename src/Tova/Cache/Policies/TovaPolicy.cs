@@ -23,6 +23,7 @@ public sealed class TovaPolicy(int sinks = 0, int recent = 0) : CachePolicy
             new PolicyOption("recent", PolicyOptionType.Int, "0", "newest states never dropped") { Min = 0 },
         ],
         HeadGranularity = true,
+        HeadAdaptive = true,
     };
 
     public int Sinks { get; } = sinks >= 0 ? sinks : throw new ArgumentOutOfRangeException(nameof(sinks), "sinks must be ≥ 0");
@@ -34,5 +35,13 @@ public sealed class TovaPolicy(int sinks = 0, int recent = 0) : CachePolicy
         if (Sinks == 0 && Recent == 0) return ArgMinOldest(step.Scores, step.Positions);
         int v = ArgMinOldest(step.Scores, step.Positions, Sinks, BelowNewest(step.Positions, Recent));
         return v >= 0 ? v : Oldest(step.Positions, Sinks) is var o && o >= 0 ? o : Oldest(step.Positions);
+    }
+
+    /// <summary>The current query's probability; +∞ for a protected state (a sink or one of the newest).</summary>
+    public override float VictimScore(in PolicyStep step, int victim)
+    {
+        int p = step.Positions[victim];
+        if (p < Sinks || Recent > 0 && p > BelowNewest(step.Positions, Recent)) return float.PositiveInfinity;
+        return step.Scores[victim];
     }
 }
