@@ -155,58 +155,35 @@ internal static class OpenAiRequestParser
                     _ => throw ApiException.Invalid("'kv_cache.layer_budgets' must be an array of integers or a string such as \"32,64\"", "kv_cache.layer_budgets"),
                 },
             };
-        if (OptString(kv, "budget_schedule", "kv_cache.budget_schedule") is { } schedule)
-            c = c with
-            {
-                Schedule = schedule switch
-                {
-                    "uniform" => BudgetSchedule.Uniform,
-                    "pyramid" => BudgetSchedule.Pyramid,
-                    _ => throw ApiException.Invalid($"'kv_cache.budget_schedule' must be uniform or pyramid, got '{schedule}'", "kv_cache.budget_schedule"),
-                },
-            };
-        if (OptString(kv, "granularity", "kv_cache.granularity") is { } g)
-            c = c with
-            {
-                Granularity = g switch
-                {
-                    "layer" => Granularity.Layer,
-                    "head" => Granularity.Head,
-                    _ => throw ApiException.Invalid($"'kv_cache.granularity' must be layer or head, got '{g}'", "kv_cache.granularity"),
-                },
-            };
-        if (OptString(kv, "head_budgets", "kv_cache.head_budgets") is { } hb)
-            c = c with
-            {
-                HeadBudgets = hb switch
-                {
-                    "uniform" => HeadBudgets.Uniform,
-                    "adaptive" => HeadBudgets.Adaptive,
-                    _ => throw ApiException.Invalid($"'kv_cache.head_budgets' must be uniform or adaptive, got '{hb}'", "kv_cache.head_budgets"),
-                },
-            };
+        if (OptChoice(kv, "budget_schedule", ("uniform", BudgetSchedule.Uniform), ("pyramid", BudgetSchedule.Pyramid)) is { } schedule)
+            c = c with { Schedule = schedule };
+        if (OptChoice(kv, "granularity", ("layer", Granularity.Layer), ("head", Granularity.Head)) is { } granularity)
+            c = c with { Granularity = granularity };
+        if (OptChoice(kv, "head_budgets", ("uniform", HeadBudgets.Uniform), ("adaptive", HeadBudgets.Adaptive)) is { } headBudgets)
+            c = c with { HeadBudgets = headBudgets };
         if (Get(kv, "head_budget_floor") is { } hf)
             c = c with
             {
                 HeadBudgetFloor = hf.ValueKind == JsonValueKind.Number && hf.TryGetDouble(out double floor) && floor >= 0 && floor <= 1 ? floor
                     : throw ApiException.Invalid("'kv_cache.head_budget_floor' must be a number in [0, 1]", "kv_cache.head_budget_floor"),
             };
-        if (OptString(kv, "positions", "kv_cache.positions") is { } pos)
-            c = c with
-            {
-                Positions = pos switch
-                {
-                    "original" => PositionMode.Original,
-                    "renumber" => PositionMode.Renumber,
-                    _ => throw ApiException.Invalid($"'kv_cache.positions' must be original or renumber, got '{pos}'", "kv_cache.positions"),
-                },
-            };
+        if (OptChoice(kv, "positions", ("original", PositionMode.Original), ("renumber", PositionMode.Renumber)) is { } positions)
+            c = c with { Positions = positions };
         if (OptString(kv, "prefill", "kv_cache.prefill") is { } prefill)
         {
             try { c = c with { Prefill = PrefillMode.Parse(prefill) }; }
             catch (ArgumentException e) { throw ApiException.Invalid(e.Message, "kv_cache.prefill"); }
         }
         return c;
+    }
+
+    /// <summary>kv_cache.NAME as one of <paramref name="choices"/>, or null when absent; any other value is a 400 naming the field and the choices.</summary>
+    private static T? OptChoice<T>(JsonElement kv, string name, params (string Name, T Value)[] choices) where T : struct
+    {
+        if (OptString(kv, name, "kv_cache." + name) is not { } text) return null;
+        foreach (var (n, v) in choices)
+            if (n == text) return v;
+        throw ApiException.Invalid($"'kv_cache.{name}' must be {string.Join(" or ", choices.Select(ch => ch.Name))}, got '{text}'", "kv_cache." + name);
     }
 
     /// <summary>
