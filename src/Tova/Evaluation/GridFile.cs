@@ -95,6 +95,48 @@ public static class GridStore
         return f.Cells.GroupBy(c => c.Key).ToDictionary(g => g.Key, g => g.First());
     }
 
+    /// <summary>
+    /// Runs a grid into DIR: the cells this shard owns (<see cref="GridOptions.Shard"/>, by index) that DIR/cells.json
+    /// does not hold for the same kind and settings are evaluated in parallel (<see cref="GridOptions.Parallelism"/>),
+    /// the file saved after each; returns the file with every cell DIR holds, in grid order. <paramref name="onCell"/>
+    /// sees each cell (true: taken from an earlier run).
+    /// </summary>
+    public static GridFile<TSpec, TCell> Run<TSpec, TCell, TPoint>(string dir, string kind, string settings, TSpec spec, IReadOnlyList<TPoint> grid,
+        Func<TPoint, string> key, GridOptions options, Func<TPoint, TCell> evaluate, Action<TCell, bool>? onCell, CancellationToken ct)
+        where TCell : IGridCell
+    {
+        Directory.CreateDirectory(dir);
+        var done = Done<TSpec, TCell>(dir, kind, settings);
+        var keys = grid.Select(key).ToList();
+        var results = new System.Collections.Concurrent.ConcurrentDictionary<string, TCell>();
+        var todo = new List<TPoint>();
+        for (int i = 0; i < grid.Count; i++)
+        {
+            if (!options.Shard.Owns(i)) continue;
+            if (done.TryGetValue(keys[i], out var prev)) { results[keys[i]] = prev; onCell?.Invoke(prev, true); }
+            else todo.Add(grid[i]);
+        }
+        GridFile<TSpec, TCell> File() => new()
+        {
+            Kind = kind, Settings = settings, Spec = spec, Grid = keys, Shard = options.Shard.ToString(),
+            Cells = keys.Where(results.ContainsKey).Select(k => results[k]).ToList(),
+        };
+        var gate = new object();
+        Parallel.ForEach(todo, new ParallelOptions { MaxDegreeOfParallelism = options.Parallelism, CancellationToken = ct }, point =>
+        {
+            var r = evaluate(point);
+            results[r.Key] = r;
+            lock (gate)
+            {
+                Save(dir, File());
+                onCell?.Invoke(r, false);
+            }
+        });
+        var file = File();
+        Save(dir, file);
+        return file;
+    }
+
     public static void Save<TSpec, TCell>(string dir, GridFile<TSpec, TCell> file) where TCell : IGridCell
     {
         Directory.CreateDirectory(dir);

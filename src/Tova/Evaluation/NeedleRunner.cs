@@ -104,38 +104,10 @@ public sealed class NeedleRunner(ModelBundle bundle, NeedleOptions options)
     {
         Validate();
         var filler = FillerTokens();
-        Directory.CreateDirectory(outDir);
         string settings = SettingsKey(filler);
         var spec = Spec();
-        var done = GridStore.Done<NeedleGridSpec, NeedleCellData>(outDir, Kind, settings);
-        var grid = Cells();
-        var keys = grid.Select(c => Key(c.Policy.Label, c.Budget, c.Length)).ToList();
-        var results = new ConcurrentDictionary<string, NeedleCellData>();
-        var todo = new List<(SweepPolicy Policy, int Budget, int Length)>();
-        for (int i = 0; i < grid.Count; i++)
-        {
-            if (!options.Shard.Owns(i)) continue;
-            if (done.TryGetValue(keys[i], out var prev)) { results[keys[i]] = prev; onCell?.Invoke(prev, true); }
-            else todo.Add(grid[i]);
-        }
-        GridFile<NeedleGridSpec, NeedleCellData> File() => new()
-        {
-            Kind = Kind, Settings = settings, Spec = spec, Grid = keys, Shard = options.Shard.ToString(),
-            Cells = keys.Where(results.ContainsKey).Select(k => results[k]).ToList(),
-        };
-        var gate = new object();
-        Parallel.ForEach(todo, new ParallelOptions { MaxDegreeOfParallelism = options.Parallelism, CancellationToken = ct }, cell =>
-        {
-            var r = Evaluate(filler, cell.Policy, cell.Budget, cell.Length, ct);
-            results[r.Key] = r;
-            lock (gate)
-            {
-                GridStore.Save(outDir, File());
-                onCell?.Invoke(r, false);
-            }
-        });
-        var file = File();
-        GridStore.Save(outDir, file);
+        var file = GridStore.Run(outDir, Kind, settings, spec, Cells(), c => Key(c.Policy.Label, c.Budget, c.Length), options,
+            ((SweepPolicy Policy, int Budget, int Length) c) => Evaluate(filler, c.Policy, c.Budget, c.Length, ct), onCell, ct);
         return WriteResults(outDir, file);
     }
 

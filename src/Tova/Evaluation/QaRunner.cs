@@ -115,38 +115,10 @@ public sealed class QaRunner(ModelBundle bundle, QaOptions options)
         Validate();
         var renderer = new QaPrompt(bundle, options.ChatTemplate);
         var (prompts, _) = Prompts(renderer);
-        Directory.CreateDirectory(outDir);
         string settings = SettingsKey(prompts, renderer);
         var spec = Spec();
-        var done = GridStore.Done<QaGridSpec, QaCellData>(outDir, Kind, settings);
-        var grid = Cells();
-        var keys = grid.Select(c => Key(c.Prefill, c.Policy.Label, c.Budget)).ToList();
-        var results = new ConcurrentDictionary<string, QaCellData>();
-        var todo = new List<(PrefillMode Prefill, SweepPolicy Policy, int Budget)>();
-        for (int i = 0; i < grid.Count; i++)
-        {
-            if (!options.Shard.Owns(i)) continue;
-            if (done.TryGetValue(keys[i], out var prev)) { results[keys[i]] = prev; onCell?.Invoke(prev, true); }
-            else todo.Add(grid[i]);
-        }
-        GridFile<QaGridSpec, QaCellData> File() => new()
-        {
-            Kind = Kind, Settings = settings, Spec = spec, Grid = keys, Shard = options.Shard.ToString(),
-            Cells = keys.Where(results.ContainsKey).Select(k => results[k]).ToList(),
-        };
-        var gate = new object();
-        Parallel.ForEach(todo, new ParallelOptions { MaxDegreeOfParallelism = options.Parallelism, CancellationToken = ct }, cell =>
-        {
-            var r = Evaluate(prompts, renderer, cell.Prefill, cell.Policy, cell.Budget, ct);
-            results[r.Key] = r;
-            lock (gate)
-            {
-                GridStore.Save(outDir, File());
-                onCell?.Invoke(r, false);
-            }
-        });
-        var file = File();
-        GridStore.Save(outDir, file);
+        var file = GridStore.Run(outDir, Kind, settings, spec, Cells(), c => Key(c.Prefill, c.Policy.Label, c.Budget), options,
+            ((PrefillMode Prefill, SweepPolicy Policy, int Budget) c) => Evaluate(prompts, renderer, c.Prefill, c.Policy, c.Budget, ct), onCell, ct);
         return WriteResults(outDir, file);
     }
 
