@@ -49,18 +49,10 @@ public static class LongGenCommand
             });
             runner.Validate();
             string dir = parse.GetValue(outDir)!;
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            var results = await Task.Run(() => runner.Run(dir, (cell, cached) =>
-            {
-                lock (output)
-                    output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{cell.Policy,-10} budget {cell.Budget,5}: judge nll {cell.JudgeNll.Average():F3}{(cached ? "  (already done)" : $"  {cell.Seconds:F1} s")}"));
-            }, ct), ct);
-            await output.WriteLineAsync();
-            await output.WriteAsync(LongGenRunner.Markdown(runner.Spec(), results));
-            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"wrote {dir}/results.json, results.csv, results.md, judge-nll.png/svg, distinct4.png/svg, cells.json{(st.Shard.IsAll ? "" : $" (shard {st.Shard}; combine the shards with tova merge)")} ({sw.Elapsed.TotalSeconds:F1} s)"));
-            return 0;
+            return await GridRunOutput.RunAsync(output, dir, st.Shard, "results.json, results.csv, results.md, judge-nll.png/svg, distinct4.png/svg",
+                (Action<LongGenCellData, bool> onCell) => runner.Run(dir, onCell, ct),
+                cell => string.Create(CultureInfo.InvariantCulture, $"{cell.Policy,-10} budget {cell.Budget,5}: judge nll {cell.JudgeNll.Average():F3}"),
+                cell => cell.Seconds, results => LongGenRunner.Markdown(runner.Spec(), results), ct);
         }));
         return cmd;
     }

@@ -47,18 +47,10 @@ public static class QaCommand
             var (_, cut) = runner.Prompts(new QaPrompt(bundle, parse.GetValue(template)));
             if (cut > 0) await output.WriteLineAsync($"{cut} of {examples.Count} documents were cut in the middle to fit the context");
             string dir = parse.GetValue(outDir)!;
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            var results = await Task.Run(() => runner.Run(dir, (cell, cached) =>
-            {
-                lock (output)
-                    output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"{cell.Prefill,-8} {cell.Policy,-10} budget {cell.Budget,5}: F1 {cell.Answers.Average(a => a.F1):F3}  ROUGE-L {cell.Answers.Average(a => a.RougeL):F3}{(cached ? "  (already done)" : $"  {cell.Seconds:F1} s")}"));
-            }, ct), ct);
-            await output.WriteLineAsync();
-            await output.WriteAsync(QaRunner.Markdown(runner.Spec(), results));
-            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"wrote {dir}/results.json, results.csv, results.md, f1.png/svg, cells.json{(st.Shard.IsAll ? "" : $" (shard {st.Shard}; combine the shards with tova merge)")} ({sw.Elapsed.TotalSeconds:F1} s)"));
-            return 0;
+            return await GridRunOutput.RunAsync(output, dir, st.Shard, "results.json, results.csv, results.md, f1.png/svg",
+                (Action<QaCellData, bool> onCell) => runner.Run(dir, onCell, ct),
+                cell => string.Create(CultureInfo.InvariantCulture, $"{cell.Prefill,-8} {cell.Policy,-10} budget {cell.Budget,5}: F1 {cell.Answers.Average(a => a.F1):F3}  ROUGE-L {cell.Answers.Average(a => a.RougeL):F3}"),
+                cell => cell.Seconds, results => QaRunner.Markdown(runner.Spec(), results), ct);
         }));
         return cmd;
     }
