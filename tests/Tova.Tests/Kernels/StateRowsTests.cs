@@ -134,6 +134,8 @@ public unsafe class StateRowsTests
     [InlineData(64, 19, 4)]
     [InlineData(128, 8, 2)]
     [InlineData(32, 5, 3)]
+    [InlineData(64, 13, 8)]
+    [InlineData(64, 9, 11)]
     public unsafe void GroupedQ8KernelsEqualOneHeadAndTheirReferences(int hd, int count, int heads)
     {
         var rng = new Random(hd + count);
