@@ -99,7 +99,7 @@ if (opt.Long.Count > 0)
 {
     Console.WriteLine();
     // The last three columns are the same run's control: each engine's full-cache decode after a real 128-token prompt
-    // (the same file, alternating with the rows above), and how much of it TOVA-256 keeps after the long prompt.
+    // (the same file and process, alternating with the other columns), and how much of it TOVA-256 keeps after the long prompt.
     Console.WriteLine("| long context (tinyllama-q4_0, context 8192) | states | prompt | Tova tova/256 decode tok/s | Tova window/256 decode tok/s | Tova full decode tok/s | llama.cpp full decode tok/s | tova ÷ llama.cpp | Tova full ÷ llama.cpp | tova ÷ window | Tova full after 128 | llama.cpp full after 128 | tova ÷ Tova after 128 |");
     Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     var (spec, type) = Shapes.Get("tinyllama-q4_0", 8192);
