@@ -105,8 +105,10 @@ foreach (var name in opt.Models)
 if (opt.Long.Count > 0)
 {
     Console.WriteLine();
-    Console.WriteLine("| long context (tinyllama-q4_0, context 8192) | states | prompt | Tova tova/256 decode tok/s | Tova window/256 decode tok/s | Tova full decode tok/s | llama.cpp full decode tok/s | tova ÷ llama.cpp | Tova full ÷ llama.cpp | tova ÷ window |");
-    Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // The last three columns are the same run's control: each engine's full-cache decode after a real 128-token prompt
+    // (the same file and process, alternating with the other columns), and how much of it TOVA-256 keeps after the long prompt.
+    Console.WriteLine("| long context (tinyllama-q4_0, context 8192) | states | prompt | Tova tova/256 decode tok/s | Tova window/256 decode tok/s | Tova full decode tok/s | llama.cpp full decode tok/s | tova ÷ llama.cpp | Tova full ÷ llama.cpp | tova ÷ window | Tova full after 128 | llama.cpp full after 128 | tova ÷ Tova after 128 |");
+    Console.WriteLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     var (spec, type) = Shapes.Get("tinyllama-q4_0", 8192);
     string path = Shapes.Ensure(opt.Dir, "tinyllama-q4_0-ctx8192", spec, type);
     using var model = ModelLoader.Load(path);
@@ -122,6 +124,8 @@ if (opt.Long.Count > 0)
             var window = new List<(double, double)>();
             var full = new List<(double, double)>();
             var llama = new List<(double, double)>();
+            var short128 = new List<(double, double)>();
+            var llama128 = new List<(double, double)>();
             using var lw = LlamaSide.Load(path, opt.Threads, prompt + opt.Gen + 16, kv);
             double Decode(CacheOptions cache) => Tova.Evaluation.ThroughputBenchmark.Run(tf, new Tova.Evaluation.ThroughputOptions
             { PromptTokens = prompt, GenTokens = opt.Gen, Cache = cache with { KvTypeK = kv, KvTypeV = kv }, SyntheticPrefill = true }).DecodeTokensPerSecond;
@@ -133,10 +137,13 @@ if (opt.Long.Count > 0)
                 window.Add((double.NaN, Decode(new CacheOptions { Policy = "window", Budget = "256" })));
                 full.Add((double.NaN, Decode(CacheOptions.Full)));
                 llama.Add(LlamaSide.Run(lw, prompt, opt.Gen));
+                short128.Add(Bench.Tova(tf, CacheOptions.Full with { KvTypeK = kv, KvTypeV = kv }, 128, opt.Gen, PrefillMode.Exact));
+                llama128.Add(LlamaSide.Run(lw, 128, opt.Gen));
             }
             double t = Bench.Median(tova).Decode, w = Bench.Median(window).Decode, f = Bench.Median(full).Decode, l = Bench.Median(llama).Decode;
+            double s128 = Bench.Median(short128).Decode, l128 = Bench.Median(llama128).Decode;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| | {Tova.Kernels.StateRows.Name(kv)} | {prompt} | {t:F1} | {w:F1} | {f:F1} | {l:F1} | {t / l:F2}× | {f / l:F2}× | {t / w:F2} |"));
+                $"| | {Tova.Kernels.StateRows.Name(kv)} | {prompt} | {t:F1} | {w:F1} | {f:F1} | {l:F1} | {t / l:F2}× | {f / l:F2}× | {t / w:F2} | {s128:F1} | {l128:F1} | {t / s128:F2} |"));
         }
 }
 

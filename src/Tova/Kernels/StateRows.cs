@@ -283,15 +283,46 @@ public static unsafe partial class StateRows
 
     /// <summary>
     /// <see cref="Scores16"/> for <paramref name="heads"/> query heads that share the keys (grouped-query attention):
-    /// query h at q + h·hd, its scores at scores + h·stride. Each key is widened once per four heads; every score is the
-    /// same arithmetic as <see cref="Scores16"/>'s.
+    /// query h at q + h·hd, its scores at scores + h·stride. Each key is widened once per eight heads (then once per
+    /// four for the rest); every score is the same arithmetic as <see cref="Scores16"/>'s.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void ScoresGroup16(GgmlType type, float* q, int heads, byte* keys, int count, int hd, float scale, float* scores, int stride)
     {
         bool bf = type == GgmlType.BF16;
-        int row = 2 * hd;
-        for (int h0 = 0; h0 < heads; h0 += 4)
+        int row = 2 * hd, h0 = 0;
+        for (; h0 + 8 <= heads; h0 += 8)
+        {
+            float* q0 = q + h0 * hd;
+            for (int i = 0; i < count; i++)
+            {
+                byte* k = keys + (long)i * row;
+                Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+                for (int d = 0; d < hd; d += 8)
+                {
+                    var kv = bf ? WidenBf16(k + 2 * d) : Widen16(k + 2 * d);
+                    float* qd = q0 + d;
+                    a0 = Fma.MultiplyAdd(Vector256.Load(qd), kv, a0);
+                    a1 = Fma.MultiplyAdd(Vector256.Load(qd + hd), kv, a1);
+                    a2 = Fma.MultiplyAdd(Vector256.Load(qd + 2 * hd), kv, a2);
+                    a3 = Fma.MultiplyAdd(Vector256.Load(qd + 3 * hd), kv, a3);
+                    a4 = Fma.MultiplyAdd(Vector256.Load(qd + 4 * hd), kv, a4);
+                    a5 = Fma.MultiplyAdd(Vector256.Load(qd + 5 * hd), kv, a5);
+                    a6 = Fma.MultiplyAdd(Vector256.Load(qd + 6 * hd), kv, a6);
+                    a7 = Fma.MultiplyAdd(Vector256.Load(qd + 7 * hd), kv, a7);
+                }
+                float* s0 = scores + (long)h0 * stride + i;
+                s0[0] = Vector256.Sum(a0) * scale;
+                s0[stride] = Vector256.Sum(a1) * scale;
+                s0[2L * stride] = Vector256.Sum(a2) * scale;
+                s0[3L * stride] = Vector256.Sum(a3) * scale;
+                s0[4L * stride] = Vector256.Sum(a4) * scale;
+                s0[5L * stride] = Vector256.Sum(a5) * scale;
+                s0[6L * stride] = Vector256.Sum(a6) * scale;
+                s0[7L * stride] = Vector256.Sum(a7) * scale;
+            }
+        }
+        for (; h0 < heads; h0 += 4)
         {
             int m = Math.Min(4, heads - h0);
             float* q0 = q + h0 * hd, q1 = q0 + (m > 1 ? hd : 0), q2 = q0 + (m > 2 ? 2 * hd : 0), q3 = q0 + (m > 3 ? 3 * hd : 0);
@@ -318,15 +349,40 @@ public static unsafe partial class StateRows
 
     /// <summary>
     /// <see cref="WeightedSum16"/> for <paramref name="heads"/> query heads that share the values: probabilities of
-    /// head h at p + h·stride, its output at o + h·hd. Each value is widened once per four heads; every output is the
-    /// same arithmetic as <see cref="WeightedSum16"/>'s.
+    /// head h at p + h·stride, its output at o + h·hd. Each value is widened once per eight heads (then once per four
+    /// for the rest); every output is the same arithmetic as <see cref="WeightedSum16"/>'s.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void WeightedSumGroup16(GgmlType type, float* p, int stride, int heads, byte* values, int count, int hd, float* o)
     {
         bool bf = type == GgmlType.BF16;
-        int row = 2 * hd;
-        for (int h0 = 0; h0 < heads; h0 += 4)
+        int row = 2 * hd, h0 = 0;
+        for (; h0 + 8 <= heads; h0 += 8)
+        {
+            float* p0 = p + (long)h0 * stride;
+            for (int d = 0; d < hd; d += 8)
+            {
+                Vector256<float> o0 = default, o1 = default, o2 = default, o3 = default, o4 = default, o5 = default, o6 = default, o7 = default;
+                byte* v = values + 2 * d;
+                float* pi = p0;
+                for (int i = 0; i < count; i++, v += row, pi++)
+                {
+                    var vv = bf ? WidenBf16(v) : Widen16(v);
+                    o0 = Fma.MultiplyAdd(Vector256.Create(pi[0]), vv, o0);
+                    o1 = Fma.MultiplyAdd(Vector256.Create(pi[stride]), vv, o1);
+                    o2 = Fma.MultiplyAdd(Vector256.Create(pi[2L * stride]), vv, o2);
+                    o3 = Fma.MultiplyAdd(Vector256.Create(pi[3L * stride]), vv, o3);
+                    o4 = Fma.MultiplyAdd(Vector256.Create(pi[4L * stride]), vv, o4);
+                    o5 = Fma.MultiplyAdd(Vector256.Create(pi[5L * stride]), vv, o5);
+                    o6 = Fma.MultiplyAdd(Vector256.Create(pi[6L * stride]), vv, o6);
+                    o7 = Fma.MultiplyAdd(Vector256.Create(pi[7L * stride]), vv, o7);
+                }
+                float* ob = o + h0 * hd + d;
+                o0.Store(ob); o1.Store(ob + hd); o2.Store(ob + 2 * hd); o3.Store(ob + 3 * hd);
+                o4.Store(ob + 4 * hd); o5.Store(ob + 5 * hd); o6.Store(ob + 6 * hd); o7.Store(ob + 7 * hd);
+            }
+        }
+        for (; h0 < heads; h0 += 4)
         {
             int m = Math.Min(4, heads - h0);
             float* p0 = p + (long)h0 * stride, p1 = p0 + (m > 1 ? stride : 0), p2 = p0 + (m > 2 ? 2L * stride : 0), p3 = p0 + (m > 3 ? 3L * stride : 0);

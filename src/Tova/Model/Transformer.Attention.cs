@@ -80,7 +80,7 @@ public sealed unsafe partial class Transformer
 
     /// <summary>
     /// <see cref="AttendHeadTyped"/> for the <paramref name="heads"/> query heads of one KV head at once (query h at
-    /// q + h·hd, probabilities at att + h·stride, output at o + h·hd), reading each key and value once per four heads
+    /// q + h·hd, probabilities at att + h·stride, output at o + h·hd), reading each key and value once per eight heads (then four)
     /// (f16/bf16 widened once; Q8_0 keys scored eight at a time for every head) instead of once per head; every
     /// head's result is bit-identical to <see cref="AttendHeadTyped"/>'s.
     /// </summary>

@@ -29,6 +29,26 @@ public class HadamardTests
             }
     }
 
+    [Theory]
+    [InlineData(8)]
+    [InlineData(16)]
+    [InlineData(32)]
+    [InlineData(64)]
+    [InlineData(128)]
+    [InlineData(256)]
+    public void VectorRotationIsBitIdenticalToTheScalarReference(int block)
+    {
+        var rng = new Random(block);
+        var x = Enumerable.Range(0, 3 * block).Select(_ => (float)(rng.NextDouble() * 8 - 4)).ToArray();
+        var fast = (float[])x.Clone();
+        var reference = (float[])x.Clone();
+        Hadamard.Rotate(fast, block);
+        Hadamard.Scalar.Rotate(reference, block);
+        for (int i = 0; i < x.Length; i++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(reference[i]), BitConverter.SingleToInt32Bits(fast[i]));
+        Assert.NotEqual(x, fast);
+    }
+
     [Fact]
     public void RotatingTwiceRestoresTheRowAndDotProductsAreKept()
     {

@@ -134,6 +134,8 @@ public unsafe class StateRowsTests
     [InlineData(64, 19, 4)]
     [InlineData(128, 8, 2)]
     [InlineData(32, 5, 3)]
+    [InlineData(64, 13, 8)]
+    [InlineData(64, 9, 11)]
     public unsafe void GroupedQ8KernelsEqualOneHeadAndTheirReferences(int hd, int count, int heads)
     {
         var rng = new Random(hd + count);
@@ -177,6 +179,61 @@ public unsafe class StateRowsTests
                     Assert.True(Math.Abs(reference - one[i]) <= 1e-4f * (1 + Math.Abs(reference)), $"score {i}: {one[i]} vs {reference}");
                 }
                 for (int d = 0; d < hd; d++) Assert.Equal(acc[d], outGroup[h * hd + d]); // bit-identical to value by value
+            }
+        }
+    }
+    [Theory]
+    [InlineData("f16", 64, 19, 8)]
+    [InlineData("f16", 64, 7, 12)]
+    [InlineData("bf16", 64, 11, 11)]
+    [InlineData("f16", 128, 5, 16)]
+    [InlineData("bf16", 32, 9, 3)]
+    public unsafe void Grouped16KernelsEqualOneHeadAndTheirReferences(string name, int hd, int count, int heads)
+    {
+        var type = StateRows.Parse(name, "kv-type");
+        var rng = new Random(hd * 31 + count * 7 + heads);
+        int row = StateRows.RowBytes(type, hd), stride = count + 3;
+        var keys = new byte[count * row];
+        var values = new byte[count * row];
+        var q = new float[heads * hd];
+        var p = new float[heads * stride];
+        for (int i = 0; i < q.Length; i++) q[i] = (float)(rng.NextDouble() * 2 - 1);
+        for (int i = 0; i < p.Length; i++) p[i] = (float)rng.NextDouble();
+        fixed (byte* k = keys, v = values)
+        fixed (float* pq = q, pp = p)
+        {
+            StateRows.RoundLike(type, pq, q.Length); // the query meets the keys in their type, as attention rounds it
+            for (int i = 0; i < count; i++)
+            {
+                var x = Enumerable.Range(0, hd).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+                StateRows.Store(type, x, k + i * row);
+                StateRows.Store(type, x.Select(a => a * 0.5f).ToArray(), v + i * row);
+            }
+            var group = new float[heads * stride];
+            fixed (float* g = group) StateRows.ScoresGroup16(type, pq, heads, k, count, hd, 0.125f, g, stride);
+            var outGroup = new float[heads * hd];
+            fixed (float* og = outGroup) StateRows.WeightedSumGroup16(type, pp, stride, heads, v, count, hd, og);
+            for (int h = 0; h < heads; h++)
+            {
+                var one = new float[count];
+                fixed (float* s1 = one) StateRows.Scores16(type, pq + h * hd, k, count, hd, 0.125f, s1);
+                var acc = new float[hd];
+                fixed (float* o = acc) StateRows.WeightedSum16(type, pp + h * stride, v, count, hd, o);
+                var reference = new double[hd];
+                for (int i = 0; i < count; i++)
+                {
+                    Assert.Equal(one[i], group[h * stride + i]);                          // bit-identical to one head
+                    float expected = StateRows.Scalar.Score(type, pq + h * hd, null, null, null, k + i * row, hd) * 0.125f;
+                    Assert.True(Math.Abs(expected - one[i]) <= 1e-5f * (1 + Math.Abs(expected)), $"score {i}: {one[i]} vs {expected}");
+                    var value = new float[hd];
+                    StateRows.Load(type, v + i * row, value);
+                    for (int d = 0; d < hd; d++) reference[d] += (double)p[h * stride + i] * value[d];
+                }
+                for (int d = 0; d < hd; d++)
+                {
+                    Assert.Equal(acc[d], outGroup[h * hd + d]);                            // bit-identical to one head
+                    Assert.True(Math.Abs(reference[d] - acc[d]) <= 1e-5 * (1 + Math.Abs(reference[d])), $"output {d}: {acc[d]} vs {reference[d]}");
+                }
             }
         }
     }
