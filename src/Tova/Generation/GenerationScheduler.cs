@@ -37,62 +37,6 @@ public sealed record SchedulerOptions
 /// <summary>Thrown by <see cref="GenerationScheduler.Submit"/> when the batch and the queue are full.</summary>
 public sealed class QueueFullException(string message) : InvalidOperationException(message);
 
-/// <summary>How a request ended: token counts and why, and what its multi-state held at the end.</summary>
-public sealed record GenerationResult(int PromptTokens, int CompletionTokens, FinishReason Finish)
-{
-    /// <summary>States the multi-state held at the end, summed over layers and KV heads.</summary>
-    public long StatesHeld { get; init; }
-
-    /// <summary>States dropped on the way (evicted by the policy or slid out of a window), summed over layers and KV heads.</summary>
-    public long StatesEvicted { get; init; }
-
-    /// <summary>With keepState: the final multi-state (prompt and text fed; <see cref="LastToken"/> not), for a later request to continue.</summary>
-    public MultiStateCache? State { get; init; }
-
-    /// <summary>The last token sampled (not fed into <see cref="State"/>); −1 when none.</summary>
-    public int LastToken { get; init; } = -1;
-
-    /// <summary>Prompt tokens that were not fed because the continued multi-state already held them (<see cref="StateHandling.ResumedPrompt"/>).</summary>
-    public int CachedTokens { get; init; }
-
-    /// <summary>With keepState: every token sampled, in order (all but the last were fed into <see cref="State"/>).</summary>
-    public int[]? Sampled { get; init; }
-
-    /// <summary>What <see cref="StateHandling.Checkpoint"/> returned, when the prompt reached <see cref="StateHandling.CheckpointAt"/>.</summary>
-    public byte[]? Checkpoint { get; init; }
-}
-
-/// <summary>
-/// What a request does with multi-states besides generating (all optional): the state it continues, whether it hands
-/// its final state back, and a checkpoint taken part-way through its prompt.
-/// </summary>
-public sealed record StateHandling
-{
-    /// <summary>A multi-state no other request uses to continue (null: a new one); its cache options must be the request's and its headroom must hold the prefill's chunk.</summary>
-    public MultiStateCache? Resume { get; init; }
-
-    /// <summary>
-    /// How many of the prompt's first tokens <see cref="Resume"/> already holds (0 ≤ n &lt; prompt length): they are
-    /// not fed, but the repetition penalty and the detokenizer see them as if they had been. 0 when the prompt is
-    /// only what comes after the state (a conversation's new turn).
-    /// </summary>
-    public int ResumedPrompt { get; init; }
-
-    /// <summary>Hand the final multi-state back (<see cref="GenerationResult.State"/>) with the sampled tokens.</summary>
-    public bool KeepState { get; init; }
-
-    /// <summary>
-    /// Prompt index (ResumedPrompt &lt; n ≤ prompt length) after whose token <see cref="Checkpoint"/> is called on the
-    /// multi-state (after the chunk reduction that ends there, if any); −1: none.
-    /// </summary>
-    public int CheckpointAt { get; init; } = -1;
-
-    /// <summary>Makes the checkpoint's bytes (called on the scheduler's thread; must not keep the cache).</summary>
-    public Func<MultiStateCache, byte[]>? Checkpoint { get; init; }
-
-    public static readonly StateHandling None = new();
-}
-
 /// <summary>A submitted request: its text as the decoding loop produces it, then its result.</summary>
 public sealed class GenerationStream
 {
