@@ -7,50 +7,25 @@ public static class Plots
 {
     public const int Width = 800, Height = 500;
 
-    /// <summary>Perplexity vs. multi-state size: x = budget on a log2 axis, one line per policy, the full cache as a horizontal line.</summary>
-    public static void Perplexity(IReadOnlyList<SweepCell> cells, string pathWithoutExtension, string title)
+    /// <summary>Writes PATH.png and PATH.svg.</summary>
+    private static void Save(Plot plt, string pathWithoutExtension)
     {
-        var plt = new Plot();
-        var palette = new ScottPlot.Palettes.Category10();
-        int color = 0;
-        var budgets = cells.Where(c => c.Policy != "full").Select(c => c.Budget).Distinct().Order().ToArray();
-        foreach (var policy in cells.Where(c => c.Policy != "full").Select(c => c.Policy).Distinct())
-        {
-            var pts = cells.Where(c => c.Policy == policy).OrderBy(c => c.Budget).ToArray();
-            var sc = plt.Add.Scatter(pts.Select(c => Math.Log2(c.Budget)).ToArray(), pts.Select(c => c.Ppl).ToArray());
-            sc.LegendText = policy;
-            sc.Color = palette.GetColor(color++);
-            sc.LineWidth = 2;
-            sc.MarkerSize = 7;
-            if (pts.All(c => c.PplLow is not null && c.PplHigh is not null))
-            {
-                var eb = plt.Add.ErrorBar(pts.Select(c => Math.Log2(c.Budget)).ToArray(), pts.Select(c => c.Ppl).ToArray(),
-                    pts.Select(c => c.Ppl - c.PplLow!.Value).ToArray());
-                eb.YErrorPositive = pts.Select(c => c.PplHigh!.Value - c.Ppl).ToArray();
-                eb.YErrorNegative = pts.Select(c => c.Ppl - c.PplLow!.Value).ToArray();
-                eb.Color = sc.Color;
-            }
-        }
-        if (cells.FirstOrDefault(c => c.Policy == "full") is { } full)
-        {
-            var line = plt.Add.HorizontalLine(full.Ppl);
-            line.LegendText = $"full cache ({full.Budget})";
-            line.Color = Colors.Black;
-            line.LinePattern = LinePattern.Dashed;
-        }
-        if (budgets.Length > 0)
-        {
-            var ticks = new ScottPlot.TickGenerators.NumericManual();
-            foreach (var b in budgets) ticks.AddMajor(Math.Log2(b), b.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            plt.Axes.Bottom.TickGenerator = ticks;
-            plt.Axes.SetLimitsX(Math.Log2(budgets[0]) - 0.3, Math.Log2(budgets[^1]) + 0.3);
-        }
-        plt.Title(title);
-        plt.XLabel("multi-state size (states per layer, log2 scale)");
-        plt.YLabel("perplexity");
-        plt.ShowLegend(Alignment.UpperRight);
         plt.SavePng(pathWithoutExtension + ".png", Width, Height);
         plt.SaveSvg(pathWithoutExtension + ".svg", Width, Height);
+    }
+
+    /// <summary>Perplexity vs. multi-state size: x = budget on a log2 axis, one line per policy (with its interval where every cell has one), the full cache as a horizontal line.</summary>
+    public static void Perplexity(IReadOnlyList<SweepCell> cells, string pathWithoutExtension, string title)
+    {
+        var series = cells.Where(c => c.Policy != "full").Select(c => c.Policy).Distinct().Select(policy =>
+        {
+            var pts = cells.Where(c => c.Policy == policy).ToList();
+            bool intervals = pts.All(c => c.PplLow is not null && c.PplHigh is not null);
+            return (policy, (IReadOnlyList<(int, Interval)>)pts.Select(c => (c.Budget,
+                new Interval(c.Ppl, intervals ? c.PplLow!.Value : c.Ppl, intervals ? c.PplHigh!.Value : c.Ppl))).ToList());
+        }).ToList();
+        (string, double)? reference = cells.FirstOrDefault(c => c.Policy == "full") is { } full ? ($"full cache ({full.Budget})", full.Ppl) : null;
+        LinesWithIntervals(series, reference, pathWithoutExtension, title, "perplexity");
     }
 
     /// <summary>
@@ -75,6 +50,7 @@ public static class Plots
             sc.Color = palette.GetColor(color++);
             sc.LineWidth = 2;
             sc.MarkerSize = 7;
+            if (pts.All(p => p.Y.Low == p.Y.Value && p.Y.High == p.Y.Value)) continue; // no intervals
             var eb = plt.Add.ErrorBar(xs, ys, pts.Select(p => p.Y.Value - p.Y.Low).ToArray());
             eb.YErrorPositive = pts.Select(p => p.Y.High - p.Y.Value).ToArray();
             eb.YErrorNegative = pts.Select(p => p.Y.Value - p.Y.Low).ToArray();
@@ -98,8 +74,7 @@ public static class Plots
         plt.XLabel("multi-state size (states per layer, log2 scale)");
         plt.YLabel(yLabel);
         plt.ShowLegend(Alignment.UpperRight);
-        plt.SavePng(pathWithoutExtension + ".png", Width, Height);
-        plt.SaveSvg(pathWithoutExtension + ".svg", Width, Height);
+        Save(plt, pathWithoutExtension);
     }
 
     /// <summary>One line per series over a linear x axis (e.g. time to first token per conversation turn).</summary>
@@ -122,8 +97,7 @@ public static class Plots
         plt.XLabel(xLabel);
         plt.YLabel(yLabel);
         plt.ShowLegend(Alignment.UpperLeft);
-        plt.SavePng(pathWithoutExtension + ".png", Width, Height);
-        plt.SaveSvg(pathWithoutExtension + ".svg", Width, Height);
+        Save(plt, pathWithoutExtension);
     }
 
     /// <summary>
