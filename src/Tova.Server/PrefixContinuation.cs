@@ -77,8 +77,7 @@ internal sealed class PrefixContinuation
         }
         // Chunked: the state at the prompt's last chunk boundary. Exact (or full): the state after the whole prompt as
         // well as the final one, for when the answer's text does not encode back to the tokens sampled.
-        int at = PrefixStates.AtChunkBoundary(options.Cache, options.Prefill)
-            ? PrefixStates.SafeLength(options.Cache, options.Prefill, chunk, ids.Length, 0) : ids.Length;
+        int at = PrefixStates.SafeLength(options.Cache, options.Prefill, chunk, ids.Length);
         return new PrefixContinuation(states, owner, options, ids, hit, at > (hit?.Length ?? 0) ? at : -1);
     }
 

@@ -475,7 +475,7 @@ public sealed class GenerationScheduler : IDisposable
             if (scorePrompt) ScorePrompt(prefill, slice);
             prefill.Prefilled += slice;
             if (prefill.Prefilled == prefill.ChunkEnd && prefill.Mode.Kind != PrefillKind.Exact) prefill.Cache!.EndChunk();
-            if (prefillEnds && !prefill.Done.Task.IsCompleted)
+            if (prefillEnds)
             {
                 if (prefill.Stream!.Ended) Complete(prefill); // max tokens 0: the prompt was only scored
                 else Advance(prefill, _tf.Logits(slice - 1));

@@ -38,13 +38,13 @@ public sealed class PrefixStates(ISessionStore store, LlamaConfig config, ModelF
     public ISessionStore Store => store;
 
     /// <summary>
-    /// Length of the prefix whose state can be kept after a request of <paramref name="promptLength"/> prompt tokens
-    /// and <paramref name="sampled"/> sampled tokens (all but the last fed): prompt + sampled − 1 with exact prefill or a
-    /// full cache; the last multiple of the chunk size within the prompt with chunked prefill; 0 (none) one-shot.
+    /// How many of a prompt's <paramref name="promptLength"/> tokens the state kept on the way through it holds: all
+    /// of them with exact prefill or a full cache (whose state after prompt and answer is kept as well); the last
+    /// multiple of the chunk size with chunked prefill; 0 (none) one-shot.
     /// </summary>
-    public static int SafeLength(CacheOptions options, PrefillMode mode, int chunk, int promptLength, int sampled)
+    public static int SafeLength(CacheOptions options, PrefillMode mode, int chunk, int promptLength)
     {
-        if (mode.Kind == PrefillKind.Exact || options.IsFull) return promptLength + Math.Max(0, sampled - 1);
+        if (mode.Kind == PrefillKind.Exact || options.IsFull) return promptLength;
         if (mode.Kind == PrefillKind.Chunked && chunk > 0) return promptLength / chunk * chunk;
         return 0;
     }
