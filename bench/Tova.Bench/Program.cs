@@ -16,7 +16,7 @@ using Tova.Model;
 //   --long and --table1 take --kv-types: states stored in each type (llama.cpp's cache in the same type)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
 //   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
-//   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model tinyllama-q4_0] [--out bench/models/targets.md]
+//   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model 110m-q8_0,tinyllama-q4_0] [--out bench/models/targets.md]
 //        every row of the speed targets in one run, as a Markdown table (Targets); --bandwidth: the memory read probe alone
 //   ... --policies [tova,snapkv,…] [--budget 256] [--models 110m-q8_0]   each policy's decode overhead over window at the same budget
 //   ... --conversation [--turns 20] [--message 200] [--budget 256] [--prefill exact,chunked] [--plot PATH]   time to first token per
@@ -288,7 +288,12 @@ sealed class LlamaSide : IDisposable
     public required LLamaWeights Weights { get; init; }
     public required ModelParams Params { get; init; }
 
-    public static LlamaSide Load(string path, int threads, int context, GgmlType? kv = null)
+    /// <summary>
+    /// llama.cpp on <paramref name="path"/>, CPU only. <paramref name="kv"/>: the cache type (LLamaSharp's default
+    /// when null); <paramref name="flash"/>: flash attention (llama.cpp's own default is on; a quantized V needs it,
+    /// so null means on for q8_0 and q4_0 caches only).
+    /// </summary>
+    public static LlamaSide Load(string path, int threads, int context, GgmlType? kv = null, bool? flash = null)
     {
         var p = new ModelParams(path)
         {
@@ -301,10 +306,10 @@ sealed class LlamaSide : IDisposable
         };
         if (kv is GgmlType t)
         {
-            // The same cache type on both sides; llama.cpp needs flash attention for a quantized V.
             p.TypeK = p.TypeV = (GGMLType)(int)t;
-            p.FlashAttention = t is GgmlType.Q8_0 or GgmlType.Q4_0;
+            p.FlashAttention = flash ?? t is GgmlType.Q8_0 or GgmlType.Q4_0;
         }
+        else if (flash is bool f) p.FlashAttention = f;
         return new LlamaSide { Weights = LLamaWeights.LoadFromFile(p), Params = p };
     }
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Reflection;
 using System.Text;
 using LLama.Native;
 using Tova.Cache;
@@ -12,7 +11,8 @@ using Tova.Model;
 /// prefill of 128- and 512-token prompts and decode after the 128-token one, Tova and llama.cpp alternating,
 /// medians; effective decode read bandwidth (weights bytes per token × tokens/s) beside the machine's measured one
 /// (<see cref="BandwidthProbe"/>); then long contexts with the real prompt: TOVA at 256 states and Tova's full
-/// cache (f16 states) against llama.cpp's full f16 cache.
+/// cache against llama.cpp's full cache. Both engines keep f16 states everywhere; llama.cpp runs with flash
+/// attention, its own default.
 /// </summary>
 static class Targets
 {
@@ -32,7 +32,7 @@ static class Targets
         var models = args.Contains("--models") ? opt.Models : [.. DefaultModels];
         var prompts = Get("--prompts", "128,512").Split(',', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToList();
         var longs = args.Contains("--long") ? opt.Long.Where(p => p > 0).ToList() : [2000, 8000];
-        string longModel = Get("--long-model", "tinyllama-q4_0");
+        var longModels = Get("--long-model", "110m-q8_0,tinyllama-q4_0").Split(',', StringSplitOptions.RemoveEmptyEntries);
         string outPath = Get("--out", Path.Combine(opt.Dir, "targets.md"));
         if (prompts.Count == 0 || prompts.Any(p => p < 1)) throw new ArgumentException("--prompts takes positive prompt lengths, e.g. 128,512");
         Directory.CreateDirectory(opt.Dir);
@@ -51,11 +51,12 @@ static class Targets
             var (spec, type) = Shapes.Get(name, 2048);
             Shapes.Ensure(opt.Dir, name, spec, type);
         }
-        if (longs.Count > 0) LongPath(opt.Dir, longModel);
+        if (longs.Count > 0)
+            foreach (var name in longModels) LongPath(opt.Dir, name);
         if (opt.Reps == 0) return; // --reps 0: only write (or quantize) the files
 
         double probe = BandwidthProbe.ReadGBs(opt.Threads), probe1 = BandwidthProbe.ReadGBs(1);
-        Line($"Tova vs llama.cpp (LLamaSharp {typeof(LLama.LLamaWeights).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion.Split('+')[0]}): {opt.Threads} threads, medians of {opt.Reps}, alternating; " +
+        Line($"Tova vs llama.cpp ({BackendVersion()}, flash attention on, its default): {opt.Threads} threads, medians of {opt.Reps}, alternating; f16 states on both sides; " +
              $"{Environment.ProcessorCount} logical processors, AVX-512BW {System.Runtime.Intrinsics.X86.Avx512BW.IsSupported}.");
         Line(string.Create(CultureInfo.InvariantCulture,
             $"Memory read bandwidth (streaming read of 1 GiB): {probe:F1} GB/s on {opt.Threads} threads, {probe1:F1} GB/s on one."));
@@ -89,15 +90,15 @@ static class Targets
             using (var model = ModelLoader.Load(path))
             using (var pool = new Tova.Kernels.WorkerPool(opt.Threads))
             using (var tf = new Transformer(model, pool))
-            using (var lw = LlamaSide.Load(path, opt.Threads, prompts.Max() + opt.Gen + 16))
+            using (var lw = LlamaSide.Load(path, opt.Threads, prompts.Max() + opt.Gen + 16, GgmlType.F16, flash: true))
             {
-                Bench.Tova(tf, CacheOptions.Full, prompts[0], 4, PrefillMode.Exact); // warm-up (JIT, first reads of the mapped file)
+                Bench.Tova(tf, F16Full, prompts[0], 4, PrefillMode.Exact); // warm-up (JIT, first reads of the mapped file)
                 LlamaSide.Run(lw, prompts[0], 4);
                 for (int r = 0; r < opt.Reps; r++)
                     for (int i = 0; i < prompts.Count; i++)
                     {
                         int gen = i == 0 ? opt.Gen : 0;  // decode after the first prompt length
-                        var (tp, td) = Bench.Tova(tf, CacheOptions.Full, prompts[i], gen, PrefillMode.Exact);
+                        var (tp, td) = Bench.Tova(tf, F16Full, prompts[i], gen, PrefillMode.Exact);
                         var (lp, ld) = LlamaSide.Run(lw, prompts[i], gen);
                         tova[i].Add(tp);
                         llama[i].Add(lp);
@@ -122,12 +123,13 @@ static class Targets
 
         if (longs.Count == 0) return;
         Line("");
-        Line($"Long contexts ({longModel}, context 8192, f16 states on both sides; the real prompt on both sides, {opt.Gen} decoded tokens after it):");
+        Line($"Long contexts (context 8192; the real prompt on both sides, {opt.Gen} decoded tokens after it; Tova's TOVA keeps 256 states per layer):");
         Line("");
-        Line("| prompt | Tova TOVA-256 prefill tok/s | Tova TOVA-256 decode tok/s | Tova full prefill tok/s | Tova full decode tok/s | llama.cpp full prefill tok/s | llama.cpp full decode tok/s | TOVA-256 ÷ llama.cpp decode | Tova full ÷ llama.cpp decode | TOVA-256 ÷ llama.cpp prefill |");
-        Line("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        Line("| model | prompt | Tova TOVA-256 prefill tok/s | Tova TOVA-256 decode tok/s | Tova full prefill tok/s | Tova full decode tok/s | llama.cpp full prefill tok/s | llama.cpp full decode tok/s | TOVA-256 ÷ llama.cpp decode | Tova full ÷ llama.cpp decode | TOVA-256 ÷ llama.cpp prefill |");
+        Line("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        foreach (var name in longModels)
         {
-            string path = LongPath(opt.Dir, longModel);
+            string path = LongPath(opt.Dir, name);
             using var model = ModelLoader.Load(path);
             using var pool = new Tova.Kernels.WorkerPool(opt.Threads);
             using var tf = new Transformer(model, pool);
@@ -136,7 +138,7 @@ static class Targets
                 var tova = new List<(double P, double D)>();
                 var full = new List<(double P, double D)>();
                 var llama = new List<(double P, double D)>();
-                using var lw = LlamaSide.Load(path, opt.Threads, prompt + opt.Gen + 16, GgmlType.F16);
+                using var lw = LlamaSide.Load(path, opt.Threads, prompt + opt.Gen + 16, GgmlType.F16, flash: true);
                 (double, double) Run(CacheOptions cache)
                 {
                     var res = ThroughputBenchmark.Run(tf, new ThroughputOptions
@@ -155,7 +157,7 @@ static class Targets
                 double fp = Median(full.Select(x => x.P)), fd = Median(full.Select(x => x.D));
                 double lp = Median(llama.Select(x => x.P)), ld = Median(llama.Select(x => x.D));
                 Line(string.Create(CultureInfo.InvariantCulture,
-                    $"| {prompt} | {tp:F1} | {tdd:F1} | {fp:F1} | {fd:F1} | {lp:F1} | {ld:F1} | {tdd / ld:F2}× | {fd / ld:F2}× | {tp / lp:F2}× |"));
+                    $"| {name} | {prompt} | {tp:F1} | {tdd:F1} | {fp:F1} | {fd:F1} | {lp:F1} | {ld:F1} | {tdd / ld:F2}× | {fd / ld:F2}× | {tp / lp:F2}× |"));
             }
         }
         Console.Error.WriteLine($"table written to {outPath}");
@@ -171,6 +173,18 @@ static class Targets
         bool tied = !g.Tensors.Any(t => t.Name == "output.weight");
         var embd = g.Tensors.FirstOrDefault(t => t.Name == "token_embd.weight");
         return embd is null || tied ? total : total - embd.ByteSize + embd.ByteSize / Math.Max(1, embd.Rows);
+    }
+
+    private static readonly CacheOptions F16Full = CacheOptions.Full with { KvTypeK = GgmlType.F16, KvTypeV = GgmlType.F16 };
+
+    /// <summary>The LLamaSharp version (and so its llama.cpp backend's) this program was built against (from its deps file).</summary>
+    private static string BackendVersion()
+    {
+        string deps = Path.Combine(AppContext.BaseDirectory, "Tova.Bench.deps.json");
+        if (!File.Exists(deps)) return "LLamaSharp";
+        using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(deps));
+        var lib = doc.RootElement.GetProperty("libraries").EnumerateObject().FirstOrDefault(p => p.Name.StartsWith("LLamaSharp/", StringComparison.Ordinal));
+        return lib.Value.ValueKind == System.Text.Json.JsonValueKind.Undefined ? "LLamaSharp" : lib.Name.Replace('/', ' ');
     }
 
     private static string LongPath(string dir, string name)

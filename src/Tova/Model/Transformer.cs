@@ -481,7 +481,8 @@ public sealed unsafe partial class Transformer : IDisposable
             int b = item / j.KvHeads, g = item % j.KvHeads;
             var set = j.Caches[b].Set(j.Layer, g);
             int n = j.Visible[b];
-            var scores = t_scores is { } buf && buf.Length >= n ? buf : t_scores = GC.AllocateArray<float>(Math.Max(n, 1024) * 2, pinned: true);
+            long need = (long)n * j.Group;   // [group, n]: one row of probabilities per query head of the KV head
+            var scores = t_scores is { } buf && buf.Length >= need ? buf : t_scores = GC.AllocateArray<float>((int)Math.Max(need * 2, 2048), pinned: true);
             // In a sliding-window layer token b sees only positions > its own − window (older states of the batch's
             // earlier tokens are still stored until the step ends).
             int oldest = j.Window > 0 ? j.Positions[b] - j.Window + 1 : int.MinValue;
@@ -490,6 +491,14 @@ public sealed unsafe partial class Transformer : IDisposable
             fixed (int* positions = set.Positions)
             {
                 byte* keys = keyArena + (nint)set.Offset * set.KeyRowBytes, values = valueArena + (nint)set.Offset * set.ValueRowBytes;
+                if (j.Window == 0 && j.Group > 1 && Grouped(set, hd))
+                {
+                    // Compact states: each key and value read (widened) once for the KV head's query heads; the same
+                    // results as head by head.
+                    int h0 = b * j.Dim + g * j.Group * hd;
+                    AttendGroup(set, j.Query + h0, j.Group, keys, values, n, null, null, att, n, j.Output + h0, hd, j.Scale, j.SoftCap);
+                    continue;
+                }
                 for (int hh = 0; hh < j.Group; hh++)
                 {
                     int h = g * j.Group + hh;
