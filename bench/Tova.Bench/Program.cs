@@ -16,7 +16,7 @@ using Tova.Model;
 //   --long and --table1 take --kv-types: states stored in each type (llama.cpp's cache in the same type)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
 //   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
-//   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model 110m-q8_0,tinyllama-q4_0] [--out bench/models/targets.md]
+//   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model 110m-q8_0,tinyllama-q4_0] [--llama-flash on|off] [--out bench/models/targets.md]
 //        every row of the speed targets in one run, as a Markdown table (Targets); --bandwidth: the memory read probe alone
 //   ... --policies [tova,snapkv,…] [--budget 256] [--models 110m-q8_0]   each policy's decode overhead over window at the same budget
 //   ... --conversation [--turns 20] [--message 200] [--budget 256] [--prefill exact,chunked] [--plot PATH]   time to first token per

@@ -12,7 +12,7 @@ using Tova.Model;
 /// medians; effective decode read bandwidth (weights bytes per token × tokens/s) beside the machine's measured one
 /// (<see cref="BandwidthProbe"/>); then long contexts with the real prompt: TOVA at 256 states and Tova's full
 /// cache against llama.cpp's full cache. Both engines keep f16 states everywhere; llama.cpp runs with flash
-/// attention, its own default.
+/// attention, its own default, unless <c>--llama-flash off</c>.
 /// </summary>
 static class Targets
 {
@@ -34,6 +34,12 @@ static class Targets
         var longs = args.Contains("--long") ? opt.Long.Where(p => p > 0).ToList() : [2000, 8000];
         var longModels = Get("--long-model", "110m-q8_0,tinyllama-q4_0").Split(',', StringSplitOptions.RemoveEmptyEntries);
         string outPath = Get("--out", Path.Combine(opt.Dir, "targets.md"));
+        bool flash = Get("--llama-flash", "on") switch
+        {
+            "on" => true,
+            "off" => false,
+            var v => throw new ArgumentException($"--llama-flash takes on or off, not '{v}'"),
+        };
         if (prompts.Count == 0 || prompts.Any(p => p < 1)) throw new ArgumentException("--prompts takes positive prompt lengths, e.g. 128,512");
         Directory.CreateDirectory(opt.Dir);
         NativeLogConfig.llama_log_set((_, _) => { });
@@ -56,7 +62,7 @@ static class Targets
         if (opt.Reps == 0) return; // --reps 0: only write (or quantize) the files
 
         double probe = BandwidthProbe.ReadGBs(opt.Threads), probe1 = BandwidthProbe.ReadGBs(1);
-        Line($"Tova vs llama.cpp ({BackendVersion()}, flash attention on, its default): {opt.Threads} threads, medians of {opt.Reps}, alternating; f16 states on both sides; " +
+        Line($"Tova vs llama.cpp ({BackendVersion()}, flash attention {(flash ? "on, its default" : "off")}): {opt.Threads} threads, medians of {opt.Reps}, alternating; f16 states on both sides; " +
              $"{Environment.ProcessorCount} logical processors, AVX-512BW {System.Runtime.Intrinsics.X86.Avx512BW.IsSupported}.");
         Line(string.Create(CultureInfo.InvariantCulture,
             $"Memory read bandwidth (streaming read of 1 GiB): {probe:F1} GB/s on {opt.Threads} threads, {probe1:F1} GB/s on one."));
@@ -90,7 +96,7 @@ static class Targets
             using (var model = ModelLoader.Load(path))
             using (var pool = new Tova.Kernels.WorkerPool(opt.Threads))
             using (var tf = new Transformer(model, pool))
-            using (var lw = LlamaSide.Load(path, opt.Threads, prompts.Max() + opt.Gen + 16, GgmlType.F16, flash: true))
+            using (var lw = LlamaSide.Load(path, opt.Threads, prompts.Max() + opt.Gen + 16, GgmlType.F16, flash))
             {
                 Bench.Tova(tf, F16Full, prompts[0], 4, PrefillMode.Exact); // warm-up (JIT, first reads of the mapped file)
                 LlamaSide.Run(lw, prompts[0], 4);
@@ -138,7 +144,7 @@ static class Targets
                 var tova = new List<(double P, double D)>();
                 var full = new List<(double P, double D)>();
                 var llama = new List<(double P, double D)>();
-                using var lw = LlamaSide.Load(path, opt.Threads, prompt + opt.Gen + 16, GgmlType.F16, flash: true);
+                using var lw = LlamaSide.Load(path, opt.Threads, prompt + opt.Gen + 16, GgmlType.F16, flash);
                 (double, double) Run(CacheOptions cache)
                 {
                     var res = ThroughputBenchmark.Run(tf, new ThroughputOptions
