@@ -47,7 +47,12 @@ public class PrefixContinuationTests
     }.Where(kv => kv.Value is not null).ToDictionary());
 
     /// <summary>Three turns, each request carrying the whole conversation so far; the answers and each turn's cached prompt tokens.</summary>
-    private static async Task<(List<string> Answers, List<int> Cached, List<int> Prompt)> Converse(TestServer server, bool streamLast = false, HttpClient? client = null)
+    /// <summary>
+    /// The conversation of <see cref="Messages"/>, each turn resending the whole history: to <paramref name="server"/>,
+    /// or on odd turns to <paramref name="alternate"/> when given. Each turn's answer, cached and prompt tokens.
+    /// </summary>
+    private static async Task<(List<string> Answers, List<int> Cached, List<int> Prompt)> Converse(TestServer server, bool streamLast = false, HttpClient? client = null,
+                                                                                                 TestServer? alternate = null)
     {
         var messages = new List<(string, string)> { ("system", "Tell a story.") };
         var answers = new List<string>();
@@ -58,11 +63,12 @@ public class PrefixContinuationTests
             messages.Add(("user", Messages[t]));
             JsonElement usage;
             string answer;
+            var to = alternate != null && t % 2 == 1 ? alternate : server;
             if (streamLast && t == Messages.Length - 1)
-                (answer, usage) = await Stream(server, ChatBody(messages, stream: true), client);
+                (answer, usage) = await Stream(to, ChatBody(messages, stream: true), client);
             else
             {
-                var (status, body) = await server.PostJson("/v1/chat/completions", ChatBody(messages), client);
+                var (status, body) = await to.PostJson("/v1/chat/completions", ChatBody(messages), client);
                 Assert.True(status == 200, body.ToString());
                 answer = body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
                 usage = body.GetProperty("usage");
@@ -173,19 +179,9 @@ public class PrefixContinuationTests
         using var storeB = RedisSessionStore.Connect(garnet.Url);
         await using var a = await Start(cache, storeA);
         await using var b = await Start(cache, storeB);
-        var messages = new List<(string, string)> { ("system", "Tell a story.") };
-        var answers = new List<string>();
-        for (int t = 0; t < Messages.Length; t++)
-        {
-            messages.Add(("user", Messages[t]));
-            var (status, body) = await (t % 2 == 0 ? a : b).PostJson("/v1/chat/completions", ChatBody(messages));
-            Assert.True(status == 200, body.ToString());
-            string answer = body.GetProperty("choices")[0].GetProperty("message").GetProperty("content").GetString()!;
-            if (t > 0) Assert.True(body.GetProperty("usage").GetProperty("prompt_tokens_details").GetProperty("cached_tokens").GetInt32() > 0, body.ToString());
-            answers.Add(answer);
-            messages.Add(("assistant", answer));
-        }
-        Assert.Equal(want.Answers, answers);
+        var shared = await Converse(a, alternate: b);
+        Assert.Equal(want.Answers, shared.Answers);
+        Assert.All(shared.Cached.Skip(1), c => Assert.True(c > 0));
 
         using var down = RedisSessionStore.Connect($"redis://127.0.0.1:{InProcessGarnet.FreePort()}", timeout: TimeSpan.FromMilliseconds(300));
         await using var d = await Start(cache, down);

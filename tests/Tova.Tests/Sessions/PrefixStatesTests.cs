@@ -6,32 +6,47 @@ using Tova.Sessions;
 namespace Tova.Tests.Sessions;
 
 /// <summary>Lookups in <see cref="PrefixStates"/>: the longest kept prefix that the prompt really begins with, never another owner's, options' or a damaged entry.</summary>
-public class PrefixStatesTests
+public sealed class PrefixStatesTests : IDisposable
 {
+    private readonly ModelBundle _bundle = ModelBundle.Open(TestData.Stories260K);
+    private readonly Transformer _tf;
+    private readonly ModelFingerprint _fp;
+
+    public PrefixStatesTests()
+    {
+        _tf = new Transformer(_bundle.Model);
+        _fp = ModelFingerprint.Compute(_bundle.Model, _bundle.Tokenizer);
+    }
+
+    public void Dispose()
+    {
+        _tf.Dispose();
+        _bundle.Dispose();
+    }
+
+    private PrefixStates States(ISessionStore store) => new(store, _tf.Config, _fp);
+
     private static readonly CacheOptions Options = new() { Policy = "tova", Budget = "24", Prefill = PrefillMode.Exact };
 
     private static int[] Tokens(int n, int seed) => Enumerable.Range(0, n).Select(i => 1 + (i * 31 + seed * 17 + i * i) % 500).ToArray();
 
-    private static MultiStateCache Fed(Transformer tf, ReadOnlySpan<int> tokens)
+    private MultiStateCache Fed(ReadOnlySpan<int> tokens)
     {
-        var cache = tf.CreateCache(Options, PrefillMode.Exact, 0);
-        tf.Prefill(tokens, cache, PrefillMode.Exact);
+        var cache = _tf.CreateCache(Options, PrefillMode.Exact, 0);
+        _tf.Prefill(tokens, cache, PrefillMode.Exact);
         return cache;
     }
 
     [Fact]
     public async Task TheLongestMatchingPrefixIsFoundAndAMismatchedLongerOneIsPassedOver()
     {
-        using var bundle = ModelBundle.Open(TestData.Stories260K);
-        using var tf = new Transformer(bundle.Model);
-        var fp = ModelFingerprint.Compute(bundle.Model, bundle.Tokenizer);
         using var store = new MemorySessionStore(64 << 20);
-        var states = new PrefixStates(store, tf.Config, fp);
+        var states = States(store);
 
         var prompt = Tokens(150, 1);                    // kept after the prompt (anchor 128)
         int[] answered = [.. prompt, 7, 8, 9];          // and after prompt and answer, under the same anchor
-        await states.KeepAsync("me", Options, PrefillMode.Exact, prompt, Fed(tf, prompt));
-        await states.KeepAsync("me", Options, PrefillMode.Exact, answered, Fed(tf, answered));
+        await states.KeepAsync("me", Options, PrefillMode.Exact, prompt, Fed(prompt));
+        await states.KeepAsync("me", Options, PrefillMode.Exact, answered, Fed(answered));
 
         // The next turn resends the answer as the same tokens: the longer state.
         int[] next = [.. answered, 11, 12, 13];
@@ -58,35 +73,29 @@ public class PrefixStatesTests
     [Fact]
     public async Task ContinuingFromAHitEqualsFeedingTheWholePrompt()
     {
-        using var bundle = ModelBundle.Open(TestData.Stories260K);
-        using var tf = new Transformer(bundle.Model);
-        var fp = ModelFingerprint.Compute(bundle.Model, bundle.Tokenizer);
         using var store = new MemorySessionStore(64 << 20);
-        var states = new PrefixStates(store, tf.Config, fp);
+        var states = States(store);
         var prompt = Tokens(90, 2);
-        await states.KeepAsync("me", Options, PrefillMode.Exact, prompt, Fed(tf, prompt));
+        await states.KeepAsync("me", Options, PrefillMode.Exact, prompt, Fed(prompt));
 
         int[] next = [.. prompt, .. Tokens(40, 3)];
         var hit = (await states.FindAsync("me", Options, PrefillMode.Exact, next))!;
-        var continued = tf.Prefill(next.AsSpan(hit.Length), hit.State, PrefillMode.Exact).ToArray();
-        var whole = Fed(tf, next);
-        Assert.Equal(tf.Forward(5, whole).ToArray(), tf.Forward(5, hit.State).ToArray());
-        Assert.Equal(continued.Length, tf.Config.VocabSize);
+        var continued = _tf.Prefill(next.AsSpan(hit.Length), hit.State, PrefillMode.Exact).ToArray();
+        var whole = Fed(next);
+        Assert.Equal(_tf.Forward(5, whole).ToArray(), _tf.Forward(5, hit.State).ToArray());
+        Assert.Equal(continued.Length, _tf.Config.VocabSize);
     }
 
     [Fact]
     public async Task DamagedEntriesAndPointersAreSkipped()
     {
-        using var bundle = ModelBundle.Open(TestData.Stories260K);
-        using var tf = new Transformer(bundle.Model);
-        var fp = ModelFingerprint.Compute(bundle.Model, bundle.Tokenizer);
         var store = new RecordingStore();
-        var states = new PrefixStates(store, tf.Config, fp);
+        var states = States(store);
         var shortOne = Tokens(70, 4);
         var longOne = Tokens(140, 4);
         Assert.Equal(shortOne, longOne[..70]);
-        await states.KeepAsync("me", Options, PrefillMode.Exact, shortOne, Fed(tf, shortOne));
-        await states.KeepAsync("me", Options, PrefillMode.Exact, longOne, Fed(tf, longOne));
+        await states.KeepAsync("me", Options, PrefillMode.Exact, shortOne, Fed(shortOne));
+        await states.KeepAsync("me", Options, PrefillMode.Exact, longOne, Fed(longOne));
         int[] next = [.. longOne, 5, 6];
 
         // Flip a byte in the longer state: its checksum fails, and the shorter one is used.
