@@ -47,6 +47,14 @@ public class PrefixContinuationTests
     }.Where(kv => kv.Value is not null).ToDictionary());
 
     /// <summary>Three turns, each request carrying the whole conversation so far; the answers and each turn's cached prompt tokens.</summary>
+    /// <summary>The conversation on <paramref name="server"/> gives <paramref name="answers"/> with no turn continued from a kept state.</summary>
+    private static async Task AssertNeverContinued(TestServer server, List<string> answers)
+    {
+        var got = await Converse(server);
+        Assert.Equal(answers, got.Answers);
+        Assert.All(got.Cached, c => Assert.Equal(0, c));
+    }
+
     /// <summary>
     /// The conversation of <see cref="Messages"/>, each turn resending the whole history: to <paramref name="server"/>,
     /// or on odd turns to <paramref name="alternate"/> when given. Each turn's answer, cached and prompt tokens.
@@ -162,9 +170,7 @@ public class PrefixContinuationTests
 
         // --no-prefix-cache: never continued.
         await using var off = await Start(cache, new MemorySessionStore(256 << 20), prefix: false);
-        var plain = await Converse(off);
-        Assert.Equal(first.Answers, plain.Answers);
-        Assert.All(plain.Cached, c => Assert.Equal(0, c));
+        await AssertNeverContinued(off, first.Answers);
     }
 
     [Fact]
@@ -185,9 +191,7 @@ public class PrefixContinuationTests
 
         using var down = RedisSessionStore.Connect($"redis://127.0.0.1:{InProcessGarnet.FreePort()}", timeout: TimeSpan.FromMilliseconds(300));
         await using var d = await Start(cache, down);
-        var got = await Converse(d);
-        Assert.Equal(want.Answers, got.Answers);
-        Assert.All(got.Cached, c => Assert.Equal(0, c));
+        await AssertNeverContinued(d, want.Answers);
     }
 
     [Fact]
