@@ -435,6 +435,26 @@ static unsafe class KernelBench
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"| {type} | {tokens} | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * tokens / sec / 1e9:F1} |"));
                 }
+            if (type == GgmlType.Q4_K)
+            {
+                // The one-token kernel on rows repacked eight at a time (as WeightMatrix holds Q4_K).
+                var packed = GC.AllocateArray<byte>(data.Length, pinned: true);
+                int sbs = cols / KQuants.QK_K;
+                fixed (byte* pw = data, pg = packed)
+                fixed (sbyte* q = act.Q)
+                fixed (float* d = act.D)
+                fixed (int* l = act.L)
+                {
+                    for (int g = 0; g < rows / 8; g++) Q4_KRows8.Pack(pw + g * 8 * rowBytes, rowBytes, sbs, pg + g * 8 * rowBytes);
+                    for (int g = 0; g < rows / 8; g++) Q4_KRows8.Dot(pg + g * 8 * rowBytes, q, d, l, sbs, o); // warm
+                    var sw = Stopwatch.StartNew();
+                    for (int k = 0; k < 20; k++)
+                        for (int g = 0; g < rows / 8; g++) Q4_KRows8.Dot(pg + g * 8 * rowBytes, q, d, l, sbs, o);
+                    double sec = sw.Elapsed.TotalSeconds / 20;
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"| {type} | 1 (8-row groups) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols / sec / 1e9:F1} |"));
+                }
+            }
             var lanes = QuantKernels.Lanes8For(type);
             if (lanes == null) continue;
             fixed (byte* pw = data)

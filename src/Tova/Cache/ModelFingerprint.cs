@@ -70,13 +70,17 @@ public sealed class ModelFingerprint : IEquatable<ModelFingerprint>
 
     private static void AddText(IncrementalHash h, string s) => h.AppendData(Encoding.UTF8.GetBytes(s));
 
-    private static unsafe void AddMatrix(IncrementalHash h, WeightMatrix m)
+    private static void AddMatrix(IncrementalHash h, WeightMatrix m)
     {
         AddText(h, string.Create(CultureInfo.InvariantCulture, $"|{m.Name}:{m.Type}:{m.Rows}x{m.Columns}|"));
         if (m.Rows == 0 || m.RowBytes == 0) return;
+        // The first and last rows' bytes in the file's layout (however the matrix holds them), at most 1 MiB of each.
+        var bytes = new byte[m.RowBytes];
         int row = (int)Math.Min(m.RowBytes, 1 << 20);
-        h.AppendData(new ReadOnlySpan<byte>(m.Data, row));
-        h.AppendData(new ReadOnlySpan<byte>(m.Data + (m.Rows - 1) * m.RowBytes, row));
+        m.ReadRowBytes(0, bytes);
+        h.AppendData(bytes, 0, row);
+        m.ReadRowBytes(m.Rows - 1, bytes);
+        h.AppendData(bytes, 0, row);
     }
 
     private static void AddFloats(IncrementalHash h, float[]? v)

@@ -33,7 +33,7 @@ public static unsafe class RopeLayout
 
     /// <summary>
     /// A copy of a half-split matrix (rows at <paramref name="src"/>) in interleaved row order, in a pinned buffer the
-    /// returned matrix owns. Any row-wise type works (rows are moved whole); this is the only weight Tova copies.
+    /// returned matrix owns. Any row-wise type works (rows are moved whole).
     /// </summary>
     public static WeightMatrix ToInterleaved(string name, GgmlType type, int rows, int columns, byte* src, int headDim, int ropeDims = 0)
     {

@@ -26,6 +26,20 @@ public sealed unsafe class WeightMatrix
     private readonly byte[]? _owned;
 
     public WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data)
+        : this(name, type, rows, columns, data, null)
+    {
+    }
+
+    /// <summary>
+    /// A matrix over a buffer the matrix keeps alive: <paramref name="pinned"/> must come from
+    /// GC.AllocateArray(pinned: true) and hold <paramref name="rows"/> rows of <paramref name="type"/>.
+    /// </summary>
+    public WeightMatrix(string name, GgmlType type, int rows, int columns, byte[] pinned)
+        : this(name, type, rows, columns, (byte*)Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)), pinned)
+    {
+    }
+
+    private WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data, byte[]? pinned)
     {
         if (!GgmlTypeInfo.IsSupportedWeight(type))
             throw new NotSupportedException($"tensor '{name}' has type {type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightTypesText})");
@@ -33,10 +47,25 @@ public sealed unsafe class WeightMatrix
         Type = type;
         Rows = rows;
         Columns = columns;
-        Data = data;
         RowBytes = GgmlTypeInfo.RowBytes(type, columns);
+        if (pinned is not null && pinned.LongLength != ByteSize)
+            throw new ArgumentException($"tensor '{name}': {rows} rows of {RowBytes} bytes need {ByteSize} bytes, the buffer has {pinned.LongLength}", nameof(pinned));
         _kernel = QuantKernels.For(type);
         _lanes8 = QuantKernels.Lanes8For(type);
+        Grouped = type == GgmlType.Q4_K && rows > 0 && rows % Q4_KRows8.Rows == 0 && ByteSize <= Array.MaxLength;
+        if (Grouped)
+        {
+            // Q4_K rows repacked eight at a time for the one-token kernel (Q4_KRows8): a copy the matrix owns.
+            _owned = GC.AllocateArray<byte>(checked((int)ByteSize), pinned: true);
+            Data = (byte*)Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_owned));
+            for (int g = 0; g < rows / Q4_KRows8.Rows; g++)
+                Q4_KRows8.Pack(data + (long)g * Q4_KRows8.Rows * RowBytes, RowBytes, columns / KQuants.QK_K, Data + (long)g * Q4_KRows8.Rows * RowBytes);
+        }
+        else
+        {
+            Data = data;
+            _owned = pinned;
+        }
     }
 
     /// <summary>The type's eight-token kernel (<see cref="QuantKernels.Lanes8For"/>), or null.</summary>
@@ -46,16 +75,10 @@ public sealed unsafe class WeightMatrix
     private readonly delegate*<byte*, sbyte*, float*, int*, short*, int, int, float*, void> _kernel;
 
     /// <summary>
-    /// A matrix over a buffer the matrix keeps alive: <paramref name="pinned"/> must come from
-    /// GC.AllocateArray(pinned: true) and hold <paramref name="rows"/> rows of <paramref name="type"/>.
+    /// True if <see cref="Data"/> holds the rows repacked eight at a time (<see cref="Q4_KRows8"/>: Q4_K with a
+    /// multiple of eight rows) rather than row after row: group g, rows 8g .. 8g + 7, is at Data + 8g·RowBytes.
     /// </summary>
-    public WeightMatrix(string name, GgmlType type, int rows, int columns, byte[] pinned)
-        : this(name, type, rows, columns, (byte*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)))
-    {
-        if (pinned.LongLength != ByteSize)
-            throw new ArgumentException($"tensor '{name}': {rows} rows of {RowBytes} bytes need {ByteSize} bytes, the buffer has {pinned.LongLength}");
-        _owned = pinned;
-    }
+    public bool Grouped { get; }
 
     /// <summary>True if the data is a copy the matrix owns rather than a view of the model file.</summary>
     public bool OwnsData => _owned is not null;
@@ -63,8 +86,29 @@ public sealed unsafe class WeightMatrix
     public long ByteSize => RowBytes * Rows;
 
     /// <summary>Copies row <paramref name="row"/> as floats into <paramref name="dst"/> (length <see cref="Columns"/>).</summary>
-    public void ReadRow(int row, Span<float> dst) =>
-        Quantization.Dequantize(Type, new ReadOnlySpan<byte>(Data + row * RowBytes, (int)RowBytes), dst[..Columns]);
+    public void ReadRow(int row, Span<float> dst)
+    {
+        if (!Grouped)
+        {
+            Quantization.Dequantize(Type, new ReadOnlySpan<byte>(Data + row * RowBytes, (int)RowBytes), dst[..Columns]);
+            return;
+        }
+        Span<byte> bytes = RowBytes <= 16384 ? stackalloc byte[(int)RowBytes] : new byte[RowBytes];
+        ReadRowBytes(row, bytes);
+        Quantization.Dequantize(Type, bytes, dst[..Columns]);
+    }
+
+    /// <summary>Copies row <paramref name="row"/>'s bytes, in the file's layout, into <paramref name="dst"/> (length <see cref="RowBytes"/>).</summary>
+    public void ReadRowBytes(int row, Span<byte> dst)
+    {
+        if ((uint)row >= (uint)Rows) throw new ArgumentOutOfRangeException(nameof(row), row, $"tensor '{Name}' has {Rows} rows");
+        if (dst.Length < RowBytes) throw new ArgumentException($"a row of '{Name}' has {RowBytes} bytes, the span {dst.Length}", nameof(dst));
+        fixed (byte* p = dst)
+        {
+            if (Grouped) Q4_KRows8.UnpackRow(Data + (long)(row & ~7) * RowBytes, Columns / KQuants.QK_K, row & 7, p);
+            else Buffer.MemoryCopy(Data + (long)row * RowBytes, p, RowBytes, RowBytes);
+        }
+    }
 
     /// <summary>True if rows multiply 8-bit activations with integer dot products (every quantized type; <see cref="QuantKernels"/>).</summary>
     public bool UsesQ8Activations => _kernel != null;
@@ -73,6 +117,7 @@ public sealed unsafe class WeightMatrix
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl, short* xh)
     {
+        if (Grouped) return GroupedRow(r, x, xq, xd, xl);
         byte* row = Data + r * RowBytes;
         return Type switch
         {
@@ -81,6 +126,20 @@ public sealed unsafe class WeightMatrix
             _ when xq != null && _kernel != null => KernelRow(row, xq, xd, xl, xh),
             _ => RowDot.Dot(Type, row, x, Columns),
         };
+    }
+
+    /// <summary>Row r of a <see cref="Grouped"/> matrix: its group's kernel, or the row put back in the file's layout for float activations.</summary>
+    private float GroupedRow(int r, float* x, sbyte* xq, float* xd, int* xl)
+    {
+        if (xq != null)
+        {
+            float* y = stackalloc float[Q4_KRows8.Rows];
+            Q4_KRows8.Dot(Data + (long)(r & ~7) * RowBytes, xq, xd, xl, Columns / KQuants.QK_K, y);
+            return y[r & 7];
+        }
+        Span<byte> bytes = RowBytes <= 16384 ? stackalloc byte[(int)RowBytes] : new byte[RowBytes];
+        ReadRowBytes(r, bytes);
+        fixed (byte* row = bytes) return RowDot.Dot(Type, row, x, Columns);
     }
 
     private float KernelRow(byte* row, sbyte* xq, float* xd, int* xl, short* xh)
@@ -168,6 +227,7 @@ public unsafe struct MatMulBatch
     private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K, Q2_K, Q3_K)
     private int _groups;            // sixteen-token groups (AVX-512, batch ≥ 16): int16 for Q8_0, bytes for Q4_K
     private TokenGroups _layouts;
+    private bool _grouped;          // a matrix holds rows in groups of eight (WeightMatrix.Grouped): chunks start at multiples of 8
     private short* _q16;            // [groups, cols / 32, 16, 16, 2]
     private sbyte* _t16;            // [groups, cols / 32, 8, 16, 4]
     private float* _d16;            // [groups, cols / 32, 16]
@@ -189,6 +249,7 @@ public unsafe struct MatMulBatch
             default: throw new InvalidOperationException("at most three matrices per batch");
         }
         _total += m.Rows;
+        _grouped |= m.Grouped;
     }
 
     /// <summary>Multiplies <paramref name="batch"/> input rows x[b·cols .. (b+1)·cols).</summary>
@@ -270,7 +331,8 @@ public unsafe struct MatMulBatch
     private void Dispatch(WorkerPool pool)
     {
         fixed (MatMulBatch* self = &this)
-            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self, _groups > 0 && (_layouts & TokenGroups.Int16) != 0 ? WideDot.Rows : 1);
+            pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self,
+                     _grouped ? Q4_KRows8.Rows : _groups > 0 && (_layouts & TokenGroups.Int16) != 0 ? WideDot.Rows : 1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -314,6 +376,28 @@ public unsafe struct MatMulBatch
                 // stay in the L1 cache across the block's rows instead of streaming from L2 once per row.
                 int count = Math.Min(Math.Min(RowBlock(m.RowBytes), end - r), rows - row);
                 byte* w0 = m.Data + row * m.RowBytes;
+                if (m.Grouped)
+                {
+                    // Rows up to the end of their group of eight: for a few tokens the group's one-token kernel per
+                    // token; for more, the group put back in the file's layout (a per-thread scratch) for the tile and
+                    // lane kernels below.
+                    int first = row & ~7, sbs = b._cols / KQuants.QK_K;
+                    count = Math.Min(Math.Min(first + Q4_KRows8.Rows - row, end - r), rows - row);
+                    byte* group = m.Data + (long)first * m.RowBytes;
+                    if (b._batch < 8)
+                    {
+                        for (; i < b._batch; i++)
+                        {
+                            Q4_KRows8.Dot(group, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, sbs, outs);
+                            for (int k = 0; k < count; k++) y[i * rows + row + k] = outs[row - first + k];
+                        }
+                        r += count - 1;
+                        continue;
+                    }
+                    byte* rowsOut = GroupScratch(Q4_KRows8.Rows * m.RowBytes);
+                    Q4_KRows8.Unpack(group, sbs, rowsOut);
+                    w0 = rowsOut + (row - first) * m.RowBytes;
+                }
                 int g = 0;
                 if (b._groups > 0 && (b._layouts & TokenGroups.Bytes) != 0 && m.UsesLanes16)
                 {
@@ -372,6 +456,15 @@ public unsafe struct MatMulBatch
         }
     }
 
+    [ThreadStatic] private static byte[]? t_group;
+
+    /// <summary>This thread's buffer of at least <paramref name="bytes"/> bytes for a group of rows put back in the file's layout.</summary>
+    private static byte* GroupScratch(long bytes)
+    {
+        if (t_group is null || t_group.Length < bytes) t_group = GC.AllocateArray<byte>((int)bytes, pinned: true);
+        return (byte*)Unsafe.AsPointer(ref t_group[0]);
+    }
+
     /// <summary>Rows per block of the batched loop: as many as fit in about 16 KB (1..16).</summary>
     private static int RowBlock(long rowBytes) => (int)Math.Clamp(16384 / rowBytes, 1, 16);
 
@@ -379,6 +472,7 @@ public unsafe struct MatMulBatch
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SingleTokenRows(ref MatMulBatch b, int start, int end)
     {
+        float* y8 = stackalloc float[Q4_KRows8.Rows];
         int r = start;
         while (r < end)
         {
@@ -392,7 +486,25 @@ public unsafe struct MatMulBatch
             long rowBytes = m.RowBytes;
             byte* w = m.Data + (r - first) * rowBytes;
             y -= first;
-            if (b._xq != null && m.Type == GgmlType.Q4_0)
+            if (b._xq != null && m.Grouped)
+            {
+                // Whole groups straight to the group kernel; a group cut by the chunk (or matrix) bounds through y8.
+                int sbs = b._cols / KQuants.QK_K;
+                while (r < stop)
+                {
+                    int local = r - first, g0 = local & ~7;
+                    byte* group = m.Data + g0 * rowBytes;
+                    if (local == g0 && r + Q4_KRows8.Rows <= stop)
+                    {
+                        Q4_KRows8.Dot(group, b._xq, b._xd, b._xl, sbs, y + r);
+                        r += Q4_KRows8.Rows;
+                        continue;
+                    }
+                    Q4_KRows8.Dot(group, b._xq, b._xd, b._xl, sbs, y8);
+                    for (; r < stop && r - first < g0 + Q4_KRows8.Rows; r++) y[r] = y8[r - first - g0];
+                }
+            }
+            else if (b._xq != null && m.Type == GgmlType.Q4_0)
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q4_0(w, b._xq, b._xd, b._xl, b._nb);
             else if (b._xq != null && m.Type == GgmlType.Q8_0)
                 for (; r < stop; r++, w += rowBytes) y[r] = IntDot.Q8_0(w, b._xq, b._xd, b._nb);

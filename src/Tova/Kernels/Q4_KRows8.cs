@@ -1,0 +1,176 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Tova.Kernels;
+
+/// <summary>
+/// Q4_K rows repacked eight at a time so that one token's product (decode) keeps a row in each 32-bit SIMD lane:
+/// no reduction across lanes per super-block, which is what bounds the one-row kernel (<see cref="KQuantDot.Q4_K"/>).
+/// A group is rows 8g .. 8g + 7; super-block s of the group (<see cref="GroupBlockBytes"/> = 8 × 144 bytes, the same
+/// bytes as the eight rows' super-blocks s, rearranged) is:
+/// <code>
+///   [0, 16)      d of rows 0..7 (f16)
+///   [16, 32)     dmin of rows 0..7 (f16)
+///   [32, 128)    scale byte b (0..11) of row r at 32 + 8b + r
+///   [128, 1152)  for j in 0..3, i in 0..7, r in 0..7: qs[32j + 4i .. 32j + 4i + 4) of row r at 128 + 32·(8j + i) + 4r
+/// </code>
+/// so the 32-byte vector (j, i) holds, per row, values 4i..4i + 3 of sub-block 2j (low nibbles) and of 2j + 1 (high).
+/// </summary>
+public static unsafe class Q4_KRows8
+{
+    /// <summary>Rows per group.</summary>
+    public const int Rows = 8;
+
+    /// <summary>Bytes per super-block of a group (eight rows' super-blocks).</summary>
+    public const int GroupBlockBytes = Rows * BlockBytes;
+
+    private const int BlockBytes = 144;
+    private const int PrefetchAhead = 4096;
+
+    /// <summary>Packs eight rows (row r at src + r·rowBytes, <paramref name="superBlocks"/> super-blocks each) into the group at dst.</summary>
+    public static void Pack(byte* src, long rowBytes, int superBlocks, byte* dst)
+    {
+        for (int sb = 0; sb < superBlocks; sb++, dst += GroupBlockBytes)
+            for (int r = 0; r < Rows; r++)
+                Move(src + r * rowBytes + sb * BlockBytes, dst, r, toGroup: true);
+    }
+
+    /// <summary>Row <paramref name="row"/> (0..7) of the group at <paramref name="group"/> in the file's layout, to dst.</summary>
+    public static void UnpackRow(byte* group, int superBlocks, int row, byte* dst)
+    {
+        if ((uint)row >= Rows) throw new ArgumentOutOfRangeException(nameof(row), row, "a group has eight rows");
+        for (int sb = 0; sb < superBlocks; sb++)
+            Move(dst + sb * BlockBytes, group + sb * GroupBlockBytes, row, toGroup: false);
+    }
+
+    /// <summary>All eight rows of a group in the file's layout: row r to dst + r·superBlocks·144.</summary>
+    public static void Unpack(byte* group, int superBlocks, byte* dst)
+    {
+        for (int r = 0; r < Rows; r++) UnpackRow(group, superBlocks, r, dst + (long)r * superBlocks * BlockBytes);
+    }
+
+    /// <summary>Moves one row's super-block between the file's layout (blk) and its place in a group's super-block (g).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Move(byte* blk, byte* g, int r, bool toGroup)
+    {
+        ref ushort d = ref Unsafe.AsRef<ushort>(g + 2 * r), dmin = ref Unsafe.AsRef<ushort>(g + 16 + 2 * r);
+        if (toGroup) { d = Unsafe.ReadUnaligned<ushort>(blk); dmin = Unsafe.ReadUnaligned<ushort>(blk + 2); }
+        else { Unsafe.WriteUnaligned(blk, d); Unsafe.WriteUnaligned(blk + 2, dmin); }
+        for (int b = 0; b < 12; b++)
+            if (toGroup) g[32 + 8 * b + r] = blk[4 + b];
+            else blk[4 + b] = g[32 + 8 * b + r];
+        for (int v = 0; v < 32; v++)   // v = 8j + i: the four bytes qs[4v .. 4v + 4)
+            if (toGroup) Unsafe.WriteUnaligned(g + 128 + 32 * v + 4 * r, Unsafe.ReadUnaligned<uint>(blk + 16 + 4 * v));
+            else Unsafe.WriteUnaligned(blk + 16 + 4 * v, Unsafe.ReadUnaligned<uint>(g + 128 + 32 * v + 4 * r));
+    }
+
+    /// <summary>
+    /// The eight rows of a group times one token's 8-bit activations (<see cref="Q8Activations"/>: xq, block scales
+    /// xd, 8·Σq xl), row r's result to y[r]. Each equals <see cref="KQuantDot.Q4_K"/>'s for that row bit for bit:
+    /// per row and sub-block k the same integer sum and float steps, v = Σ·(d·sc_k) − (8·Σq)·(dmin/8·m_k), accumulated
+    /// by FMA with xd into an accumulator of its own per k, the eight added in <see cref="Vector256.Sum{T}"/>'s order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, float* y)
+    {
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            // The one-row kernel on each row put back in the file's layout.
+            int bytes = superBlocks * BlockBytes;
+            Span<byte> buffer = bytes > 65536 ? new byte[bytes] : stackalloc byte[bytes];
+            fixed (byte* row = buffer)
+                for (int r = 0; r < Rows; r++)
+                {
+                    UnpackRow(group, superBlocks, r, row);
+                    KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, superBlocks * 256, 1, y + r);
+                }
+            return;
+        }
+        var mask = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
+        byte* sm = stackalloc byte[128];     // this super-block's scales [k][r], then mins [k][r]
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = group + (long)sb * GroupBlockBytes;
+            for (int l = 0; l < GroupBlockBytes; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
+            var d = Halves(blk);
+            var dmin = Halves(blk + 16) * Vector256.Create(0.125f);
+            Scales(blk + 32, sm);
+            sbyte* x = xq + sb * 256;
+            float* xds = xd + sb * 8;
+            int* xls = xl + sb * 8;
+            byte* q = blk + 128;
+            var (s0, s1) = PairSums(q, x, mask, ones);
+            a0 = Step(s0, sm, 0, d, dmin, xls, xds, a0);
+            a1 = Step(s1, sm, 1, d, dmin, xls, xds, a1);
+            (s0, s1) = PairSums(q + 256, x + 64, mask, ones);
+            a2 = Step(s0, sm, 2, d, dmin, xls, xds, a2);
+            a3 = Step(s1, sm, 3, d, dmin, xls, xds, a3);
+            (s0, s1) = PairSums(q + 512, x + 128, mask, ones);
+            a4 = Step(s0, sm, 4, d, dmin, xls, xds, a4);
+            a5 = Step(s1, sm, 5, d, dmin, xls, xds, a5);
+            (s0, s1) = PairSums(q + 768, x + 192, mask, ones);
+            a6 = Step(s0, sm, 6, d, dmin, xls, xds, a6);
+            a7 = Step(s1, sm, 7, d, dmin, xls, xds, a7);
+        }
+        (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(y);
+    }
+
+    /// <summary>
+    /// Σ nib·q of sub-blocks 2j (low nibbles) and 2j + 1 (high) for the eight rows: q the pair's eight vectors, x the
+    /// token's 64 activations of the pair. Each u8 × s8 pair is at most 2·15·128 in magnitude, so the eight products
+    /// of a row's sixteen values add up exactly in int16 before the widening multiply-add.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<int>, Vector256<int>) PairSums(byte* q, sbyte* x, Vector256<byte> mask, Vector256<short> ones)
+    {
+        Vector256<short> lo = default, hi = default;
+        for (int i = 0; i < 8; i++)
+        {
+            var w = Vector256.Load(q + 32 * i);
+            lo += Avx2.MultiplyAddAdjacent(w & mask, Vector256.Create(Unsafe.ReadUnaligned<int>(x + 4 * i)).AsSByte());
+            hi += Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask, Vector256.Create(Unsafe.ReadUnaligned<int>(x + 32 + 4 * i)).AsSByte());
+        }
+        return (Avx2.MultiplyAddAdjacent(lo, ones), Avx2.MultiplyAddAdjacent(hi, ones));
+    }
+
+    /// <summary>Sub-block k's float steps for the eight rows, as the one-row kernel takes them per lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Step(Vector256<int> s, byte* sm, int k, Vector256<float> d, Vector256<float> dmin, int* xl, float* xd, Vector256<float> acc)
+    {
+        var scale = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 8 * k)) * d;
+        var min = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 64 + 8 * k)) * dmin;
+        var v = Avx.ConvertToVector256Single(s) * scale - Vector256.Create((float)xl[k]) * min;
+        return Fma.MultiplyAdd(v, Vector256.Create(xd[k]), acc);
+    }
+
+    /// <summary>Eight f16 values at p as floats, by <see cref="IntDot.HalfAt"/>'s bit manipulation.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Halves(byte* p)
+    {
+        var u = Avx2.ConvertToVector256Int32((ushort*)p).AsUInt32();
+        var magnitude = ((u & Vector256.Create(0x7fffu)) << 13).AsSingle() * Vector256.Create(5.192296858534828e33f);
+        return (magnitude.AsUInt32() | ((u & Vector256.Create(0x8000u)) << 16)).AsSingle();
+    }
+
+    /// <summary>
+    /// The group's 6-bit scales and mins as bytes: sm[8k + r] = scale k of row r, sm[64 + 8k + r] = min k, from the
+    /// twelve transposed header bytes at p (each 32-byte load is four header bytes of all eight rows).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Scales(byte* p, byte* sm)
+    {
+        var b0 = Vector256.Load(p);         // bytes 0..3: scales 0..3 (low 6 bits), top bits of scales 4..7
+        var b1 = Vector256.Load(p + 32);    // bytes 4..7: mins 0..3 (low 6 bits), top bits of mins 4..7
+        var b2 = Vector256.Load(p + 64);    // bytes 8..11: low 4 bits of scales 4..7 (low nibble) and mins 4..7 (high)
+        var low6 = Vector256.Create((byte)0x3F);
+        var nib = Vector256.Create((byte)0x0F);
+        var top = Vector256.Create((byte)0x30);
+        (b0 & low6).Store(sm);
+        ((b2 & nib) | (Avx2.ShiftRightLogical(b0.AsUInt16(), 2).AsByte() & top)).Store(sm + 32);
+        (b1 & low6).Store(sm + 64);
+        ((Avx2.ShiftRightLogical(b2.AsUInt16(), 4).AsByte() & nib) | (Avx2.ShiftRightLogical(b1.AsUInt16(), 2).AsByte() & top)).Store(sm + 96);
+    }
+}
