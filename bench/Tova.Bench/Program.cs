@@ -15,6 +15,7 @@ using Tova.Model;
 //   ... --table1 [--models 110m-q8_0] [--kv-types f32,f16,q8_0]   the paper's Table 1 (largest batch and decode throughput per cache)
 //   --long and --table1 take --kv-types: states stored in each type (llama.cpp's cache in the same type)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
+//   ... --stream [--threads 2]   decode's matrix products over ~600 MB of each type's weights, GB/s beside the read probe
 //   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
 //   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model 110m-q8_0,tinyllama-q4_0] [--llama-flash on|off] [--out bench/models/targets.md]
 //        every row of the speed targets in one run, as a Markdown table (Targets); --bandwidth: the memory read probe alone
@@ -34,6 +35,11 @@ if (args.Contains("--type-kernels"))
 if (args.Contains("--kernels"))
 {
     KernelBench.Run();
+    return;
+}
+if (args.Contains("--stream"))
+{
+    KernelBench.Streaming(Args.Parse(args).Threads);
     return;
 }
 if (args.Contains("--matmul"))
@@ -408,17 +414,8 @@ static unsafe class KernelBench
         {
             var kernel = QuantKernels.For(type);
             if (kernel == null) continue;
-            GgmlTypeInfo.TryGetBlock(type, out int be, out int bb);
             long rowBytes = GgmlTypeInfo.RowBytes(type, cols);
-            var data = GC.AllocateArray<byte>((int)(rowBytes * rows), pinned: true);
-            r.NextBytes(data);
-            int[] halves = type switch
-            {
-                GgmlType.Q6_K => [208], GgmlType.Q2_K => [80, 82], GgmlType.Q3_K => [108],
-                GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2], _ => [0],
-            };
-            for (long b = 0; b < data.Length / bb; b++)
-                foreach (int h in halves) BitConverter.TryWriteBytes(data.AsSpan((int)(b * bb + h)), (Half)0.01f);
+            var data = RandomBlocks(type, rows, cols, r);
             fixed (byte* pw = data)
             fixed (sbyte* q = act.Q)
             fixed (float* d = act.D)
@@ -470,6 +467,63 @@ static unsafe class KernelBench
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {type} | 8 (lanes) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
             }
+        }
+    }
+
+    /// <summary>A pinned [rows × cols] matrix of random blocks of <paramref name="type"/>, its f16 scales set to 0.01.</summary>
+    private static byte[] RandomBlocks(GgmlType type, int rows, int cols, Random r)
+    {
+        GgmlTypeInfo.TryGetBlock(type, out _, out int bb);
+        var data = GC.AllocateArray<byte>((int)(GgmlTypeInfo.RowBytes(type, cols) * rows), pinned: true);
+        r.NextBytes(data);
+        int[] halves = type switch
+        {
+            GgmlType.Q6_K => [208], GgmlType.Q2_K => [80, 82], GgmlType.Q3_K => [108],
+            GgmlType.Q4_1 or GgmlType.Q5_1 or GgmlType.Q4_K or GgmlType.Q5_K => [0, 2], _ => [0],
+        };
+        for (long b = 0; b < data.Length / bb; b++)
+            foreach (int h in halves) BitConverter.TryWriteBytes(data.AsSpan((int)(b * bb + h)), (Half)0.01f);
+        return data;
+    }
+
+    /// <summary>
+    /// Decode's matrix products streaming from memory: per type, TinyLlama-shaped FFN matrices (gate and up
+    /// 5632×2048, down 2048×5632) of random blocks, about 600 MB in all, each multiplied by one token in turn on the
+    /// pool (WeightMatrix.MatVec), GB/s of weights read per pass (median of 7) beside the read probe's.
+    /// </summary>
+    public static void Streaming(int threads)
+    {
+        double probe = BandwidthProbe.ReadGBs(threads);
+        using var pool = new WorkerPool(threads);
+        var scratch = new Q8Activations();
+        var r = new Random(1);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"# One-token matrix products over ~600 MB of weights, {threads} threads; read probe {probe:F1} GB/s"));
+        Console.WriteLine("| type | GB/s of weights | ÷ probe |");
+        Console.WriteLine("|---|---:|---:|");
+        var x = GC.AllocateArray<float>(5632, pinned: true);
+        var y = GC.AllocateArray<float>(5632, pinned: true);
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
+        foreach (var type in new[] { GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q5_K, GgmlType.IQ4_XS, GgmlType.Q4_0, GgmlType.Q8_0 })
+        {
+            var ms = new List<WeightMatrix>();
+            long bytes = 0;
+            while (bytes < 600_000_000)
+            {
+                var shape = (ms.Count % 3) == 2 ? (2048, 5632) : (5632, 2048);
+                var m = new WeightMatrix("w", type, shape.Item1, shape.Item2, RandomBlocks(type, shape.Item1, shape.Item2, r));
+                ms.Add(m);
+                bytes += m.ByteSize;
+            }
+            var gbs = new List<double>();
+            fixed (float* px = x, py = y)
+                for (int pass = 0; pass < 8; pass++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    foreach (var m in ms) m.MatVec(pool, px, py, scratch);
+                    if (pass > 0) gbs.Add(bytes / sw.Elapsed.TotalSeconds / 1e9);
+                }
+            double g = gbs.Order().ElementAt(gbs.Count / 2);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {type} | {g:F1} | {g / probe * 100:F0} % |"));
         }
     }
 
