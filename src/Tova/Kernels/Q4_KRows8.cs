@@ -44,12 +44,6 @@ public static unsafe class Q4_KRows8
             Move(dst + sb * BlockBytes, group + sb * GroupBlockBytes, row, toGroup: false);
     }
 
-    /// <summary>All eight rows of a group in the file's layout: row r to dst + r·superBlocks·144.</summary>
-    public static void Unpack(byte* group, int superBlocks, byte* dst)
-    {
-        for (int r = 0; r < Rows; r++) UnpackRow(group, superBlocks, r, dst + (long)r * superBlocks * BlockBytes);
-    }
-
     /// <summary>Moves one row's super-block between the file's layout (blk) and its place in a group's super-block (g).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Move(byte* blk, byte* g, int r, bool toGroup)
@@ -118,6 +112,92 @@ public static unsafe class Q4_KRows8
         (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(y);
     }
 
+    /// <summary>The most tokens <see cref="Tile"/> takes at once.</summary>
+    public const int MaxTokens = 16;
+
+    /// <summary>
+    /// The eight rows of a group times 1..<see cref="MaxTokens"/> tokens (prompts): token t's activations at
+    /// xq + t·stride, its block scales at xd + t·nb and 8·Σq at xl + t·nb (nb = 8·superBlocks); row r's result for
+    /// token t to y[t·yStride + r]. Each super-block's weights are unpacked and its scales converted once for all the
+    /// tokens; every result equals <see cref="Dot"/>'s for that token (the same steps in the same order), hence the
+    /// one-row kernel's.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
+    {
+        if ((uint)(tokens - 1) >= MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{MaxTokens} tokens");
+        int nb = superBlocks * 8;
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            float* one = stackalloc float[Rows];
+            for (int t = 0; t < tokens; t++)
+            {
+                Dot(group, xq + (long)t * stride, xd + t * nb, xl + t * nb, superBlocks, one);
+                for (int r = 0; r < Rows; r++) y[t * yStride + r] = one[r];
+            }
+            return;
+        }
+        var mask = Vector256.Create((byte)0x0F);
+        var ones = Vector256.Create((short)1);
+        var acc = stackalloc Vector256<float>[MaxTokens * 8];   // [token][sub-block k], lanes = rows
+        for (int i = 0; i < tokens * 8; i++) acc[i] = default;
+        var sv = stackalloc Vector256<float>[16];               // this super-block's d·sc_k, then dmin/8·m_k
+        byte* sm = stackalloc byte[128];
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = group + (long)sb * GroupBlockBytes;
+            var d = Halves(blk);
+            var dmin = Halves(blk + 16) * Vector256.Create(0.125f);
+            Scales(blk + 32, sm);
+            for (int k = 0; k < 8; k++)
+            {
+                sv[k] = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 8 * k)) * d;
+                sv[8 + k] = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 64 + 8 * k)) * dmin;
+            }
+            for (int j = 0; j < 4; j++)
+            {
+                byte* q = blk + 128 + 256 * j;
+                var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
+                var w4 = Vector256.Load(q + 128); var w5 = Vector256.Load(q + 160); var w6 = Vector256.Load(q + 192); var w7 = Vector256.Load(q + 224);
+                var l0 = w0 & mask; var l1 = w1 & mask; var l2 = w2 & mask; var l3 = w3 & mask;
+                var l4 = w4 & mask; var l5 = w5 & mask; var l6 = w6 & mask; var l7 = w7 & mask;
+                var h0 = High(w0, mask); var h1 = High(w1, mask); var h2 = High(w2, mask); var h3 = High(w3, mask);
+                var h4 = High(w4, mask); var h5 = High(w5, mask); var h6 = High(w6, mask); var h7 = High(w7, mask);
+                int k0 = 2 * j;
+                var sc0 = sv[k0]; var sc1 = sv[k0 + 1]; var mn0 = sv[8 + k0]; var mn1 = sv[9 + k0];
+                sbyte* x = xq + sb * 256 + 64 * j;
+                float* xds = xd + sb * 8 + k0;
+                int* xls = xl + sb * 8 + k0;
+                var a = acc + k0;
+                for (int t = 0; t < tokens; t++, x += stride, xds += nb, xls += nb, a += 8)
+                {
+                    var s0 = Avx2.MultiplyAddAdjacent(Sum8(l0, l1, l2, l3, l4, l5, l6, l7, x), ones);
+                    var s1 = Avx2.MultiplyAddAdjacent(Sum8(h0, h1, h2, h3, h4, h5, h6, h7, x + 32), ones);
+                    a[0] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0) * sc0 - Vector256.Create((float)xls[0]) * mn0, Vector256.Create(xds[0]), a[0]);
+                    a[1] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1) * sc1 - Vector256.Create((float)xls[1]) * mn1, Vector256.Create(xds[1]), a[1]);
+                }
+            }
+        }
+        for (int t = 0; t < tokens; t++)
+        {
+            var a = acc + t * 8;
+            (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))).Store(y + t * yStride);
+        }
+    }
+
+    /// <summary>Σ over the eight vectors' u8 × s8 pairs against four activations each (x + 4i broadcast), in int16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> Sum8(Vector256<byte> u0, Vector256<byte> u1, Vector256<byte> u2, Vector256<byte> u3,
+                                         Vector256<byte> u4, Vector256<byte> u5, Vector256<byte> u6, Vector256<byte> u7, sbyte* x) =>
+        ((Avx2.MultiplyAddAdjacent(u0, Quad(x)) + Avx2.MultiplyAddAdjacent(u1, Quad(x + 4)))
+         + (Avx2.MultiplyAddAdjacent(u2, Quad(x + 8)) + Avx2.MultiplyAddAdjacent(u3, Quad(x + 12))))
+        + ((Avx2.MultiplyAddAdjacent(u4, Quad(x + 16)) + Avx2.MultiplyAddAdjacent(u5, Quad(x + 20)))
+           + (Avx2.MultiplyAddAdjacent(u6, Quad(x + 24)) + Avx2.MultiplyAddAdjacent(u7, Quad(x + 28))));
+
+    /// <summary>The four activations at x in every 32-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<sbyte> Quad(sbyte* x) => Vector256.Create(Unsafe.ReadUnaligned<int>(x)).AsSByte();
+
     /// <summary>
     /// Σ nib·q of sub-blocks 2j (low nibbles) and 2j + 1 (high) for the eight rows: q the pair's eight vectors, x the
     /// token's 64 activations of the pair. Each u8 × s8 pair is at most 2·15·128 in magnitude, so the eight products
@@ -126,15 +206,16 @@ public static unsafe class Q4_KRows8
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector256<int>, Vector256<int>) PairSums(byte* q, sbyte* x, Vector256<byte> mask, Vector256<short> ones)
     {
-        Vector256<short> lo = default, hi = default;
-        for (int i = 0; i < 8; i++)
-        {
-            var w = Vector256.Load(q + 32 * i);
-            lo += Avx2.MultiplyAddAdjacent(w & mask, Vector256.Create(Unsafe.ReadUnaligned<int>(x + 4 * i)).AsSByte());
-            hi += Avx2.MultiplyAddAdjacent(Avx2.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask, Vector256.Create(Unsafe.ReadUnaligned<int>(x + 32 + 4 * i)).AsSByte());
-        }
+        var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
+        var w4 = Vector256.Load(q + 128); var w5 = Vector256.Load(q + 160); var w6 = Vector256.Load(q + 192); var w7 = Vector256.Load(q + 224);
+        var lo = Sum8(w0 & mask, w1 & mask, w2 & mask, w3 & mask, w4 & mask, w5 & mask, w6 & mask, w7 & mask, x);
+        var hi = Sum8(High(w0, mask), High(w1, mask), High(w2, mask), High(w3, mask), High(w4, mask), High(w5, mask), High(w6, mask), High(w7, mask), x + 32);
         return (Avx2.MultiplyAddAdjacent(lo, ones), Avx2.MultiplyAddAdjacent(hi, ones));
     }
+
+    /// <summary>The high nibble of each byte.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> High(Vector256<byte> w, Vector256<byte> mask) => Avx2.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask;
 
     /// <summary>Sub-block k's float steps for the eight rows, as the one-row kernel takes them per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -346,6 +346,7 @@ public unsafe struct MatMulBatch
             return;
         }
         float* outs = stackalloc float[16];
+        float* tile = stackalloc float[Q4_KRows8.MaxTokens * Q4_KRows8.Rows];
         for (int r = start; r < end; r++)
         {
             WeightMatrix m;
@@ -378,25 +379,20 @@ public unsafe struct MatMulBatch
                 byte* w0 = m.Data + row * m.RowBytes;
                 if (m.Grouped)
                 {
-                    // Rows up to the end of their group of eight: for a few tokens the group's one-token kernel per
-                    // token; for more, the group put back in the file's layout (a per-thread scratch) for the tile and
-                    // lane kernels below.
+                    // Rows up to the end of their group of eight, by the group's tile kernel, up to sixteen tokens a
+                    // call (each super-block's weights unpacked once per call); a group cut by the bounds through tile.
                     int first = row & ~7, sbs = b._cols / KQuants.QK_K;
                     count = Math.Min(Math.Min(first + Q4_KRows8.Rows - row, end - r), rows - row);
                     byte* group = m.Data + (long)first * m.RowBytes;
-                    if (b._batch < 8)
+                    for (; i < b._batch; i += Q4_KRows8.MaxTokens)
                     {
-                        for (; i < b._batch; i++)
-                        {
-                            Q4_KRows8.Dot(group, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, sbs, outs);
-                            for (int k = 0; k < count; k++) y[i * rows + row + k] = outs[row - first + k];
-                        }
-                        r += count - 1;
-                        continue;
+                        int n = Math.Min(Q4_KRows8.MaxTokens, b._batch - i);
+                        Q4_KRows8.Tile(group, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, sbs, b._cols, n, tile, Q4_KRows8.Rows);
+                        for (int t = 0; t < n; t++)
+                            for (int k = 0; k < count; k++) y[(i + t) * rows + row + k] = tile[t * Q4_KRows8.Rows + row - first + k];
                     }
-                    byte* rowsOut = GroupScratch(Q4_KRows8.Rows * m.RowBytes);
-                    Q4_KRows8.Unpack(group, sbs, rowsOut);
-                    w0 = rowsOut + (row - first) * m.RowBytes;
+                    r += count - 1;
+                    continue;
                 }
                 int g = 0;
                 if (b._groups > 0 && (b._layouts & TokenGroups.Bytes) != 0 && m.UsesLanes16)
@@ -454,15 +450,6 @@ public unsafe struct MatMulBatch
             for (; i < b._batch; i++)
                 y[i * rows + row] = m.DotRow(row, b._x + i * b._cols, null, null, null, null);
         }
-    }
-
-    [ThreadStatic] private static byte[]? t_group;
-
-    /// <summary>This thread's buffer of at least <paramref name="bytes"/> bytes for a group of rows put back in the file's layout.</summary>
-    private static byte* GroupScratch(long bytes)
-    {
-        if (t_group is null || t_group.Length < bytes) t_group = GC.AllocateArray<byte>((int)bytes, pinned: true);
-        return (byte*)Unsafe.AsPointer(ref t_group[0]);
     }
 
     /// <summary>Rows per block of the batched loop: as many as fit in about 16 KB (1..16).</summary>

@@ -28,13 +28,10 @@ public unsafe class Q4_KRows8Tests
         var rows = new byte[Q4_KRows8.Rows * superBlocks * 144];
         r.NextBytes(rows);
         var group = new byte[superBlocks * Q4_KRows8.GroupBlockBytes];
-        var back = new byte[rows.Length];
         var one = new byte[superBlocks * 144];
-        fixed (byte* src = rows, g = group, dst = back, row = one)
+        fixed (byte* src = rows, g = group, row = one)
         {
             Q4_KRows8.Pack(src, superBlocks * 144, superBlocks, g);
-            Q4_KRows8.Unpack(g, superBlocks, dst);
-            Assert.Equal(rows, back);
             for (int k = 0; k < Q4_KRows8.Rows; k++)
             {
                 Q4_KRows8.UnpackRow(g, superBlocks, k, row);
@@ -86,5 +83,38 @@ public unsafe class Q4_KRows8Tests
                 Assert.True(Math.Abs(y[k] - expected) <= 1e-4 * (1 + Math.Abs(expected)), $"row {k}: {y[k]} vs {expected}");
             }
         }
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(3, 5)]
+    [InlineData(2, 16)]
+    public void TileEqualsTheGroupKernelPerToken(int superBlocks, int tokens)
+    {
+        var r = new Random(200 + tokens);
+        int n = superBlocks * KQuants.QK_K;
+        var rows = Rows(superBlocks, r, anyHeader: true);
+        var x = new float[tokens * n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
+        var act = new Q8Activations();
+        act.Quantize(x);
+        var group = new byte[superBlocks * Q4_KRows8.GroupBlockBytes];
+        var tile = new float[tokens * 10];   // token t's rows at 10t (a stride wider than the group)
+        var one = new float[8];
+        fixed (byte* src = rows, g = group)
+        fixed (sbyte* q = act.Q)
+        fixed (float* d = act.D, py = tile, po = one)
+        fixed (int* l = act.L)
+        {
+            Q4_KRows8.Pack(src, superBlocks * 144, superBlocks, g);
+            Q4_KRows8.Tile(g, q, d, l, superBlocks, n, tokens, py, 10);
+            for (int t = 0; t < tokens; t++)
+            {
+                Q4_KRows8.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, po);
+                Assert.Equal(one, tile.AsSpan(10 * t, 8).ToArray());
+                Assert.Equal(0f, tile[10 * t + 8]);
+            }
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => { fixed (byte* g = group) Q4_KRows8.Tile(g, null, null, null, superBlocks, n, Q4_KRows8.MaxTokens + 1, null, 10); });
     }
 }

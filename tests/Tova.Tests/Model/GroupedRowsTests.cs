@@ -7,7 +7,7 @@ namespace Tova.Tests.Model;
 
 /// <summary>
 /// Q4_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
-/// them, and every product (one token, a few, prompts with lanes; chunks cut anywhere) equals the one-row kernel's.
+/// them, and every product (one token, tiles of several; chunks cut anywhere) equals the one-row kernel's.
 /// </summary>
 public unsafe class GroupedRowsTests
 {
@@ -71,9 +71,9 @@ public unsafe class GroupedRowsTests
     [Theory]
     [InlineData(1, 1)]
     [InlineData(1, 2)]
-    [InlineData(3, 2)]    // a few tokens: the group kernel per token
-    [InlineData(8, 2)]    // one eight-token tile: the group put back in the file's layout
-    [InlineData(21, 1)]   // a sixteen-token group (AVX-512), then the eight-lane kernel or a tile
+    [InlineData(3, 2)]    // a few tokens: one call of the group's tile kernel
+    [InlineData(8, 2)]
+    [InlineData(21, 1)]   // a full sixteen-token tile, then five tokens
     [InlineData(37, 3)]
     public void ProductsEqualTheOneRowKernel(int batch, int threads)
     {
