@@ -437,33 +437,33 @@ static unsafe class KernelBench
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"| {type} | {tokens} | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * tokens / sec / 1e9:F1} |"));
                 }
-            if (type == GgmlType.Q4_K)
+            if (RowGroups.For(type) is { } layout)
             {
-                // The one-token kernel on rows repacked eight at a time (as WeightMatrix holds Q4_K).
+                // The group kernels on rows repacked eight at a time (as WeightMatrix holds these types).
                 var packed = GC.AllocateArray<byte>(data.Length, pinned: true);
-                int sbs = cols / KQuants.QK_K;
+                int sbs = cols / 256;
                 fixed (byte* pw = data, pg = packed)
                 fixed (sbyte* q = act.Q)
                 fixed (float* d = act.D)
                 fixed (int* l = act.L)
                 {
-                    for (int g = 0; g < rows / 8; g++) Q4_KRows8.Pack(pw + g * 8 * rowBytes, rowBytes, sbs, pg + g * 8 * rowBytes);
-                    for (int g = 0; g < rows / 8; g++) Q4_KRows8.Dot(pg + g * 8 * rowBytes, q, d, l, sbs, o); // warm
+                    for (int g = 0; g < rows / 8; g++) layout.Pack(pw + g * 8 * rowBytes, rowBytes, sbs, pg + g * 8 * rowBytes);
+                    for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, sbs, o); // warm
                     double sec = double.MaxValue;
                     for (int k = 0; k < 20; k++)
                     {
                         var sw = Stopwatch.StartNew();
-                        for (int g = 0; g < rows / 8; g++) Q4_KRows8.Dot(pg + g * 8 * rowBytes, q, d, l, sbs, o);
+                        for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, sbs, o);
                         sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
                     }
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"| {type} | 1 (8-row groups) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols / sec / 1e9:F1} |"));
-                    for (int g = 0; g < rows / 8; g++) Q4_KRows8.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8); // warm
+                    for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8); // warm
                     sec = double.MaxValue;
                     for (int k = 0; k < 5; k++)
                     {
                         var sw = Stopwatch.StartNew();
-                        for (int g = 0; g < rows / 8; g++) Q4_KRows8.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8);
+                        for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8);
                         sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
                     }
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

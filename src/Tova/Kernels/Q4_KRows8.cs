@@ -5,10 +5,7 @@ using System.Runtime.Intrinsics.X86;
 namespace Tova.Kernels;
 
 /// <summary>
-/// Q4_K rows repacked eight at a time so that one token's product (decode) keeps a row in each 32-bit SIMD lane:
-/// no reduction across lanes per super-block, which is what bounds the one-row kernel (<see cref="KQuantDot.Q4_K"/>).
-/// A group is rows 8g .. 8g + 7; super-block s of the group (<see cref="GroupBlockBytes"/> = 8 × 144 bytes, the same
-/// bytes as the eight rows' super-blocks s, rearranged) is:
+/// The group kernels of Q4_K (<see cref="RowGroups"/>; a group's super-block is 8 × 144 bytes):
 /// <code>
 ///   [0, 16)      d of rows 0..7 (f16)
 ///   [16, 32)     dmin of rows 0..7 (f16)
@@ -19,45 +16,8 @@ namespace Tova.Kernels;
 /// </summary>
 public static unsafe class Q4_KRows8
 {
-    /// <summary>Rows per group.</summary>
-    public const int Rows = 8;
-
-    /// <summary>Bytes per super-block of a group (eight rows' super-blocks).</summary>
-    public const int GroupBlockBytes = Rows * BlockBytes;
-
-    private const int BlockBytes = 144;
+    private const int GroupBlockBytes = RowGroups.Rows * 144;
     private const int PrefetchAhead = 4096;
-
-    /// <summary>Packs eight rows (row r at src + r·rowBytes, <paramref name="superBlocks"/> super-blocks each) into the group at dst.</summary>
-    public static void Pack(byte* src, long rowBytes, int superBlocks, byte* dst)
-    {
-        for (int sb = 0; sb < superBlocks; sb++, dst += GroupBlockBytes)
-            for (int r = 0; r < Rows; r++)
-                Move(src + r * rowBytes + sb * BlockBytes, dst, r, toGroup: true);
-    }
-
-    /// <summary>Row <paramref name="row"/> (0..7) of the group at <paramref name="group"/> in the file's layout, to dst.</summary>
-    public static void UnpackRow(byte* group, int superBlocks, int row, byte* dst)
-    {
-        if ((uint)row >= Rows) throw new ArgumentOutOfRangeException(nameof(row), row, "a group has eight rows");
-        for (int sb = 0; sb < superBlocks; sb++)
-            Move(dst + sb * BlockBytes, group + sb * GroupBlockBytes, row, toGroup: false);
-    }
-
-    /// <summary>Moves one row's super-block between the file's layout (blk) and its place in a group's super-block (g).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Move(byte* blk, byte* g, int r, bool toGroup)
-    {
-        ref ushort d = ref Unsafe.AsRef<ushort>(g + 2 * r), dmin = ref Unsafe.AsRef<ushort>(g + 16 + 2 * r);
-        if (toGroup) { d = Unsafe.ReadUnaligned<ushort>(blk); dmin = Unsafe.ReadUnaligned<ushort>(blk + 2); }
-        else { Unsafe.WriteUnaligned(blk, d); Unsafe.WriteUnaligned(blk + 2, dmin); }
-        for (int b = 0; b < 12; b++)
-            if (toGroup) g[32 + 8 * b + r] = blk[4 + b];
-            else blk[4 + b] = g[32 + 8 * b + r];
-        for (int v = 0; v < 32; v++)   // v = 8j + i: the four bytes qs[4v .. 4v + 4)
-            if (toGroup) Unsafe.WriteUnaligned(g + 128 + 32 * v + 4 * r, Unsafe.ReadUnaligned<uint>(blk + 16 + 4 * v));
-            else Unsafe.WriteUnaligned(blk + 16 + 4 * v, Unsafe.ReadUnaligned<uint>(g + 128 + 32 * v + 4 * r));
-    }
 
     /// <summary>
     /// The eight rows of a group times one token's 8-bit activations (<see cref="Q8Activations"/>: xq, block scales
@@ -71,12 +31,13 @@ public static unsafe class Q4_KRows8
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
             // The one-row kernel on each row put back in the file's layout.
-            int bytes = superBlocks * BlockBytes;
+            int bytes = superBlocks * 144;
             Span<byte> buffer = bytes > 65536 ? new byte[bytes] : stackalloc byte[bytes];
+            var layout = RowGroups.For(Formats.GgmlType.Q4_K)!;
             fixed (byte* row = buffer)
-                for (int r = 0; r < Rows; r++)
+                for (int r = 0; r < RowGroups.Rows; r++)
                 {
-                    UnpackRow(group, superBlocks, r, row);
+                    layout.UnpackRow(group, superBlocks, r, row);
                     KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, superBlocks * 256, 1, y + r);
                 }
             return;
@@ -112,11 +73,8 @@ public static unsafe class Q4_KRows8
         (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(y);
     }
 
-    /// <summary>The most tokens <see cref="Tile"/> takes at once.</summary>
-    public const int MaxTokens = 16;
-
     /// <summary>
-    /// The eight rows of a group times 1..<see cref="MaxTokens"/> tokens (prompts): token t's activations at
+    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (prompts): token t's activations at
     /// xq + t·stride, its block scales at xd + t·nb and 8·Σq at xl + t·nb (nb = 8·superBlocks); row r's result for
     /// token t to y[t·yStride + r]. Each super-block's weights are unpacked and its scales converted once for all the
     /// tokens; every result equals <see cref="Dot"/>'s for that token (the same steps in the same order), hence the
@@ -125,21 +83,21 @@ public static unsafe class Q4_KRows8
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
     {
-        if ((uint)(tokens - 1) >= MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{MaxTokens} tokens");
+        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
         int nb = superBlocks * 8;
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            float* one = stackalloc float[Rows];
+            float* one = stackalloc float[RowGroups.Rows];
             for (int t = 0; t < tokens; t++)
             {
                 Dot(group, xq + (long)t * stride, xd + t * nb, xl + t * nb, superBlocks, one);
-                for (int r = 0; r < Rows; r++) y[t * yStride + r] = one[r];
+                for (int r = 0; r < RowGroups.Rows; r++) y[t * yStride + r] = one[r];
             }
             return;
         }
         var mask = Vector256.Create((byte)0x0F);
         var ones = Vector256.Create((short)1);
-        var acc = stackalloc Vector256<float>[MaxTokens * 8];   // [token][sub-block k], lanes = rows
+        var acc = stackalloc Vector256<float>[RowGroups.MaxTokens * 8];   // [token][sub-block k], lanes = rows
         for (int i = 0; i < tokens * 8; i++) acc[i] = default;
         var sv = stackalloc Vector256<float>[16];               // this super-block's d·sc_k, then dmin/8·m_k
         byte* sm = stackalloc byte[128];
@@ -196,7 +154,7 @@ public static unsafe class Q4_KRows8
 
     /// <summary>The four activations at x in every 32-bit lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> Quad(sbyte* x) => Vector256.Create(Unsafe.ReadUnaligned<int>(x)).AsSByte();
+    internal static Vector256<sbyte> Quad(sbyte* x) => Vector256.Create(Unsafe.ReadUnaligned<int>(x)).AsSByte();
 
     /// <summary>
     /// Σ nib·q of sub-blocks 2j (low nibbles) and 2j + 1 (high) for the eight rows: q the pair's eight vectors, x the
@@ -229,7 +187,7 @@ public static unsafe class Q4_KRows8
 
     /// <summary>Eight f16 values at p as floats, by <see cref="IntDot.HalfAt"/>'s bit manipulation.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Halves(byte* p)
+    internal static Vector256<float> Halves(byte* p)
     {
         var u = Avx2.ConvertToVector256Int32((ushort*)p).AsUInt32();
         var magnitude = ((u & Vector256.Create(0x7fffu)) << 13).AsSingle() * Vector256.Create(5.192296858534828e33f);

@@ -52,14 +52,14 @@ public sealed unsafe class WeightMatrix
             throw new ArgumentException($"tensor '{name}': {rows} rows of {RowBytes} bytes need {ByteSize} bytes, the buffer has {pinned.LongLength}", nameof(pinned));
         _kernel = QuantKernels.For(type);
         _lanes8 = QuantKernels.Lanes8For(type);
-        Grouped = type == GgmlType.Q4_K && rows > 0 && rows % Q4_KRows8.Rows == 0 && ByteSize <= Array.MaxLength;
-        if (Grouped)
+        _rowGroups = RowGroups.For(type) is { } layout && rows > 0 && rows % RowGroups.Rows == 0 && ByteSize <= Array.MaxLength ? layout : null;
+        if (_rowGroups is not null)
         {
-            // Q4_K rows repacked eight at a time for the one-token kernel (Q4_KRows8): a copy the matrix owns.
+            // Rows repacked eight at a time for the group kernels (RowGroups): a copy the matrix owns.
             _owned = GC.AllocateArray<byte>(checked((int)ByteSize), pinned: true);
             Data = (byte*)Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_owned));
-            for (int g = 0; g < rows / Q4_KRows8.Rows; g++)
-                Q4_KRows8.Pack(data + (long)g * Q4_KRows8.Rows * RowBytes, RowBytes, columns / KQuants.QK_K, Data + (long)g * Q4_KRows8.Rows * RowBytes);
+            for (int g = 0; g < rows / RowGroups.Rows; g++)
+                _rowGroups.Pack(data + (long)g * RowGroups.Rows * RowBytes, RowBytes, SuperBlocks, Data + (long)g * RowGroups.Rows * RowBytes);
         }
         else
         {
@@ -75,10 +75,29 @@ public sealed unsafe class WeightMatrix
     private readonly delegate*<byte*, sbyte*, float*, int*, short*, int, int, float*, void> _kernel;
 
     /// <summary>
-    /// True if <see cref="Data"/> holds the rows repacked eight at a time (<see cref="Q4_KRows8"/>: Q4_K with a
-    /// multiple of eight rows) rather than row after row: group g, rows 8g .. 8g + 7, is at Data + 8g·RowBytes.
+    /// True if <see cref="Data"/> holds the rows repacked eight at a time (<see cref="RowGroups"/>: a type the table
+    /// lists, with a multiple of eight rows) rather than row after row: group g, rows 8g .. 8g + 7, is at Data + 8g·RowBytes.
     /// </summary>
-    public bool Grouped { get; }
+    public bool Grouped => _rowGroups is not null;
+
+    /// <summary>The group layout and kernels when <see cref="Grouped"/>.</summary>
+    private readonly RowGroups? _rowGroups;
+
+    /// <summary>Super-blocks of 256 values per row (the grouped types').</summary>
+    private int SuperBlocks => Columns / 256;
+
+    /// <summary>One token against the group holding row <paramref name="first"/> (a multiple of 8): row first + r's result to y[r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void GroupDot(int first, sbyte* xq, float* xd, int* xl, float* y) =>
+        _rowGroups!.Dot(Data + (long)first * RowBytes, xq, xd, xl, SuperBlocks, y);
+
+    /// <summary>
+    /// 1..<see cref="RowGroups.MaxTokens"/> tokens (token t's activations at xq + t·Columns) against the group holding
+    /// row <paramref name="first"/>: row first + r's result for token t to y[t·8 + r].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void GroupTile(int first, sbyte* xq, float* xd, int* xl, int tokens, float* y) =>
+        _rowGroups!.Tile(Data + (long)first * RowBytes, xq, xd, xl, SuperBlocks, Columns, tokens, y, RowGroups.Rows);
 
     /// <summary>True if the data is a copy the matrix owns rather than a view of the model file.</summary>
     public bool OwnsData => _owned is not null;
@@ -105,7 +124,7 @@ public sealed unsafe class WeightMatrix
         if (dst.Length < RowBytes) throw new ArgumentException($"a row of '{Name}' has {RowBytes} bytes, the span {dst.Length}", nameof(dst));
         fixed (byte* p = dst)
         {
-            if (Grouped) Q4_KRows8.UnpackRow(Data + (long)(row & ~7) * RowBytes, Columns / KQuants.QK_K, row & 7, p);
+            if (_rowGroups is not null) _rowGroups.UnpackRow(Data + (long)(row & ~7) * RowBytes, SuperBlocks, row & 7, p);
             else Buffer.MemoryCopy(Data + (long)row * RowBytes, p, RowBytes, RowBytes);
         }
     }
@@ -133,8 +152,8 @@ public sealed unsafe class WeightMatrix
     {
         if (xq != null)
         {
-            float* y = stackalloc float[Q4_KRows8.Rows];
-            Q4_KRows8.Dot(Data + (long)(r & ~7) * RowBytes, xq, xd, xl, Columns / KQuants.QK_K, y);
+            float* y = stackalloc float[RowGroups.Rows];
+            GroupDot(r & ~7, xq, xd, xl, y);
             return y[r & 7];
         }
         Span<byte> bytes = RowBytes <= 16384 ? stackalloc byte[(int)RowBytes] : new byte[RowBytes];
@@ -332,7 +351,7 @@ public unsafe struct MatMulBatch
     {
         fixed (MatMulBatch* self = &this)
             pool.For(_total, Math.Max(1, MinMacsPerChunk / (_cols * _batch)), &Rows, (nint)self,
-                     _grouped ? Q4_KRows8.Rows : _groups > 0 && (_layouts & TokenGroups.Int16) != 0 ? WideDot.Rows : 1);
+                     _grouped ? RowGroups.Rows : _groups > 0 && (_layouts & TokenGroups.Int16) != 0 ? WideDot.Rows : 1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -346,7 +365,7 @@ public unsafe struct MatMulBatch
             return;
         }
         float* outs = stackalloc float[16];
-        float* tile = stackalloc float[Q4_KRows8.MaxTokens * Q4_KRows8.Rows];
+        float* tile = stackalloc float[RowGroups.MaxTokens * RowGroups.Rows];
         for (int r = start; r < end; r++)
         {
             WeightMatrix m;
@@ -381,15 +400,14 @@ public unsafe struct MatMulBatch
                 {
                     // Rows up to the end of their group of eight, by the group's tile kernel, up to sixteen tokens a
                     // call (each super-block's weights unpacked once per call); a group cut by the bounds through tile.
-                    int first = row & ~7, sbs = b._cols / KQuants.QK_K;
-                    count = Math.Min(Math.Min(first + Q4_KRows8.Rows - row, end - r), rows - row);
-                    byte* group = m.Data + (long)first * m.RowBytes;
-                    for (; i < b._batch; i += Q4_KRows8.MaxTokens)
+                    int first = row & ~7;
+                    count = Math.Min(Math.Min(first + RowGroups.Rows - row, end - r), rows - row);
+                    for (; i < b._batch; i += RowGroups.MaxTokens)
                     {
-                        int n = Math.Min(Q4_KRows8.MaxTokens, b._batch - i);
-                        Q4_KRows8.Tile(group, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, sbs, b._cols, n, tile, Q4_KRows8.Rows);
+                        int n = Math.Min(RowGroups.MaxTokens, b._batch - i);
+                        m.GroupTile(first, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, tile);
                         for (int t = 0; t < n; t++)
-                            for (int k = 0; k < count; k++) y[(i + t) * rows + row + k] = tile[t * Q4_KRows8.Rows + row - first + k];
+                            for (int k = 0; k < count; k++) y[(i + t) * rows + row + k] = tile[t * RowGroups.Rows + row - first + k];
                     }
                     r += count - 1;
                     continue;
@@ -459,7 +477,7 @@ public unsafe struct MatMulBatch
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void SingleTokenRows(ref MatMulBatch b, int start, int end)
     {
-        float* y8 = stackalloc float[Q4_KRows8.Rows];
+        float* y8 = stackalloc float[RowGroups.Rows];
         int r = start;
         while (r < end)
         {
@@ -476,19 +494,17 @@ public unsafe struct MatMulBatch
             if (b._xq != null && m.Grouped)
             {
                 // Whole groups straight to the group kernel; a group cut by the chunk (or matrix) bounds through y8.
-                int sbs = b._cols / KQuants.QK_K;
                 while (r < stop)
                 {
                     int local = r - first, g0 = local & ~7;
-                    byte* group = m.Data + g0 * rowBytes;
-                    if (local == g0 && r + Q4_KRows8.Rows <= stop)
+                    if (local == g0 && r + RowGroups.Rows <= stop)
                     {
-                        Q4_KRows8.Dot(group, b._xq, b._xd, b._xl, sbs, y + r);
-                        r += Q4_KRows8.Rows;
+                        m.GroupDot(g0, b._xq, b._xd, b._xl, y + r);
+                        r += RowGroups.Rows;
                         continue;
                     }
-                    Q4_KRows8.Dot(group, b._xq, b._xd, b._xl, sbs, y8);
-                    for (; r < stop && r - first < g0 + Q4_KRows8.Rows; r++) y[r] = y8[r - first - g0];
+                    m.GroupDot(g0, b._xq, b._xd, b._xl, y8);
+                    for (; r < stop && r - first < g0 + RowGroups.Rows; r++) y[r] = y8[r - first - g0];
                 }
             }
             else if (b._xq != null && m.Type == GgmlType.Q4_0)

@@ -6,35 +6,37 @@ using Tova.Tests.Kernels;
 namespace Tova.Tests.Model;
 
 /// <summary>
-/// Q4_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
+/// Q4_K and IQ4_XS matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
 /// them, and every product (one token, tiles of several; chunks cut anywhere) equals the one-row kernel's.
 /// </summary>
 public unsafe class GroupedRowsTests
 {
     private const int Cols = 512;
 
-    private static (WeightMatrix m, byte[] file) Q4_K(int rows, int seed)
+    private static (WeightMatrix m, byte[] file) Matrix(GgmlType type, int rows, int seed)
     {
-        var file = KQuantDotTests.RandomRow(GgmlType.Q4_K, rows * Cols / KQuants.QK_K, new Random(seed));
+        var file = KQuantDotTests.RandomRow(type, rows * Cols / KQuants.QK_K, new Random(seed));
         var data = GC.AllocateArray<byte>(file.Length, pinned: true);
         file.CopyTo(data, 0);
-        return (new WeightMatrix("w", GgmlType.Q4_K, rows, Cols, data), file);
+        return (new WeightMatrix("w", type, rows, Cols, data), file);
     }
 
-    /// <summary>y[t, row] by the one-row kernel (<see cref="KQuantDot.Q4_K"/>) on the file's bytes.</summary>
-    private static float[] OneRowKernel(byte[] file, int rows, float[] x, int batch)
+    /// <summary>y[t, row] by the type's one-row kernel (<see cref="QuantKernels.For"/>) on the file's bytes.</summary>
+    private static float[] OneRowKernel(GgmlType type, byte[] file, int rows, float[] x, int batch)
     {
         var act = new Q8Activations();
         act.Quantize(x);
         var y = new float[batch * rows];
-        int rowBytes = Cols / KQuants.QK_K * 144;
+        long rowBytes = GgmlTypeInfo.RowBytes(type, Cols);
+        var kernel = QuantKernels.For(type);
         fixed (byte* w = file)
         fixed (sbyte* q = act.Q)
         fixed (float* d = act.D, py = y)
         fixed (int* l = act.L)
+        fixed (short* h = act.H)
             for (int t = 0; t < batch; t++)
                 for (int k = 0; k < rows; k++)
-                    KQuantDot.Q4_K(w + k * rowBytes, q + t * Cols, d + t * Cols / 32, l + t * Cols / 32, Cols / KQuants.QK_K, Cols, 1, py + t * rows + k);
+                    kernel(w + k * rowBytes, q + t * Cols, d + t * Cols / 32, l + t * Cols / 32, h + t * Cols / 16, Cols, 1, py + t * rows + k);
         return y;
     }
 
@@ -46,13 +48,16 @@ public unsafe class GroupedRowsTests
         return x;
     }
 
-    [Fact]
-    public void RowsReadBackAsTheFileHasThem()
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.IQ4_XS)]
+    public void RowsReadBackAsTheFileHasThem(GgmlType type)
     {
-        var (m, file) = Q4_K(24, 1);
+        var (m, file) = Matrix(type, 24, 1);
         Assert.True(m.Grouped);
         Assert.True(m.OwnsData);
-        Assert.False(Q4_K(20, 2).m.Grouped);   // not a multiple of eight: row after row, as in the file
+        Assert.False(Matrix(type, 20, 2).m.Grouped);   // not a multiple of eight: row after row, as in the file
+        Assert.False(Matrix(GgmlType.Q6_K, 24, 3).m.Grouped);   // a type held row after row
         var bytes = new byte[m.RowBytes];
         var values = new float[Cols];
         var expected = new float[Cols];
@@ -61,7 +66,7 @@ public unsafe class GroupedRowsTests
             m.ReadRowBytes(r, bytes);
             Assert.Equal(file.AsSpan(r * (int)m.RowBytes, (int)m.RowBytes).ToArray(), bytes);
             m.ReadRow(r, values);
-            KQuants.Dequantize(GgmlType.Q4_K, bytes, expected);
+            Quantization.Dequantize(type, bytes, expected);
             Assert.Equal(expected, values);
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => m.ReadRowBytes(24, bytes));
@@ -69,17 +74,19 @@ public unsafe class GroupedRowsTests
     }
 
     [Theory]
-    [InlineData(1, 1)]
-    [InlineData(1, 2)]
-    [InlineData(3, 2)]    // a few tokens: one call of the group's tile kernel
-    [InlineData(8, 2)]
-    [InlineData(21, 1)]   // a full sixteen-token tile, then five tokens
-    [InlineData(37, 3)]
-    public void ProductsEqualTheOneRowKernel(int batch, int threads)
+    [InlineData(GgmlType.Q4_K, 1, 1)]
+    [InlineData(GgmlType.Q4_K, 1, 2)]
+    [InlineData(GgmlType.Q4_K, 3, 2)]    // a few tokens: one call of the group's tile kernel
+    [InlineData(GgmlType.Q4_K, 8, 2)]
+    [InlineData(GgmlType.Q4_K, 21, 1)]   // a full sixteen-token tile, then five tokens
+    [InlineData(GgmlType.Q4_K, 37, 3)]
+    [InlineData(GgmlType.IQ4_XS, 1, 2)]
+    [InlineData(GgmlType.IQ4_XS, 21, 2)]
+    public void ProductsEqualTheOneRowKernel(GgmlType type, int batch, int threads)
     {
-        var (m, file) = Q4_K(40, batch);
+        var (m, file) = Matrix(type, 40, batch);
         var x = Inputs(batch, batch + 7);
-        var expected = OneRowKernel(file, m.Rows, x, batch);
+        var expected = OneRowKernel(type, file, m.Rows, x, batch);
         using var pool = new WorkerPool(threads);
         var y = new float[batch * m.Rows];
         fixed (float* px = x, py = y) m.MatMul(pool, px, py, batch);
@@ -87,12 +94,14 @@ public unsafe class GroupedRowsTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(5)]
-    [InlineData(19)]
-    public void GroupsCutByChunksStillEqualTheOneRowKernel(int batch)
+    [InlineData(GgmlType.Q4_K, 1)]
+    [InlineData(GgmlType.Q4_K, 5)]
+    [InlineData(GgmlType.Q4_K, 19)]
+    [InlineData(GgmlType.IQ4_XS, 1)]
+    [InlineData(GgmlType.IQ4_XS, 19)]
+    public void GroupsCutByChunksStillEqualTheOneRowKernel(GgmlType type, int batch)
     {
-        // A 12-row Q4_0 matrix first puts the Q4_K matrix's groups off the pool's alignment, so chunks cut them.
+        // A 12-row Q4_0 matrix first puts the grouped matrix's groups off the pool's alignment, so chunks cut them.
         var r = new Random(batch);
         var w0 = new float[12 * Cols];
         for (int i = 0; i < w0.Length; i++) w0[i] = (float)(r.NextDouble() * 2 - 1);
@@ -100,9 +109,9 @@ public unsafe class GroupedRowsTests
         var pinned = GC.AllocateArray<byte>(enc.Length, pinned: true);
         enc.CopyTo(pinned, 0);
         var first = new WeightMatrix("a", GgmlType.Q4_0, 12, Cols, pinned);
-        var (m, file) = Q4_K(512, batch + 3);   // enough rows for the pool to split even one token's product
+        var (m, file) = Matrix(type, 512, batch + 3);   // enough rows for the pool to split even one token's product
         var x = Inputs(batch, batch);
-        var expected = OneRowKernel(file, m.Rows, x, batch);
+        var expected = OneRowKernel(type, file, m.Rows, x, batch);
         var alone = new float[batch * first.Rows];
         var y0 = new float[batch * first.Rows];
         var y1 = new float[batch * m.Rows];

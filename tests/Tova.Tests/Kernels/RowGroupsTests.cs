@@ -1,0 +1,145 @@
+using Tova.Formats;
+using Tova.Kernels;
+
+namespace Tova.Tests.Kernels;
+
+/// <summary>Rows held in groups of eight (<see cref="RowGroups"/>): the layout round-trips, and the group kernels equal the one-row kernels.</summary>
+public unsafe class RowGroupsTests
+{
+    /// <summary>Eight rows of random super-blocks; with <paramref name="anyHeader"/> the f16 scales take arbitrary finite bits.</summary>
+    private static byte[] Rows(GgmlType type, int superBlocks, Random r, bool anyHeader)
+    {
+        int bytes = RowGroups.For(type)!.BlockBytes;
+        var rows = new byte[RowGroups.Rows * superBlocks * bytes];
+        for (int k = 0; k < RowGroups.Rows; k++)
+            KQuantDotTests.RandomRow(type, superBlocks, r).CopyTo(rows, k * superBlocks * bytes);
+        if (anyHeader)
+            for (int b = 0; b < rows.Length; b += bytes)
+                for (int o = 0; o < (type == GgmlType.Q4_K ? 4 : 2); o += 2)
+                    rows[b + o + 1] = (byte)((r.Next(256) & 0x83) | (r.Next(3) == 0 ? 0 : 0x20));   // negative and subnormal too
+        return rows;
+    }
+
+    private static (Q8Activations act, int n) Activations(int superBlocks, int tokens, Random r)
+    {
+        int n = superBlocks * 256;
+        var x = new float[tokens * n];
+        for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
+        x[7] = 400;   // a block whose activations reach ±127
+        var act = new Q8Activations();
+        act.Quantize(x);
+        return (act, n);
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 1)]
+    [InlineData(GgmlType.Q4_K, 5)]
+    [InlineData(GgmlType.IQ4_XS, 3)]
+    public void PackedGroupUnpacksToTheFileBytes(GgmlType type, int superBlocks)
+    {
+        var layout = RowGroups.For(type)!;
+        var r = new Random(superBlocks);
+        int bytes = layout.BlockBytes;
+        var rows = new byte[RowGroups.Rows * superBlocks * bytes];
+        r.NextBytes(rows);
+        var group = new byte[superBlocks * layout.GroupBlockBytes];
+        var one = new byte[superBlocks * bytes];
+        fixed (byte* src = rows, g = group, row = one)
+        {
+            layout.Pack(src, superBlocks * bytes, superBlocks, g);
+            for (int k = 0; k < RowGroups.Rows; k++)
+            {
+                layout.UnpackRow(g, superBlocks, k, row);
+                Assert.Equal(rows.AsSpan(k * one.Length, one.Length).ToArray(), one);
+            }
+        }
+        // The documented layouts, for row 3: its d at bytes 6..7; a header byte; four quant bytes.
+        int row3 = 3 * one.Length;
+        Assert.Equal(rows[row3 + 1], group[7]);
+        if (type == GgmlType.Q4_K)
+        {
+            Assert.Equal(rows[row3 + 4 + 5], group[32 + 8 * 5 + 3]);                                                 // scale byte 5
+            Assert.Equal(rows.AsSpan(row3 + 16 + 36, 4).ToArray(), group.AsSpan(128 + 32 * 9 + 12, 4).ToArray());   // qs[36..40)
+        }
+        else
+        {
+            Assert.Equal(rows[row3 + 3], group[16 + 7]);                                                              // scales_h, high byte
+            Assert.Equal(rows[row3 + 4 + 2], group[32 + 8 * 2 + 3]);                                                 // scales_l byte 2
+            Assert.Equal(rows.AsSpan(row3 + 8 + 20, 4).ToArray(), group.AsSpan(64 + 32 * 5 + 12, 4).ToArray());     // qs[20..24)
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => { fixed (byte* g = group, row = one) layout.UnpackRow(g, superBlocks, 8, row); });
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 1, false)]
+    [InlineData(GgmlType.Q4_K, 3, true)]
+    [InlineData(GgmlType.Q4_K, 8, true)]
+    [InlineData(GgmlType.Q4_K, 11, false)]
+    [InlineData(GgmlType.IQ4_XS, 1, false)]
+    [InlineData(GgmlType.IQ4_XS, 3, true)]
+    [InlineData(GgmlType.IQ4_XS, 9, false)]
+    public void GroupKernelEqualsTheOneRowKernelPerRow(GgmlType type, int superBlocks, bool anyHeader)
+    {
+        var layout = RowGroups.For(type)!;
+        var r = new Random(100 + superBlocks + (int)type);
+        var rows = Rows(type, superBlocks, r, anyHeader);
+        var (act, n) = Activations(superBlocks, 1, r);
+        var group = new byte[superBlocks * layout.GroupBlockBytes];
+        var y = new float[8];
+        var oneRow = QuantKernels.For(type);
+        fixed (byte* src = rows, g = group)
+        fixed (sbyte* q = act.Q)
+        fixed (float* d = act.D, py = y)
+        fixed (int* l = act.L)
+        fixed (short* h = act.H)
+        {
+            layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
+            layout.Dot(g, q, d, l, superBlocks, py);
+            var w = new float[n];
+            for (int k = 0; k < 8; k++)
+            {
+                float one;
+                oneRow(src + k * superBlocks * layout.BlockBytes, q, d, l, h, n, 1, &one);
+                Assert.Equal(one, y[k]);
+                if (anyHeader) continue;
+                // Independent of both kernels: the reference dequantizer's row times the 8-bit activations, in double.
+                Quantization.Dequantize(type, rows.AsSpan(k * superBlocks * layout.BlockBytes, superBlocks * layout.BlockBytes), w);
+                double expected = 0;
+                for (int i = 0; i < n; i++) expected += (double)w[i] * act.D[i / 32] * act.Q[i];
+                Assert.True(Math.Abs(y[k] - expected) <= 1e-4 * (1 + Math.Abs(expected)), $"row {k}: {y[k]} vs {expected}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K, 1, 1)]
+    [InlineData(GgmlType.Q4_K, 3, 5)]
+    [InlineData(GgmlType.Q4_K, 2, 16)]
+    [InlineData(GgmlType.IQ4_XS, 2, 3)]
+    [InlineData(GgmlType.IQ4_XS, 1, 16)]
+    public void TileEqualsTheGroupKernelPerToken(GgmlType type, int superBlocks, int tokens)
+    {
+        var layout = RowGroups.For(type)!;
+        var r = new Random(200 + tokens);
+        var rows = Rows(type, superBlocks, r, anyHeader: true);
+        var (act, n) = Activations(superBlocks, tokens, r);
+        var group = new byte[superBlocks * layout.GroupBlockBytes];
+        var tile = new float[tokens * 10];   // token t's rows at 10t (a stride wider than the group)
+        var one = new float[8];
+        fixed (byte* src = rows, g = group)
+        fixed (sbyte* q = act.Q)
+        fixed (float* d = act.D, py = tile, po = one)
+        fixed (int* l = act.L)
+        {
+            layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
+            layout.Tile(g, q, d, l, superBlocks, n, tokens, py, 10);
+            for (int t = 0; t < tokens; t++)
+            {
+                layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, po);
+                Assert.Equal(one, tile.AsSpan(10 * t, 8).ToArray());
+                Assert.Equal(0f, tile[10 * t + 8]);
+            }
+        }
+        Assert.Throws<ArgumentOutOfRangeException>(() => { fixed (byte* g = group) layout.Tile(g, null, null, null, superBlocks, n, RowGroups.MaxTokens + 1, null, 10); });
+    }
+}
