@@ -123,10 +123,21 @@ internal static class Py
         _ => v.GetType().Name,
     };
 
-    public static bool Eq(object? a, object? b)
+    public static bool Eq(object? a, object? b) => Eq(a, b, 0);
+
+    /// <summary>How deep values may nest before printing or comparing them is an error (Python: a RecursionError).</summary>
+    private const int MaxNesting = 500;
+
+    private static void CheckNesting(int level)
+    {
+        if (level > MaxNesting) throw new InvalidOperationException($"the value is nested more than {MaxNesting} deep (does it contain itself?)");
+    }
+
+    private static bool Eq(object? a, object? b, int level)
     {
         a = Unwrap(a);
         b = Unwrap(b);
+        CheckNesting(level);
         if (a is null || b is null) return a is null && b is null;
         if (IsNumber(a) && IsNumber(b))
             return a is long or bool && b is long or bool ? ToLong(a) == ToLong(b) : ToDouble(a) == ToDouble(b);
@@ -137,14 +148,16 @@ internal static class Py
             case PyGenerator: return ReferenceEquals(a, b);
             case PyRange ra: return b is PyRange rb && Eq(new List<object?>(ra), new List<object?>(rb));
             case List<object?> la:
+                if (ReferenceEquals(a, b)) return true;   // as Python's containers compare their elements: identity first
                 if (b is not List<object?> lb || la.Count != lb.Count || (la is PyTuple) != (lb is PyTuple)) return false;
                 for (int i = 0; i < la.Count; i++)
-                    if (!Eq(la[i], lb[i])) return false;
+                    if (!Eq(la[i], lb[i], level + 1)) return false;
                 return true;
             case OrderedDictionary<object, object?> da:
+                if (ReferenceEquals(a, b)) return true;
                 if (b is not OrderedDictionary<object, object?> db || da.Count != db.Count) return false;
                 foreach (var kv in da)
-                    if (!db.TryGetValue(kv.Key, out var v) || !Eq(kv.Value, v)) return false;
+                    if (!db.TryGetValue(kv.Key, out var v) || !Eq(kv.Value, v, level + 1)) return false;
                 return true;
             default: return ReferenceEquals(a, b);
         }
@@ -187,17 +200,21 @@ internal static class Py
     };
 
     /// <summary>Python's repr().</summary>
-    public static string Repr(object? v)
+    public static string Repr(object? v) => Repr(v, 0);
+
+    private static string Repr(object? v, int level)
     {
+        CheckNesting(level);
+        string Inner(object? e) => Repr(e, level + 1);
         switch (v)
         {
             case string s: return StrRepr(s);
             case PyGenerator: return "<generator object>";
             case PyRange r: return r.ToString();
-            case PyTuple t: return t.Count == 1 ? "(" + Repr(t[0]) + ",)" : "(" + string.Join(", ", t.Select(Repr)) + ")";
-            case List<object?> l: return "[" + string.Join(", ", l.Select(Repr)) + "]";
-            case OrderedDictionary<object, object?> d: return "{" + string.Join(", ", d.Select(kv => Repr(kv.Key) + ": " + Repr(kv.Value))) + "}";
-            case Namespace ns: return "<Namespace " + string.Join(", ", ns.Attributes.Select(kv => kv.Key + "=" + Repr(kv.Value))) + ">";
+            case PyTuple t: return t.Count == 1 ? "(" + Inner(t[0]) + ",)" : "(" + string.Join(", ", t.Select(Inner)) + ")";
+            case List<object?> l: return "[" + string.Join(", ", l.Select(Inner)) + "]";
+            case OrderedDictionary<object, object?> d: return "{" + string.Join(", ", d.Select(kv => Inner(kv.Key) + ": " + Inner(kv.Value))) + "}";
+            case Namespace ns: return "<Namespace " + string.Join(", ", ns.Attributes.Select(kv => kv.Key + "=" + Inner(kv.Value))) + ">";
             case Callable c: return $"<function {c.Name}>";
             case LoopInfo: return "<LoopContext>";
             case Undefined: return "Undefined";

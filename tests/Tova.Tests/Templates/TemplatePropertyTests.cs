@@ -83,4 +83,15 @@ public class TemplatePropertyTests
         RendersOrFailsTyped("{{ " + string.Concat(Enumerable.Repeat("[", 100_000)) + " }}");
         RendersOrFailsTyped(string.Concat(Enumerable.Repeat("{% if true %}", 50_000)));
     }
+
+    [Theory]
+    [InlineData("{% set ns = namespace(v=1) %}{% set ns.v = ns %}{{ ns }}")]
+    [InlineData("{% set ns = namespace(d={}) %}{% set ns.d = {'a': [ns]} %}{{ ns.d }}")]
+    [InlineData("{% set ns = namespace(l=[]) %}{% for i in range(2000) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l }}")]
+    [InlineData("{% set ns = namespace(a=[], b=[]) %}{% for i in range(2000) %}{% set ns.a = [ns.a] %}{% set ns.b = [ns.b] %}{% endfor %}{{ ns.a == ns.b }}")]
+    public void ValuesTooDeepToPrintOrCompareAreATypedError(string source)
+    {
+        var e = Assert.Throws<TemplateException>(() => JinjaTemplate.Parse(source, "deep", TemplateFixtures.Options).Render(Variables));
+        Assert.Contains("nested more than", e.Message);
+    }
 }
