@@ -468,6 +468,21 @@ static unsafe class KernelBench
                     }
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"| {type} | 8 (8-row groups) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
+                    if (type == GgmlType.Q4_K && Q4_KRows8.IsLanesSupported)
+                        fixed (sbyte* xt = act.T)
+                        fixed (float* dt = act.DT)
+                        fixed (int* lt = act.LT)
+                        {
+                            sec = double.MaxValue;
+                            for (int k = 0; k < 5; k++)
+                            {
+                                var sw = Stopwatch.StartNew();
+                                for (int g = 0; g < rows / 8; g++) Q4_KRows8.TileLanes(pg + g * 8 * rowBytes, xt, dt, lt, sbs, o8, 8);
+                                sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+                            }
+                            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                                $"| {type} | 8 (8-row groups, 512-bit) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
+                        }
                 }
             }
             var lanes = QuantKernels.Lanes8For(type);

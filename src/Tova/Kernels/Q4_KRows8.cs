@@ -143,6 +143,107 @@ public static unsafe class Q4_KRows8
         }
     }
 
+    /// <summary>
+    /// The eight rows of a group times the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>:
+    /// activations xt, block scales dt, 8·Σq lt) with 512-bit vectors: two tokens per vector, lane 2r + u being row r
+    /// of token 2p + u (each row's four weight bytes repeated, each pair's activations broadcast as one 64-bit word).
+    /// Row r's result for token t goes to y[t·yStride + r]; every lane takes <see cref="Dot"/>'s steps, so each result
+    /// equals Dot's for that token. AVX-512BW only (<see cref="IsLanesSupported"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void TileLanes(byte* group, sbyte* xt, float* dt, int* lt, int superBlocks, float* y, long yStride)
+    {
+        if (!IsLanesSupported) throw new PlatformNotSupportedException("the 512-bit group tile needs AVX-512BW");
+        var mask = Vector512.Create((byte)0x0F);
+        var ones = Vector512.Create((short)1);
+        var spread = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        var acc = stackalloc Vector512<float>[4 * 8];   // [token pair p][sub-block k]
+        for (int i = 0; i < 32; i++) acc[i] = default;
+        var sv = stackalloc Vector512<float>[16];      // d·sc_k, then dmin/8·m_k, each row's value in both its lanes
+        byte* sm = stackalloc byte[128];
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = group + (long)sb * GroupBlockBytes;
+            var d = Halves(blk);
+            var dmin = Halves(blk + 16) * Vector256.Create(0.125f);
+            Scales(blk + 32, sm);
+            for (int k = 0; k < 8; k++)
+            {
+                sv[k] = Spread(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 8 * k)) * d, spread);
+                sv[8 + k] = Spread(Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 64 + 8 * k)) * dmin, spread);
+            }
+            for (int j = 0; j < 4; j++)
+            {
+                byte* q = blk + 128 + 256 * j;
+                var w0 = Spread(q, spread); var w1 = Spread(q + 32, spread); var w2 = Spread(q + 64, spread); var w3 = Spread(q + 96, spread);
+                var w4 = Spread(q + 128, spread); var w5 = Spread(q + 160, spread); var w6 = Spread(q + 192, spread); var w7 = Spread(q + 224, spread);
+                var l0 = w0 & mask; var l1 = w1 & mask; var l2 = w2 & mask; var l3 = w3 & mask;
+                var l4 = w4 & mask; var l5 = w5 & mask; var l6 = w6 & mask; var l7 = w7 & mask;
+                var h0 = High(w0, mask); var h1 = High(w1, mask); var h2 = High(w2, mask); var h3 = High(w3, mask);
+                var h4 = High(w4, mask); var h5 = High(w5, mask); var h6 = High(w6, mask); var h7 = High(w7, mask);
+                int k0 = 2 * j, b0 = sb * 8 + k0;
+                var sc0 = sv[k0]; var sc1 = sv[k0 + 1]; var mn0 = sv[8 + k0]; var mn1 = sv[9 + k0];
+                sbyte* x0 = xt + (long)b0 * 256, x1 = x0 + 256;
+                for (int p = 0; p < 4; p++, x0 += 8, x1 += 8)
+                {
+                    var s0 = Avx512BW.MultiplyAddAdjacent(Sum8(l0, l1, l2, l3, l4, l5, l6, l7, x0), ones);
+                    var s1 = Avx512BW.MultiplyAddAdjacent(Sum8(h0, h1, h2, h3, h4, h5, h6, h7, x1), ones);
+                    var a = acc + 8 * p + k0;
+                    a[0] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s0) * sc0 - Avx512F.ConvertToVector512Single(Pair(lt + b0 * 8 + 2 * p)) * mn0,
+                                                    Pair(dt + b0 * 8 + 2 * p), a[0]);
+                    a[1] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s1) * sc1 - Avx512F.ConvertToVector512Single(Pair(lt + b0 * 8 + 8 + 2 * p)) * mn1,
+                                                    Pair(dt + b0 * 8 + 8 + 2 * p), a[1]);
+                }
+            }
+        }
+        float* v = stackalloc float[16];
+        for (int p = 0; p < 4; p++)
+        {
+            var a = acc + 8 * p;
+            (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))).Store(v);
+            for (int r = 0; r < RowGroups.Rows; r++)
+            {
+                y[2 * p * yStride + r] = v[2 * r];
+                y[(2 * p + 1) * yStride + r] = v[2 * r + 1];
+            }
+        }
+    }
+
+    /// <summary>True where <see cref="TileLanes"/> runs (AVX-512BW).</summary>
+    public static bool IsLanesSupported => Avx512BW.IsSupported;
+
+    /// <summary>Eight lanes (one per row) to sixteen, each row's value in lanes 2r and 2r + 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Spread(Vector256<float> v, Vector512<int> spread) =>
+        Avx512F.PermuteVar16x32(v.ToVector512Unsafe(), spread);
+
+    /// <summary>The 32 bytes at q (four per row) with each row's four repeated: row r's in lanes 2r and 2r + 1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> Spread(byte* q, Vector512<int> spread) =>
+        Avx512F.PermuteVar16x32(Vector256.Load((int*)q).ToVector512Unsafe(), spread).AsByte();
+
+    /// <summary>Two consecutive 32-bit values in every pair of lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<float> Pair(float* p) => Vector512.Create(Unsafe.ReadUnaligned<double>(p)).AsSingle();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Pair(int* p) => Vector512.Create(Unsafe.ReadUnaligned<long>(p)).AsInt32();
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<byte> High(Vector512<byte> w, Vector512<byte> mask) => Avx512BW.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask;
+
+    /// <summary><see cref="Sum8"/> for two tokens: x holds the pair's four activations each (eight bytes) per group of four.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Sum8(Vector512<byte> u0, Vector512<byte> u1, Vector512<byte> u2, Vector512<byte> u3,
+                                         Vector512<byte> u4, Vector512<byte> u5, Vector512<byte> u6, Vector512<byte> u7, sbyte* x) =>
+        ((Avx512BW.MultiplyAddAdjacent(u0, Pair8(x)) + Avx512BW.MultiplyAddAdjacent(u1, Pair8(x + 32)))
+         + (Avx512BW.MultiplyAddAdjacent(u2, Pair8(x + 64)) + Avx512BW.MultiplyAddAdjacent(u3, Pair8(x + 96))))
+        + ((Avx512BW.MultiplyAddAdjacent(u4, Pair8(x + 128)) + Avx512BW.MultiplyAddAdjacent(u5, Pair8(x + 160)))
+           + (Avx512BW.MultiplyAddAdjacent(u6, Pair8(x + 192)) + Avx512BW.MultiplyAddAdjacent(u7, Pair8(x + 224))));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<sbyte> Pair8(sbyte* x) => Vector512.Create(Unsafe.ReadUnaligned<long>(x)).AsSByte();
+
     /// <summary>Σ over the eight vectors' u8 × s8 pairs against four activations each (x + 4i broadcast), in int16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<short> Sum8(Vector256<byte> u0, Vector256<byte> u1, Vector256<byte> u2, Vector256<byte> u3,

@@ -44,11 +44,19 @@ public sealed unsafe class RowGroups
     /// <summary>The most tokens <see cref="Tile"/> takes at once.</summary>
     public const int MaxTokens = 16;
 
+    /// <summary>
+    /// The group kernel for the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>), or null
+    /// where the type or the machine has none: (group, xt, dt, lt, superBlocks, y, yStride) — row r's result for token
+    /// t to y[t·yStride + r], each equal to <see cref="Dot"/>'s for that token.
+    /// </summary>
+    public delegate*<byte*, sbyte*, float*, int*, int, float*, long, void> Lanes { get; }
+
     private readonly int[] _widths;   // header fields' widths, in the file's order
     private readonly int _header;     // header bytes per row's block
 
     private RowGroups(GgmlType type, int[] headerWidths, delegate*<byte*, sbyte*, float*, int*, int, float*, void> dot,
-        delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile)
+        delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile,
+        delegate*<byte*, sbyte*, float*, int*, int, float*, long, void> lanes = null)
     {
         Type = type;
         _widths = headerWidths;
@@ -58,9 +66,11 @@ public sealed unsafe class RowGroups
         if ((BlockBytes - _header) % 4 != 0) throw new InvalidOperationException($"{type}: the quants are not whole 4-byte chunks");
         Dot = dot;
         Tile = tile;
+        Lanes = lanes;
     }
 
-    private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [2, 2, .. Enumerable.Repeat(1, 12)], &Q4_KRows8.Dot, &Q4_KRows8.Tile);
+    private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [2, 2, .. Enumerable.Repeat(1, 12)], &Q4_KRows8.Dot, &Q4_KRows8.Tile,
+        Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
     private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [2, 2, 1, 1, 1, 1], &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile);
 
     /// <summary>The group layout and kernels of <paramref name="type"/>, or null for types held row after row.</summary>

@@ -91,13 +91,21 @@ public sealed unsafe class WeightMatrix
     internal void GroupDot(int first, sbyte* xq, float* xd, int* xl, float* y) =>
         _rowGroups!.Dot(Data + (long)first * RowBytes, xq, xd, xl, SuperBlocks, y);
 
+    /// <summary>An interleaved eight-token tile against the group holding row <paramref name="first"/>: row first + r's result for token t to y[t·yStride + r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void GroupLanes(int first, sbyte* xt, float* dt, int* lt, float* y, long yStride) =>
+        _rowGroups!.Lanes(Data + (long)first * RowBytes, xt, dt, lt, SuperBlocks, y, yStride);
+
+    /// <summary>True if the group layout has a kernel for interleaved eight-token tiles (<see cref="GroupLanes"/>).</summary>
+    internal bool HasGroupLanes => _rowGroups is not null && _rowGroups.Lanes != null;
+
     /// <summary>
     /// 1..<see cref="RowGroups.MaxTokens"/> tokens (token t's activations at xq + t·Columns) against the group holding
-    /// row <paramref name="first"/>: row first + r's result for token t to y[t·8 + r].
+    /// row <paramref name="first"/>: row first + r's result for token t to y[t·yStride + r].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void GroupTile(int first, sbyte* xq, float* xd, int* xl, int tokens, float* y) =>
-        _rowGroups!.Tile(Data + (long)first * RowBytes, xq, xd, xl, SuperBlocks, Columns, tokens, y, RowGroups.Rows);
+    internal void GroupTile(int first, sbyte* xq, float* xd, int* xl, int tokens, float* y, long yStride) =>
+        _rowGroups!.Tile(Data + (long)first * RowBytes, xq, xd, xl, SuperBlocks, Columns, tokens, y, yStride);
 
     /// <summary>True if the data is a copy the matrix owns rather than a view of the model file.</summary>
     public bool OwnsData => _owned is not null;
@@ -398,16 +406,28 @@ public unsafe struct MatMulBatch
                 byte* w0 = m.Data + row * m.RowBytes;
                 if (m.Grouped)
                 {
-                    // Rows up to the end of their group of eight, by the group's tile kernel, up to sixteen tokens a
-                    // call (each super-block's weights unpacked once per call); a group cut by the bounds through tile.
+                    // Rows up to the end of their group of eight: the interleaved eight-token tiles by the group's lane
+                    // kernel where it has one, the other tokens by its tile kernel, up to sixteen a call (each
+                    // super-block's weights unpacked once per call); a group cut by the bounds goes through tile.
                     int first = row & ~7;
                     count = Math.Min(Math.Min(first + RowGroups.Rows - row, end - r), rows - row);
+                    bool whole = count == RowGroups.Rows;
+                    if (m.HasGroupLanes)
+                        for (int tg = 0; tg < b._tiles; tg++, i += 8)
+                        {
+                            m.GroupLanes(first, b._xt + (long)tg * b._nb * 256, b._dt + tg * b._nb * 8, b._lt + tg * b._nb * 8,
+                                         whole ? y + (long)i * rows + row : tile, whole ? rows : RowGroups.Rows);
+                            if (!whole)
+                                for (int t = 0; t < 8; t++)
+                                    for (int k = 0; k < count; k++) y[(i + t) * rows + row + k] = tile[t * RowGroups.Rows + row - first + k];
+                        }
                     for (; i < b._batch; i += RowGroups.MaxTokens)
                     {
                         int n = Math.Min(RowGroups.MaxTokens, b._batch - i);
-                        m.GroupTile(first, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, tile);
-                        for (int t = 0; t < n; t++)
-                            for (int k = 0; k < count; k++) y[(i + t) * rows + row + k] = tile[t * RowGroups.Rows + row - first + k];
+                        m.GroupTile(first, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, whole ? y + (long)i * rows + row : tile, whole ? rows : RowGroups.Rows);
+                        if (!whole)
+                            for (int t = 0; t < n; t++)
+                                for (int k = 0; k < count; k++) y[(i + t) * rows + row + k] = tile[t * RowGroups.Rows + row - first + k];
                     }
                     r += count - 1;
                     continue;

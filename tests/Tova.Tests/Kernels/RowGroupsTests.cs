@@ -142,4 +142,33 @@ public unsafe class RowGroupsTests
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => { fixed (byte* g = group) layout.Tile(g, null, null, null, superBlocks, n, RowGroups.MaxTokens + 1, null, 10); });
     }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void Q4_KLaneTileEqualsTheGroupKernelPerToken(int superBlocks)
+    {
+        if (!Q4_KRows8.IsLanesSupported) return;   // AVX-512BW only
+        var layout = RowGroups.For(GgmlType.Q4_K)!;
+        var r = new Random(300 + superBlocks);
+        var rows = Rows(GgmlType.Q4_K, superBlocks, r, anyHeader: true);
+        var (act, n) = Activations(superBlocks, 8, r);
+        act.Interleave8(8, n);
+        var group = new byte[superBlocks * layout.GroupBlockBytes];
+        var tile = new float[8 * 9];   // token t's rows at 9t
+        var one = new float[8];
+        fixed (byte* src = rows, g = group)
+        fixed (sbyte* q = act.Q, xt = act.T)
+        fixed (float* d = act.D, dt = act.DT, py = tile, po = one)
+        fixed (int* l = act.L, lt = act.LT)
+        {
+            layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
+            Q4_KRows8.TileLanes(g, xt, dt, lt, superBlocks, py, 9);
+            for (int t = 0; t < 8; t++)
+            {
+                layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, po);
+                Assert.Equal(one, tile.AsSpan(9 * t, 8).ToArray());
+            }
+        }
+    }
 }
