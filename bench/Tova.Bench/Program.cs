@@ -446,29 +446,33 @@ static unsafe class KernelBench
                 fixed (sbyte* q = act.Q)
                 fixed (float* d = act.D)
                 fixed (int* l = act.L)
+                fixed (short* h = act.H)
                 {
                     for (int g = 0; g < rows / 8; g++) layout.Pack(pw + g * 8 * rowBytes, rowBytes, sbs, pg + g * 8 * rowBytes);
-                    for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, sbs, o); // warm
+                    for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, h, sbs, o); // warm
                     double sec = double.MaxValue;
                     for (int k = 0; k < 20; k++)
                     {
                         var sw = Stopwatch.StartNew();
-                        for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, sbs, o);
+                        for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, h, sbs, o);
                         sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
                     }
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"| {type} | 1 (8-row groups) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols / sec / 1e9:F1} |"));
-                    for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8); // warm
-                    sec = double.MaxValue;
-                    for (int k = 0; k < 5; k++)
+                    if (layout.Tile != null)
                     {
-                        var sw = Stopwatch.StartNew();
-                        for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8);
-                        sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+                        for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8); // warm
+                        sec = double.MaxValue;
+                        for (int k = 0; k < 5; k++)
+                        {
+                            var sw = Stopwatch.StartNew();
+                            for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8);
+                            sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+                        }
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"| {type} | 8 (8-row groups) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
                     }
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"| {type} | 8 (8-row groups) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
-                    if (type == GgmlType.Q4_K && Q4_KRows8.IsLanesSupported)
+                    if (layout.Lanes != null)
                         fixed (sbyte* xt = act.T)
                         fixed (float* dt = act.DT)
                         fixed (int* lt = act.LT)
@@ -477,7 +481,7 @@ static unsafe class KernelBench
                             for (int k = 0; k < 5; k++)
                             {
                                 var sw = Stopwatch.StartNew();
-                                for (int g = 0; g < rows / 8; g++) Q4_KRows8.TileLanes(pg + g * 8 * rowBytes, xt, dt, lt, sbs, o8, 8);
+                                for (int g = 0; g < rows / 8; g++) layout.Lanes(pg + g * 8 * rowBytes, xt, dt, lt, sbs, o8, 8);
                                 sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
                             }
                             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -28,7 +28,7 @@ public static unsafe class IQ4_XSRows8
     /// float steps, FMA(Σ, (d·(s_k − 32))·xd_k, acc_k), the eight accumulators added in <see cref="Vector256.Sum{T}"/>'s order.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, float* y)
+    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {

@@ -26,7 +26,7 @@ public static unsafe class Q4_KRows8
     /// by FMA with xd into an accumulator of its own per k, the eight added in <see cref="Vector256.Sum{T}"/>'s order.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, float* y)
+    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
@@ -90,7 +90,7 @@ public static unsafe class Q4_KRows8
             float* one = stackalloc float[RowGroups.Rows];
             for (int t = 0; t < tokens; t++)
             {
-                Dot(group, xq + (long)t * stride, xd + t * nb, xl + t * nb, superBlocks, one);
+                Dot(group, xq + (long)t * stride, xd + t * nb, xl + t * nb, null, superBlocks, one);
                 for (int r = 0; r < RowGroups.Rows; r++) y[t * yStride + r] = one[r];
             }
             return;

@@ -7,12 +7,10 @@ namespace Tova.Kernels;
 /// The weight types whose matrices <c>WeightMatrix</c> holds in groups of eight rows, so that one token's product
 /// keeps a row in each 32-bit SIMD lane (no reduction across lanes per super-block, which bounds the one-row
 /// kernels), and their group kernels: one table for every reader. A group is rows 8g .. 8g + 7; super-block s of
-/// the group holds the same bytes as the eight rows' super-blocks s, rearranged:
-/// <code>
-///   header field f (width w_f bytes, at offset o_f of a row's block): row r's at 8·o_f + w_f·r
-///   then the quants (from byte H of a row's block, H the header's size): qs[4v .. 4v + 4) of row r at 8·H + 32v + 4r
-/// </code>
-/// so each 32-byte vector of quants holds four bytes of every row. One table (<see cref="For"/>) lists the types.
+/// the group holds the same bytes as the eight rows' super-blocks s, rearranged: first each header field (f of
+/// width w_f, in the table's order, at offset h_f of the group's header) with row r's at 8·h_f + w_f·r, then each
+/// run of quants in 4-byte chunks, chunk v of the runs taken in order with row r's at 8·H + 32v + 4r (H the header
+/// bytes per row) — so each 32-byte vector of quants holds the same four bytes of every row.
 /// </summary>
 public sealed unsafe class RowGroups
 {
@@ -29,15 +27,17 @@ public sealed unsafe class RowGroups
     public int GroupBlockBytes => Rows * BlockBytes;
 
     /// <summary>
-    /// The group kernel for one token: (group, xq, xd, xl, superBlocks, y) — row r's result to y[r], bit-identical
-    /// to the type's one-row kernel (<see cref="QuantKernels.For"/>) for that row.
+    /// The group kernel for one token: (group, xq, xd, xl, xh, superBlocks, y) — activations, their block scales,
+    /// 8·Σq and per-16 sums (<see cref="Q8Activations"/>); row r's result to y[r], bit-identical to the type's one-row
+    /// kernel (<see cref="QuantKernels.For"/>) for that row.
     /// </summary>
-    public delegate*<byte*, sbyte*, float*, int*, int, float*, void> Dot { get; }
+    public delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> Dot { get; }
 
     /// <summary>
-    /// The group kernel for 1..<see cref="MaxTokens"/> tokens: (group, xq, xd, xl, superBlocks, stride, tokens, y,
-    /// yStride) — token t's activations at xq + t·stride (block scales, 8·Σq at xd, xl + t·superBlocks·8), row r's
-    /// result for token t to y[t·yStride + r]; each equal to <see cref="Dot"/>'s for that token.
+    /// The group kernel for 1..<see cref="MaxTokens"/> tokens, or null (then prompts put the group back in the
+    /// file's layout for the one-row kernels): (group, xq, xd, xl, superBlocks, stride, tokens, y, yStride) — token
+    /// t's activations at xq + t·stride (block scales, 8·Σq at xd, xl + t·superBlocks·8), row r's result for token t
+    /// to y[t·yStride + r]; each equal to <see cref="Dot"/>'s for that token.
     /// </summary>
     public delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> Tile { get; }
 
@@ -51,33 +51,45 @@ public sealed unsafe class RowGroups
     /// </summary>
     public delegate*<byte*, sbyte*, float*, int*, int, float*, long, void> Lanes { get; }
 
-    private readonly int[] _widths;   // header fields' widths, in the file's order
-    private readonly int _header;     // header bytes per row's block
+    private readonly (int Offset, int Width)[] _header;   // header fields: offset in a row's block, width
+    private readonly (int Offset, int Bytes)[] _quants;   // runs of quants: offset in a row's block, length
+    private readonly int _headerBytes;                     // header bytes per row
 
-    private RowGroups(GgmlType type, int[] headerWidths, delegate*<byte*, sbyte*, float*, int*, int, float*, void> dot,
-        delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile,
+    private RowGroups(GgmlType type, (int Offset, int Width)[] header, (int Offset, int Bytes)[] quants,
+        delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> dot,
+        delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile = null,
         delegate*<byte*, sbyte*, float*, int*, int, float*, long, void> lanes = null)
     {
         Type = type;
-        _widths = headerWidths;
-        _header = headerWidths.Sum();
+        _header = header;
+        _quants = quants;
+        _headerBytes = header.Sum(f => f.Width);
         GgmlTypeInfo.TryGetBlock(type, out _, out int bytes);
         BlockBytes = bytes;
-        if ((BlockBytes - _header) % 4 != 0) throw new InvalidOperationException($"{type}: the quants are not whole 4-byte chunks");
+        if (_headerBytes + quants.Sum(q => q.Bytes) != BlockBytes || quants.Any(q => q.Bytes % 4 != 0))
+            throw new InvalidOperationException($"{type}: the group layout does not cover the {BlockBytes}-byte block in whole 4-byte chunks");
         Dot = dot;
         Tile = tile;
         Lanes = lanes;
     }
 
-    private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [2, 2, .. Enumerable.Repeat(1, 12)], &Q4_KRows8.Dot, &Q4_KRows8.Tile,
-        Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
-    private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [2, 2, 1, 1, 1, 1], &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile);
+    private static (int, int)[] Fields(int offset, int count, int width) => [.. Enumerable.Range(0, count).Select(i => (offset + i * width, width))];
+
+    // Q4_K { d, dmin, scales[12], qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] };
+    // Q6_K { ql[128], qh[64], scales[16], d }: d first, then the scales in pairs (the two of a block of 32 side by side).
+    private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], [(16, 128)],
+        &Q4_KRows8.Dot, &Q4_KRows8.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
+    private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], [(8, 128)],
+        &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile);
+    private static readonly RowGroups s_q6K = new(GgmlType.Q6_K, [(208, 2), .. Fields(192, 8, 2)], [(0, 128), (128, 64)],
+        &Q6_KRows8.Dot);
 
     /// <summary>The group layout and kernels of <paramref name="type"/>, or null for types held row after row.</summary>
     public static RowGroups? For(GgmlType type) => type switch
     {
         GgmlType.Q4_K => s_q4K,
         GgmlType.IQ4_XS => s_iq4XS,
+        GgmlType.Q6_K => s_q6K,
         _ => null,
     };
 
@@ -101,17 +113,18 @@ public sealed unsafe class RowGroups
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Move(byte* blk, byte* g, int r, bool toGroup)
     {
-        int o = 0;
-        foreach (int w in _widths)
+        int h = 0;
+        foreach (var (offset, width) in _header)
         {
-            byte* a = blk + o, b = g + Rows * o + w * r;
-            if (toGroup) Unsafe.CopyBlockUnaligned(b, a, (uint)w);
-            else Unsafe.CopyBlockUnaligned(a, b, (uint)w);
-            o += w;
+            byte* a = blk + offset, b = g + Rows * h + width * r;
+            if (toGroup) Unsafe.CopyBlockUnaligned(b, a, (uint)width);
+            else Unsafe.CopyBlockUnaligned(a, b, (uint)width);
+            h += width;
         }
-        byte* q = g + Rows * _header + 4 * r;
-        for (int v = 0; v < (BlockBytes - _header) / 4; v++)
-            if (toGroup) Unsafe.WriteUnaligned(q + 32 * v, Unsafe.ReadUnaligned<uint>(blk + _header + 4 * v));
-            else Unsafe.WriteUnaligned(blk + _header + 4 * v, Unsafe.ReadUnaligned<uint>(q + 32 * v));
+        byte* q = g + Rows * _headerBytes + 4 * r;
+        foreach (var (offset, bytes) in _quants)
+            for (int v = 0; v < bytes / 4; v++, q += 32)
+                if (toGroup) Unsafe.WriteUnaligned(q, Unsafe.ReadUnaligned<uint>(blk + offset + 4 * v));
+                else Unsafe.WriteUnaligned(blk + offset + 4 * v, Unsafe.ReadUnaligned<uint>(q));
     }
 }

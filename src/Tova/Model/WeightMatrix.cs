@@ -88,8 +88,17 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>One token against the group holding row <paramref name="first"/> (a multiple of 8): row first + r's result to y[r].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void GroupDot(int first, sbyte* xq, float* xd, int* xl, float* y) =>
-        _rowGroups!.Dot(Data + (long)first * RowBytes, xq, xd, xl, SuperBlocks, y);
+    internal void GroupDot(int first, sbyte* xq, float* xd, int* xl, short* xh, float* y) =>
+        _rowGroups!.Dot(Data + (long)first * RowBytes, xq, xd, xl, xh, SuperBlocks, y);
+
+    /// <summary>True if the group layout has a kernel for several tokens (<see cref="GroupTile"/>).</summary>
+    internal bool HasGroupTile => _rowGroups is not null && _rowGroups.Tile != null;
+
+    /// <summary>The eight rows of the group holding row <paramref name="first"/> in the file's layout: row first + r to dst + r·RowBytes.</summary>
+    internal void UnpackGroup(int first, byte* dst)
+    {
+        for (int r = 0; r < RowGroups.Rows; r++) _rowGroups!.UnpackRow(Data + (long)first * RowBytes, SuperBlocks, r, dst + r * RowBytes);
+    }
 
     /// <summary>An interleaved eight-token tile against the group holding row <paramref name="first"/>: row first + r's result for token t to y[t·yStride + r].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -144,7 +153,7 @@ public sealed unsafe class WeightMatrix
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal float DotRow(int r, float* x, sbyte* xq, float* xd, int* xl, short* xh)
     {
-        if (Grouped) return GroupedRow(r, x, xq, xd, xl);
+        if (Grouped) return GroupedRow(r, x, xq, xd, xl, xh);
         byte* row = Data + r * RowBytes;
         return Type switch
         {
@@ -156,12 +165,12 @@ public sealed unsafe class WeightMatrix
     }
 
     /// <summary>Row r of a <see cref="Grouped"/> matrix: its group's kernel, or the row put back in the file's layout for float activations.</summary>
-    private float GroupedRow(int r, float* x, sbyte* xq, float* xd, int* xl)
+    private float GroupedRow(int r, float* x, sbyte* xq, float* xd, int* xl, short* xh)
     {
         if (xq != null)
         {
             float* y = stackalloc float[RowGroups.Rows];
-            GroupDot(r & ~7, xq, xd, xl, y);
+            GroupDot(r & ~7, xq, xd, xl, xh, y);
             return y[r & 7];
         }
         Span<byte> bytes = RowBytes <= 16384 ? stackalloc byte[(int)RowBytes] : new byte[RowBytes];
@@ -408,29 +417,36 @@ public unsafe struct MatMulBatch
                 {
                     // Rows up to the end of their group of eight: the interleaved eight-token tiles by the group's lane
                     // kernel where it has one, the other tokens by its tile kernel, up to sixteen a call (each
-                    // super-block's weights unpacked once per call); a group cut by the bounds goes through tile.
+                    // super-block's weights unpacked once per call), or one token at a time for a few tokens; a group
+                    // cut by the bounds goes through tile. Without a tile kernel, prompts put the group back in the
+                    // file's layout (a per-thread buffer) for the row kernels below.
                     int first = row & ~7;
                     count = Math.Min(Math.Min(first + RowGroups.Rows - row, end - r), rows - row);
-                    bool whole = count == RowGroups.Rows;
-                    if (m.HasGroupLanes)
-                        for (int tg = 0; tg < b._tiles; tg++, i += 8)
-                        {
-                            m.GroupLanes(first, b._xt + (long)tg * b._nb * 256, b._dt + tg * b._nb * 8, b._lt + tg * b._nb * 8,
-                                         whole ? y + (long)i * rows + row : tile, whole ? rows : RowGroups.Rows);
-                            if (!whole)
-                                for (int t = 0; t < 8; t++)
-                                    for (int k = 0; k < count; k++) y[(i + t) * rows + row + k] = tile[t * RowGroups.Rows + row - first + k];
-                        }
-                    for (; i < b._batch; i += RowGroups.MaxTokens)
+                    if (m.HasGroupTile || b._batch < 8)
                     {
-                        int n = Math.Min(RowGroups.MaxTokens, b._batch - i);
-                        m.GroupTile(first, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, whole ? y + (long)i * rows + row : tile, whole ? rows : RowGroups.Rows);
-                        if (!whole)
-                            for (int t = 0; t < n; t++)
-                                for (int k = 0; k < count; k++) y[(i + t) * rows + row + k] = tile[t * RowGroups.Rows + row - first + k];
+                        bool whole = count == RowGroups.Rows;
+                        if (m.HasGroupLanes)
+                            for (int tg = 0; tg < b._tiles; tg++, i += 8)
+                            {
+                                m.GroupLanes(first, b._xt + (long)tg * b._nb * 256, b._dt + tg * b._nb * 8, b._lt + tg * b._nb * 8,
+                                             whole ? y + (long)i * rows + row : tile, whole ? rows : RowGroups.Rows);
+                                if (!whole) CopyRows(tile, 8, y + (long)i * rows + row, rows, row - first, count);
+                            }
+                        for (int n; i < b._batch; i += n)
+                        {
+                            float* dst = whole ? y + (long)i * rows + row : tile;
+                            long stride = whole ? rows : RowGroups.Rows;
+                            n = m.HasGroupTile ? Math.Min(RowGroups.MaxTokens, b._batch - i) : 1;
+                            if (m.HasGroupTile) m.GroupTile(first, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, n, dst, stride);
+                            else m.GroupDot(first, b._xq + i * b._cols, b._xd + i * b._nb, b._xl + i * b._nb, b._xh + i * b._nb * 2, dst);
+                            if (!whole) CopyRows(tile, n, y + (long)i * rows + row, rows, row - first, count);
+                        }
+                        r += count - 1;
+                        continue;
                     }
-                    r += count - 1;
-                    continue;
+                    byte* fileRows = GroupScratch(RowGroups.Rows * m.RowBytes);
+                    m.UnpackGroup(first, fileRows);
+                    w0 = fileRows + (row - first) * m.RowBytes;
                 }
                 int g = 0;
                 if (b._groups > 0 && (b._layouts & TokenGroups.Bytes) != 0 && m.UsesLanes16)
@@ -490,6 +506,22 @@ public unsafe struct MatMulBatch
         }
     }
 
+    /// <summary>Rows [from, from + count) of each of <paramref name="tokens"/> groups' results (eight per token in src) to y[t·stride + k].</summary>
+    private static void CopyRows(float* src, int tokens, float* y, long stride, int from, int count)
+    {
+        for (int t = 0; t < tokens; t++)
+            for (int k = 0; k < count; k++) y[t * stride + k] = src[t * RowGroups.Rows + from + k];
+    }
+
+    [ThreadStatic] private static byte[]? t_group;
+
+    /// <summary>This thread's buffer of at least <paramref name="bytes"/> bytes for a group of rows in the file's layout.</summary>
+    private static byte* GroupScratch(long bytes)
+    {
+        if (t_group is null || t_group.Length < bytes) t_group = GC.AllocateArray<byte>((int)bytes, pinned: true);
+        return (byte*)Unsafe.AsPointer(ref t_group[0]);
+    }
+
     /// <summary>Rows per block of the batched loop: as many as fit in about 16 KB (1..16).</summary>
     private static int RowBlock(long rowBytes) => (int)Math.Clamp(16384 / rowBytes, 1, 16);
 
@@ -519,11 +551,11 @@ public unsafe struct MatMulBatch
                     int local = r - first, g0 = local & ~7;
                     if (local == g0 && r + RowGroups.Rows <= stop)
                     {
-                        m.GroupDot(g0, b._xq, b._xd, b._xl, y + r);
+                        m.GroupDot(g0, b._xq, b._xd, b._xl, b._xh, y + r);
                         r += RowGroups.Rows;
                         continue;
                     }
-                    m.GroupDot(g0, b._xq, b._xd, b._xl, y8);
+                    m.GroupDot(g0, b._xq, b._xd, b._xl, b._xh, y8);
                     for (; r < stop && r - first < g0 + RowGroups.Rows; r++) y[r] = y8[r - first - g0];
                 }
             }

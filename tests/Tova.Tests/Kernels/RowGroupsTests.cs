@@ -35,6 +35,7 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q4_K, 1)]
     [InlineData(GgmlType.Q4_K, 5)]
     [InlineData(GgmlType.IQ4_XS, 3)]
+    [InlineData(GgmlType.Q6_K, 2)]
     public void PackedGroupUnpacksToTheFileBytes(GgmlType type, int superBlocks)
     {
         var layout = RowGroups.For(type)!;
@@ -55,11 +56,18 @@ public unsafe class RowGroupsTests
         }
         // The documented layouts, for row 3: its d at bytes 6..7; a header byte; four quant bytes.
         int row3 = 3 * one.Length;
-        Assert.Equal(rows[row3 + 1], group[7]);
+        if (type != GgmlType.Q6_K) Assert.Equal(rows[row3 + 1], group[7]);
         if (type == GgmlType.Q4_K)
         {
             Assert.Equal(rows[row3 + 4 + 5], group[32 + 8 * 5 + 3]);                                                 // scale byte 5
             Assert.Equal(rows.AsSpan(row3 + 16 + 36, 4).ToArray(), group.AsSpan(128 + 32 * 9 + 12, 4).ToArray());   // qs[36..40)
+        }
+        else if (type == GgmlType.Q6_K)
+        {
+            Assert.Equal(rows[row3 + 209], group[7]);                                                                 // d, high byte
+            Assert.Equal(rows[row3 + 192 + 5], group[16 + 16 * 2 + 2 * 3 + 1]);                                      // scale 5: block 2's second
+            Assert.Equal(rows.AsSpan(row3 + 20, 4).ToArray(), group.AsSpan(144 + 32 * 5 + 12, 4).ToArray());        // ql[20..24)
+            Assert.Equal(rows.AsSpan(row3 + 128 + 8, 4).ToArray(), group.AsSpan(1168 + 32 * 2 + 12, 4).ToArray());  // qh[8..12)
         }
         else
         {
@@ -78,6 +86,9 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.IQ4_XS, 1, false)]
     [InlineData(GgmlType.IQ4_XS, 3, true)]
     [InlineData(GgmlType.IQ4_XS, 9, false)]
+    [InlineData(GgmlType.Q6_K, 1, false)]
+    [InlineData(GgmlType.Q6_K, 3, true)]
+    [InlineData(GgmlType.Q6_K, 8, false)]
     public void GroupKernelEqualsTheOneRowKernelPerRow(GgmlType type, int superBlocks, bool anyHeader)
     {
         var layout = RowGroups.For(type)!;
@@ -94,7 +105,7 @@ public unsafe class RowGroupsTests
         fixed (short* h = act.H)
         {
             layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
-            layout.Dot(g, q, d, l, superBlocks, py);
+            layout.Dot(g, q, d, l, h, superBlocks, py);
             var w = new float[n];
             for (int k = 0; k < 8; k++)
             {
@@ -130,12 +141,13 @@ public unsafe class RowGroupsTests
         fixed (sbyte* q = act.Q)
         fixed (float* d = act.D, py = tile, po = one)
         fixed (int* l = act.L)
+        fixed (short* h = act.H)
         {
             layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
             layout.Tile(g, q, d, l, superBlocks, n, tokens, py, 10);
             for (int t = 0; t < tokens; t++)
             {
-                layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, po);
+                layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, h + t * n / 16, superBlocks, po);
                 Assert.Equal(one, tile.AsSpan(10 * t, 8).ToArray());
                 Assert.Equal(0f, tile[10 * t + 8]);
             }
@@ -161,12 +173,13 @@ public unsafe class RowGroupsTests
         fixed (sbyte* q = act.Q, xt = act.T)
         fixed (float* d = act.D, dt = act.DT, py = tile, po = one)
         fixed (int* l = act.L, lt = act.LT)
+        fixed (short* h = act.H)
         {
             layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
             Q4_KRows8.TileLanes(g, xt, dt, lt, superBlocks, py, 9);
             for (int t = 0; t < 8; t++)
             {
-                layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, superBlocks, po);
+                layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, h + t * n / 16, superBlocks, po);
                 Assert.Equal(one, tile.AsSpan(9 * t, 8).ToArray());
             }
         }

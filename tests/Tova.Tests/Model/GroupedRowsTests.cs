@@ -6,7 +6,7 @@ using Tova.Tests.Kernels;
 namespace Tova.Tests.Model;
 
 /// <summary>
-/// Q4_K and IQ4_XS matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
+/// Q4_K, IQ4_XS and Q6_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
 /// them, and every product (one token, tiles of several; chunks cut anywhere) equals the one-row kernel's.
 /// </summary>
 public unsafe class GroupedRowsTests
@@ -51,13 +51,14 @@ public unsafe class GroupedRowsTests
     [Theory]
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.IQ4_XS)]
+    [InlineData(GgmlType.Q6_K)]
     public void RowsReadBackAsTheFileHasThem(GgmlType type)
     {
         var (m, file) = Matrix(type, 24, 1);
         Assert.True(m.Grouped);
         Assert.True(m.OwnsData);
         Assert.False(Matrix(type, 20, 2).m.Grouped);   // not a multiple of eight: row after row, as in the file
-        Assert.False(Matrix(GgmlType.Q6_K, 24, 3).m.Grouped);   // a type held row after row
+        Assert.False(Matrix(GgmlType.Q5_K, 24, 3).m.Grouped);   // a type held row after row
         var bytes = new byte[m.RowBytes];
         var values = new float[Cols];
         var expected = new float[Cols];
@@ -82,6 +83,8 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q4_K, 37, 3)]
     [InlineData(GgmlType.IQ4_XS, 1, 2)]
     [InlineData(GgmlType.IQ4_XS, 21, 2)]
+    [InlineData(GgmlType.Q6_K, 3, 2)]    // no tile kernel: one token at a time
+    [InlineData(GgmlType.Q6_K, 37, 2)]   // no tile kernel: each group put back in the file's layout for the row kernels
     public void ProductsEqualTheOneRowKernel(GgmlType type, int batch, int threads)
     {
         var (m, file) = Matrix(type, 40, batch);
@@ -99,6 +102,8 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q4_K, 19)]
     [InlineData(GgmlType.IQ4_XS, 1)]
     [InlineData(GgmlType.IQ4_XS, 19)]
+    [InlineData(GgmlType.Q6_K, 5)]
+    [InlineData(GgmlType.Q6_K, 19)]
     public void GroupsCutByChunksStillEqualTheOneRowKernel(GgmlType type, int batch)
     {
         // A 12-row Q4_0 matrix first puts the grouped matrix's groups off the pool's alignment, so chunks cut them.
