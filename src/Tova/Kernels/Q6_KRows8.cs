@@ -9,11 +9,11 @@ namespace Tova.Kernels;
 /// <code>
 ///   [0, 16)        d of rows 0..7 (f16)
 ///   [16, 144)      scales 2b and 2b + 1 (int8, those of activation block b) of row r at 16 + 16b + 2r
-///   [144, 1168)    ql[4v .. 4v + 4) of row r at 144 + 32v + 4r (v in 0..31)
-///   [1168, 1680)   qh[4u .. 4u + 4) of row r at 1168 + 32u + 4r (u in 0..15)
+///   [144, 1680)    for half n, i in 0..7: at c = 144 + 96·(8n + i), of row r at c + 4r, ql[64n + 4i ..+ 4),
+///                  at c + 32 + 4r ql[64n + 32 + 4i ..+ 4), at c + 64 + 4r qh[32n + 4i ..+ 4)
 /// </code>
-/// For half n and i in 0..7, ql chunks 16n + i and 16n + 8 + i with qh chunk 8n + i give, per row, values 4i..4i + 3
-/// of blocks 4n .. 4n + 3 (their 6-bit values u; the value is u − 32). u·q pairs by u8 × s8 multiply-adds (at most
+/// The three vectors at c give, per row, values 4i..4i + 3 of the half's blocks 4n .. 4n + 3 (their 6-bit values u;
+/// the value is u − 32). u·q pairs by u8 × s8 multiply-adds (at most
 /// 2·63·127), two of them added in int16, times the group's scale by the int16 → int32 multiply-add; the −32 from
 /// the activations' per-16 sums paired with the block's two scales.
 /// </summary>
@@ -57,7 +57,7 @@ public static unsafe class Q6_KRows8
             float* xds = xd + sb * 8;
             for (int n = 0; n < 2; n++)
             {
-                byte* ql = blk + 144 + 512 * n, qh = blk + 1168 + 256 * n;
+                byte* qn = blk + 144 + 768 * n;
                 sbyte* xn = x + 128 * n;
                 int b0 = 4 * n;
                 // Per block m of the half: the pair of scales (int16 each), and each scale repeated in both halves of its lane.
@@ -68,8 +68,8 @@ public static unsafe class Q6_KRows8
                     var s0 = Repeat(p0, half); var s1 = Repeat(p1, half); var s2 = Repeat(p2, half); var s3 = Repeat(p3, half);
                     for (int i = 4 * half; i < 4 * half + 4; i += 2)
                     {
-                        Values(ql, qh, i, lo4, out var a0, out var a1, out var a2, out var a3);
-                        Values(ql, qh, i + 1, lo4, out var c0, out var c1, out var c2, out var c3);
+                        Values(qn + 96 * i, lo4, out var a0, out var a1, out var a2, out var a3);
+                        Values(qn + 96 * i + 96, lo4, out var c0, out var c1, out var c2, out var c3);
                         sbyte* xi = xn + 4 * i;
                         t0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a0, Q4_KRows8.Quad(xi)) + Avx2.MultiplyAddAdjacent(c0, Q4_KRows8.Quad(xi + 4)), s0);
                         t1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a1, Q4_KRows8.Quad(xi + 32)) + Avx2.MultiplyAddAdjacent(c1, Q4_KRows8.Quad(xi + 36)), s1);
@@ -87,15 +87,16 @@ public static unsafe class Q6_KRows8
     }
 
     /// <summary>
-    /// The 6-bit values of chunk i of a half, per row, for its four blocks: low nibbles of ql chunk i (block 0) and
-    /// of chunk 8 + i (block 1), high nibbles of the same (blocks 2, 3), each with two bits of qh chunk i above.
+    /// The 6-bit values of chunk i of a half, per row, for its four blocks (q: its three vectors): low nibbles of the
+    /// first (block 0) and of the second (block 1), high nibbles of the same (blocks 2, 3), each with two bits of the
+    /// third above.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Values(byte* ql, byte* qh, int i, Vector256<byte> lo4, out Vector256<byte> u0, out Vector256<byte> u1, out Vector256<byte> u2, out Vector256<byte> u3)
+    private static void Values(byte* q, Vector256<byte> lo4, out Vector256<byte> u0, out Vector256<byte> u1, out Vector256<byte> u2, out Vector256<byte> u3)
     {
-        var a = Vector256.Load(ql + 32 * i);
-        var b = Vector256.Load(ql + 32 * (8 + i));
-        var h = Vector256.Load(qh + 32 * i);
+        var a = Vector256.Load(q);
+        var b = Vector256.Load(q + 32);
+        var h = Vector256.Load(q + 64);
         var top = Vector256.Create((byte)0x30);
         u0 = (a & lo4) | (Avx2.ShiftLeftLogical(h.AsUInt16(), 4).AsByte() & top);
         u1 = (b & lo4) | (Avx2.ShiftLeftLogical(h.AsUInt16(), 2).AsByte() & top);

@@ -8,9 +8,10 @@ namespace Tova.Kernels;
 /// keeps a row in each 32-bit SIMD lane (no reduction across lanes per super-block, which bounds the one-row
 /// kernels), and their group kernels: one table for every reader. A group is rows 8g .. 8g + 7; super-block s of
 /// the group holds the same bytes as the eight rows' super-blocks s, rearranged: first each header field (f of
-/// width w_f, in the table's order, at offset h_f of the group's header) with row r's at 8·h_f + w_f·r, then each
-/// run of quants in 4-byte chunks, chunk v of the runs taken in order with row r's at 8·H + 32v + 4r (H the header
-/// bytes per row) — so each 32-byte vector of quants holds the same four bytes of every row.
+/// width w_f, in the table's order, at offset h_f of the group's header) with row r's at 8·h_f + w_f·r, then the
+/// quants in 4-byte chunks, in the order the type's kernel reads them: chunk v's bytes of row r at 8·H + 32v + 4r
+/// (H the header bytes per row) — so each 32-byte vector of quants holds the same four bytes of every row, and a
+/// kernel reads the group's super-block from start to end.
 /// </summary>
 public sealed unsafe class RowGroups
 {
@@ -52,22 +53,23 @@ public sealed unsafe class RowGroups
     public delegate*<byte*, sbyte*, float*, int*, int, float*, long, void> Lanes { get; }
 
     private readonly (int Offset, int Width)[] _header;   // header fields: offset in a row's block, width
-    private readonly (int Offset, int Bytes)[] _quants;   // runs of quants: offset in a row's block, length
+    private readonly int[] _chunks;                        // offset in a row's block of each 4-byte chunk of quants, in group order
     private readonly int _headerBytes;                     // header bytes per row
 
-    private RowGroups(GgmlType type, (int Offset, int Width)[] header, (int Offset, int Bytes)[] quants,
+    private RowGroups(GgmlType type, (int Offset, int Width)[] header, int[] chunks,
         delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> dot,
         delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile = null,
         delegate*<byte*, sbyte*, float*, int*, int, float*, long, void> lanes = null)
     {
         Type = type;
         _header = header;
-        _quants = quants;
+        _chunks = chunks;
         _headerBytes = header.Sum(f => f.Width);
         GgmlTypeInfo.TryGetBlock(type, out _, out int bytes);
         BlockBytes = bytes;
-        if (_headerBytes + quants.Sum(q => q.Bytes) != BlockBytes || quants.Any(q => q.Bytes % 4 != 0))
-            throw new InvalidOperationException($"{type}: the group layout does not cover the {BlockBytes}-byte block in whole 4-byte chunks");
+        var covered = header.SelectMany(f => Enumerable.Range(f.Offset, f.Width)).Concat(chunks.SelectMany(c => Enumerable.Range(c, 4))).Order();
+        if (!covered.SequenceEqual(Enumerable.Range(0, BlockBytes)))
+            throw new InvalidOperationException($"{type}: the group layout does not cover each byte of the {BlockBytes}-byte block once");
         Dot = dot;
         Tile = tile;
         Lanes = lanes;
@@ -75,13 +77,18 @@ public sealed unsafe class RowGroups
 
     private static (int, int)[] Fields(int offset, int count, int width) => [.. Enumerable.Range(0, count).Select(i => (offset + i * width, width))];
 
-    // Q4_K { d, dmin, scales[12], qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] };
-    // Q6_K { ql[128], qh[64], scales[16], d }: d first, then the scales in pairs (the two of a block of 32 side by side).
-    private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], [(16, 128)],
+    /// <summary>The chunks of <paramref name="bytes"/> bytes of quants from <paramref name="offset"/>, in file order.</summary>
+    private static int[] Run(int offset, int bytes) => [.. Enumerable.Range(0, bytes / 4).Select(v => offset + 4 * v)];
+
+    // Q4_K { d, dmin, scales[12], qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants in file order.
+    // Q6_K { ql[128], qh[64], scales[16], d }: d first, the scales in pairs (the two of a block of 32 side by side),
+    // then per half n and i in 0..7 the three chunks that make values 4i..4i + 3 of the half's four blocks.
+    private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
         &Q4_KRows8.Dot, &Q4_KRows8.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
-    private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], [(8, 128)],
+    private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], Run(8, 128),
         &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile);
-    private static readonly RowGroups s_q6K = new(GgmlType.Q6_K, [(208, 2), .. Fields(192, 8, 2)], [(0, 128), (128, 64)],
+    private static readonly RowGroups s_q6K = new(GgmlType.Q6_K, [(208, 2), .. Fields(192, 8, 2)],
+        [.. Enumerable.Range(0, 16).SelectMany(c => new[] { 64 * (c / 8) + 4 * (c % 8), 64 * (c / 8) + 32 + 4 * (c % 8), 128 + 32 * (c / 8) + 4 * (c % 8) })],
         &Q6_KRows8.Dot);
 
     /// <summary>The group layout and kernels of <paramref name="type"/>, or null for types held row after row.</summary>
@@ -122,9 +129,11 @@ public sealed unsafe class RowGroups
             h += width;
         }
         byte* q = g + Rows * _headerBytes + 4 * r;
-        foreach (var (offset, bytes) in _quants)
-            for (int v = 0; v < bytes / 4; v++, q += 32)
-                if (toGroup) Unsafe.WriteUnaligned(q, Unsafe.ReadUnaligned<uint>(blk + offset + 4 * v));
-                else Unsafe.WriteUnaligned(blk + offset + 4 * v, Unsafe.ReadUnaligned<uint>(q));
+        foreach (int offset in _chunks)
+        {
+            if (toGroup) Unsafe.WriteUnaligned(q, Unsafe.ReadUnaligned<uint>(blk + offset));
+            else Unsafe.WriteUnaligned(blk + offset, Unsafe.ReadUnaligned<uint>(q));
+            q += 32;
+        }
     }
 }

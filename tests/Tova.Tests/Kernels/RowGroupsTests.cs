@@ -66,8 +66,9 @@ public unsafe class RowGroupsTests
         {
             Assert.Equal(rows[row3 + 209], group[7]);                                                                 // d, high byte
             Assert.Equal(rows[row3 + 192 + 5], group[16 + 16 * 2 + 2 * 3 + 1]);                                      // scale 5: block 2's second
-            Assert.Equal(rows.AsSpan(row3 + 20, 4).ToArray(), group.AsSpan(144 + 32 * 5 + 12, 4).ToArray());        // ql[20..24)
-            Assert.Equal(rows.AsSpan(row3 + 128 + 8, 4).ToArray(), group.AsSpan(1168 + 32 * 2 + 12, 4).ToArray());  // qh[8..12)
+            Assert.Equal(rows.AsSpan(row3 + 64 + 20, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 12, 4).ToArray());       // ql[84..88): n 1, i 5
+            Assert.Equal(rows.AsSpan(row3 + 64 + 52, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 32 + 12, 4).ToArray());  // ql[116..120)
+            Assert.Equal(rows.AsSpan(row3 + 128 + 32 + 20, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 64 + 12, 4).ToArray());  // qh[52..56)
         }
         else
         {
