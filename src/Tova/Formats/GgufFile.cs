@@ -157,6 +157,9 @@ public sealed unsafe class GgufFile : IDisposable
         _tensorsByName.TryGetValue(name, out var t) ? t : throw new InvalidDataException($"{Path}: tensor '{name}' is missing");
 
     /// <summary>Pointer to a tensor's data in the map.</summary>
+    /// <summary>Releases the resident pages of a range of the file's map (<see cref="MappedFile.ReleasePages"/>).</summary>
+    public void ReleasePages(byte* p, long length) => _file.ReleasePages(p, length);
+
     public byte* TensorData(GgufTensorInfo t)
     {
         if (!t.HasKnownLayout)

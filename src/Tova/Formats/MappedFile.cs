@@ -1,9 +1,10 @@
 using System.IO.MemoryMappedFiles;
+using System.Runtime.InteropServices;
 
 namespace Tova.Formats;
 
 /// <summary>A read-only memory map of a whole file. Weights are used in place from <see cref="Pointer"/>.</summary>
-public sealed unsafe class MappedFile : IDisposable
+public sealed unsafe partial class MappedFile : IDisposable
 {
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
@@ -37,6 +38,26 @@ public sealed unsafe class MappedFile : IDisposable
             throw new InvalidDataException($"{Path}: range of {length} bytes is too large for one span");
         return new ReadOnlySpan<byte>(_ptr + offset, (int)length);
     }
+
+    /// <summary>
+    /// Tells the system that the process no longer needs the pages wholly inside [p, p + length) (a range of this
+    /// map) resident: on Linux they leave the process's resident memory and stay in the page cache, read again from it
+    /// if touched. For weights the model holds a copy of (<c>WeightMatrix.Grouped</c>). Elsewhere it does nothing.
+    /// </summary>
+    public void ReleasePages(byte* p, long length)
+    {
+        if (p < Pointer || length < 0 || p + length > _ptr + Length)
+            throw new ArgumentOutOfRangeException(nameof(p), "the range lies outside the map");
+        if (!OperatingSystem.IsLinux()) return;
+        long page = Environment.SystemPageSize;
+        long start = ((long)p + page - 1) / page * page, end = ((long)p + length) / page * page;
+        if (end > start) _ = Madvise((nint)start, (nuint)(end - start), MadvDontNeed);   // advice only: a failure changes nothing
+    }
+
+    private const int MadvDontNeed = 4;
+
+    [LibraryImport("libc", EntryPoint = "madvise")]
+    private static partial int Madvise(nint address, nuint length, int advice);
 
     public void Dispose()
     {

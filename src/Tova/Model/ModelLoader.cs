@@ -273,9 +273,11 @@ public static unsafe class ModelLoader
             var (type, data) = s.Matrix(name, rows, columns);
             if (count < 0) count = rows;
             byte* start = (byte*)data + first * GgmlTypeInfo.RowBytes(type, columns);
-            return rope && halfSplit
+            var m = rope && halfSplit
                 ? RopeLayout.ToInterleaved(name, type, count, columns, start, hd, rd)
                 : new WeightMatrix(name, type, count, columns, start);
+            if (m.OwnsData) s.Copied((nint)start, m.ByteSize);   // the file's pages are no longer read
+            return m;
         }
         float[] Vector(TensorRole role, int layer, int n, bool norm = false, bool rope = false)
         {

@@ -24,6 +24,12 @@ internal abstract unsafe class WeightSource
     /// <summary>The vector <paramref name="name"/> of <paramref name="n"/> values as floats (F32, F16 or BF16), checked.</summary>
     public abstract float[] Vector(string name, int n, bool norm);
 
+    /// <summary>
+    /// Called with a range of data <see cref="Matrix"/> returned once the model holds its own copy of it: a source over
+    /// a memory map may drop the range's pages from resident memory. By default nothing.
+    /// </summary>
+    public virtual void Copied(nint data, long bytes) { }
+
     /// <summary>Every tensor the source holds, named as GGUF names them where the architecture knows it, else as stored.</summary>
     public abstract IEnumerable<string> Names { get; }
 
@@ -53,6 +59,8 @@ internal sealed unsafe class GgufWeightSource(GgufFile g) : WeightSource
             throw new NotSupportedException($"{g.Path}: tensor '{name}' has type {t.Type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightTypesText})");
         return (t.Type, (nint)g.TensorData(t));
     }
+
+    public override void Copied(nint data, long bytes) => g.ReleasePages((byte*)data, bytes);
 
     public override float[] Vector(string name, int n, bool norm)
     {
