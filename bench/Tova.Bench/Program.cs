@@ -402,14 +402,16 @@ static unsafe class KernelBench
     {
         const int rows = 5632, cols = 2048;
         var r = new Random(1);
-        var x = new float[cols * 8];
+        var x = new float[cols * 16];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
         var act = new Q8Activations();
         act.Quantize(x);
-        act.Interleave8(8, cols);
-        act.HalfSums8(8, cols);
-        float* o = stackalloc float[8];
-        float* o8 = stackalloc float[64];
+        act.Interleave8(16, cols);
+        act.HalfSums8(16, cols);
+        bool wide = System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
+        if (wide) act.Group16(16, cols, TokenGroups.Bytes | TokenGroups.HalfSums);
+        float* o = stackalloc float[16];
+        float* o8 = stackalloc float[128];
         Console.WriteLine("| type | tokens | ms per matrix | GB/s of weights | GMAC/s |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
         foreach (var type in GgmlTypeInfo.SupportedWeightTypes)
@@ -506,6 +508,27 @@ static unsafe class KernelBench
                 }
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {type} | 8 (lanes) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
+                if (wide && type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K)
+                    fixed (sbyte* t16 = act.T16)
+                    fixed (float* d16 = act.D16)
+                    fixed (int* lt16 = act.LT16, ht16 = act.HT16)
+                    {
+                        sec = double.MaxValue;
+                        for (int k = 0; k < 5; k++)
+                        {
+                            var sw = Stopwatch.StartNew();
+                            for (int i = 0; i < rows; i++)
+                            {
+                                byte* w = pw + i * rowBytes;
+                                if (type == GgmlType.Q4_0) IntDot.Q4_0Lanes16(w, t16, d16, lt16, cols / 32, o);
+                                else if (type == GgmlType.Q4_K) KQuantDot.Q4_KLanes16(w, t16, d16, lt16, cols / 256, o);
+                                else KQuantDot.Q6_KLanes16(w, t16, d16, ht16, cols / 256, o);
+                            }
+                            sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+                        }
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"| {type} | 16 (lanes, 512-bit) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 16 / sec / 1e9:F1} |"));
+                    }
             }
         }
     }
