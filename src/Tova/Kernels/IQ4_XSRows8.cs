@@ -32,7 +32,7 @@ public static unsafe class IQ4_XSRows8
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            OneRowEach(group, xq, xd, xl, superBlocks, y);
+            RowGroups.For(Formats.GgmlType.IQ4_XS)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
             return;
         }
         var table = BlockDot.Levels();
@@ -72,12 +72,7 @@ public static unsafe class IQ4_XSRows8
         int nb = superBlocks * 8;
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            float* one = stackalloc float[RowGroups.Rows];
-            for (int t = 0; t < tokens; t++)
-            {
-                OneRowEach(group, xq + (long)t * stride, xd + t * nb, xl + t * nb, superBlocks, one);
-                for (int r = 0; r < RowGroups.Rows; r++) y[t * yStride + r] = one[r];
-            }
+            RowGroups.For(Formats.GgmlType.IQ4_XS)!.TileByDot(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
             return;
         }
         var table = BlockDot.Levels();
@@ -161,19 +156,5 @@ public static unsafe class IQ4_XSRows8
             ls[2 * b] = Avx.ConvertToVector256Single(even - Vector256.Create(32)) * d;
             ls[2 * b + 1] = Avx.ConvertToVector256Single(odd - Vector256.Create(32)) * d;
         }
-    }
-
-    /// <summary>The one-row kernel on each row put back in the file's layout (machines without AVX2 and FMA).</summary>
-    private static void OneRowEach(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, float* y)
-    {
-        int bytes = superBlocks * BlockBytes;
-        Span<byte> buffer = bytes > 65536 ? new byte[bytes] : stackalloc byte[bytes];
-        var layout = RowGroups.For(Formats.GgmlType.IQ4_XS)!;
-        fixed (byte* row = buffer)
-            for (int r = 0; r < RowGroups.Rows; r++)
-            {
-                layout.UnpackRow(group, superBlocks, r, row);
-                SuperBlockDot.IQ4_XS(row, xq, xd, xl, null, superBlocks * 256, 1, y + r);
-            }
     }
 }

@@ -30,16 +30,7 @@ public static unsafe class Q4_KRows8
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            // The one-row kernel on each row put back in the file's layout.
-            int bytes = superBlocks * 144;
-            Span<byte> buffer = bytes > 65536 ? new byte[bytes] : stackalloc byte[bytes];
-            var layout = RowGroups.For(Formats.GgmlType.Q4_K)!;
-            fixed (byte* row = buffer)
-                for (int r = 0; r < RowGroups.Rows; r++)
-                {
-                    layout.UnpackRow(group, superBlocks, r, row);
-                    KQuantDot.Q4_K(row, xq, xd, xl, superBlocks, superBlocks * 256, 1, y + r);
-                }
+            RowGroups.For(Formats.GgmlType.Q4_K)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
             return;
         }
         var mask = Vector256.Create((byte)0x0F);
@@ -87,12 +78,7 @@ public static unsafe class Q4_KRows8
         int nb = superBlocks * 8;
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            float* one = stackalloc float[RowGroups.Rows];
-            for (int t = 0; t < tokens; t++)
-            {
-                Dot(group, xq + (long)t * stride, xd + t * nb, xl + t * nb, null, superBlocks, one);
-                for (int r = 0; r < RowGroups.Rows; r++) y[t * yStride + r] = one[r];
-            }
+            RowGroups.For(Formats.GgmlType.Q4_K)!.TileByDot(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
             return;
         }
         var mask = Vector256.Create((byte)0x0F);

@@ -33,15 +33,7 @@ public static unsafe class Q6_KRows8
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
-            int bytes = superBlocks * BlockBytes;
-            Span<byte> buffer = bytes > 65536 ? new byte[bytes] : stackalloc byte[bytes];
-            var layout = RowGroups.For(Formats.GgmlType.Q6_K)!;
-            fixed (byte* row = buffer)
-                for (int r = 0; r < RowGroups.Rows; r++)
-                {
-                    layout.UnpackRow(group, superBlocks, r, row);
-                    KQuantDot.Q6_K(row, xq, xd, xh, superBlocks, superBlocks * 256, 1, y + r);
-                }
+            RowGroups.For(Formats.GgmlType.Q6_K)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
             return;
         }
         var acc = stackalloc Vector256<float>[8];

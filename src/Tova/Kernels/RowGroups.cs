@@ -116,6 +116,35 @@ public sealed unsafe class RowGroups
             Move(dst + sb * BlockBytes, group + (long)sb * GroupBlockBytes, row, toGroup: false);
     }
 
+    /// <summary>
+    /// The type's one-row kernel (<see cref="QuantKernels.For"/>) on each row of the group put back in the file's
+    /// layout, arguments as <see cref="Dot"/>: the group kernels' fall-back where AVX2 and FMA are missing.
+    /// </summary>
+    internal void DotByRows(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
+    {
+        int bytes = superBlocks * BlockBytes;
+        Span<byte> buffer = bytes > 65536 ? new byte[bytes] : stackalloc byte[bytes];
+        var kernel = QuantKernels.For(Type);
+        fixed (byte* row = buffer)
+            for (int r = 0; r < Rows; r++)
+            {
+                UnpackRow(group, superBlocks, r, row);
+                kernel(row, xq, xd, xl, xh, superBlocks * 256, 1, y + r);
+            }
+    }
+
+    /// <summary><see cref="Dot"/> per token, arguments as <see cref="Tile"/>: the tile kernels' fall-back where AVX2 and FMA are missing.</summary>
+    internal void TileByDot(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
+    {
+        int nb = superBlocks * 8;
+        float* one = stackalloc float[Rows];
+        for (int t = 0; t < tokens; t++)
+        {
+            Dot(group, xq + (long)t * stride, xd + t * nb, xl + t * nb, null, superBlocks, one);
+            for (int r = 0; r < Rows; r++) y[t * yStride + r] = one[r];
+        }
+    }
+
     /// <summary>Moves one row's super-block between the file's layout (blk) and its place in a group's super-block (g).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void Move(byte* blk, byte* g, int r, bool toGroup)
