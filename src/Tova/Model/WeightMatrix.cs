@@ -129,9 +129,15 @@ public sealed unsafe class WeightMatrix
             Quantization.Dequantize(Type, new ReadOnlySpan<byte>(Data + row * RowBytes, (int)RowBytes), dst[..Columns]);
             return;
         }
-        Span<byte> bytes = RowBytes <= 16384 ? stackalloc byte[(int)RowBytes] : new byte[RowBytes];
-        ReadRowBytes(row, bytes);
-        Quantization.Dequantize(Type, bytes, dst[..Columns]);
+        // One super-block at a time: no buffer as long as the row (this runs per token for a grouped embedding table).
+        int blockBytes = _rowGroups!.BlockBytes;
+        byte* blk = stackalloc byte[blockBytes];
+        byte* group = Data + (long)(row & ~7) * RowBytes;
+        for (int sb = 0; sb < SuperBlocks; sb++)
+        {
+            _rowGroups.UnpackRow(group + (long)sb * _rowGroups.GroupBlockBytes, 1, row & 7, blk);
+            Quantization.Dequantize(Type, new ReadOnlySpan<byte>(blk, blockBytes), dst.Slice(sb * 256, 256));
+        }
     }
 
     /// <summary>Copies row <paramref name="row"/>'s bytes, in the file's layout, into <paramref name="dst"/> (length <see cref="RowBytes"/>).</summary>
