@@ -402,16 +402,16 @@ static unsafe class KernelBench
     {
         const int rows = 5632, cols = 2048;
         var r = new Random(1);
-        var x = new float[cols * 16];
+        var x = new float[cols * 32];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
         var act = new Q8Activations();
         act.Quantize(x);
-        act.Interleave8(16, cols);
-        act.HalfSums8(16, cols);
+        act.Interleave8(32, cols);
+        act.HalfSums8(32, cols);
         bool wide = System.Runtime.Intrinsics.X86.Avx512BW.IsSupported;
         if (wide) act.Group16(16, cols, TokenGroups.Bytes | TokenGroups.HalfSums);
         float* o = stackalloc float[16];
-        float* o8 = stackalloc float[128];
+        float* o8 = stackalloc float[256];
         Console.WriteLine("| type | tokens | ms per matrix | GB/s of weights | GMAC/s |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
         foreach (var type in GgmlTypeInfo.SupportedWeightTypes)
@@ -476,19 +476,19 @@ static unsafe class KernelBench
                     }
                     if (layout.Lanes != null)
                         fixed (sbyte* xt = act.T)
-                        fixed (float* dt = act.DT)
-                        fixed (int* lt = act.LT)
-                        {
-                            sec = double.MaxValue;
-                            for (int k = 0; k < 5; k++)
+                        fixed (float* dt = act.DT, lf = act.LF)
+                            foreach (int tiles in new[] { 1, RowGroups.MaxLaneTiles }.Distinct())
                             {
-                                var sw = Stopwatch.StartNew();
-                                for (int g = 0; g < rows / 8; g++) layout.Lanes(pg + g * 8 * rowBytes, xt, dt, lt, sbs, o8, 8);
-                                sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+                                sec = double.MaxValue;
+                                for (int k = 0; k < 5; k++)
+                                {
+                                    var sw = Stopwatch.StartNew();
+                                    for (int g = 0; g < rows / 8; g++) layout.Lanes(pg + g * 8 * rowBytes, xt, dt, lf, sbs, tiles, o8, 8);
+                                    sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+                                }
+                                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                                    $"| {type} | {8 * tiles} (8-row groups, 512-bit) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 * tiles / sec / 1e9:F1} |"));
                             }
-                            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                                $"| {type} | 8 (8-row groups, 512-bit) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
-                        }
                 }
             }
             var lanes = QuantKernels.Lanes8For(type);

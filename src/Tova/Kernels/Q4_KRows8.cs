@@ -129,22 +129,32 @@ public static unsafe class Q4_KRows8
         }
     }
 
+    /// <summary>The most interleaved tiles <see cref="TileLanes"/> takes at once.</summary>
+    public const int MaxLaneTiles = 4;
+
     /// <summary>
-    /// The eight rows of a group times the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>:
-    /// activations xt, block scales dt, 8·Σq lt) with 512-bit vectors: two tokens per vector, lane 2r + u being row r
-    /// of token 2p + u (each row's four weight bytes repeated, each pair's activations broadcast as one 64-bit word).
-    /// Row r's result for token t goes to y[t·yStride + r]; every lane takes <see cref="Dot"/>'s steps, so each result
-    /// equals Dot's for that token. AVX-512BW only (<see cref="IsLanesSupported"/>).
+    /// The eight rows of a group times the eight tokens of each of 1..<see cref="MaxLaneTiles"/> interleaved tiles
+    /// (<see cref="Q8Activations.Interleave8"/>: activations xt, block scales dt, 8·Σq as floats lf; tile g's at
+    /// xt + g·nb·256, dt + g·nb·8, lf + g·nb·8, nb = 8·superBlocks) with 512-bit vectors: two tokens per vector, lane
+    /// 2r + u being row r of token 2p + u (each row's four weight bytes repeated, each pair's activations broadcast
+    /// as one 64-bit word). Each super-block's weights are unpacked and its scales spread once for all the tiles.
+    /// Row r's result for token t (tiles' tokens in order) goes to y[t·yStride + r]; every lane takes
+    /// <see cref="Dot"/>'s steps (8·Σq converted exactly), so each result equals Dot's for that token. AVX-512BW only
+    /// (<see cref="IsLanesSupported"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void TileLanes(byte* group, sbyte* xt, float* dt, int* lt, int superBlocks, float* y, long yStride)
+    public static void TileLanes(byte* group, sbyte* xt, float* dt, float* lf, int superBlocks, int tiles, float* y, long yStride)
     {
         if (!IsLanesSupported) throw new PlatformNotSupportedException("the 512-bit group tile needs AVX-512BW");
+        if ((uint)(tiles - 1) >= MaxLaneTiles) throw new ArgumentOutOfRangeException(nameof(tiles), tiles, $"a call takes 1..{MaxLaneTiles} tiles");
+        int nb = superBlocks * 8;
+        long tileBytes = (long)nb * 256;
+        int tileScales = nb * 8;
         var mask = Vector512.Create((byte)0x0F);
         var ones = Vector512.Create((short)1);
         var spread = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-        var acc = stackalloc Vector512<float>[4 * 8];   // [token pair p][sub-block k]
-        for (int i = 0; i < 32; i++) acc[i] = default;
+        var acc = stackalloc Vector512<float>[MaxLaneTiles * 4 * 8];   // [tile g][token pair p][sub-block k]
+        for (int i = 0; i < tiles * 32; i++) acc[i] = default;
         var sv = stackalloc Vector512<float>[16];      // d·sc_k, then dmin/8·m_k, each row's value in both its lanes
         byte* sm = stackalloc byte[128];
         for (int sb = 0; sb < superBlocks; sb++)
@@ -169,21 +179,23 @@ public static unsafe class Q4_KRows8
                 var h4 = High(w4, mask); var h5 = High(w5, mask); var h6 = High(w6, mask); var h7 = High(w7, mask);
                 int k0 = 2 * j, b0 = sb * 8 + k0;
                 var sc0 = sv[k0]; var sc1 = sv[k0 + 1]; var mn0 = sv[8 + k0]; var mn1 = sv[9 + k0];
-                sbyte* x0 = xt + (long)b0 * 256, x1 = x0 + 256;
-                for (int p = 0; p < 4; p++, x0 += 8, x1 += 8)
+                for (int g = 0; g < tiles; g++)
                 {
-                    var s0 = Avx512BW.MultiplyAddAdjacent(Sum8(l0, l1, l2, l3, l4, l5, l6, l7, x0), ones);
-                    var s1 = Avx512BW.MultiplyAddAdjacent(Sum8(h0, h1, h2, h3, h4, h5, h6, h7, x1), ones);
-                    var a = acc + 8 * p + k0;
-                    a[0] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s0) * sc0 - Avx512F.ConvertToVector512Single(Pair(lt + b0 * 8 + 2 * p)) * mn0,
-                                                    Pair(dt + b0 * 8 + 2 * p), a[0]);
-                    a[1] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s1) * sc1 - Avx512F.ConvertToVector512Single(Pair(lt + b0 * 8 + 8 + 2 * p)) * mn1,
-                                                    Pair(dt + b0 * 8 + 8 + 2 * p), a[1]);
+                    sbyte* x0 = xt + g * tileBytes + (long)b0 * 256, x1 = x0 + 256;
+                    float* d0 = dt + g * tileScales + b0 * 8, f0 = lf + g * tileScales + b0 * 8;
+                    var a = acc + 32 * g + k0;
+                    for (int p = 0; p < 4; p++, x0 += 8, x1 += 8, d0 += 2, f0 += 2, a += 8)
+                    {
+                        var s0 = Avx512BW.MultiplyAddAdjacent(Sum8(l0, l1, l2, l3, l4, l5, l6, l7, x0), ones);
+                        var s1 = Avx512BW.MultiplyAddAdjacent(Sum8(h0, h1, h2, h3, h4, h5, h6, h7, x1), ones);
+                        a[0] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s0) * sc0 - Pair(f0) * mn0, Pair(d0), a[0]);
+                        a[1] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(s1) * sc1 - Pair(f0 + 8) * mn1, Pair(d0 + 8), a[1]);
+                    }
                 }
             }
         }
         float* v = stackalloc float[16];
-        for (int p = 0; p < 4; p++)
+        for (int p = 0; p < 4 * tiles; p++)
         {
             var a = acc + 8 * p;
             (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))).Store(v);
@@ -211,9 +223,6 @@ public static unsafe class Q4_KRows8
     /// <summary>Two consecutive 32-bit values in every pair of lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Pair(float* p) => Vector512.Create(Unsafe.ReadUnaligned<double>(p)).AsSingle();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<int> Pair(int* p) => Vector512.Create(Unsafe.ReadUnaligned<long>(p)).AsInt32();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> High(Vector512<byte> w, Vector512<byte> mask) => Avx512BW.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask;

@@ -22,6 +22,7 @@ public sealed unsafe class Q8Activations
     public sbyte[] T = [];   // [tiles, cols / 32, 8 groups of 4 values, 8 tokens, 4]
     public float[] DT = [];  // [tiles, cols / 32, 8 tokens]
     public int[] LT = [];    // [tiles, cols / 32, 8 tokens]
+    public float[] LF = [];  // [tiles, cols / 32, 8 tokens]  LT as floats (exact; the grouped Q4_K tile kernel)
     public int[] HT = [];    // [tiles, cols / 16, 8 tokens]  Σ Q over each 16 values (Q6_K's −32 offset; HalfSums8)
 
     // Sixteen-token groups for the 512-bit kernels, built from pairs of tiles by BuildGroups. Int16 (WideDot): for
@@ -36,7 +37,7 @@ public sealed unsafe class Q8Activations
     public int Blocks => Length / Quantization.QK;
 
     /// <summary>
-    /// Builds <see cref="T"/>, <see cref="DT"/> and <see cref="LT"/> for the first ⌊rows / 8⌋·8 of the quantized
+    /// Builds <see cref="T"/>, <see cref="DT"/>, <see cref="LT"/> and <see cref="LF"/> for the first ⌊rows / 8⌋·8 of the quantized
     /// rows (each <paramref name="cols"/> long): for tile g, block b, group j, token t, the four values
     /// Q[(8g + t)·cols + 32b + 4j ..+4]. Returns the number of tiles.
     /// </summary>
@@ -59,6 +60,7 @@ public sealed unsafe class Q8Activations
             T = GC.AllocateArray<sbyte>(n, pinned: true);
             DT = GC.AllocateArray<float>(n / Quantization.QK, pinned: true);
             LT = GC.AllocateArray<int>(n / Quantization.QK, pinned: true);
+            LF = GC.AllocateArray<float>(n / Quantization.QK, pinned: true);
         }
         return tiles;
     }
@@ -84,6 +86,7 @@ public sealed unsafe class Q8Activations
                     {
                         DT[o + k] = D[(g * 8 + k) * nb + b];
                         LT[o + k] = L[(g * 8 + k) * nb + b];
+                        LF[o + k] = LT[o + k];
                     }
                 }
         }

@@ -46,11 +46,16 @@ public sealed unsafe class RowGroups
     public const int MaxTokens = 16;
 
     /// <summary>
-    /// The group kernel for the eight tokens of an interleaved tile (<see cref="Q8Activations.Interleave8"/>), or null
-    /// where the type or the machine has none: (group, xt, dt, lt, superBlocks, y, yStride) — row r's result for token
-    /// t to y[t·yStride + r], each equal to <see cref="Dot"/>'s for that token.
+    /// The group kernel for the eight tokens of each of 1..<see cref="MaxLaneTiles"/> interleaved tiles
+    /// (<see cref="Q8Activations.Interleave8"/>), or null where the type or the machine has none: (group, xt, dt, lf,
+    /// superBlocks, tiles, y, yStride) — tile g's activations at xt + g·nb·256, its block scales and 8·Σq (floats) at
+    /// dt, lf + g·nb·8 (nb = 8·superBlocks); row r's result for token t (the tiles' tokens in order) to
+    /// y[t·yStride + r], each equal to <see cref="Dot"/>'s for that token.
     /// </summary>
-    public delegate*<byte*, sbyte*, float*, int*, int, float*, long, void> Lanes { get; }
+    public delegate*<byte*, sbyte*, float*, float*, int, int, float*, long, void> Lanes { get; }
+
+    /// <summary>The most tiles <see cref="Lanes"/> takes at once.</summary>
+    public const int MaxLaneTiles = Q4_KRows8.MaxLaneTiles;
 
     private readonly (int Offset, int Width)[] _header;   // header fields: offset in a row's block, width
     private readonly int[] _chunks;                        // offset in a row's block of each 4-byte chunk of quants, in group order
@@ -59,7 +64,7 @@ public sealed unsafe class RowGroups
     private RowGroups(GgmlType type, (int Offset, int Width)[] header, int[] chunks,
         delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> dot,
         delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile = null,
-        delegate*<byte*, sbyte*, float*, int*, int, float*, long, void> lanes = null)
+        delegate*<byte*, sbyte*, float*, float*, int, int, float*, long, void> lanes = null)
     {
         Type = type;
         _header = header;

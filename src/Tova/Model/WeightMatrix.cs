@@ -100,10 +100,13 @@ public sealed unsafe class WeightMatrix
         for (int r = 0; r < RowGroups.Rows; r++) _rowGroups!.UnpackRow(Data + (long)first * RowBytes, SuperBlocks, r, dst + r * RowBytes);
     }
 
-    /// <summary>An interleaved eight-token tile against the group holding row <paramref name="first"/>: row first + r's result for token t to y[t·yStride + r].</summary>
+    /// <summary>
+    /// 1..<see cref="RowGroups.MaxLaneTiles"/> interleaved eight-token tiles (tile g's at xt + g·nb·256, dt, lf + g·nb·8)
+    /// against the group holding row <paramref name="first"/>: row first + r's result for token t to y[t·yStride + r].
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void GroupLanes(int first, sbyte* xt, float* dt, int* lt, float* y, long yStride) =>
-        _rowGroups!.Lanes(Data + (long)first * RowBytes, xt, dt, lt, SuperBlocks, y, yStride);
+    internal void GroupLanes(int first, sbyte* xt, float* dt, float* lf, int tiles, float* y, long yStride) =>
+        _rowGroups!.Lanes(Data + (long)first * RowBytes, xt, dt, lf, SuperBlocks, tiles, y, yStride);
 
     /// <summary>True if the group layout has a kernel for interleaved eight-token tiles (<see cref="GroupLanes"/>).</summary>
     internal bool HasGroupLanes => _rowGroups is not null && _rowGroups.Lanes != null;
@@ -266,6 +269,7 @@ public unsafe struct MatMulBatch
     private sbyte* _xt;             // [tiles, cols / 32, 8, 8, 4]
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
+    private float* _lf;             // [tiles, cols / 32, 8]  _lt as floats
     private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K, Q2_K, Q3_K)
     private int _groups;            // sixteen-token groups (AVX-512, batch ≥ 16): int16 for Q8_0, bytes for Q4_K
     private TokenGroups _layouts;
@@ -330,12 +334,12 @@ public unsafe struct MatMulBatch
                 else Prepare((nint)self, 0, groups);
             }
             fixed (sbyte* q = scratch.Q, xt = scratch.T, t16 = scratch.T16)
-            fixed (float* d = scratch.D, dt = scratch.DT, d16 = scratch.D16)
+            fixed (float* d = scratch.D, dt = scratch.DT, lf = scratch.LF, d16 = scratch.D16)
             fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT, lt16 = scratch.LT16, ht16 = scratch.HT16)
             fixed (short* q16 = scratch.Q16, h = scratch.H)
             {
                 _xq = q; _xd = d; _xl = l; _xh = h;
-                _xt = xt; _dt = dt; _lt = lt; _ht = ht;
+                _xt = xt; _dt = dt; _lt = lt; _lf = lf; _ht = ht;
                 _q16 = q16; _t16 = t16; _d16 = d16; _lt16 = lt16; _ht16 = ht16;
                 Dispatch(pool);
             }
@@ -388,7 +392,7 @@ public unsafe struct MatMulBatch
             return;
         }
         float* outs = stackalloc float[16];
-        float* tile = stackalloc float[RowGroups.MaxTokens * RowGroups.Rows];
+        float* tile = stackalloc float[Math.Max(RowGroups.MaxTokens, 8 * RowGroups.MaxLaneTiles) * RowGroups.Rows];
         for (int r = start; r < end; r++)
         {
             WeightMatrix m;
@@ -432,11 +436,12 @@ public unsafe struct MatMulBatch
                     {
                         bool whole = count == RowGroups.Rows;
                         if (m.HasGroupLanes)
-                            for (int tg = 0; tg < b._tiles; tg++, i += 8)
+                            for (int tg = 0, n; tg < b._tiles; tg += n, i += 8 * n)
                             {
-                                m.GroupLanes(first, b._xt + (long)tg * b._nb * 256, b._dt + tg * b._nb * 8, b._lt + tg * b._nb * 8,
+                                n = Math.Min(RowGroups.MaxLaneTiles, b._tiles - tg);
+                                m.GroupLanes(first, b._xt + (long)tg * b._nb * 256, b._dt + tg * b._nb * 8, b._lf + tg * b._nb * 8, n,
                                              whole ? y + (long)i * rows + row : tile, whole ? rows : RowGroups.Rows);
-                                if (!whole) CopyRows(tile, 8, y + (long)i * rows + row, rows, row - first, count);
+                                if (!whole) CopyRows(tile, 8 * n, y + (long)i * rows + row, rows, row - first, count);
                             }
                         for (int n; i < b._batch; i += n)
                         {

@@ -157,32 +157,37 @@ public unsafe class RowGroupsTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(3)]
-    public void Q4_KLaneTileEqualsTheGroupKernelPerToken(int superBlocks)
+    [InlineData(1, 1)]
+    [InlineData(3, 1)]
+    [InlineData(2, 2)]
+    [InlineData(1, 4)]
+    public void Q4_KLaneTilesEqualTheGroupKernelPerToken(int superBlocks, int tiles)
     {
         if (!Q4_KRows8.IsLanesSupported) return;   // AVX-512BW only
         var layout = RowGroups.For(GgmlType.Q4_K)!;
         var r = new Random(300 + superBlocks);
         var rows = Rows(GgmlType.Q4_K, superBlocks, r, anyHeader: true);
-        var (act, n) = Activations(superBlocks, 8, r);
-        act.Interleave8(8, n);
+        int tokens = 8 * tiles;
+        var (act, n) = Activations(superBlocks, tokens, r);
+        Assert.Equal(tiles, act.Interleave8(tokens, n));
         var group = new byte[superBlocks * layout.GroupBlockBytes];
-        var tile = new float[8 * 9];   // token t's rows at 9t
+        var tile = new float[tokens * 9];   // token t's rows at 9t
         var one = new float[8];
         fixed (byte* src = rows, g = group)
         fixed (sbyte* q = act.Q, xt = act.T)
-        fixed (float* d = act.D, dt = act.DT, py = tile, po = one)
-        fixed (int* l = act.L, lt = act.LT)
+        fixed (float* d = act.D, dt = act.DT, lf = act.LF, py = tile, po = one)
+        fixed (int* l = act.L)
         fixed (short* h = act.H)
         {
             layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
-            Q4_KRows8.TileLanes(g, xt, dt, lt, superBlocks, py, 9);
-            for (int t = 0; t < 8; t++)
+            layout.Lanes(g, xt, dt, lf, superBlocks, tiles, py, 9);
+            for (int t = 0; t < tokens; t++)
             {
                 layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, h + t * n / 16, superBlocks, po);
                 Assert.Equal(one, tile.AsSpan(9 * t, 8).ToArray());
+                Assert.Equal(0f, tile[9 * t + 8]);
             }
         }
+        Assert.Throws<ArgumentOutOfRangeException>(() => Q4_KRows8.TileLanes(null, null, null, null, superBlocks, RowGroups.MaxLaneTiles + 1, null, 9));
     }
 }
