@@ -477,13 +477,14 @@ static unsafe class KernelBench
                     if (layout.Lanes != null)
                         fixed (sbyte* xt = act.T)
                         fixed (float* dt = act.DT, lf = act.LF)
+                        fixed (int* hp = act.HP)
                             foreach (int tiles in new[] { 1, RowGroups.MaxLaneTiles }.Distinct())
                             {
                                 sec = double.MaxValue;
                                 for (int k = 0; k < 5; k++)
                                 {
                                     var sw = Stopwatch.StartNew();
-                                    for (int g = 0; g < rows / 8; g++) layout.Lanes(pg + g * 8 * rowBytes, xt, dt, lf, sbs, tiles, o8, 8);
+                                    for (int g = 0; g < rows / 8; g++) layout.Lanes(pg + g * 8 * rowBytes, xt, dt, lf, hp, sbs, tiles, o8, 8);
                                     sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
                                 }
                                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -134,7 +134,7 @@ public static unsafe class Q4_KRows8
 
     /// <summary>
     /// The eight rows of a group times the eight tokens of each of 1..<see cref="MaxLaneTiles"/> interleaved tiles
-    /// (<see cref="Q8Activations.Interleave8"/>: activations xt, block scales dt, 8·Σq as floats lf; tile g's at
+    /// (<see cref="Q8Activations.Interleave8"/>: activations xt, block scales dt, 8·Σq as floats lf (hp unused); tile g's at
     /// xt + g·nb·256, dt + g·nb·8, lf + g·nb·8, nb = 8·superBlocks) with 512-bit vectors: two tokens per vector, lane
     /// 2r + u being row r of token 2p + u (each row's four weight bytes repeated, each pair's activations broadcast
     /// as one 64-bit word). Each super-block's weights are unpacked and its scales spread once for all the tiles.
@@ -143,7 +143,7 @@ public static unsafe class Q4_KRows8
     /// (<see cref="IsLanesSupported"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void TileLanes(byte* group, sbyte* xt, float* dt, float* lf, int superBlocks, int tiles, float* y, long yStride)
+    public static void TileLanes(byte* group, sbyte* xt, float* dt, float* lf, int* hp, int superBlocks, int tiles, float* y, long yStride)
     {
         if (!IsLanesSupported) throw new PlatformNotSupportedException("the 512-bit group tile needs AVX-512BW");
         if ((uint)(tiles - 1) >= MaxLaneTiles) throw new ArgumentOutOfRangeException(nameof(tiles), tiles, $"a call takes 1..{MaxLaneTiles} tiles");
@@ -212,17 +212,17 @@ public static unsafe class Q4_KRows8
 
     /// <summary>Eight lanes (one per row) to sixteen, each row's value in lanes 2r and 2r + 1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Spread(Vector256<float> v, Vector512<int> spread) =>
+    internal static Vector512<float> Spread(Vector256<float> v, Vector512<int> spread) =>
         Avx512F.PermuteVar16x32(v.ToVector512Unsafe(), spread);
 
     /// <summary>The 32 bytes at q (four per row) with each row's four repeated: row r's in lanes 2r and 2r + 1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<byte> Spread(byte* q, Vector512<int> spread) =>
+    internal static Vector512<byte> Spread(byte* q, Vector512<int> spread) =>
         Avx512F.PermuteVar16x32(Vector256.Load((int*)q).ToVector512Unsafe(), spread).AsByte();
 
     /// <summary>Two consecutive 32-bit values in every pair of lanes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Pair(float* p) => Vector512.Create(Unsafe.ReadUnaligned<double>(p)).AsSingle();
+    internal static Vector512<float> Pair(float* p) => Vector512.Create(Unsafe.ReadUnaligned<double>(p)).AsSingle();
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> High(Vector512<byte> w, Vector512<byte> mask) => Avx512BW.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask;
@@ -237,7 +237,7 @@ public static unsafe class Q4_KRows8
            + (Avx512BW.MultiplyAddAdjacent(u6, Pair8(x + 192)) + Avx512BW.MultiplyAddAdjacent(u7, Pair8(x + 224))));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<sbyte> Pair8(sbyte* x) => Vector512.Create(Unsafe.ReadUnaligned<long>(x)).AsSByte();
+    internal static Vector512<sbyte> Pair8(sbyte* x) => Vector512.Create(Unsafe.ReadUnaligned<long>(x)).AsSByte();
 
     /// <summary>Σ over the eight vectors' u8 × s8 pairs against four activations each (x + 4i broadcast), in int16.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -79,6 +79,123 @@ public static unsafe class Q6_KRows8
     }
 
     /// <summary>
+    /// The eight rows of a group times the eight tokens of each of 1..<see cref="Q4_KRows8.MaxLaneTiles"/> interleaved
+    /// tiles (<see cref="Q8Activations.Interleave8"/>: activations xt, block scales dt, per-16 sums in pairs hp
+    /// (<see cref="Q8Activations.HP"/>); tile g's at xt + g·nb·256, dt, hp + g·nb·8, nb = 8·superBlocks) with 512-bit
+    /// vectors, two tokens per vector as <see cref="Q4_KRows8.TileLanes"/>: each half's blocks are unpacked two at a
+    /// time (sixteen vectors of 6-bit values) for all the tiles. Row r's result for token t (the tiles' tokens in
+    /// order) goes to y[t·yStride + r]; every lane takes <see cref="Dot"/>'s steps (the same exact integer sums, then
+    /// the same FMA per block), so each result equals Dot's for that token. AVX-512BW only
+    /// (<see cref="Q4_KRows8.IsLanesSupported"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    public static void TileLanes(byte* group, sbyte* xt, float* dt, float* lf, int* hp, int superBlocks, int tiles, float* y, long yStride)
+    {
+        if (!Q4_KRows8.IsLanesSupported) throw new PlatformNotSupportedException("the 512-bit group tile needs AVX-512BW");
+        if ((uint)(tiles - 1) >= Q4_KRows8.MaxLaneTiles) throw new ArgumentOutOfRangeException(nameof(tiles), tiles, $"a call takes 1..{Q4_KRows8.MaxLaneTiles} tiles");
+        int nb = superBlocks * 8;
+        long tileBytes = (long)nb * 256;
+        int tileScales = nb * 8;
+        var spread = Vector512.Create(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+        var acc = stackalloc Vector512<float>[Q4_KRows8.MaxLaneTiles * 4 * 8];   // [tile g][token pair p][block b]
+        for (int i = 0; i < tiles * 32; i++) acc[i] = default;
+        for (int sb = 0; sb < superBlocks; sb++)
+        {
+            byte* blk = group + (long)sb * GroupBlockBytes;
+            var d = Q4_KRows8.Spread(Q4_KRows8.Halves(blk), spread);
+            for (int n = 0; n < 2; n++)
+                for (int m = 0; m < 4; m += 2)
+                {
+                    int bA = 4 * n + m;   // the two blocks of the half taken now: bA, bA + 1
+                    var pA = Avx512F.PermuteVar16x32(Pairs(blk, bA).AsInt32().ToVector512Unsafe(), spread).AsInt16();
+                    var pB = Avx512F.PermuteVar16x32(Pairs(blk, bA + 1).AsInt32().ToVector512Unsafe(), spread).AsInt16();
+                    var sA0 = Repeat(pA, 0); var sA1 = Repeat(pA, 1); var sB0 = Repeat(pB, 0); var sB1 = Repeat(pB, 1);
+                    byte* qn = blk + 144 + 768 * n;
+                    bool high = m == 2;
+                    Values2(qn, high, spread, out var a0, out var c0); Values2(qn + 96, high, spread, out var a1, out var c1);
+                    Values2(qn + 192, high, spread, out var a2, out var c2); Values2(qn + 288, high, spread, out var a3, out var c3);
+                    Values2(qn + 384, high, spread, out var a4, out var c4); Values2(qn + 480, high, spread, out var a5, out var c5);
+                    Values2(qn + 576, high, spread, out var a6, out var c6); Values2(qn + 672, high, spread, out var a7, out var c7);
+                    for (int g = 0; g < tiles; g++)
+                    {
+                        int o = g * tileScales + (sb * 8 + bA) * 8;
+                        sbyte* xA = xt + g * tileBytes + (long)(sb * 8 + bA) * 256, xB = xA + 256;
+                        var a = acc + 32 * g + bA;
+                        for (int p = 0; p < 4; p++, xA += 8, xB += 8, o += 2, a += 8)
+                        {
+                            var tA = Block(a0, a1, a2, a3, a4, a5, a6, a7, xA, sA0, sA1);
+                            var tB = Block(c0, c1, c2, c3, c4, c5, c6, c7, xB, sB0, sB1);
+                            a[0] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(tA - Avx512BW.ShiftLeftLogical(Avx512BW.MultiplyAddAdjacent(pA, Pair16(hp + o)), 5)),
+                                                            d * Q4_KRows8.Pair(dt + o), a[0]);
+                            a[1] = Avx512F.FusedMultiplyAdd(Avx512F.ConvertToVector512Single(tB - Avx512BW.ShiftLeftLogical(Avx512BW.MultiplyAddAdjacent(pB, Pair16(hp + o + 8)), 5)),
+                                                            d * Q4_KRows8.Pair(dt + o + 8), a[1]);
+                        }
+                    }
+                }
+        }
+        float* v = stackalloc float[16];
+        for (int p = 0; p < 4 * tiles; p++)
+        {
+            var a = acc + 8 * p;
+            (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))).Store(v);
+            for (int r = 0; r < RowGroups.Rows; r++)
+            {
+                y[2 * p * yStride + r] = v[2 * r];
+                y[(2 * p + 1) * yStride + r] = v[2 * r + 1];
+            }
+        }
+    }
+
+    /// <summary>
+    /// One block's exact Σ over its two groups of 16 of scale·Σ u·q for a pair of tokens: u0..u7 its values in the
+    /// chunks' order, x the pair's activations of the block (interleaved), s0 and s1 the groups' scales in int16 pairs.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<int> Block(Vector512<byte> u0, Vector512<byte> u1, Vector512<byte> u2, Vector512<byte> u3,
+                                       Vector512<byte> u4, Vector512<byte> u5, Vector512<byte> u6, Vector512<byte> u7,
+                                       sbyte* x, Vector512<short> s0, Vector512<short> s1) =>
+        (Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u0, Q4_KRows8.Pair8(x)) + Avx512BW.MultiplyAddAdjacent(u1, Q4_KRows8.Pair8(x + 32)), s0)
+         + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u2, Q4_KRows8.Pair8(x + 64)) + Avx512BW.MultiplyAddAdjacent(u3, Q4_KRows8.Pair8(x + 96)), s0))
+        + (Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u4, Q4_KRows8.Pair8(x + 128)) + Avx512BW.MultiplyAddAdjacent(u5, Q4_KRows8.Pair8(x + 160)), s1)
+           + Avx512BW.MultiplyAddAdjacent(Avx512BW.MultiplyAddAdjacent(u6, Q4_KRows8.Pair8(x + 192)) + Avx512BW.MultiplyAddAdjacent(u7, Q4_KRows8.Pair8(x + 224)), s1));
+
+    /// <summary>
+    /// The 6-bit values of one chunk (its three vectors at q, each row's four bytes spread to both of its lanes) of
+    /// two of the half's blocks: blocks 0 and 1 (low nibbles) or, if <paramref name="high"/>, 2 and 3.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Values2(byte* q, bool high, Vector512<int> spread, out Vector512<byte> uA, out Vector512<byte> uB)
+    {
+        var a = Q4_KRows8.Spread(q, spread);
+        var b = Q4_KRows8.Spread(q + 32, spread);
+        var h = Q4_KRows8.Spread(q + 64, spread);
+        var lo4 = Vector512.Create((byte)0x0F);
+        var top = Vector512.Create((byte)0x30);
+        if (high)
+        {
+            uA = (Avx512BW.ShiftRightLogical(a.AsUInt16(), 4).AsByte() & lo4) | (h & top);
+            uB = (Avx512BW.ShiftRightLogical(b.AsUInt16(), 4).AsByte() & lo4) | (Avx512BW.ShiftRightLogical(h.AsUInt16(), 2).AsByte() & top);
+        }
+        else
+        {
+            uA = (a & lo4) | (Avx512BW.ShiftLeftLogical(h.AsUInt16(), 4).AsByte() & top);
+            uB = (b & lo4) | (Avx512BW.ShiftLeftLogical(h.AsUInt16(), 2).AsByte() & top);
+        }
+    }
+
+    /// <summary>One of the pairs' scales (half 0: the first) in both halves of each 32-bit lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Repeat(Vector512<short> pair, int half)
+    {
+        var one = half == 0 ? pair.AsInt32() & Vector512.Create(0xFFFF) : Avx512F.ShiftRightLogical(pair.AsInt32(), 16);
+        return (one | Avx512F.ShiftLeftLogical(one, 16)).AsInt16();
+    }
+
+    /// <summary>Two consecutive 32-bit words (a token pair's per-16 sums, two int16 each) in every pair of lanes.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<short> Pair16(int* p) => Vector512.Create(Unsafe.ReadUnaligned<long>(p)).AsInt16();
+
+    /// <summary>
     /// The 6-bit values of chunk i of a half, per row, for its four blocks (q: its three vectors): low nibbles of the
     /// first (block 0) and of the second (block 1), high nibbles of the same (blocks 2, 3), each with two bits of the
     /// third above.

@@ -24,6 +24,7 @@ public sealed unsafe class Q8Activations
     public int[] LT = [];    // [tiles, cols / 32, 8 tokens]
     public float[] LF = [];  // [tiles, cols / 32, 8 tokens]  LT as floats (exact; the grouped Q4_K tile kernel)
     public int[] HT = [];    // [tiles, cols / 16, 8 tokens]  Σ Q over each 16 values (Q6_K's −32 offset; HalfSums8)
+    public int[] HP = [];    // [tiles, cols / 32, 8 tokens]  a block's two per-16 sums as int16 (first low), from H
 
     // Sixteen-token groups for the 512-bit kernels, built from pairs of tiles by BuildGroups. Int16 (WideDot): for
     // group h, block b, pair p, token t, the two values Q[(16h + t)·cols + 32b + 2p ..+2]; bytes (the sixteen-lane
@@ -209,7 +210,8 @@ public sealed unsafe class Q8Activations
 
     /// <summary>
     /// Builds <see cref="HT"/> for the first ⌊rows / 8⌋·8 quantized rows: for tile g, half-block h (16 values) and
-    /// token t, Σ Q[(8g + t)·cols + 16h ..+16]. Returns the number of tiles.
+    /// token t, Σ Q[(8g + t)·cols + 16h ..+16]; and <see cref="HP"/>, the same sums of each block b as the int16 pair
+    /// H[(8g + t)·cols / 16 + 2b ..+2]. Returns the number of tiles.
     /// </summary>
     public int HalfSums8(int rows, int cols)
     {
@@ -218,13 +220,17 @@ public sealed unsafe class Q8Activations
         return tiles;
     }
 
-    /// <summary>Sizes <see cref="HT"/> for <see cref="HalfSums8"/>; returns the number of tiles.</summary>
+    /// <summary>Sizes <see cref="HT"/> and <see cref="HP"/> for <see cref="HalfSums8"/>; returns the number of tiles.</summary>
     public int ReserveHalfSums(int rows, int cols)
     {
         int tiles = rows / 8, nh = cols / 16;
         if (tiles == 0) return 0;
         if ((long)rows * cols > Length) throw new ArgumentException($"{rows} rows of {cols} exceed the {Length} quantized values");
-        if (HT.Length < tiles * nh * 8) HT = GC.AllocateArray<int>(tiles * nh * 8, pinned: true);
+        if (HT.Length < tiles * nh * 8)
+        {
+            HT = GC.AllocateArray<int>(tiles * nh * 8, pinned: true);
+            HP = GC.AllocateArray<int>(tiles * nh * 4, pinned: true);
+        }
         return tiles;
     }
 
@@ -232,9 +238,10 @@ public sealed unsafe class Q8Activations
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void HalfSumTiles(int g0, int g1, int cols)
     {
-        int nh = cols / 16;
+        int nh = cols / 16, nb = nh / 2;
         fixed (sbyte* q = Q)
-        fixed (int* ht = HT)
+        fixed (short* hs = H)
+        fixed (int* ht = HT, hp = HP)
         {
             for (int g = g0; g < g1; g++)
                 for (int k = 0; k < 8; k++)
@@ -247,6 +254,8 @@ public sealed unsafe class Q8Activations
                         for (int e = 0; e < 16; e++) sum += src[16 * h + e];
                         dst[h * 8] = sum;
                     }
+                    int* pairs = (int*)(hs + (long)(g * 8 + k) * nh);
+                    for (int b = 0; b < nb; b++) hp[((long)g * nb + b) * 8 + k] = pairs[b];
                 }
         }
     }

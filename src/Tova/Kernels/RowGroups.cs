@@ -48,11 +48,12 @@ public sealed unsafe class RowGroups
     /// <summary>
     /// The group kernel for the eight tokens of each of 1..<see cref="MaxLaneTiles"/> interleaved tiles
     /// (<see cref="Q8Activations.Interleave8"/>), or null where the type or the machine has none: (group, xt, dt, lf,
-    /// superBlocks, tiles, y, yStride) — tile g's activations at xt + g·nb·256, its block scales and 8·Σq (floats) at
-    /// dt, lf + g·nb·8 (nb = 8·superBlocks); row r's result for token t (the tiles' tokens in order) to
-    /// y[t·yStride + r], each equal to <see cref="Dot"/>'s for that token.
+    /// hp, superBlocks, tiles, y, yStride) — tile g's activations at xt + g·nb·256, its block scales, 8·Σq (floats,
+    /// <see cref="Q8Activations.LF"/>) and per-16 sums in pairs (<see cref="Q8Activations.HP"/>) at dt, lf, hp +
+    /// g·nb·8 (nb = 8·superBlocks); row r's result for token t (the tiles' tokens in order) to y[t·yStride + r], each
+    /// equal to <see cref="Dot"/>'s for that token.
     /// </summary>
-    public delegate*<byte*, sbyte*, float*, float*, int, int, float*, long, void> Lanes { get; }
+    public delegate*<byte*, sbyte*, float*, float*, int*, int, int, float*, long, void> Lanes { get; }
 
     /// <summary>The most tiles <see cref="Lanes"/> takes at once.</summary>
     public const int MaxLaneTiles = Q4_KRows8.MaxLaneTiles;
@@ -64,7 +65,7 @@ public sealed unsafe class RowGroups
     private RowGroups(GgmlType type, (int Offset, int Width)[] header, int[] chunks,
         delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> dot,
         delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile = null,
-        delegate*<byte*, sbyte*, float*, float*, int, int, float*, long, void> lanes = null)
+        delegate*<byte*, sbyte*, float*, float*, int*, int, int, float*, long, void> lanes = null)
     {
         Type = type;
         _header = header;
@@ -94,7 +95,7 @@ public sealed unsafe class RowGroups
         &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile);
     private static readonly RowGroups s_q6K = new(GgmlType.Q6_K, [(208, 2), .. Fields(192, 8, 2)],
         [.. Enumerable.Range(0, 16).SelectMany(c => new[] { 64 * (c / 8) + 4 * (c % 8), 64 * (c / 8) + 32 + 4 * (c % 8), 128 + 32 * (c / 8) + 4 * (c % 8) })],
-        &Q6_KRows8.Dot);
+        &Q6_KRows8.Dot, lanes: Q4_KRows8.IsLanesSupported ? &Q6_KRows8.TileLanes : null);
 
     /// <summary>The group layout and kernels of <paramref name="type"/>, or null for types held row after row.</summary>
     public static RowGroups? For(GgmlType type) => type switch

@@ -101,12 +101,12 @@ public sealed unsafe class WeightMatrix
     }
 
     /// <summary>
-    /// 1..<see cref="RowGroups.MaxLaneTiles"/> interleaved eight-token tiles (tile g's at xt + g·nb·256, dt, lf + g·nb·8)
+    /// 1..<see cref="RowGroups.MaxLaneTiles"/> interleaved eight-token tiles (tile g's at xt + g·nb·256, dt, lf, hp + g·nb·8)
     /// against the group holding row <paramref name="first"/>: row first + r's result for token t to y[t·yStride + r].
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void GroupLanes(int first, sbyte* xt, float* dt, float* lf, int tiles, float* y, long yStride) =>
-        _rowGroups!.Lanes(Data + (long)first * RowBytes, xt, dt, lf, SuperBlocks, tiles, y, yStride);
+    internal void GroupLanes(int first, sbyte* xt, float* dt, float* lf, int* hp, int tiles, float* y, long yStride) =>
+        _rowGroups!.Lanes(Data + (long)first * RowBytes, xt, dt, lf, hp, SuperBlocks, tiles, y, yStride);
 
     /// <summary>True if the group layout has a kernel for interleaved eight-token tiles (<see cref="GroupLanes"/>).</summary>
     internal bool HasGroupLanes => _rowGroups is not null && _rowGroups.Lanes != null;
@@ -206,7 +206,7 @@ public sealed unsafe class WeightMatrix
     internal bool UsesLanes => _lanes8 != null;
 
     /// <summary>True for the types whose prompts run sixteen tokens per 512-bit vector on the bytes layout (<see cref="TokenGroups.Bytes"/>).</summary>
-    internal bool UsesLanes16 => Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K;
+    internal bool UsesLanes16 => (Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K) && !HasGroupLanes;
 
     /// <summary>
     /// One row against a sixteen-token group (bytes layout; per-16 sums h16 for Q6_K), token t's result to
@@ -270,6 +270,7 @@ public unsafe struct MatMulBatch
     private float* _dt;             // [tiles, cols / 32, 8]
     private int* _lt;               // [tiles, cols / 32, 8]
     private float* _lf;             // [tiles, cols / 32, 8]  _lt as floats
+    private int* _hp;               // [tiles, cols / 32, 8]  per-16 sums in int16 pairs (Q6_K groups)
     private int* _ht;               // [tiles, cols / 16, 8]  (Q6_K, Q2_K, Q3_K)
     private int _groups;            // sixteen-token groups (AVX-512, batch ≥ 16): int16 for Q8_0, bytes for Q4_K
     private TokenGroups _layouts;
@@ -335,11 +336,11 @@ public unsafe struct MatMulBatch
             }
             fixed (sbyte* q = scratch.Q, xt = scratch.T, t16 = scratch.T16)
             fixed (float* d = scratch.D, dt = scratch.DT, lf = scratch.LF, d16 = scratch.D16)
-            fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT, lt16 = scratch.LT16, ht16 = scratch.HT16)
+            fixed (int* l = scratch.L, lt = scratch.LT, ht = scratch.HT, hp = scratch.HP, lt16 = scratch.LT16, ht16 = scratch.HT16)
             fixed (short* q16 = scratch.Q16, h = scratch.H)
             {
                 _xq = q; _xd = d; _xl = l; _xh = h;
-                _xt = xt; _dt = dt; _lt = lt; _lf = lf; _ht = ht;
+                _xt = xt; _dt = dt; _lt = lt; _lf = lf; _ht = ht; _hp = hp;
                 _q16 = q16; _t16 = t16; _d16 = d16; _lt16 = lt16; _ht16 = ht16;
                 Dispatch(pool);
             }
@@ -426,20 +427,20 @@ public unsafe struct MatMulBatch
                 if (m.Grouped)
                 {
                     // Rows up to the end of their group of eight: the interleaved eight-token tiles by the group's lane
-                    // kernel where it has one, the other tokens by its tile kernel, up to sixteen a call (each
-                    // super-block's weights unpacked once per call), or one token at a time for a few tokens; a group
-                    // cut by the bounds goes through tile. Without a tile kernel, prompts put the group back in the
-                    // file's layout (a per-thread buffer) for the row kernels below.
+                    // kernel where it has one (up to four tiles a call), the other tokens by its tile kernel, up to
+                    // sixteen a call (each super-block's weights unpacked once per call), or else one at a time; a
+                    // group cut by the bounds goes through tile. Without either kernel, prompts put the group back in
+                    // the file's layout (a per-thread buffer) for the row kernels below.
                     int first = row & ~7;
                     count = Math.Min(Math.Min(first + RowGroups.Rows - row, end - r), rows - row);
-                    if (m.HasGroupTile || b._batch < 8)
+                    if (m.HasGroupTile || m.HasGroupLanes || b._batch < 8)
                     {
                         bool whole = count == RowGroups.Rows;
                         if (m.HasGroupLanes)
                             for (int tg = 0, n; tg < b._tiles; tg += n, i += 8 * n)
                             {
                                 n = Math.Min(RowGroups.MaxLaneTiles, b._tiles - tg);
-                                m.GroupLanes(first, b._xt + (long)tg * b._nb * 256, b._dt + tg * b._nb * 8, b._lf + tg * b._nb * 8, n,
+                                m.GroupLanes(first, b._xt + (long)tg * b._nb * 256, b._dt + tg * b._nb * 8, b._lf + tg * b._nb * 8, b._hp + tg * b._nb * 8, n,
                                              whole ? y + (long)i * rows + row : tile, whole ? rows : RowGroups.Rows);
                                 if (!whole) CopyRows(tile, 8 * n, y + (long)i * rows + row, rows, row - first, count);
                             }

@@ -157,30 +157,34 @@ public unsafe class RowGroupsTests
     }
 
     [Theory]
-    [InlineData(1, 1)]
-    [InlineData(3, 1)]
-    [InlineData(2, 2)]
-    [InlineData(1, 4)]
-    public void Q4_KLaneTilesEqualTheGroupKernelPerToken(int superBlocks, int tiles)
+    [InlineData(GgmlType.Q4_K, 1, 1)]
+    [InlineData(GgmlType.Q4_K, 3, 1)]
+    [InlineData(GgmlType.Q4_K, 2, 2)]
+    [InlineData(GgmlType.Q4_K, 1, 4)]
+    [InlineData(GgmlType.Q6_K, 1, 1)]
+    [InlineData(GgmlType.Q6_K, 3, 3)]
+    [InlineData(GgmlType.Q6_K, 2, 4)]
+    public void LaneTilesEqualTheGroupKernelPerToken(GgmlType type, int superBlocks, int tiles)
     {
         if (!Q4_KRows8.IsLanesSupported) return;   // AVX-512BW only
-        var layout = RowGroups.For(GgmlType.Q4_K)!;
-        var r = new Random(300 + superBlocks);
-        var rows = Rows(GgmlType.Q4_K, superBlocks, r, anyHeader: true);
+        var layout = RowGroups.For(type)!;
+        var r = new Random(300 + superBlocks + 10 * tiles);
+        var rows = Rows(type, superBlocks, r, anyHeader: true);
         int tokens = 8 * tiles;
         var (act, n) = Activations(superBlocks, tokens, r);
         Assert.Equal(tiles, act.Interleave8(tokens, n));
+        Assert.Equal(tiles, act.HalfSums8(tokens, n));
         var group = new byte[superBlocks * layout.GroupBlockBytes];
         var tile = new float[tokens * 9];   // token t's rows at 9t
         var one = new float[8];
         fixed (byte* src = rows, g = group)
         fixed (sbyte* q = act.Q, xt = act.T)
         fixed (float* d = act.D, dt = act.DT, lf = act.LF, py = tile, po = one)
-        fixed (int* l = act.L)
+        fixed (int* l = act.L, hp = act.HP)
         fixed (short* h = act.H)
         {
             layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
-            layout.Lanes(g, xt, dt, lf, superBlocks, tiles, py, 9);
+            layout.Lanes(g, xt, dt, lf, hp, superBlocks, tiles, py, 9);
             for (int t = 0; t < tokens; t++)
             {
                 layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, h + t * n / 16, superBlocks, po);
@@ -188,6 +192,6 @@ public unsafe class RowGroupsTests
                 Assert.Equal(0f, tile[9 * t + 8]);
             }
         }
-        Assert.Throws<ArgumentOutOfRangeException>(() => Q4_KRows8.TileLanes(null, null, null, null, superBlocks, RowGroups.MaxLaneTiles + 1, null, 9));
+        Assert.Throws<ArgumentOutOfRangeException>(() => layout.Lanes(null, null, null, null, null, superBlocks, RowGroups.MaxLaneTiles + 1, null, 9));
     }
 }

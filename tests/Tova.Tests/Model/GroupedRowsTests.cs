@@ -81,10 +81,12 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q4_K, 8, 2)]
     [InlineData(GgmlType.Q4_K, 21, 1)]   // a full sixteen-token tile, then five tokens
     [InlineData(GgmlType.Q4_K, 37, 3)]
+    [InlineData(GgmlType.Q4_K, 64, 2)]   // eight tiles: two calls of the lane kernel (AVX-512)
     [InlineData(GgmlType.IQ4_XS, 1, 2)]
     [InlineData(GgmlType.IQ4_XS, 21, 2)]
     [InlineData(GgmlType.Q6_K, 3, 2)]    // no tile kernel: one token at a time
-    [InlineData(GgmlType.Q6_K, 37, 2)]   // no tile kernel: each group put back in the file's layout for the row kernels
+    [InlineData(GgmlType.Q6_K, 37, 2)]   // lane tiles, then one token at a time (without AVX-512: each group put back in the file's layout for the row kernels)
+    [InlineData(GgmlType.Q6_K, 64, 3)]
     public void ProductsEqualTheOneRowKernel(GgmlType type, int batch, int threads)
     {
         var (m, file) = Matrix(type, 40, batch);
