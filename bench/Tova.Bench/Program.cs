@@ -443,7 +443,7 @@ static unsafe class KernelBench
             {
                 // The group kernels on rows repacked eight at a time (as WeightMatrix holds these types).
                 var packed = GC.AllocateArray<byte>(data.Length, pinned: true);
-                int sbs = cols / 256;
+                int sbs = cols / layout.BlockValues;
                 fixed (byte* pw = data, pg = packed)
                 fixed (sbyte* q = act.Q)
                 fixed (float* d = act.D)

@@ -21,8 +21,11 @@ public sealed unsafe class RowGroups
     /// <summary>The type whose super-blocks these are.</summary>
     public GgmlType Type { get; }
 
-    /// <summary>Bytes of one row's super-block in the file.</summary>
+    /// <summary>Bytes of one row's super-block (Q4_0: block of 32) in the file.</summary>
     public int BlockBytes { get; }
+
+    /// <summary>Values per super-block (Q4_0: block) of a row; the kernels' superBlocks argument counts these.</summary>
+    public int BlockValues { get; }
 
     /// <summary>Bytes per super-block of a group (eight rows' super-blocks).</summary>
     public int GroupBlockBytes => Rows * BlockBytes;
@@ -50,7 +53,7 @@ public sealed unsafe class RowGroups
     /// (<see cref="Q8Activations.Interleave8"/>), or null where the type or the machine has none: (group, xt, dt, lf,
     /// hp, superBlocks, tiles, y, yStride) — tile g's activations at xt + g·nb·256, its block scales, 8·Σq (floats,
     /// <see cref="Q8Activations.LF"/>) and per-16 sums in pairs (<see cref="Q8Activations.HP"/>) at dt, lf, hp +
-    /// g·nb·8 (nb = 8·superBlocks); row r's result for token t (the tiles' tokens in order) to y[t·yStride + r], each
+    /// g·nb·8 (nb the activation blocks of 32 per row); row r's result for token t (the tiles' tokens in order) to y[t·yStride + r], each
     /// equal to <see cref="Dot"/>'s for that token.
     /// </summary>
     public delegate*<byte*, sbyte*, float*, float*, int*, int, int, float*, long, void> Lanes { get; }
@@ -71,8 +74,9 @@ public sealed unsafe class RowGroups
         _header = header;
         _chunks = chunks;
         _headerBytes = header.Sum(f => f.Width);
-        GgmlTypeInfo.TryGetBlock(type, out _, out int bytes);
+        GgmlTypeInfo.TryGetBlock(type, out int values, out int bytes);
         BlockBytes = bytes;
+        BlockValues = values;
         var covered = header.SelectMany(f => Enumerable.Range(f.Offset, f.Width)).Concat(chunks.SelectMany(c => Enumerable.Range(c, 4))).Order();
         if (!covered.SequenceEqual(Enumerable.Range(0, BlockBytes)))
             throw new InvalidOperationException($"{type}: the group layout does not cover each byte of the {BlockBytes}-byte block once");
@@ -86,9 +90,12 @@ public sealed unsafe class RowGroups
     /// <summary>The chunks of <paramref name="bytes"/> bytes of quants from <paramref name="offset"/>, in file order.</summary>
     private static int[] Run(int offset, int bytes) => [.. Enumerable.Range(0, bytes / 4).Select(v => offset + 4 * v)];
 
-    // Q4_K { d, dmin, scales[12], qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants in file order.
+    // Q4_0 { d, qs[16] }; Q4_K { d, dmin, scales[12], qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants
+    // in file order.
     // Q6_K { ql[128], qh[64], scales[16], d }: d first, the scales in pairs (the two of a block of 32 side by side),
     // then per half n and i in 0..7 the three chunks that make values 4i..4i + 3 of the half's four blocks.
+    private static readonly RowGroups s_q40 = new(GgmlType.Q4_0, [(0, 2)], Run(2, 16),
+        &Q4_0Rows8.Dot, lanes: Q4_KRows8.IsLanesSupported ? &Q4_0Rows8.TileLanes : null);
     private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
         &Q4_KRows8.Dot, &Q4_KRows8.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
     private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], Run(8, 128),
@@ -100,6 +107,7 @@ public sealed unsafe class RowGroups
     /// <summary>The group layout and kernels of <paramref name="type"/>, or null for types held row after row.</summary>
     public static RowGroups? For(GgmlType type) => type switch
     {
+        GgmlType.Q4_0 => s_q40,
         GgmlType.Q4_K => s_q4K,
         GgmlType.IQ4_XS => s_iq4XS,
         GgmlType.Q6_K => s_q6K,
@@ -135,14 +143,14 @@ public sealed unsafe class RowGroups
             for (int r = 0; r < Rows; r++)
             {
                 UnpackRow(group, superBlocks, r, row);
-                kernel(row, xq, xd, xl, xh, superBlocks * 256, 1, y + r);
+                kernel(row, xq, xd, xl, xh, superBlocks * BlockValues, 1, y + r);
             }
     }
 
     /// <summary><see cref="Dot"/> per token, arguments as <see cref="Tile"/>: the tile kernels' fall-back where AVX2 and FMA are missing.</summary>
     internal void TileByDot(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
     {
-        int nb = superBlocks * 8;
+        int nb = superBlocks * BlockValues / Quantization.QK;
         float* one = stackalloc float[Rows];
         for (int t = 0; t < tokens; t++)
         {

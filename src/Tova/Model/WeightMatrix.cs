@@ -83,8 +83,8 @@ public sealed unsafe class WeightMatrix
     /// <summary>The group layout and kernels when <see cref="Grouped"/>.</summary>
     private readonly RowGroups? _rowGroups;
 
-    /// <summary>Super-blocks of 256 values per row (the grouped types').</summary>
-    private int SuperBlocks => Columns / 256;
+    /// <summary>Super-blocks (Q4_0: blocks) per row of a grouped matrix (<see cref="RowGroups.BlockValues"/> values each).</summary>
+    private int SuperBlocks => Columns / _rowGroups!.BlockValues;
 
     /// <summary>One token against the group holding row <paramref name="first"/> (a multiple of 8): row first + r's result to y[r].</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -139,7 +139,7 @@ public sealed unsafe class WeightMatrix
         for (int sb = 0; sb < SuperBlocks; sb++)
         {
             _rowGroups.UnpackRow(group + (long)sb * _rowGroups.GroupBlockBytes, 1, row & 7, blk);
-            Quantization.Dequantize(Type, new ReadOnlySpan<byte>(blk, blockBytes), dst.Slice(sb * 256, 256));
+            Quantization.Dequantize(Type, new ReadOnlySpan<byte>(blk, blockBytes), dst.Slice(sb * _rowGroups.BlockValues, _rowGroups.BlockValues));
         }
     }
 

@@ -20,9 +20,9 @@ public unsafe class RowGroupsTests
         return rows;
     }
 
-    private static (Q8Activations act, int n) Activations(int superBlocks, int tokens, Random r)
+    private static (Q8Activations act, int n) Activations(int values, int tokens, Random r)
     {
-        int n = superBlocks * 256;
+        int n = values;
         var x = new float[tokens * n];
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() * 6 - 3);
         x[7] = 400;   // a block whose activations reach ±127
@@ -36,6 +36,7 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q4_K, 5)]
     [InlineData(GgmlType.IQ4_XS, 3)]
     [InlineData(GgmlType.Q6_K, 2)]
+    [InlineData(GgmlType.Q4_0, 3)]
     public void PackedGroupUnpacksToTheFileBytes(GgmlType type, int superBlocks)
     {
         var layout = RowGroups.For(type)!;
@@ -70,6 +71,8 @@ public unsafe class RowGroupsTests
             Assert.Equal(rows.AsSpan(row3 + 64 + 52, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 32 + 12, 4).ToArray());  // ql[116..120)
             Assert.Equal(rows.AsSpan(row3 + 128 + 32 + 20, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 64 + 12, 4).ToArray());  // qh[52..56)
         }
+        else if (type == GgmlType.Q4_0)
+            Assert.Equal(rows.AsSpan(row3 + 2 + 8, 4).ToArray(), group.AsSpan(16 + 32 * 2 + 12, 4).ToArray());       // qs[8..12)
         else
         {
             Assert.Equal(rows[row3 + 3], group[16 + 7]);                                                              // scales_h, high byte
@@ -90,12 +93,16 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q6_K, 1, false)]
     [InlineData(GgmlType.Q6_K, 3, true)]
     [InlineData(GgmlType.Q6_K, 8, false)]
+    [InlineData(GgmlType.Q4_0, 1, false)]
+    [InlineData(GgmlType.Q4_0, 8, true)]
+    [InlineData(GgmlType.Q4_0, 13, true)]   // a group of eight blocks and five more (the one-row kernel's scalar tail)
+    [InlineData(GgmlType.Q4_0, 28, false)]
     public void GroupKernelEqualsTheOneRowKernelPerRow(GgmlType type, int superBlocks, bool anyHeader)
     {
         var layout = RowGroups.For(type)!;
         var r = new Random(100 + superBlocks + (int)type);
         var rows = Rows(type, superBlocks, r, anyHeader);
-        var (act, n) = Activations(superBlocks, 1, r);
+        var (act, n) = Activations(superBlocks * layout.BlockValues, 1, r);
         var group = new byte[superBlocks * layout.GroupBlockBytes];
         var y = new float[8];
         var oneRow = QuantKernels.For(type);
@@ -134,7 +141,7 @@ public unsafe class RowGroupsTests
         var layout = RowGroups.For(type)!;
         var r = new Random(200 + tokens);
         var rows = Rows(type, superBlocks, r, anyHeader: true);
-        var (act, n) = Activations(superBlocks, tokens, r);
+        var (act, n) = Activations(superBlocks * layout.BlockValues, tokens, r);
         var group = new byte[superBlocks * layout.GroupBlockBytes];
         var tile = new float[tokens * 10];   // token t's rows at 10t (a stride wider than the group)
         var one = new float[8];
@@ -164,6 +171,9 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q6_K, 1, 1)]
     [InlineData(GgmlType.Q6_K, 3, 3)]
     [InlineData(GgmlType.Q6_K, 2, 4)]
+    [InlineData(GgmlType.Q4_0, 8, 1)]
+    [InlineData(GgmlType.Q4_0, 5, 2)]
+    [InlineData(GgmlType.Q4_0, 28, 4)]
     public void LaneTilesEqualTheGroupKernelPerToken(GgmlType type, int superBlocks, int tiles)
     {
         if (!Q4_KRows8.IsLanesSupported) return;   // AVX-512BW only
@@ -171,7 +181,7 @@ public unsafe class RowGroupsTests
         var r = new Random(300 + superBlocks + 10 * tiles);
         var rows = Rows(type, superBlocks, r, anyHeader: true);
         int tokens = 8 * tiles;
-        var (act, n) = Activations(superBlocks, tokens, r);
+        var (act, n) = Activations(superBlocks * layout.BlockValues, tokens, r);
         Assert.Equal(tiles, act.Interleave8(tokens, n));
         Assert.Equal(tiles, act.HalfSums8(tokens, n));
         var group = new byte[superBlocks * layout.GroupBlockBytes];

@@ -6,7 +6,7 @@ using Tova.Tests.Kernels;
 namespace Tova.Tests.Model;
 
 /// <summary>
-/// Q4_K, IQ4_XS and Q6_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
+/// Q4_0, Q4_K, IQ4_XS and Q6_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
 /// them, and every product (one token, tiles of several; chunks cut anywhere) equals the one-row kernel's.
 /// </summary>
 public unsafe class GroupedRowsTests
@@ -15,7 +15,8 @@ public unsafe class GroupedRowsTests
 
     private static (WeightMatrix m, byte[] file) Matrix(GgmlType type, int rows, int seed)
     {
-        var file = KQuantDotTests.RandomRow(type, rows * Cols / KQuants.QK_K, new Random(seed));
+        GgmlTypeInfo.TryGetBlock(type, out int values, out _);
+        var file = KQuantDotTests.RandomRow(type, rows * Cols / values, new Random(seed));
         var data = GC.AllocateArray<byte>(file.Length, pinned: true);
         file.CopyTo(data, 0);
         return (new WeightMatrix("w", type, rows, Cols, data), file);
@@ -52,6 +53,7 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.IQ4_XS)]
     [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.Q4_0)]
     public void RowsReadBackAsTheFileHasThem(GgmlType type)
     {
         var (m, file) = Matrix(type, 24, 1);
@@ -87,6 +89,9 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q6_K, 3, 2)]    // no tile kernel: one token at a time
     [InlineData(GgmlType.Q6_K, 37, 2)]   // lane tiles, then one token at a time (without AVX-512: each group put back in the file's layout for the row kernels)
     [InlineData(GgmlType.Q6_K, 64, 3)]
+    [InlineData(GgmlType.Q4_0, 1, 2)]
+    [InlineData(GgmlType.Q4_0, 21, 2)]
+    [InlineData(GgmlType.Q4_0, 64, 3)]
     public void ProductsEqualTheOneRowKernel(GgmlType type, int batch, int threads)
     {
         var (m, file) = Matrix(type, 40, batch);
@@ -106,6 +111,8 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.IQ4_XS, 19)]
     [InlineData(GgmlType.Q6_K, 5)]
     [InlineData(GgmlType.Q6_K, 19)]
+    [InlineData(GgmlType.Q4_0, 1)]
+    [InlineData(GgmlType.Q4_0, 19)]
     public void GroupsCutByChunksStillEqualTheOneRowKernel(GgmlType type, int batch)
     {
         // A 12-row Q4_0 matrix first puts the grouped matrix's groups off the pool's alignment, so chunks cut them.
