@@ -132,26 +132,14 @@ public static unsafe class Q4_0Rows8
                     }
                     else
                     {
-                        if (b == whole) tail[4 * g + p] = Sum8(acc + 32 * g + 8 * p);
+                        if (b == whole) tail[4 * g + p] = Q4_KRows8.Sum8(acc + 32 * g + 8 * p);
                         tail[4 * g + p] += d * Q4_KRows8.Pair(dt + o) * v;
                     }
                 }
             }
         }
-        float* r8 = stackalloc float[16];
-        for (int p = 0; p < 4 * tiles; p++)
-        {
-            (whole == nb ? Sum8(acc + 8 * p) : tail[p]).Store(r8);
-            for (int r = 0; r < RowGroups.Rows; r++)
-            {
-                y[2 * p * yStride + r] = r8[2 * r];
-                y[(2 * p + 1) * yStride + r] = r8[2 * r + 1];
-            }
-        }
+        for (int p = 0; p < 4 * tiles; p++) Q4_KRows8.StorePair(whole == nb ? Q4_KRows8.Sum8(acc + 8 * p) : tail[p], y + 2 * p * yStride, yStride);
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Sum8(Vector512<float>* a) => ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<byte> High(Vector512<byte> w, Vector512<byte> mask) => Avx512BW.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask;

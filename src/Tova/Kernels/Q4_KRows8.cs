@@ -194,16 +194,22 @@ public static unsafe class Q4_KRows8
                 }
             }
         }
-        float* v = stackalloc float[16];
-        for (int p = 0; p < 4 * tiles; p++)
+        for (int p = 0; p < 4 * tiles; p++) StorePair(Sum8(acc + 8 * p), y + 2 * p * yStride, yStride);
+    }
+
+    /// <summary>A token pair's eight accumulators (one per block index mod 8) added in <see cref="Vector256.Sum{T}"/>'s order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static Vector512<float> Sum8(Vector512<float>* a) => ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+
+    /// <summary>A token pair's results (lane 2r + u: row r of token u) to y[u·yStride + r].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void StorePair(Vector512<float> v, float* y, long yStride)
+    {
+        float* s = (float*)&v;
+        for (int r = 0; r < RowGroups.Rows; r++)
         {
-            var a = acc + 8 * p;
-            (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))).Store(v);
-            for (int r = 0; r < RowGroups.Rows; r++)
-            {
-                y[2 * p * yStride + r] = v[2 * r];
-                y[(2 * p + 1) * yStride + r] = v[2 * r + 1];
-            }
+            y[r] = s[2 * r];
+            y[yStride + r] = s[2 * r + 1];
         }
     }
 

@@ -133,17 +133,7 @@ public static unsafe class Q6_KRows8
                     }
                 }
         }
-        float* v = stackalloc float[16];
-        for (int p = 0; p < 4 * tiles; p++)
-        {
-            var a = acc + 8 * p;
-            (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))).Store(v);
-            for (int r = 0; r < RowGroups.Rows; r++)
-            {
-                y[2 * p * yStride + r] = v[2 * r];
-                y[(2 * p + 1) * yStride + r] = v[2 * r + 1];
-            }
-        }
+        for (int p = 0; p < 4 * tiles; p++) Q4_KRows8.StorePair(Q4_KRows8.Sum8(acc + 8 * p), y + 2 * p * yStride, yStride);
     }
 
     /// <summary>
