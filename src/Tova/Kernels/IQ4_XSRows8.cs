@@ -116,7 +116,7 @@ public static unsafe class IQ4_XSRows8
 
     /// <summary>Σ v·q over block k's 32 values for the eight rows (q: the block's four vectors, x: its 32 activations).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockSum(byte* q, sbyte* x, Vector256<sbyte> table, Vector256<byte> mask, Vector256<short> ones)
+    internal static Vector256<int> BlockSum(byte* q, sbyte* x, Vector256<sbyte> table, Vector256<byte> mask, Vector256<short> ones)
     {
         var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
         var v0 = Avx2.Shuffle(table, (w0 & mask).AsSByte()); var v1 = Avx2.Shuffle(table, (w1 & mask).AsSByte());
@@ -129,12 +129,12 @@ public static unsafe class IQ4_XSRows8
 
     /// <summary>Per row, Σ of its four levels v (magnitudes u) times the four activations at x.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Product(Vector256<byte> u, Vector256<sbyte> v, sbyte* x, Vector256<short> ones) =>
+    internal static Vector256<int> Product(Vector256<byte> u, Vector256<sbyte> v, sbyte* x, Vector256<short> ones) =>
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(u, Avx2.Sign(Q4_KRows8.Quad(x), v)), ones);
 
     /// <summary>The high nibble of each byte, as shuffle indices.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> High(Vector256<byte> w, Vector256<byte> mask) => (Avx2.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask).AsSByte();
+    internal static Vector256<sbyte> High(Vector256<byte> w, Vector256<byte> mask) => (Avx2.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask).AsSByte();
 
     /// <summary>
     /// ls[k] = d·(s_k − 32) for the eight rows: s_k = nibble k of scales_l (byte k/2, low nibble for even k) | bits 2k,

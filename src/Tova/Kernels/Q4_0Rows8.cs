@@ -15,69 +15,80 @@ namespace Tova.Kernels;
 public static unsafe class Q4_0Rows8
 {
     private const int GroupBlockBytes = RowGroups.Rows * 18;
-    private const int PrefetchAhead = 4096;
 
     /// <summary>
     /// The eight rows of a group times one token's 8-bit activations (xq, block scales xd, 8·Σq xl; nb blocks of 32
-    /// per row), row r's result to y[r]. Each equals <see cref="IntDot.Q4_0Avx2"/>'s for that row bit for bit: per
-    /// row and block b the same integer sum, FMA(Σ − 8·Σq, d·xd_b, acc_(b mod 8)) over the whole groups of eight
-    /// blocks, the eight accumulators added in <see cref="Vector256.Sum{T}"/>'s order, then the last nb mod 8 blocks
-    /// added one at a time as (d·xd_b)·(Σ − 8·Σq).
+    /// per row), row r's result to y[r], equal to <see cref="IntDot.Q4_0Avx2"/>'s for that row bit for bit
+    /// (<see cref="Block32Rows8{TValues}"/>; the sum of block b is Σ nib·q − 8·Σq).
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int nb, float* y)
     {
-        if (!(Avx2.IsSupported && Fma.IsSupported))
-        {
-            RowGroups.For(Formats.GgmlType.Q4_0)!.DotByRows(group, xq, xd, xl, xh, nb, y);
-            return;
-        }
-        var mask = Vector256.Create((byte)0x0F);
-        var ones = Vector256.Create((short)1);
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        int b = 0;
-        for (; b + 8 <= nb; b += 8)
-        {
-            byte* blk = group + (long)b * GroupBlockBytes;
-            for (int l = 0; l < 8 * GroupBlockBytes; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
-            a0 = Step(blk, xq, xd, xl, b, mask, ones, a0);
-            a1 = Step(blk + GroupBlockBytes, xq, xd, xl, b + 1, mask, ones, a1);
-            a2 = Step(blk + 2 * GroupBlockBytes, xq, xd, xl, b + 2, mask, ones, a2);
-            a3 = Step(blk + 3 * GroupBlockBytes, xq, xd, xl, b + 3, mask, ones, a3);
-            a4 = Step(blk + 4 * GroupBlockBytes, xq, xd, xl, b + 4, mask, ones, a4);
-            a5 = Step(blk + 5 * GroupBlockBytes, xq, xd, xl, b + 5, mask, ones, a5);
-            a6 = Step(blk + 6 * GroupBlockBytes, xq, xd, xl, b + 6, mask, ones, a6);
-            a7 = Step(blk + 7 * GroupBlockBytes, xq, xd, xl, b + 7, mask, ones, a7);
-        }
-        var sum = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7));
-        for (; b < nb; b++)
-        {
-            byte* blk = group + (long)b * GroupBlockBytes;
-            var s = Avx.ConvertToVector256Single(BlockSum(blk + 16, xq + b * 32, mask, ones) - Vector256.Create(xl[b]));
-            sum += Q4_KRows8.Halves(blk) * Vector256.Create(xd[b]) * s;
-        }
-        sum.Store(y);
+        if (Avx2.IsSupported && Fma.IsSupported) Block32Rows8<Values, Values.Nibbles>.Dot(group, xq, xd, xl, nb, y);
+        else RowGroups.For(Formats.GgmlType.Q4_0)!.DotByRows(group, xq, xd, xl, xh, nb, y);
     }
 
-    /// <summary>Block b's float step for the eight rows, as the one-row kernel takes it per lane.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Step(byte* blk, sbyte* xq, float* xd, int* xl, int b, Vector256<byte> mask, Vector256<short> ones, Vector256<float> acc) =>
-        Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(blk + 16, xq + b * 32, mask, ones) - Vector256.Create(xl[b])),
-                        Q4_KRows8.Halves(blk) * Vector256.Create(xd[b]), acc);
+    /// <summary>
+    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
+    /// <see cref="RowGroups.Tile"/>): each block's nibbles unpacked once for all the tokens; every result equals
+    /// <see cref="Dot"/>'s for that token.
+    /// </summary>
+    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int nb, int stride, int tokens, float* y, long yStride)
+    {
+        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
+        if (Avx2.IsSupported && Fma.IsSupported) Block32Rows8<Values, Values.Nibbles>.Tile(group, xq, xd, xl, nb, stride, tokens, y, yStride);
+        else RowGroups.For(Formats.GgmlType.Q4_0)!.TileByDot(group, xq, xd, xl, nb, stride, tokens, y, yStride);
+    }
 
     /// <summary>
-    /// Σ nib·q of the block for the eight rows (q: its four vectors, x: the token's 32 activations). Each u8 × s8
-    /// pair is at most 2·15·128 in magnitude, so the eight products of a row add up exactly in int16.
+    /// Q4_0's sums: Σ nib·q − 8·Σq. Each u8 × s8 pair is at most 2·15·128 in magnitude, so the eight products of a
+    /// row add up exactly in int16 before the widening multiply-add.
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> BlockSum(byte* q, sbyte* x, Vector256<byte> mask, Vector256<short> ones)
+    internal readonly struct Values : IBlock32Values<Values, Values.Nibbles>
     {
-        var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
-        var s = ((Avx2.MultiplyAddAdjacent(w0 & mask, Q4_KRows8.Quad(x)) + Avx2.MultiplyAddAdjacent(w1 & mask, Q4_KRows8.Quad(x + 4)))
-                 + (Avx2.MultiplyAddAdjacent(w2 & mask, Q4_KRows8.Quad(x + 8)) + Avx2.MultiplyAddAdjacent(w3 & mask, Q4_KRows8.Quad(x + 12))))
-              + ((Avx2.MultiplyAddAdjacent(High(w0, mask), Q4_KRows8.Quad(x + 16)) + Avx2.MultiplyAddAdjacent(High(w1, mask), Q4_KRows8.Quad(x + 20)))
-                 + (Avx2.MultiplyAddAdjacent(High(w2, mask), Q4_KRows8.Quad(x + 24)) + Avx2.MultiplyAddAdjacent(High(w3, mask), Q4_KRows8.Quad(x + 28))));
-        return Avx2.MultiplyAddAdjacent(s, ones);
+        private readonly Vector256<byte> _mask;
+        private readonly Vector256<short> _ones;
+
+        private Values(Vector256<byte> mask, Vector256<short> ones) { _mask = mask; _ones = ones; }
+
+        public static Values Create() => new(Vector256.Create((byte)0x0F), Vector256.Create((short)1));
+
+        /// <summary>A block's low (values 4i..) and high (16 + 4i..) nibbles of its four vectors.</summary>
+        internal struct Nibbles
+        {
+            public Vector256<byte> L0, L1, L2, L3, H0, H1, H2, H3;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Nibbles Unpack(byte* q)
+        {
+            var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
+            return new Nibbles
+            {
+                L0 = w0 & _mask, L1 = w1 & _mask, L2 = w2 & _mask, L3 = w3 & _mask,
+                H0 = High(w0, _mask), H1 = High(w1, _mask), H2 = High(w2, _mask), H3 = High(w3, _mask),
+            };
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<int> Sum(in Nibbles u, sbyte* x, int xl) => Sum(u.L0, u.L1, u.L2, u.L3, u.H0, u.H1, u.H2, u.H3, x, xl);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<int> Sum(byte* q, sbyte* x, int xl)
+        {
+            var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
+            return Sum(w0 & _mask, w1 & _mask, w2 & _mask, w3 & _mask, High(w0, _mask), High(w1, _mask), High(w2, _mask), High(w3, _mask), x, xl);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private Vector256<int> Sum(Vector256<byte> l0, Vector256<byte> l1, Vector256<byte> l2, Vector256<byte> l3,
+                                   Vector256<byte> h0, Vector256<byte> h1, Vector256<byte> h2, Vector256<byte> h3, sbyte* x, int xl)
+        {
+            var s = ((Avx2.MultiplyAddAdjacent(l0, Q4_KRows8.Quad(x)) + Avx2.MultiplyAddAdjacent(l1, Q4_KRows8.Quad(x + 4)))
+                     + (Avx2.MultiplyAddAdjacent(l2, Q4_KRows8.Quad(x + 8)) + Avx2.MultiplyAddAdjacent(l3, Q4_KRows8.Quad(x + 12))))
+                  + ((Avx2.MultiplyAddAdjacent(h0, Q4_KRows8.Quad(x + 16)) + Avx2.MultiplyAddAdjacent(h1, Q4_KRows8.Quad(x + 20)))
+                     + (Avx2.MultiplyAddAdjacent(h2, Q4_KRows8.Quad(x + 24)) + Avx2.MultiplyAddAdjacent(h3, Q4_KRows8.Quad(x + 28))));
+            return Avx2.MultiplyAddAdjacent(s, _ones) - Vector256.Create(xl);
+        }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

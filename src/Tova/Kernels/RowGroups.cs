@@ -40,7 +40,7 @@ public sealed unsafe class RowGroups
     /// <summary>
     /// The group kernel for 1..<see cref="MaxTokens"/> tokens, or null (then prompts put the group back in the
     /// file's layout for the one-row kernels): (group, xq, xd, xl, superBlocks, stride, tokens, y, yStride) — token
-    /// t's activations at xq + t·stride (block scales, 8·Σq at xd, xl + t·superBlocks·8), row r's result for token t
+    /// t's activations at xq + t·stride (block scales, 8·Σq at xd, xl + t·nb, nb the blocks of 32 per row), row r's result for token t
     /// to y[t·yStride + r]; each equal to <see cref="Dot"/>'s for that token.
     /// </summary>
     public delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> Tile { get; }
@@ -90,12 +90,13 @@ public sealed unsafe class RowGroups
     /// <summary>The chunks of <paramref name="bytes"/> bytes of quants from <paramref name="offset"/>, in file order.</summary>
     private static int[] Run(int offset, int bytes) => [.. Enumerable.Range(0, bytes / 4).Select(v => offset + 4 * v)];
 
-    // Q4_0 { d, qs[16] }; Q4_K { d, dmin, scales[12], qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants
+    // Q4_0 and IQ4_NL { d, qs[16] }; Q4_K { d, dmin, scales[12], qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants
     // in file order.
     // Q6_K { ql[128], qh[64], scales[16], d }: d first, the scales in pairs (the two of a block of 32 side by side),
     // then per half n and i in 0..7 the three chunks that make values 4i..4i + 3 of the half's four blocks.
     private static readonly RowGroups s_q40 = new(GgmlType.Q4_0, [(0, 2)], Run(2, 16),
-        &Q4_0Rows8.Dot, lanes: Q4_KRows8.IsLanesSupported ? &Q4_0Rows8.TileLanes : null);
+        &Q4_0Rows8.Dot, &Q4_0Rows8.Tile, Q4_KRows8.IsLanesSupported ? &Q4_0Rows8.TileLanes : null);
+    private static readonly RowGroups s_iq4NL = new(GgmlType.IQ4_NL, [(0, 2)], Run(2, 16), &IQ4_NLRows8.Dot, &IQ4_NLRows8.Tile);
     private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
         &Q4_KRows8.Dot, &Q4_KRows8.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
     private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], Run(8, 128),
@@ -108,6 +109,7 @@ public sealed unsafe class RowGroups
     public static RowGroups? For(GgmlType type) => type switch
     {
         GgmlType.Q4_0 => s_q40,
+        GgmlType.IQ4_NL => s_iq4NL,
         GgmlType.Q4_K => s_q4K,
         GgmlType.IQ4_XS => s_iq4XS,
         GgmlType.Q6_K => s_q6K,

@@ -37,6 +37,7 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.IQ4_XS, 3)]
     [InlineData(GgmlType.Q6_K, 2)]
     [InlineData(GgmlType.Q4_0, 3)]
+    [InlineData(GgmlType.IQ4_NL, 2)]
     public void PackedGroupUnpacksToTheFileBytes(GgmlType type, int superBlocks)
     {
         var layout = RowGroups.For(type)!;
@@ -71,7 +72,7 @@ public unsafe class RowGroupsTests
             Assert.Equal(rows.AsSpan(row3 + 64 + 52, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 32 + 12, 4).ToArray());  // ql[116..120)
             Assert.Equal(rows.AsSpan(row3 + 128 + 32 + 20, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 64 + 12, 4).ToArray());  // qh[52..56)
         }
-        else if (type == GgmlType.Q4_0)
+        else if (type is GgmlType.Q4_0 or GgmlType.IQ4_NL)
             Assert.Equal(rows.AsSpan(row3 + 2 + 8, 4).ToArray(), group.AsSpan(16 + 32 * 2 + 12, 4).ToArray());       // qs[8..12)
         else
         {
@@ -97,6 +98,10 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q4_0, 8, true)]
     [InlineData(GgmlType.Q4_0, 13, true)]   // a group of eight blocks and five more (the one-row kernel's scalar tail)
     [InlineData(GgmlType.Q4_0, 28, false)]
+    [InlineData(GgmlType.IQ4_NL, 1, false)]
+    [InlineData(GgmlType.IQ4_NL, 8, true)]
+    [InlineData(GgmlType.IQ4_NL, 13, true)]
+    [InlineData(GgmlType.IQ4_NL, 28, false)]
     public void GroupKernelEqualsTheOneRowKernelPerRow(GgmlType type, int superBlocks, bool anyHeader)
     {
         var layout = RowGroups.For(type)!;
@@ -136,6 +141,11 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q4_K, 2, 16)]
     [InlineData(GgmlType.IQ4_XS, 2, 3)]
     [InlineData(GgmlType.IQ4_XS, 1, 16)]
+    [InlineData(GgmlType.Q4_0, 8, 3)]
+    [InlineData(GgmlType.Q4_0, 13, 16)]   // the scalar tail of blocks too
+    [InlineData(GgmlType.IQ4_NL, 1, 1)]
+    [InlineData(GgmlType.IQ4_NL, 13, 5)]
+    [InlineData(GgmlType.IQ4_NL, 28, 16)]
     public void TileEqualsTheGroupKernelPerToken(GgmlType type, int superBlocks, int tokens)
     {
         var layout = RowGroups.For(type)!;

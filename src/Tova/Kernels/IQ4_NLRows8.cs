@@ -1,0 +1,81 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace Tova.Kernels;
+
+/// <summary>
+/// The group kernels of IQ4_NL (<see cref="RowGroups"/>): its block { d, qs[16] } is laid out as Q4_0's
+/// (<see cref="Q4_0Rows8"/>: a group's block is the eight rows' d, then four 32-byte vectors of nibbles), and the
+/// kernels are <see cref="Block32Rows8{TValues}"/>'s with the levels looked up by one byte shuffle from the nibbles
+/// and multiplied signed × signed as in <see cref="IQ4_XSRows8"/> (|v| × sign(q, v), at most 2·127·127 per pair).
+/// </summary>
+public static unsafe class IQ4_NLRows8
+{
+    /// <summary>
+    /// The eight rows of a group times one token's 8-bit activations (xq, block scales xd; nb blocks of 32 per row;
+    /// xl, xh unused), row r's result to y[r], equal to <see cref="BlockDot.IQ4_NL"/>'s for that row bit for bit.
+    /// </summary>
+    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int nb, float* y)
+    {
+        if (Avx2.IsSupported && Fma.IsSupported) Block32Rows8<Values, Values.Levels>.Dot(group, xq, xd, xl, nb, y);
+        else RowGroups.For(Formats.GgmlType.IQ4_NL)!.DotByRows(group, xq, xd, xl, xh, nb, y);
+    }
+
+    /// <summary>
+    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
+    /// <see cref="RowGroups.Tile"/>): each block's levels looked up once for all the tokens; every result equals
+    /// <see cref="Dot"/>'s for that token.
+    /// </summary>
+    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int nb, int stride, int tokens, float* y, long yStride)
+    {
+        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
+        if (Avx2.IsSupported && Fma.IsSupported) Block32Rows8<Values, Values.Levels>.Tile(group, xq, xd, xl, nb, stride, tokens, y, yStride);
+        else RowGroups.For(Formats.GgmlType.IQ4_NL)!.TileByDot(group, xq, xd, xl, nb, stride, tokens, y, yStride);
+    }
+
+    /// <summary>IQ4_NL's sums Σ v·q (no offset; xl unused).</summary>
+    internal readonly struct Values : IBlock32Values<Values, Values.Levels>
+    {
+        private readonly Vector256<sbyte> _table;
+        private readonly Vector256<byte> _mask;
+        private readonly Vector256<short> _ones;
+
+        private Values(Vector256<sbyte> table, Vector256<byte> mask, Vector256<short> ones) { _table = table; _mask = mask; _ones = ones; }
+
+        public static Values Create() => new(BlockDot.Levels(), Vector256.Create((byte)0x0F), Vector256.Create((short)1));
+
+        /// <summary>A block's levels v (values 4i.. in V0..V3, 16 + 4i.. in V4..V7) and their magnitudes u.</summary>
+        internal struct Levels
+        {
+            public Vector256<byte> U0, U1, U2, U3, U4, U5, U6, U7;
+            public Vector256<sbyte> V0, V1, V2, V3, V4, V5, V6, V7;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Levels Unpack(byte* q)
+        {
+            var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
+            var v = new Levels
+            {
+                V0 = Avx2.Shuffle(_table, (w0 & _mask).AsSByte()), V1 = Avx2.Shuffle(_table, (w1 & _mask).AsSByte()),
+                V2 = Avx2.Shuffle(_table, (w2 & _mask).AsSByte()), V3 = Avx2.Shuffle(_table, (w3 & _mask).AsSByte()),
+                V4 = Avx2.Shuffle(_table, IQ4_XSRows8.High(w0, _mask)), V5 = Avx2.Shuffle(_table, IQ4_XSRows8.High(w1, _mask)),
+                V6 = Avx2.Shuffle(_table, IQ4_XSRows8.High(w2, _mask)), V7 = Avx2.Shuffle(_table, IQ4_XSRows8.High(w3, _mask)),
+            };
+            v.U0 = Avx2.Abs(v.V0); v.U1 = Avx2.Abs(v.V1); v.U2 = Avx2.Abs(v.V2); v.U3 = Avx2.Abs(v.V3);
+            v.U4 = Avx2.Abs(v.V4); v.U5 = Avx2.Abs(v.V5); v.U6 = Avx2.Abs(v.V6); v.U7 = Avx2.Abs(v.V7);
+            return v;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<int> Sum(in Levels u, sbyte* x, int xl) =>
+            ((IQ4_XSRows8.Product(u.U0, u.V0, x, _ones) + IQ4_XSRows8.Product(u.U1, u.V1, x + 4, _ones))
+             + (IQ4_XSRows8.Product(u.U2, u.V2, x + 8, _ones) + IQ4_XSRows8.Product(u.U3, u.V3, x + 12, _ones)))
+            + ((IQ4_XSRows8.Product(u.U4, u.V4, x + 16, _ones) + IQ4_XSRows8.Product(u.U5, u.V5, x + 20, _ones))
+               + (IQ4_XSRows8.Product(u.U6, u.V6, x + 24, _ones) + IQ4_XSRows8.Product(u.U7, u.V7, x + 28, _ones)));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<int> Sum(byte* q, sbyte* x, int xl) => IQ4_XSRows8.BlockSum(q, x, _table, _mask, _ones);
+    }
+}
