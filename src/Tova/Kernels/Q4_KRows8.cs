@@ -275,11 +275,11 @@ public static unsafe class Q4_KRows8
 
     /// <summary>The high nibble of each byte.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> High(Vector256<byte> w, Vector256<byte> mask) => Avx2.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask;
+    internal static Vector256<byte> High(Vector256<byte> w, Vector256<byte> mask) => Avx2.ShiftRightLogical(w.AsUInt16(), 4).AsByte() & mask;
 
     /// <summary>Sub-block k's float steps for the eight rows, as the one-row kernel takes them per lane.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<float> Step(Vector256<int> s, byte* sm, int k, Vector256<float> d, Vector256<float> dmin, int* xl, float* xd, Vector256<float> acc)
+    internal static Vector256<float> Step(Vector256<int> s, byte* sm, int k, Vector256<float> d, Vector256<float> dmin, int* xl, float* xd, Vector256<float> acc)
     {
         var scale = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 8 * k)) * d;
         var min = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 64 + 8 * k)) * dmin;
@@ -301,7 +301,7 @@ public static unsafe class Q4_KRows8
     /// twelve transposed header bytes at p (each 32-byte load is four header bytes of all eight rows).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Scales(byte* p, byte* sm)
+    internal static void Scales(byte* p, byte* sm)
     {
         var b0 = Vector256.Load(p);         // bytes 0..3: scales 0..3 (low 6 bits), top bits of scales 4..7
         var b1 = Vector256.Load(p + 32);    // bytes 4..7: mins 0..3 (low 6 bits), top bits of mins 4..7

@@ -90,7 +90,8 @@ public sealed unsafe class RowGroups
     /// <summary>The chunks of <paramref name="bytes"/> bytes of quants from <paramref name="offset"/>, in file order.</summary>
     private static int[] Run(int offset, int bytes) => [.. Enumerable.Range(0, bytes / 4).Select(v => offset + 4 * v)];
 
-    // Q4_0 and IQ4_NL { d, qs[16] }; Q4_K { d, dmin, scales[12], qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants
+    // Q4_0 and IQ4_NL { d, qs[16] }; Q4_K { d, dmin, scales[12], qs[128] }; Q5_K { d, dmin, scales[12], qh[32],
+    // qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants
     // in file order.
     // Q6_K { ql[128], qh[64], scales[16], d }: d first, the scales in pairs (the two of a block of 32 side by side),
     // then per half n and i in 0..7 the three chunks that make values 4i..4i + 3 of the half's four blocks.
@@ -99,6 +100,8 @@ public sealed unsafe class RowGroups
     private static readonly RowGroups s_iq4NL = new(GgmlType.IQ4_NL, [(0, 2)], Run(2, 16), &IQ4_NLRows8.Dot, &IQ4_NLRows8.Tile);
     private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
         &Q4_KRows8.Dot, &Q4_KRows8.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
+    private static readonly RowGroups s_q5K = new(GgmlType.Q5_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 160),
+        &Q5_KRows8.Dot, &Q5_KRows8.Tile);
     private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], Run(8, 128),
         &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile);
     private static readonly RowGroups s_q6K = new(GgmlType.Q6_K, [(208, 2), .. Fields(192, 8, 2)],
@@ -111,6 +114,7 @@ public sealed unsafe class RowGroups
         GgmlType.Q4_0 => s_q40,
         GgmlType.IQ4_NL => s_iq4NL,
         GgmlType.Q4_K => s_q4K,
+        GgmlType.Q5_K => s_q5K,
         GgmlType.IQ4_XS => s_iq4XS,
         GgmlType.Q6_K => s_q6K,
         _ => null,

@@ -15,7 +15,7 @@ public unsafe class RowGroupsTests
             KQuantDotTests.RandomRow(type, superBlocks, r).CopyTo(rows, k * superBlocks * bytes);
         if (anyHeader)
             for (int b = 0; b < rows.Length; b += bytes)
-                for (int o = 0; o < (type == GgmlType.Q4_K ? 4 : 2); o += 2)
+                for (int o = 0; o < (type is GgmlType.Q4_K or GgmlType.Q5_K ? 4 : 2); o += 2)
                     rows[b + o + 1] = (byte)((r.Next(256) & 0x83) | (r.Next(3) == 0 ? 0 : 0x20));   // negative and subnormal too
         return rows;
     }
@@ -38,6 +38,7 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q6_K, 2)]
     [InlineData(GgmlType.Q4_0, 3)]
     [InlineData(GgmlType.IQ4_NL, 2)]
+    [InlineData(GgmlType.Q5_K, 2)]
     public void PackedGroupUnpacksToTheFileBytes(GgmlType type, int superBlocks)
     {
         var layout = RowGroups.For(type)!;
@@ -72,6 +73,12 @@ public unsafe class RowGroupsTests
             Assert.Equal(rows.AsSpan(row3 + 64 + 52, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 32 + 12, 4).ToArray());  // ql[116..120)
             Assert.Equal(rows.AsSpan(row3 + 128 + 32 + 20, 4).ToArray(), group.AsSpan(144 + 96 * 13 + 64 + 12, 4).ToArray());  // qh[52..56)
         }
+        else if (type == GgmlType.Q5_K)
+        {
+            Assert.Equal(rows[row3 + 4 + 5], group[32 + 8 * 5 + 3]);                                                 // scale byte 5
+            Assert.Equal(rows.AsSpan(row3 + 16 + 12, 4).ToArray(), group.AsSpan(128 + 32 * 3 + 12, 4).ToArray());   // qh[12..16)
+            Assert.Equal(rows.AsSpan(row3 + 48 + 36, 4).ToArray(), group.AsSpan(384 + 32 * 9 + 12, 4).ToArray());   // qs[36..40)
+        }
         else if (type is GgmlType.Q4_0 or GgmlType.IQ4_NL)
             Assert.Equal(rows.AsSpan(row3 + 2 + 8, 4).ToArray(), group.AsSpan(16 + 32 * 2 + 12, 4).ToArray());       // qs[8..12)
         else
@@ -102,6 +109,9 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.IQ4_NL, 8, true)]
     [InlineData(GgmlType.IQ4_NL, 13, true)]
     [InlineData(GgmlType.IQ4_NL, 28, false)]
+    [InlineData(GgmlType.Q5_K, 1, false)]
+    [InlineData(GgmlType.Q5_K, 3, true)]
+    [InlineData(GgmlType.Q5_K, 8, false)]
     public void GroupKernelEqualsTheOneRowKernelPerRow(GgmlType type, int superBlocks, bool anyHeader)
     {
         var layout = RowGroups.For(type)!;
@@ -146,6 +156,9 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.IQ4_NL, 1, 1)]
     [InlineData(GgmlType.IQ4_NL, 13, 5)]
     [InlineData(GgmlType.IQ4_NL, 28, 16)]
+    [InlineData(GgmlType.Q5_K, 1, 1)]
+    [InlineData(GgmlType.Q5_K, 3, 7)]
+    [InlineData(GgmlType.Q5_K, 2, 16)]
     public void TileEqualsTheGroupKernelPerToken(GgmlType type, int superBlocks, int tokens)
     {
         var layout = RowGroups.For(type)!;

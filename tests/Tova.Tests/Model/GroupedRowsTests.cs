@@ -6,7 +6,7 @@ using Tova.Tests.Kernels;
 namespace Tova.Tests.Model;
 
 /// <summary>
-/// Q4_0, IQ4_NL, Q4_K, IQ4_XS and Q6_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
+/// Q4_0, IQ4_NL, Q4_K, Q5_K, IQ4_XS and Q6_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
 /// them, and every product (one token, tiles of several; chunks cut anywhere) equals the one-row kernel's.
 /// </summary>
 public unsafe class GroupedRowsTests
@@ -55,13 +55,14 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.IQ4_NL)]
+    [InlineData(GgmlType.Q5_K)]
     public void RowsReadBackAsTheFileHasThem(GgmlType type)
     {
         var (m, file) = Matrix(type, 24, 1);
         Assert.True(m.Grouped);
         Assert.True(m.OwnsData);
         Assert.False(Matrix(type, 20, 2).m.Grouped);   // not a multiple of eight: row after row, as in the file
-        Assert.False(Matrix(GgmlType.Q5_K, 24, 3).m.Grouped);   // a type held row after row
+        Assert.False(Matrix(GgmlType.Q3_K, 24, 3).m.Grouped);   // a type held row after row
         var bytes = new byte[m.RowBytes];
         var values = new float[Cols];
         var expected = new float[Cols];
@@ -97,6 +98,9 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.IQ4_NL, 1, 2)]
     [InlineData(GgmlType.IQ4_NL, 21, 2)]
     [InlineData(GgmlType.IQ4_NL, 40, 3)]
+    [InlineData(GgmlType.Q5_K, 1, 2)]
+    [InlineData(GgmlType.Q5_K, 21, 2)]
+    [InlineData(GgmlType.Q5_K, 40, 3)]
     public void ProductsEqualTheOneRowKernel(GgmlType type, int batch, int threads)
     {
         var (m, file) = Matrix(type, 40, batch);
@@ -120,6 +124,8 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q4_0, 19)]
     [InlineData(GgmlType.IQ4_NL, 1)]
     [InlineData(GgmlType.IQ4_NL, 19)]
+    [InlineData(GgmlType.Q5_K, 1)]
+    [InlineData(GgmlType.Q5_K, 19)]
     public void GroupsCutByChunksStillEqualTheOneRowKernel(GgmlType type, int batch)
     {
         // A 12-row Q4_0 matrix first puts the grouped matrix's groups off the pool's alignment, so chunks cut them.
