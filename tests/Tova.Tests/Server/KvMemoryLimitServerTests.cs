@@ -9,8 +9,10 @@ namespace Tova.Tests.Server;
 /// <summary>
 /// The state memory limit seen from HTTP: /metrics reports the limit and the bytes reserved, a request that does not
 /// fit waits until one ends and then runs, a kv_cache that can never fit is a 400 naming the limit, and a cancelled
-/// request gives its reservation back.
+/// request gives its reservation back. It polls /metrics while one request runs (about two seconds of decoding on a
+/// fast machine), so it runs alone, not beside other test classes that could starve the poller.
 /// </summary>
+[Collection(nameof(KvMemoryLimitServerTests))]
 public class KvMemoryLimitServerTests
 {
     private static readonly CacheOptions Tova64 = new() { Policy = "tova", Budget = "64", KvTypeK = GgmlType.F16, KvTypeV = GgmlType.F16, Prefill = PrefillMode.Exact };
@@ -57,3 +59,7 @@ public class KvMemoryLimitServerTests
         await server.WaitForMetrics(m => m["tova_kv_reserved_bytes"] == 0 && m["tova_running_sequences"] == 0, "every reservation returned");
     }
 }
+
+/// <summary>Runs <see cref="KvMemoryLimitServerTests"/> with no other test class in parallel.</summary>
+[CollectionDefinition(nameof(KvMemoryLimitServerTests), DisableParallelization = true)]
+public class KvMemoryLimitServerCollection;
