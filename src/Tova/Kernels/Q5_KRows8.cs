@@ -17,118 +17,59 @@ namespace Tova.Kernels;
 /// </summary>
 public static unsafe class Q5_KRows8
 {
-    private const int GroupBlockBytes = RowGroups.Rows * 176;
-    private const int PrefetchAhead = 4096;
-
     /// <summary>
     /// The eight rows of a group times one token's 8-bit activations (xq, block scales xd, 8·Σq xl; xh unused), row
-    /// r's result to y[r]. Each equals <see cref="KQuantDot.Q5_K"/>'s for that row bit for bit: per row and
-    /// sub-block k the same integer sum and float steps, v = Σ·(d·sc_k) − (8·Σq)·(dmin/8·m_k), accumulated by FMA with
-    /// xd into an accumulator of its own per k, the eight added in <see cref="Vector256.Sum{T}"/>'s order.
+    /// r's result to y[r], equal to <see cref="KQuantDot.Q5_K"/>'s for that row bit for bit (<see cref="KQuantRows8{TPairs}"/>).
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
     {
-        if (!(Avx2.IsSupported && Fma.IsSupported))
-        {
-            RowGroups.For(Formats.GgmlType.Q5_K)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
-            return;
-        }
-        var mask = Vector256.Create((byte)0x0F);
-        var ones = Vector256.Create((short)1);
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
-        byte* sm = stackalloc byte[128];     // this super-block's scales [k][r], then mins [k][r]
-        for (int sb = 0; sb < superBlocks; sb++)
-        {
-            byte* blk = group + (long)sb * GroupBlockBytes;
-            for (int l = 0; l < GroupBlockBytes; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
-            var d = Q4_KRows8.Halves(blk);
-            var dmin = Q4_KRows8.Halves(blk + 16) * Vector256.Create(0.125f);
-            Q4_KRows8.Scales(blk + 32, sm);
-            sbyte* x = xq + sb * 256;
-            float* xds = xd + sb * 8;
-            int* xls = xl + sb * 8;
-            byte* qh = blk + 128, q = blk + 384;
-            var (s0, s1) = PairSums(q, qh, 0, x, mask, ones);
-            a0 = Q4_KRows8.Step(s0, sm, 0, d, dmin, xls, xds, a0);
-            a1 = Q4_KRows8.Step(s1, sm, 1, d, dmin, xls, xds, a1);
-            (s0, s1) = PairSums(q + 256, qh, 2, x + 64, mask, ones);
-            a2 = Q4_KRows8.Step(s0, sm, 2, d, dmin, xls, xds, a2);
-            a3 = Q4_KRows8.Step(s1, sm, 3, d, dmin, xls, xds, a3);
-            (s0, s1) = PairSums(q + 512, qh, 4, x + 128, mask, ones);
-            a4 = Q4_KRows8.Step(s0, sm, 4, d, dmin, xls, xds, a4);
-            a5 = Q4_KRows8.Step(s1, sm, 5, d, dmin, xls, xds, a5);
-            (s0, s1) = PairSums(q + 768, qh, 6, x + 192, mask, ones);
-            a6 = Q4_KRows8.Step(s0, sm, 6, d, dmin, xls, xds, a6);
-            a7 = Q4_KRows8.Step(s1, sm, 7, d, dmin, xls, xds, a7);
-        }
-        (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(y);
+        if (Avx2.IsSupported && Fma.IsSupported) KQuantRows8<Pairs>.Dot(group, xq, xd, xl, superBlocks, y);
+        else RowGroups.For(Formats.GgmlType.Q5_K)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
     }
 
     /// <summary>
     /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
-    /// <see cref="RowGroups.Tile"/>): each sub-block pair's 5-bit values built once for all the tokens; every result
-    /// equals <see cref="Dot"/>'s for that token (the same steps in the same order).
+    /// <see cref="RowGroups.Tile"/>); every result equals <see cref="Dot"/>'s for that token.
     /// </summary>
-    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
     {
         if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
-        int nb = superBlocks * 8;
-        if (!(Avx2.IsSupported && Fma.IsSupported))
+        if (Avx2.IsSupported && Fma.IsSupported) KQuantRows8<Pairs>.Tile(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
+        else RowGroups.For(Formats.GgmlType.Q5_K)!.TileByDot(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
+    }
+
+    /// <summary>Q5_K's sums: Σ u·q of the pair's 5-bit values (nibbles from the quant vectors, fifth bits from the qh vectors).</summary>
+    internal readonly struct Pairs : IKQuantPairs<Pairs>
+    {
+        private readonly Vector256<byte> _mask;
+        private readonly Vector256<short> _ones;
+
+        private Pairs(Vector256<byte> mask, Vector256<short> ones) { _mask = mask; _ones = ones; }
+
+        public static Pairs Create() => new(Vector256.Create((byte)0x0F), Vector256.Create((short)1));
+
+        public static int GroupBlockBytes => RowGroups.Rows * 176;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public (Vector256<int> Even, Vector256<int> Odd) Sums(byte* blk, int j, sbyte* x) => PairSums(blk + 384 + 256 * j, blk + 128, 2 * j, x, _mask, _ones);
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public KQuantPair Unpack(byte* blk, int j)
         {
-            RowGroups.For(Formats.GgmlType.Q5_K)!.TileByDot(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
-            return;
-        }
-        var mask = Vector256.Create((byte)0x0F);
-        var ones = Vector256.Create((short)1);
-        var acc = stackalloc Vector256<float>[RowGroups.MaxTokens * 8];   // [token][sub-block k], lanes = rows
-        for (int i = 0; i < tokens * 8; i++) acc[i] = default;
-        var sv = stackalloc Vector256<float>[16];               // this super-block's d·sc_k, then dmin/8·m_k
-        byte* sm = stackalloc byte[128];
-        for (int sb = 0; sb < superBlocks; sb++)
-        {
-            byte* blk = group + (long)sb * GroupBlockBytes;
-            var d = Q4_KRows8.Halves(blk);
-            var dmin = Q4_KRows8.Halves(blk + 16) * Vector256.Create(0.125f);
-            Q4_KRows8.Scales(blk + 32, sm);
-            for (int k = 0; k < 8; k++)
+            byte* q = blk + 384 + 256 * j, qh = blk + 128;
+            int shift = 2 * j;
+            return new KQuantPair
             {
-                sv[k] = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 8 * k)) * d;
-                sv[8 + k] = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(sm + 64 + 8 * k)) * dmin;
-            }
-            for (int j = 0; j < 4; j++)
-            {
-                byte* q = blk + 384 + 256 * j, qh = blk + 128;
-                int shift = 2 * j;
-                var l0 = Low(q, qh, shift, mask); var l1 = Low(q + 32, qh + 32, shift, mask);
-                var l2 = Low(q + 64, qh + 64, shift, mask); var l3 = Low(q + 96, qh + 96, shift, mask);
-                var l4 = Low(q + 128, qh + 128, shift, mask); var l5 = Low(q + 160, qh + 160, shift, mask);
-                var l6 = Low(q + 192, qh + 192, shift, mask); var l7 = Low(q + 224, qh + 224, shift, mask);
-                var h0 = High(q, qh, shift, mask); var h1 = High(q + 32, qh + 32, shift, mask);
-                var h2 = High(q + 64, qh + 64, shift, mask); var h3 = High(q + 96, qh + 96, shift, mask);
-                var h4 = High(q + 128, qh + 128, shift, mask); var h5 = High(q + 160, qh + 160, shift, mask);
-                var h6 = High(q + 192, qh + 192, shift, mask); var h7 = High(q + 224, qh + 224, shift, mask);
-                int k0 = 2 * j;
-                var sc0 = sv[k0]; var sc1 = sv[k0 + 1]; var mn0 = sv[8 + k0]; var mn1 = sv[9 + k0];
-                sbyte* x = xq + sb * 256 + 64 * j;
-                float* xds = xd + sb * 8 + k0;
-                int* xls = xl + sb * 8 + k0;
-                var a = acc + k0;
-                for (int t = 0; t < tokens; t++, x += stride, xds += nb, xls += nb, a += 8)
-                {
-                    var s0 = Sum8(l0, l1, l2, l3, l4, l5, l6, l7, x, ones);
-                    var s1 = Sum8(h0, h1, h2, h3, h4, h5, h6, h7, x + 32, ones);
-                    a[0] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s0) * sc0 - Vector256.Create((float)xls[0]) * mn0, Vector256.Create(xds[0]), a[0]);
-                    a[1] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s1) * sc1 - Vector256.Create((float)xls[1]) * mn1, Vector256.Create(xds[1]), a[1]);
-                }
-            }
+                E0 = Low(q, qh, shift, _mask), E1 = Low(q + 32, qh + 32, shift, _mask), E2 = Low(q + 64, qh + 64, shift, _mask), E3 = Low(q + 96, qh + 96, shift, _mask),
+                E4 = Low(q + 128, qh + 128, shift, _mask), E5 = Low(q + 160, qh + 160, shift, _mask), E6 = Low(q + 192, qh + 192, shift, _mask), E7 = Low(q + 224, qh + 224, shift, _mask),
+                O0 = High(q, qh, shift, _mask), O1 = High(q + 32, qh + 32, shift, _mask), O2 = High(q + 64, qh + 64, shift, _mask), O3 = High(q + 96, qh + 96, shift, _mask),
+                O4 = High(q + 128, qh + 128, shift, _mask), O5 = High(q + 160, qh + 160, shift, _mask), O6 = High(q + 192, qh + 192, shift, _mask), O7 = High(q + 224, qh + 224, shift, _mask),
+            };
         }
-        for (int t = 0; t < tokens; t++)
-        {
-            var a = acc + t * 8;
-            (((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))).Store(y + t * yStride);
-        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public (Vector256<int> Even, Vector256<int> Odd) Sums(in KQuantPair u, sbyte* x) =>
+            (Sum8(u.E0, u.E1, u.E2, u.E3, u.E4, u.E5, u.E6, u.E7, x, _ones), Sum8(u.O0, u.O1, u.O2, u.O3, u.O4, u.O5, u.O6, u.O7, x + 32, _ones));
     }
 
     /// <summary>Σ u·q of sub-blocks 2j (low) and 2j + 1 (high) for the eight rows: q the pair's eight vectors, qh the fifth bits (shift = 2j), x the pair's 64 activations.</summary>
