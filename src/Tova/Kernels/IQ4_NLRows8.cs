@@ -34,6 +34,36 @@ public static unsafe class IQ4_NLRows8
         else RowGroups.For(Formats.GgmlType.IQ4_NL)!.TileByDot(group, xq, xd, xl, nb, stride, tokens, y, yStride);
     }
 
+    /// <summary>
+    /// The group's <paramref name="nb"/> blocks widened for <see cref="WideDot.Q8_0Rows8x16"/> (AVX-512BW only; see
+    /// <see cref="WideDot.IsSupported"/>): ws[b, r, e] = the level of value e of row r in block b (int16), dws[b, r] its
+    /// d. An IQ4_NL block is then a Q8_0 block (int8 values, one scale), and the one-row kernels' float steps are the
+    /// same (<see cref="BlockDot.IQ4_NL"/>, <see cref="IntDot.Q8_0Avx2"/>), so the sixteen-token kernel's results equal
+    /// the one-row kernel's bit for bit.
+    /// </summary>
+    public static void Widen(byte* group, int nb, short* ws, float* dws)
+    {
+        if (!WideDot.IsSupported) throw new PlatformNotSupportedException("widened prompts need AVX-512BW");
+        var table = BlockDot.Levels();
+        var mask = Vector256.Create((byte)0x0F);
+        for (int b = 0; b < nb; b++, ws += RowGroups.Rows * 32)
+        {
+            byte* blk = group + (long)b * RowGroups.Rows * 18;
+            Q4_KRows8.Halves(blk).Store(dws + b * RowGroups.Rows);
+            var w0 = Vector256.Load(blk + 16); var w1 = Vector256.Load(blk + 48); var w2 = Vector256.Load(blk + 80); var w3 = Vector256.Load(blk + 112);
+            // Vector k holds, per row, the levels of values 4k.. (k < 4) or 16 + 4(k − 4).. (k ≥ 4); transposed, vector r holds row r's 32.
+            var v0 = Avx2.Shuffle(table, (w0 & mask).AsSByte()); var v1 = Avx2.Shuffle(table, (w1 & mask).AsSByte());
+            var v2 = Avx2.Shuffle(table, (w2 & mask).AsSByte()); var v3 = Avx2.Shuffle(table, (w3 & mask).AsSByte());
+            var v4 = Avx2.Shuffle(table, IQ4_XSRows8.High(w0, mask)); var v5 = Avx2.Shuffle(table, IQ4_XSRows8.High(w1, mask));
+            var v6 = Avx2.Shuffle(table, IQ4_XSRows8.High(w2, mask)); var v7 = Avx2.Shuffle(table, IQ4_XSRows8.High(w3, mask));
+            WideDot.Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+            Avx512BW.ConvertToVector512Int16(v0).Store(ws); Avx512BW.ConvertToVector512Int16(v1).Store(ws + 32);
+            Avx512BW.ConvertToVector512Int16(v2).Store(ws + 64); Avx512BW.ConvertToVector512Int16(v3).Store(ws + 96);
+            Avx512BW.ConvertToVector512Int16(v4).Store(ws + 128); Avx512BW.ConvertToVector512Int16(v5).Store(ws + 160);
+            Avx512BW.ConvertToVector512Int16(v6).Store(ws + 192); Avx512BW.ConvertToVector512Int16(v7).Store(ws + 224);
+        }
+    }
+
     /// <summary>IQ4_NL's sums Σ v·q (no offset; xl unused).</summary>
     internal readonly struct Values : IBlock32Values<Values, Values.Levels>
     {

@@ -205,6 +205,12 @@ public sealed unsafe class WeightMatrix
     /// <summary>True for the types whose prompts run eight tokens per SIMD vector (<see cref="Lanes8"/>).</summary>
     internal bool UsesLanes => _lanes8 != null;
 
+    /// <summary>
+    /// True for the matrices whose prompts run <see cref="WideDot"/> against sixteen tokens widened to int16
+    /// (<see cref="TokenGroups.Int16"/>): Q8_0 rows, and IQ4_NL groups widened by <see cref="IQ4_NLRows8.Widen"/>.
+    /// </summary>
+    internal bool UsesWide => Type == GgmlType.Q8_0 || (Grouped && Type == GgmlType.IQ4_NL);
+
     /// <summary>True for the types whose prompts run sixteen tokens per 512-bit vector on the bytes layout (<see cref="TokenGroups.Bytes"/>).</summary>
     internal bool UsesLanes16 => (Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K) && !HasGroupLanes;
 
@@ -320,7 +326,7 @@ public unsafe struct MatMulBatch
             _layouts = TokenGroups.None;
             if (_tiles > 0 && WideDot.IsSupported)
             {
-                if (_m0.Type == GgmlType.Q8_0 || _m1 is { Type: GgmlType.Q8_0 } || _m2 is { Type: GgmlType.Q8_0 }) _layouts |= TokenGroups.Int16;
+                if (_m0.UsesWide || _m1 is { UsesWide: true } || _m2 is { UsesWide: true }) _layouts |= TokenGroups.Int16;
                 if (_m0.UsesLanes16 || _m1 is { UsesLanes16: true } || _m2 is { UsesLanes16: true }) _layouts |= TokenGroups.Bytes;
                 if (_halfSums && (_layouts & TokenGroups.Bytes) != 0) _layouts |= TokenGroups.HalfSums;
             }
@@ -436,6 +442,15 @@ public unsafe struct MatMulBatch
                     if (m.HasGroupTile || m.HasGroupLanes || b._batch < 8)
                     {
                         bool whole = count == RowGroups.Rows;
+                        if (whole && b._groups > 0 && (b._layouts & TokenGroups.Int16) != 0 && m.UsesWide)
+                        {
+                            // IQ4_NL: the group widened to int16 once, then Q8_0's kernel per sixteen-token group.
+                            WideDot.RowScratch(b._nb, out short* ws, out float* dws);
+                            IQ4_NLRows8.Widen(w0, b._nb, ws, dws);
+                            for (int h = 0; h < b._groups; h++)
+                                WideDot.Q8_0Rows8x16(ws, dws, b._q16 + (long)h * b._nb * 512, b._d16 + h * b._nb * 16, b._nb, y + (long)h * 16 * rows + row, rows);
+                            i = 16 * b._groups;
+                        }
                         if (m.HasGroupLanes)
                             for (int tg = 0, n; tg < b._tiles; tg += n, i += 8 * n)
                             {

@@ -187,6 +187,37 @@ public unsafe class RowGroupsTests
     }
 
     [Theory]
+    [InlineData(1)]
+    [InlineData(13)]
+    public void WidenedIQ4_NLGroupHoldsEachRowsLevels(int nb)
+    {
+        if (!WideDot.IsSupported) return;   // AVX-512BW only
+        var layout = RowGroups.For(GgmlType.IQ4_NL)!;
+        var rows = Rows(GgmlType.IQ4_NL, nb, new Random(400 + nb), anyHeader: true);
+        var group = new byte[nb * layout.GroupBlockBytes];
+        var ws = new short[nb * 8 * 32];
+        var dws = new float[nb * 8];
+        fixed (byte* src = rows, g = group)
+        fixed (short* pw = ws)
+        fixed (float* pd = dws)
+        {
+            layout.Pack(src, nb * 18, nb, g);
+            IQ4_NLRows8.Widen(g, nb, pw, pd);
+        }
+        for (int b = 0; b < nb; b++)
+            for (int r = 0; r < 8; r++)
+            {
+                int blk = (r * nb + b) * 18;   // row r's block b in the file's layout: { d, qs[16] }
+                Assert.Equal((float)BitConverter.ToHalf(rows, blk), dws[b * 8 + r]);
+                for (int e = 0; e < 32; e++)
+                {
+                    int nibble = e < 16 ? rows[blk + 2 + e] & 0xF : rows[blk + 2 + e - 16] >> 4;
+                    Assert.Equal(BlockQuants.IQ4NLValues[nibble], ws[(b * 8 + r) * 32 + e]);
+                }
+            }
+    }
+
+    [Theory]
     [InlineData(GgmlType.Q4_K, 1, 1)]
     [InlineData(GgmlType.Q4_K, 3, 1)]
     [InlineData(GgmlType.Q4_K, 2, 2)]

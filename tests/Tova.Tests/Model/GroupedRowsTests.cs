@@ -97,7 +97,7 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q4_0, 5, 2)]    // fewer than eight tokens: the group's tile kernel
     [InlineData(GgmlType.IQ4_NL, 1, 2)]
     [InlineData(GgmlType.IQ4_NL, 21, 2)]
-    [InlineData(GgmlType.IQ4_NL, 40, 3)]
+    [InlineData(GgmlType.IQ4_NL, 40, 3)]   // two sixteen-token groups widened to int16 (AVX-512), then eight by the tile
     [InlineData(GgmlType.Q5_K, 1, 2)]
     [InlineData(GgmlType.Q5_K, 21, 2)]
     [InlineData(GgmlType.Q5_K, 40, 3)]
