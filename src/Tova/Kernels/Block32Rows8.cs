@@ -11,17 +11,22 @@ namespace Tova.Kernels;
 /// (<see cref="IntDot.Q4_0Avx2"/>, <see cref="BlockDot.IQ4_NL"/>) per row bit for bit: per block b the integer sum
 /// Σ, FMA(Σ, d·xd_b, acc_(b mod 8)) over the whole groups of eight blocks, the eight accumulators added in
 /// <see cref="Vector256.Sum{T}"/>'s order, then the last nb mod 8 blocks added one at a time as (d·xd_b)·Σ.
-/// AVX2 and FMA only (the callers fall back without them).
+/// Without AVX2 and FMA they fall back to the type's one-row kernels (<see cref="RowGroups.DotByRows"/>, <see cref="RowGroups.TileByDot"/>). The <see cref="RowGroups"/> table points at these methods.
 /// </summary>
 internal static unsafe class Block32Rows8<TValues, TUnpacked> where TValues : struct, IBlock32Values<TValues, TUnpacked> where TUnpacked : struct
 {
     private const int GroupBlockBytes = RowGroups.Rows * 18;
     private const int PrefetchAhead = 4096;
 
-    /// <summary>The eight rows of a group times one token (xq, block scales xd, 8·Σq xl; nb blocks of 32 per row), row r's result to y[r].</summary>
+    /// <summary>The eight rows of a group times one token (xq, block scales xd, 8·Σq xl; xh unused; nb blocks of 32 per row), row r's result to y[r].</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, int nb, float* y)
+    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int nb, float* y)
     {
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            RowGroups.For(TValues.Type)!.DotByRows(group, xq, xd, xl, xh, nb, y);
+            return;
+        }
         var values = TValues.Create();
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         int b = 0;
@@ -61,6 +66,12 @@ internal static unsafe class Block32Rows8<TValues, TUnpacked> where TValues : st
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int nb, int stride, int tokens, float* y, long yStride)
     {
+        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            RowGroups.For(TValues.Type)!.TileByDot(group, xq, xd, xl, nb, stride, tokens, y, yStride);
+            return;
+        }
         var values = TValues.Create();
         var acc = stackalloc Vector256<float>[RowGroups.MaxTokens * 8];   // [token][block b mod 8], lanes = rows
         var tail = stackalloc Vector256<float>[RowGroups.MaxTokens];       // [token]: the last nb mod 8 blocks

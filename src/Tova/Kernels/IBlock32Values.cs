@@ -6,11 +6,14 @@ namespace Tova.Kernels;
 /// How a type of blocks of 32 values with one f16 scale d ({ d, qs[16] }: Q4_0, IQ4_NL) turns a group's block
 /// (<see cref="RowGroups"/>: the eight rows' d, then four 32-byte vectors, vector i holding values 4i..4i + 3 of each
 /// row in its low nibbles and 16 + 4i.. in its high ones) into each row's exact integer sum against one token's 32
-/// 8-bit activations, for <see cref="Block32Rows8{TValues}"/>. The block's result is (d·xd)·sum, so a type's offset
+/// 8-bit activations, for <see cref="Block32Rows8{TValues, TUnpacked}"/>. The block's result is (d·xd)·sum, so a type's offset
 /// (Q4_0's −8) is part of its sum. An instance holds the type's constants (masks, level tables).
 /// </summary>
 internal unsafe interface IBlock32Values<TSelf, TUnpacked> where TSelf : struct, IBlock32Values<TSelf, TUnpacked> where TUnpacked : struct
 {
+    /// <summary>The type (for the fall-back without AVX2 and FMA).</summary>
+    static abstract Formats.GgmlType Type { get; }
+
     /// <summary>The constants.</summary>
     static abstract TSelf Create();
 

@@ -10,6 +10,9 @@ namespace Tova.Kernels;
 /// </summary>
 internal unsafe interface IKQuantPairs<TSelf> where TSelf : struct, IKQuantPairs<TSelf>
 {
+    /// <summary>The type (for the fall-back without AVX2 and FMA).</summary>
+    static abstract Formats.GgmlType Type { get; }
+
     /// <summary>The constants.</summary>
     static abstract TSelf Create();
 

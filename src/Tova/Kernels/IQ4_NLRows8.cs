@@ -7,33 +7,11 @@ namespace Tova.Kernels;
 /// <summary>
 /// The group kernels of IQ4_NL (<see cref="RowGroups"/>): its block { d, qs[16] } is laid out as Q4_0's
 /// (<see cref="Q4_0Rows8"/>: a group's block is the eight rows' d, then four 32-byte vectors of nibbles), and the
-/// kernels are <see cref="Block32Rows8{TValues}"/>'s with the levels looked up by one byte shuffle from the nibbles
+/// kernels are <see cref="Block32Rows8{TValues, TUnpacked}"/>'s with the levels looked up by one byte shuffle from the nibbles
 /// and multiplied signed × signed as in <see cref="IQ4_XSRows8"/> (|v| × sign(q, v), at most 2·127·127 per pair).
 /// </summary>
 public static unsafe class IQ4_NLRows8
 {
-    /// <summary>
-    /// The eight rows of a group times one token's 8-bit activations (xq, block scales xd; nb blocks of 32 per row;
-    /// xl, xh unused), row r's result to y[r], equal to <see cref="BlockDot.IQ4_NL"/>'s for that row bit for bit.
-    /// </summary>
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int nb, float* y)
-    {
-        if (Avx2.IsSupported && Fma.IsSupported) Block32Rows8<Values, Values.Levels>.Dot(group, xq, xd, xl, nb, y);
-        else RowGroups.For(Formats.GgmlType.IQ4_NL)!.DotByRows(group, xq, xd, xl, xh, nb, y);
-    }
-
-    /// <summary>
-    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
-    /// <see cref="RowGroups.Tile"/>): each block's levels looked up once for all the tokens; every result equals
-    /// <see cref="Dot"/>'s for that token.
-    /// </summary>
-    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int nb, int stride, int tokens, float* y, long yStride)
-    {
-        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
-        if (Avx2.IsSupported && Fma.IsSupported) Block32Rows8<Values, Values.Levels>.Tile(group, xq, xd, xl, nb, stride, tokens, y, yStride);
-        else RowGroups.For(Formats.GgmlType.IQ4_NL)!.TileByDot(group, xq, xd, xl, nb, stride, tokens, y, yStride);
-    }
-
     /// <summary>
     /// The group's <paramref name="nb"/> blocks widened for <see cref="WideDot.Q8_0Rows8x16"/> (AVX-512BW only; see
     /// <see cref="WideDot.IsSupported"/>): ws[b, r, e] = the level of value e of row r in block b (int16), dws[b, r] its
@@ -72,6 +50,8 @@ public static unsafe class IQ4_NLRows8
         private readonly Vector256<short> _ones;
 
         private Values(Vector256<sbyte> table, Vector256<byte> mask, Vector256<short> ones) { _table = table; _mask = mask; _ones = ones; }
+
+        public static Formats.GgmlType Type => Formats.GgmlType.IQ4_NL;
 
         public static Values Create() => new(BlockDot.Levels(), Vector256.Create((byte)0x0F), Vector256.Create((short)1));
 

@@ -16,10 +16,15 @@ internal static unsafe class KQuantRows8<TPairs> where TPairs : struct, IKQuantP
 {
     private const int PrefetchAhead = 4096;
 
-    /// <summary>The eight rows of a group times one token's 8-bit activations (xq, block scales xd, 8·Σq xl), row r's result to y[r].</summary>
+    /// <summary>The eight rows of a group times one token's 8-bit activations (xq, block scales xd, 8·Σq xl; xh unused), row r's result to y[r].</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, float* y)
+    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
     {
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            RowGroups.For(TPairs.Type)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
+            return;
+        }
         var pairs = TPairs.Create();
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         byte* sm = stackalloc byte[128];     // this super-block's scales [k][r], then mins [k][r]
@@ -58,6 +63,12 @@ internal static unsafe class KQuantRows8<TPairs> where TPairs : struct, IKQuantP
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
     public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
     {
+        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
+        if (!(Avx2.IsSupported && Fma.IsSupported))
+        {
+            RowGroups.For(TPairs.Type)!.TileByDot(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
+            return;
+        }
         int nb = superBlocks * 8;
         var pairs = TPairs.Create();
         var acc = stackalloc Vector256<float>[RowGroups.MaxTokens * 8];   // [token][sub-block k], lanes = rows

@@ -10,34 +10,12 @@ namespace Tova.Kernels;
 ///   [0, 16)      d of rows 0..7 (f16)
 ///   [16, 144)    for i in 0..3, r in 0..7: qs[4i .. 4i + 4) of row r at 16 + 32i + 4r
 /// </code>
-/// so the 32-byte vector i holds, per row, values 4i..4i + 3 (low nibbles) and 16 + 4i.. (high) of the block.
+/// so the 32-byte vector i holds, per row, values 4i..4i + 3 (low nibbles) and 16 + 4i.. (high) of the block. One token
+/// and tiles: <see cref="Block32Rows8{TValues, TUnpacked}"/> with <see cref="Values"/>; here the 512-bit lane tiles.
 /// </summary>
 public static unsafe class Q4_0Rows8
 {
     private const int GroupBlockBytes = RowGroups.Rows * 18;
-
-    /// <summary>
-    /// The eight rows of a group times one token's 8-bit activations (xq, block scales xd, 8·Σq xl; nb blocks of 32
-    /// per row), row r's result to y[r], equal to <see cref="IntDot.Q4_0Avx2"/>'s for that row bit for bit
-    /// (<see cref="Block32Rows8{TValues}"/>; the sum of block b is Σ nib·q − 8·Σq).
-    /// </summary>
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int nb, float* y)
-    {
-        if (Avx2.IsSupported && Fma.IsSupported) Block32Rows8<Values, Values.Nibbles>.Dot(group, xq, xd, xl, nb, y);
-        else RowGroups.For(Formats.GgmlType.Q4_0)!.DotByRows(group, xq, xd, xl, xh, nb, y);
-    }
-
-    /// <summary>
-    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
-    /// <see cref="RowGroups.Tile"/>): each block's nibbles unpacked once for all the tokens; every result equals
-    /// <see cref="Dot"/>'s for that token.
-    /// </summary>
-    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int nb, int stride, int tokens, float* y, long yStride)
-    {
-        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
-        if (Avx2.IsSupported && Fma.IsSupported) Block32Rows8<Values, Values.Nibbles>.Tile(group, xq, xd, xl, nb, stride, tokens, y, yStride);
-        else RowGroups.For(Formats.GgmlType.Q4_0)!.TileByDot(group, xq, xd, xl, nb, stride, tokens, y, yStride);
-    }
 
     /// <summary>
     /// Q4_0's sums: Σ nib·q − 8·Σq. Each u8 × s8 pair is at most 2·15·128 in magnitude, so the eight products of a
@@ -49,6 +27,8 @@ public static unsafe class Q4_0Rows8
         private readonly Vector256<short> _ones;
 
         private Values(Vector256<byte> mask, Vector256<short> ones) { _mask = mask; _ones = ones; }
+
+        public static Formats.GgmlType Type => Formats.GgmlType.Q4_0;
 
         public static Values Create() => new(Vector256.Create((byte)0x0F), Vector256.Create((short)1));
 
@@ -98,7 +78,7 @@ public static unsafe class Q4_0Rows8
     /// The eight rows of a group times the eight tokens of each of 1..<see cref="Q4_KRows8.MaxLaneTiles"/> interleaved
     /// tiles (arguments as <see cref="RowGroups.Lanes"/>, nb blocks of 32 per row; hp unused) with 512-bit vectors, two
     /// tokens per vector as <see cref="Q4_KRows8.TileLanes"/>: each group of eight blocks' weights unpacked once for all
-    /// the tiles. Every lane takes <see cref="Dot"/>'s steps (Σ − 8·Σq is an integer below 2^24, so converting Σ and
+    /// the tiles. Every lane takes the one-token group kernel's steps (<see cref="Block32Rows8{TValues, TUnpacked}.Dot"/>) (Σ − 8·Σq is an integer below 2^24, so converting Σ and
     /// subtracting 8·Σq as a float is exact), so each result equals Dot's for that token. AVX-512BW only.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]

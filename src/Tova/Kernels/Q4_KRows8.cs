@@ -13,32 +13,12 @@ namespace Tova.Kernels;
 ///   [128, 1152)  for j in 0..3, i in 0..7, r in 0..7: qs[32j + 4i .. 32j + 4i + 4) of row r at 128 + 32·(8j + i) + 4r
 /// </code>
 /// so the 32-byte vector (j, i) holds, per row, values 4i..4i + 3 of sub-block 2j (low nibbles) and of 2j + 1 (high).
+/// One token and tiles: <see cref="KQuantRows8{TPairs}"/> with <see cref="Pairs"/>; here the 512-bit lane tiles and
+/// the helpers the group kernels share.
 /// </summary>
 public static unsafe class Q4_KRows8
 {
     internal const int GroupBlockBytes = RowGroups.Rows * 144;
-
-    /// <summary>
-    /// The eight rows of a group times one token's 8-bit activations (<see cref="Q8Activations"/>: xq, block scales
-    /// xd, 8·Σq xl; xh unused), row r's result to y[r], equal to <see cref="KQuantDot.Q4_K"/>'s for that row bit for
-    /// bit (<see cref="KQuantRows8{TPairs}"/>).
-    /// </summary>
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
-    {
-        if (Avx2.IsSupported && Fma.IsSupported) KQuantRows8<Pairs>.Dot(group, xq, xd, xl, superBlocks, y);
-        else RowGroups.For(Formats.GgmlType.Q4_K)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
-    }
-
-    /// <summary>
-    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
-    /// <see cref="RowGroups.Tile"/>); every result equals <see cref="Dot"/>'s for that token.
-    /// </summary>
-    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
-    {
-        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
-        if (Avx2.IsSupported && Fma.IsSupported) KQuantRows8<Pairs>.Tile(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
-        else RowGroups.For(Formats.GgmlType.Q4_K)!.TileByDot(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
-    }
 
     /// <summary>
     /// Q4_K's sums: Σ nib·q of sub-blocks 2j (low nibbles of the quant vectors (j, 0..7)) and 2j + 1 (high). Each u8 ×
@@ -51,6 +31,8 @@ public static unsafe class Q4_KRows8
         private readonly Vector256<short> _ones;
 
         private Pairs(Vector256<byte> mask, Vector256<short> ones) { _mask = mask; _ones = ones; }
+
+        public static Formats.GgmlType Type => Formats.GgmlType.Q4_K;
 
         public static Pairs Create() => new(Vector256.Create((byte)0x0F), Vector256.Create((short)1));
 
@@ -89,7 +71,7 @@ public static unsafe class Q4_KRows8
     /// 2r + u being row r of token 2p + u (each row's four weight bytes repeated, each pair's activations broadcast
     /// as one 64-bit word). Each super-block's weights are unpacked and its scales spread once for all the tiles.
     /// Row r's result for token t (tiles' tokens in order) goes to y[t·yStride + r]; every lane takes
-    /// <see cref="Dot"/>'s steps (8·Σq converted exactly), so each result equals Dot's for that token. AVX-512BW only
+    /// the one-token group kernel's steps (<see cref="KQuantRows8{TPairs}.Dot"/>; 8·Σq converted exactly), so each result equals its for that token. AVX-512BW only
     /// (<see cref="IsLanesSupported"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]

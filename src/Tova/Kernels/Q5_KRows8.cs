@@ -13,31 +13,11 @@ namespace Tova.Kernels;
 /// </code>
 /// so the quant vector (j, i) holds, per row, the low four bits of values 4i..4i + 3 of sub-block 2j (low nibbles)
 /// and of 2j + 1 (high), and qh vector i their fifth bits (bit 2j, 2j + 1 of each byte). 5-bit u8 × s8 pairs reach
-/// 2·31·127, so four of them add up in int16 before each widening multiply-add.
+/// 2·31·127, so four of them add up in int16 before each widening multiply-add. One token and tiles:
+/// <see cref="KQuantRows8{TPairs}"/> with <see cref="Pairs"/>.
 /// </summary>
-public static unsafe class Q5_KRows8
+internal static unsafe class Q5_KRows8
 {
-    /// <summary>
-    /// The eight rows of a group times one token's 8-bit activations (xq, block scales xd, 8·Σq xl; xh unused), row
-    /// r's result to y[r], equal to <see cref="KQuantDot.Q5_K"/>'s for that row bit for bit (<see cref="KQuantRows8{TPairs}"/>).
-    /// </summary>
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
-    {
-        if (Avx2.IsSupported && Fma.IsSupported) KQuantRows8<Pairs>.Dot(group, xq, xd, xl, superBlocks, y);
-        else RowGroups.For(Formats.GgmlType.Q5_K)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
-    }
-
-    /// <summary>
-    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
-    /// <see cref="RowGroups.Tile"/>); every result equals <see cref="Dot"/>'s for that token.
-    /// </summary>
-    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
-    {
-        if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
-        if (Avx2.IsSupported && Fma.IsSupported) KQuantRows8<Pairs>.Tile(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
-        else RowGroups.For(Formats.GgmlType.Q5_K)!.TileByDot(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
-    }
-
     /// <summary>Q5_K's sums: Σ u·q of the pair's 5-bit values (nibbles from the quant vectors, fifth bits from the qh vectors).</summary>
     internal readonly struct Pairs : IKQuantPairs<Pairs>
     {
@@ -45,6 +25,8 @@ public static unsafe class Q5_KRows8
         private readonly Vector256<short> _ones;
 
         private Pairs(Vector256<byte> mask, Vector256<short> ones) { _mask = mask; _ones = ones; }
+
+        public static Formats.GgmlType Type => Formats.GgmlType.Q5_K;
 
         public static Pairs Create() => new(Vector256.Create((byte)0x0F), Vector256.Create((short)1));
 

@@ -96,12 +96,13 @@ public sealed unsafe class RowGroups
     // Q6_K { ql[128], qh[64], scales[16], d }: d first, the scales in pairs (the two of a block of 32 side by side),
     // then per half n and i in 0..7 the three chunks that make values 4i..4i + 3 of the half's four blocks.
     private static readonly RowGroups s_q40 = new(GgmlType.Q4_0, [(0, 2)], Run(2, 16),
-        &Q4_0Rows8.Dot, &Q4_0Rows8.Tile, Q4_KRows8.IsLanesSupported ? &Q4_0Rows8.TileLanes : null);
-    private static readonly RowGroups s_iq4NL = new(GgmlType.IQ4_NL, [(0, 2)], Run(2, 16), &IQ4_NLRows8.Dot, &IQ4_NLRows8.Tile);
+        &Block32Rows8<Q4_0Rows8.Values, Q4_0Rows8.Values.Nibbles>.Dot, &Block32Rows8<Q4_0Rows8.Values, Q4_0Rows8.Values.Nibbles>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_0Rows8.TileLanes : null);
+    private static readonly RowGroups s_iq4NL = new(GgmlType.IQ4_NL, [(0, 2)], Run(2, 16), &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Dot,
+        &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Tile);
     private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
-        &Q4_KRows8.Dot, &Q4_KRows8.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
+        &KQuantRows8<Q4_KRows8.Pairs>.Dot, &KQuantRows8<Q4_KRows8.Pairs>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
     private static readonly RowGroups s_q5K = new(GgmlType.Q5_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 160),
-        &Q5_KRows8.Dot, &Q5_KRows8.Tile);
+        &KQuantRows8<Q5_KRows8.Pairs>.Dot, &KQuantRows8<Q5_KRows8.Pairs>.Tile);
     private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], Run(8, 128),
         &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile);
     private static readonly RowGroups s_q6K = new(GgmlType.Q6_K, [(208, 2), .. Fields(192, 8, 2)],
