@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using System.Runtime.Intrinsics.X86;
@@ -54,7 +55,7 @@ public static unsafe partial class StateRows
                 x.CopyTo(new Span<float>(dst, x.Length));
                 break;
             case GgmlType.F16:
-                for (int i = 0; i < x.Length; i++) ((Half*)dst)[i] = (Half)x[i];
+                TensorPrimitives.ConvertToHalf(x, new Span<Half>(dst, x.Length));   // round to nearest even, as (Half)x
                 break;
             case GgmlType.BF16:
                 for (int i = 0; i < x.Length; i++) ((ushort*)dst)[i] = Quantization.FloatToBf16(x[i]);

@@ -38,6 +38,24 @@ public unsafe class StateRowsTests
         Assert.Equal(expected, back);
     }
 
+    [Fact]
+    public void AnF16RowRoundsEveryFloatAsTheHalfCast()
+    {
+        // Halfway cases at both ends of the f16 grid, subnormals, overflow, infinities, NaN, then arbitrary bits.
+        var x = new List<float> { 0f, -0f, 1f + 1f / 2048, 1f + 3f / 2048, 65504f, 65519.99f, 65520f, -70000f, 5.9604645e-8f, 2.9802322e-8f,
+                                  2.9802326e-8f, 8.940697e-8f, 6.1035156e-05f, 6.1004636e-05f, float.PositiveInfinity, float.NegativeInfinity, float.NaN, 1e-30f };
+        var r = new Random(7);
+        while (x.Count < 4096) x.Add(BitConverter.Int32BitsToSingle(r.Next() ^ (r.Next(2) << 31)));
+        var row = new byte[StateRows.RowBytes(GgmlType.F16, x.Count)];
+        fixed (byte* p = row) StateRows.Store(GgmlType.F16, x.ToArray(), p);
+        for (int i = 0; i < x.Count; i++)
+        {
+            var got = BitConverter.ToHalf(row, 2 * i);
+            if (float.IsNaN(x[i])) Assert.True(Half.IsNaN(got), $"value {i}");
+            else Assert.Equal(BitConverter.HalfToUInt16Bits((Half)x[i]), BitConverter.HalfToUInt16Bits(got));
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Types))]
     public void KernelsMatchTheirScalarReferences(string name, int hd)
