@@ -553,7 +553,8 @@ static unsafe class KernelBench
     /// <summary>
     /// Decode's matrix products streaming from memory: per type, TinyLlama-shaped FFN matrices (gate and up
     /// 5632×2048, down 2048×5632) of random blocks, about 600 MB in all, each multiplied by one token in turn on the
-    /// pool (WeightMatrix.MatVec), GB/s of weights read per pass (median of 7) beside the read probe's.
+    /// pool (WeightMatrix.MatVec), GB/s of weights read per pass (median of 7) beside the read probe's. Types held in
+    /// row groups are copied into a WeightArena, as a loaded model holds them.
     /// </summary>
     public static void Streaming(int threads)
     {
@@ -569,12 +570,16 @@ static unsafe class KernelBench
         for (int i = 0; i < x.Length; i++) x[i] = (float)(r.NextDouble() - 0.5);
         foreach (var type in new[] { GgmlType.Q4_K, GgmlType.Q6_K, GgmlType.Q5_K, GgmlType.IQ4_XS, GgmlType.Q4_0, GgmlType.Q8_0 })
         {
+            using var arena = new WeightArena();   // grouped types' copies, as a loaded model holds them
             var ms = new List<WeightMatrix>();
             long bytes = 0;
             while (bytes < 600_000_000)
             {
                 var shape = (ms.Count % 3) == 2 ? (2048, 5632) : (5632, 2048);
-                var m = new WeightMatrix("w", type, shape.Item1, shape.Item2, RandomBlocks(type, shape.Item1, shape.Item2, r));
+                var blocks = RandomBlocks(type, shape.Item1, shape.Item2, r);
+                WeightMatrix m;
+                if (RowGroups.For(type) is null) m = new WeightMatrix("w", type, shape.Item1, shape.Item2, blocks);
+                else fixed (byte* b = blocks) m = new WeightMatrix("w", type, shape.Item1, shape.Item2, b, arena);
                 ms.Add(m);
                 bytes += m.ByteSize;
             }

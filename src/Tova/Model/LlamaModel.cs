@@ -25,12 +25,14 @@ public sealed class LayerWeights
 }
 
 /// <summary>
-/// A loaded LLaMA-family model: its hyper-parameters and weights, used in place from the file's memory map.
-/// Owns the map (dispose the model to release it). Load with <see cref="ModelLoader"/>.
+/// A loaded LLaMA-family model: its hyper-parameters and weights, used in place from the file's memory map or,
+/// for matrices held in row groups, from copies in its <see cref="WeightArena"/>. Owns the map and the arena
+/// (dispose the model to release them; its matrices must not be used after). Load with <see cref="ModelLoader"/>.
 /// </summary>
 public sealed class LlamaModel : IDisposable
 {
     private readonly IDisposable? _owner;
+    private readonly WeightArena? _arena;
 
     public string Source { get; }
     public string Format { get; }
@@ -48,8 +50,9 @@ public sealed class LlamaModel : IDisposable
     public HfFolder? Hf { get; }
 
     internal LlamaModel(string source, string format, LlamaConfig config, WeightMatrix embedding, LayerWeights[] layers,
-        float[] outputNorm, WeightMatrix output, IDisposable? owner, GgufFile? gguf, HfFolder? hf = null)
+        float[] outputNorm, WeightMatrix output, IDisposable? owner, GgufFile? gguf, HfFolder? hf = null, WeightArena? arena = null)
     {
+        _arena = arena;
         Hf = hf;
         Source = source;
         Format = format;
@@ -74,5 +77,9 @@ public sealed class LlamaModel : IDisposable
         }
     }
 
-    public void Dispose() => _owner?.Dispose();
+    public void Dispose()
+    {
+        _owner?.Dispose();
+        _arena?.Dispose();
+    }
 }

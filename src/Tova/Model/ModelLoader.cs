@@ -258,6 +258,21 @@ public static unsafe class ModelLoader
     private static LlamaModel Build(WeightSource s, LlamaConfig c, RopeStyle fileRope, bool? tied, string format,
         IDisposable owner, GgufFile? gguf, HfFolder? hf)
     {
+        var arena = new WeightArena();   // the model's copies of matrices held in row groups
+        try
+        {
+            return Build(s, c, fileRope, tied, format, owner, gguf, hf, arena);
+        }
+        catch
+        {
+            arena.Dispose();
+            throw;
+        }
+    }
+
+    private static LlamaModel Build(WeightSource s, LlamaConfig c, RopeStyle fileRope, bool? tied, string format,
+        IDisposable owner, GgufFile? gguf, HfFolder? hf, WeightArena arena)
+    {
         var arch = c.Arch;
         var used = new HashSet<string>(StringComparer.Ordinal);
         bool halfSplit = fileRope == RopeStyle.Neox;
@@ -275,7 +290,7 @@ public static unsafe class ModelLoader
             byte* start = (byte*)data + first * GgmlTypeInfo.RowBytes(type, columns);
             var m = rope && halfSplit
                 ? RopeLayout.ToInterleaved(name, type, count, columns, start, hd, rd)
-                : new WeightMatrix(name, type, count, columns, start);
+                : new WeightMatrix(name, type, count, columns, start, arena);
             if (m.OwnsData) s.Copied((nint)start, m.ByteSize);   // the file's pages are no longer read
             return m;
         }
@@ -357,7 +372,7 @@ public static unsafe class ModelLoader
         foreach (var name in s.Names)
             if (!used.Contains(name) && !IsIgnorable(name))
                 throw new InvalidDataException($"{s.Path}: tensor '{name}' is not used by architecture '{arch.Name}' (Tova refuses a model it cannot run exactly)");
-        return new LlamaModel(s.Path, format, c, embedding, layers, outputNorm, output, owner, gguf, hf);
+        return new LlamaModel(s.Path, format, c, embedding, layers, outputNorm, output, owner, gguf, hf, arena);
     }
 
     /// <summary>Tensors files carry that no forward pass reads (precomputed RoPE tables of old checkpoints).</summary>

@@ -10,7 +10,8 @@ namespace Tova.Model;
 
 /// <summary>
 /// A weight matrix used in place: <see cref="Rows"/> rows of <see cref="Columns"/> values each, stored as
-/// <see cref="Type"/> at <see cref="Data"/> (inside a memory map, or a pinned buffer the model owns).
+/// <see cref="Type"/> at <see cref="Data"/> (inside a memory map, or a copy the model owns: a pinned buffer or its
+/// <see cref="WeightArena"/>).
 /// y = W·x computes one dot product per row.
 /// </summary>
 public sealed unsafe class WeightMatrix
@@ -25,8 +26,15 @@ public sealed unsafe class WeightMatrix
     /// <summary>The pinned buffer holding the data when the model owns a copy (e.g. q/k rows reordered for RoPE).</summary>
     private readonly byte[]? _owned;
 
-    public WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data)
-        : this(name, type, rows, columns, data, null)
+    /// <summary>The arena holding the data when the matrix copied it there (kept alive with the matrix).</summary>
+    private readonly WeightArena? _arena;
+
+    /// <summary>
+    /// A matrix over <paramref name="data"/> (rows in the file's layout, read in place). A type held in row groups
+    /// (<see cref="Grouped"/>) is copied: into <paramref name="arena"/> if given (huge pages), else into a pinned array.
+    /// </summary>
+    public WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data, WeightArena? arena = null)
+        : this(name, type, rows, columns, data, null, arena)
     {
     }
 
@@ -35,11 +43,11 @@ public sealed unsafe class WeightMatrix
     /// GC.AllocateArray(pinned: true) and hold <paramref name="rows"/> rows of <paramref name="type"/>.
     /// </summary>
     public WeightMatrix(string name, GgmlType type, int rows, int columns, byte[] pinned)
-        : this(name, type, rows, columns, (byte*)Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)), pinned)
+        : this(name, type, rows, columns, (byte*)Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned)), pinned, null)
     {
     }
 
-    private WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data, byte[]? pinned)
+    private WeightMatrix(string name, GgmlType type, int rows, int columns, byte* data, byte[]? pinned, WeightArena? arena)
     {
         if (!GgmlTypeInfo.IsSupportedWeight(type))
             throw new NotSupportedException($"tensor '{name}' has type {type}, which Tova does not support (supported: {GgmlTypeInfo.SupportedWeightTypesText})");
@@ -52,12 +60,20 @@ public sealed unsafe class WeightMatrix
             throw new ArgumentException($"tensor '{name}': {rows} rows of {RowBytes} bytes need {ByteSize} bytes, the buffer has {pinned.LongLength}", nameof(pinned));
         _kernel = QuantKernels.For(type);
         _lanes8 = QuantKernels.Lanes8For(type);
-        _rowGroups = RowGroups.For(type) is { } layout && rows > 0 && rows % RowGroups.Rows == 0 && ByteSize <= Array.MaxLength ? layout : null;
+        _rowGroups = RowGroups.For(type) is { } layout && rows > 0 && rows % RowGroups.Rows == 0 && (arena is not null || ByteSize <= Array.MaxLength) ? layout : null;
         if (_rowGroups is not null)
         {
-            // Rows repacked eight at a time for the group kernels (RowGroups): a copy the matrix owns.
-            _owned = GC.AllocateArray<byte>(checked((int)ByteSize), pinned: true);
-            Data = (byte*)Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_owned));
+            // Rows repacked eight at a time for the group kernels (RowGroups): a copy the matrix owns. Pack writes every byte.
+            if (arena is not null)
+            {
+                _arena = arena;
+                Data = arena.Allocate(ByteSize);
+            }
+            else
+            {
+                _owned = GC.AllocateArray<byte>(checked((int)ByteSize), pinned: true);
+                Data = (byte*)Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_owned));
+            }
             for (int g = 0; g < rows / RowGroups.Rows; g++)
                 _rowGroups.Pack(data + (long)g * RowGroups.Rows * RowBytes, RowBytes, SuperBlocks, Data + (long)g * RowGroups.Rows * RowBytes);
         }
@@ -120,7 +136,7 @@ public sealed unsafe class WeightMatrix
         _rowGroups!.Tile(Data + (long)first * RowBytes, xq, xd, xl, SuperBlocks, Columns, tokens, y, yStride);
 
     /// <summary>True if the data is a copy the matrix owns rather than a view of the model file.</summary>
-    public bool OwnsData => _owned is not null;
+    public bool OwnsData => _owned is not null || _arena is not null;
 
     public long ByteSize => RowBytes * Rows;
 

@@ -31,6 +31,28 @@ public unsafe class RowGroupsTests
         return (act, n);
     }
 
+    /// <summary>Every type the table groups: a model's copies live in uninitialised arena memory, so Pack must write every byte.</summary>
+    public static TheoryData<GgmlType> GroupedTypes() => [.. Enum.GetValues<GgmlType>().Where(t => RowGroups.For(t) is not null)];
+
+    [Theory]
+    [MemberData(nameof(GroupedTypes))]
+    public void PackWritesEveryByteOfTheGroup(GgmlType type)
+    {
+        var layout = RowGroups.For(type)!;
+        const int superBlocks = 3;
+        var rows = new byte[RowGroups.Rows * superBlocks * layout.BlockBytes];
+        new Random(5).NextBytes(rows);
+        var zeros = new byte[superBlocks * layout.GroupBlockBytes];
+        var ones = Enumerable.Repeat((byte)0xFF, zeros.Length).ToArray();
+        fixed (byte* src = rows, a = zeros, b = ones)
+        {
+            layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, a);
+            layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, b);
+        }
+        Assert.Equal(zeros, ones);
+        Assert.Equal(rows.Length, zeros.Length);
+    }
+
     [Theory]
     [InlineData(GgmlType.Q4_K, 1)]
     [InlineData(GgmlType.Q4_K, 5)]

@@ -51,6 +51,32 @@ public unsafe class GroupedRowsTests
 
     [Theory]
     [InlineData(GgmlType.Q4_K)]
+    [InlineData(GgmlType.Q6_K)]
+    [InlineData(GgmlType.IQ4_NL)]
+    public void AGroupedMatrixInAnArenaEqualsOneInAPinnedCopy(GgmlType type)
+    {
+        const int rows = 24;
+        var (pinned, file) = Matrix(type, rows, 11);
+        using var arena = new WeightArena();
+        WeightMatrix inArena;
+        fixed (byte* f = file) inArena = new WeightMatrix("w", type, rows, Cols, f, arena);
+        Assert.True(inArena.Grouped && inArena.OwnsData);
+        Assert.Equal((inArena.ByteSize + 63) / 64 * 64, arena.AllocatedBytes);
+        var x = Inputs(1, 12);
+        var expected = OneRowKernel(type, file, rows, x, 1);
+        var y = new float[rows];
+        using var pool = new WorkerPool(2);
+        fixed (float* px = x, py = y) inArena.MatVec(pool, px, py);
+        Assert.Equal(expected, y);
+        var back = new float[Cols];
+        var want = new float[Cols];
+        inArena.ReadRow(rows - 1, back);
+        pinned.ReadRow(rows - 1, want);
+        Assert.Equal(want, back);
+    }
+
+    [Theory]
+    [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.IQ4_XS)]
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.Q4_0)]
