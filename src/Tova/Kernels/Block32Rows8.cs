@@ -5,17 +5,18 @@ using System.Runtime.Intrinsics.X86;
 namespace Tova.Kernels;
 
 /// <summary>
-/// The group kernels (<see cref="RowGroups"/>) of the types of blocks of 32 values with one f16 scale, laid out as
-/// <see cref="Q4_0Rows8"/> (a group's block is 8 × 18 bytes: the eight d, then four 32-byte quant vectors); the
-/// type's integer sums come from <typeparamref name="TValues"/> (a block unpacked for several tokens: <typeparamref name="TUnpacked"/>). Both equal the types' one-row kernels
-/// (<see cref="IntDot.Q4_0Avx2"/>, <see cref="BlockDot.IQ4_NL"/>) per row bit for bit: per block b the integer sum
+/// The group kernels (<see cref="RowGroups"/>) of the types of blocks of 32 values with one f16 scale first, laid out
+/// as <see cref="Q4_0Rows8"/> or <see cref="Q5_0Rows8"/> (a group's block is eight rows' blocks: the eight d, then the
+/// type's 32-byte vectors); the type's integer sums come from <typeparamref name="TValues"/> (a block unpacked for
+/// several tokens: <typeparamref name="TUnpacked"/>). Both equal the types' one-row kernels
+/// (<see cref="IntDot.Q4_0Avx2"/>, <see cref="BlockDot.IQ4_NL"/>, <see cref="BlockDot.Q5_0"/>) per row bit for bit: per block b the integer sum
 /// Σ, FMA(Σ, d·xd_b, acc_(b mod 8)) over the whole groups of eight blocks, the eight accumulators added in
 /// <see cref="Vector256.Sum{T}"/>'s order, then the last nb mod 8 blocks added one at a time as (d·xd_b)·Σ.
 /// Without AVX2 and FMA they fall back to the type's one-row kernels (<see cref="RowGroups.DotByRows"/>, <see cref="RowGroups.TileByDot"/>). The <see cref="RowGroups"/> table points at these methods.
 /// </summary>
 internal static unsafe class Block32Rows8<TValues, TUnpacked> where TValues : struct, IBlock32Values<TValues, TUnpacked> where TUnpacked : struct
 {
-    private const int GroupBlockBytes = RowGroups.Rows * 18;
+    private static int GroupBlockBytes => RowGroups.Rows * TValues.BlockBytes;
     private const int PrefetchAhead = 4096;
 
     /// <summary>The eight rows of a group times one token (xq, block scales xd, 8·Σq xl; xh unused; nb blocks of 32 per row), row r's result to y[r].</summary>

@@ -53,6 +53,8 @@ public static unsafe class IQ4_NLRows8
 
         public static Formats.GgmlType Type => Formats.GgmlType.IQ4_NL;
 
+        public static int BlockBytes => 18;
+
         public static Values Create() => new(BlockDot.Levels(), Vector256.Create((byte)0x0F), Vector256.Create((short)1));
 
         /// <summary>A block's levels v (values 4i.. in V0..V3, 16 + 4i.. in V4..V7) and their magnitudes u.</summary>

@@ -30,6 +30,8 @@ public static unsafe class Q4_0Rows8
 
         public static Formats.GgmlType Type => Formats.GgmlType.Q4_0;
 
+        public static int BlockBytes => 18;
+
         public static Values Create() => new(Vector256.Create((byte)0x0F), Vector256.Create((short)1));
 
         /// <summary>A block's low (values 4i..) and high (16 + 4i..) nibbles of its four vectors.</summary>

@@ -61,11 +61,11 @@ public sealed unsafe class RowGroups
     /// <summary>The most tiles <see cref="Lanes"/> takes at once.</summary>
     public const int MaxLaneTiles = Q4_KRows8.MaxLaneTiles;
 
-    private readonly (int Offset, int Width)[] _header;   // header fields: offset in a row's block, width
+    private readonly Field[] _header;                      // header fields, in the group's order
     private readonly int[] _chunks;                        // offset in a row's block of each 4-byte chunk of quants, in group order
     private readonly int _headerBytes;                     // header bytes per row
 
-    private RowGroups(GgmlType type, (int Offset, int Width)[] header, int[] chunks,
+    private RowGroups(GgmlType type, Field[] header, int[] chunks,
         delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> dot,
         delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile = null,
         delegate*<byte*, sbyte*, float*, float*, int*, int, int, float*, long, void> lanes = null)
@@ -85,18 +85,34 @@ public sealed unsafe class RowGroups
         Lanes = lanes;
     }
 
-    private static (int, int)[] Fields(int offset, int count, int width) => [.. Enumerable.Range(0, count).Select(i => (offset + i * width, width))];
+    /// <summary>
+    /// A header field: its offset in a row's block and its width; a 4-byte field may be stored transformed (a
+    /// permutation of its bits, <see cref="ToGroup"/>, undone by <see cref="FromGroup"/>).
+    /// </summary>
+    private readonly struct Field(int offset, int width, delegate*<uint, uint> toGroup = null, delegate*<uint, uint> fromGroup = null)
+    {
+        public int Offset { get; } = offset;
+        public int Width { get; } = width;
+        public delegate*<uint, uint> ToGroup { get; } = toGroup;
+        public delegate*<uint, uint> FromGroup { get; } = fromGroup;
+
+        public static implicit operator Field((int Offset, int Width) f) => new(f.Offset, f.Width);
+    }
+
+    private static Field[] Fields(int offset, int count, int width) => [.. Enumerable.Range(0, count).Select(i => new Field(offset + i * width, width))];
 
     /// <summary>The chunks of <paramref name="bytes"/> bytes of quants from <paramref name="offset"/>, in file order.</summary>
     private static int[] Run(int offset, int bytes) => [.. Enumerable.Range(0, bytes / 4).Select(v => offset + 4 * v)];
 
-    // Q4_0 and IQ4_NL { d, qs[16] }; Q4_K { d, dmin, scales[12], qs[128] }; Q5_K { d, dmin, scales[12], qh[32],
+    // Q4_0 and IQ4_NL { d, qs[16] }; Q5_0 { d, qh[4], qs[16] }, qh with its bits reordered (Q5_0Rows8); Q4_K { d, dmin, scales[12], qs[128] }; Q5_K { d, dmin, scales[12], qh[32],
     // qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants
     // in file order.
     // Q6_K { ql[128], qh[64], scales[16], d }: d first, the scales in pairs (the two of a block of 32 side by side),
     // then per half n and i in 0..7 the three chunks that make values 4i..4i + 3 of the half's four blocks.
     private static readonly RowGroups s_q40 = new(GgmlType.Q4_0, [(0, 2)], Run(2, 16),
         &Block32Rows8<Q4_0Rows8.Values, Q4_0Rows8.Values.Nibbles>.Dot, &Block32Rows8<Q4_0Rows8.Values, Q4_0Rows8.Values.Nibbles>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_0Rows8.TileLanes : null);
+    private static readonly RowGroups s_q50 = new(GgmlType.Q5_0, [(0, 2), new Field(2, 4, &Q5_0Rows8.ToGroup, &Q5_0Rows8.FromGroup)], Run(6, 16),
+        &Block32Rows8<Q5_0Rows8.Values, Q5_0Rows8.Values.Fives>.Dot, &Block32Rows8<Q5_0Rows8.Values, Q5_0Rows8.Values.Fives>.Tile);
     private static readonly RowGroups s_iq4NL = new(GgmlType.IQ4_NL, [(0, 2)], Run(2, 16), &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Dot,
         &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Tile);
     private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
@@ -113,6 +129,7 @@ public sealed unsafe class RowGroups
     public static RowGroups? For(GgmlType type) => type switch
     {
         GgmlType.Q4_0 => s_q40,
+        GgmlType.Q5_0 => s_q50,
         GgmlType.IQ4_NL => s_iq4NL,
         GgmlType.Q4_K => s_q4K,
         GgmlType.Q5_K => s_q5K,
@@ -171,12 +188,17 @@ public sealed unsafe class RowGroups
     private void Move(byte* blk, byte* g, int r, bool toGroup)
     {
         int h = 0;
-        foreach (var (offset, width) in _header)
+        foreach (var f in _header)
         {
-            byte* a = blk + offset, b = g + Rows * h + width * r;
-            if (toGroup) Unsafe.CopyBlockUnaligned(b, a, (uint)width);
-            else Unsafe.CopyBlockUnaligned(a, b, (uint)width);
-            h += width;
+            byte* a = blk + f.Offset, b = g + Rows * h + f.Width * r;
+            if (f.ToGroup != null)
+            {
+                if (toGroup) Unsafe.WriteUnaligned(b, f.ToGroup(Unsafe.ReadUnaligned<uint>(a)));
+                else Unsafe.WriteUnaligned(a, f.FromGroup(Unsafe.ReadUnaligned<uint>(b)));
+            }
+            else if (toGroup) Unsafe.CopyBlockUnaligned(b, a, (uint)f.Width);
+            else Unsafe.CopyBlockUnaligned(a, b, (uint)f.Width);
+            h += f.Width;
         }
         byte* q = g + Rows * _headerBytes + 4 * r;
         foreach (int offset in _chunks)

@@ -61,6 +61,7 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q4_0, 3)]
     [InlineData(GgmlType.IQ4_NL, 2)]
     [InlineData(GgmlType.Q5_K, 2)]
+    [InlineData(GgmlType.Q5_0, 3)]
     public void PackedGroupUnpacksToTheFileBytes(GgmlType type, int superBlocks)
     {
         var layout = RowGroups.For(type)!;
@@ -103,6 +104,18 @@ public unsafe class RowGroupsTests
         }
         else if (type is GgmlType.Q4_0 or GgmlType.IQ4_NL)
             Assert.Equal(rows.AsSpan(row3 + 2 + 8, 4).ToArray(), group.AsSpan(16 + 32 * 2 + 12, 4).ToArray());       // qs[8..12)
+        else if (type == GgmlType.Q5_0)
+        {
+            Assert.Equal(rows.AsSpan(row3 + 6 + 8, 4).ToArray(), group.AsSpan(48 + 32 * 2 + 12, 4).ToArray());       // qs[8..12)
+            // The fifth bits, reordered: the bit of value 4i + b at 8b + i, of value 16 + 4i + b at 8b + 4 + i.
+            uint qh = BitConverter.ToUInt32(rows, row3 + 2), g = BitConverter.ToUInt32(group, 16 + 12);
+            for (int i = 0; i < 4; i++)
+                for (int b = 0; b < 4; b++)
+                {
+                    Assert.Equal(qh >> (4 * i + b) & 1, g >> (8 * b + i) & 1);
+                    Assert.Equal(qh >> (16 + 4 * i + b) & 1, g >> (8 * b + 4 + i) & 1);
+                }
+        }
         else
         {
             Assert.Equal(rows[row3 + 3], group[16 + 7]);                                                              // scales_h, high byte
@@ -134,6 +147,10 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q5_K, 1, false)]
     [InlineData(GgmlType.Q5_K, 3, true)]
     [InlineData(GgmlType.Q5_K, 8, false)]
+    [InlineData(GgmlType.Q5_0, 1, false)]
+    [InlineData(GgmlType.Q5_0, 8, true)]
+    [InlineData(GgmlType.Q5_0, 13, true)]
+    [InlineData(GgmlType.Q5_0, 28, false)]   // Qwen2.5-0.5B's rows of 896
     public void GroupKernelEqualsTheOneRowKernelPerRow(GgmlType type, int superBlocks, bool anyHeader)
     {
         var layout = RowGroups.For(type)!;
@@ -181,6 +198,9 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q5_K, 1, 1)]
     [InlineData(GgmlType.Q5_K, 3, 7)]
     [InlineData(GgmlType.Q5_K, 2, 16)]
+    [InlineData(GgmlType.Q5_0, 1, 1)]
+    [InlineData(GgmlType.Q5_0, 13, 6)]
+    [InlineData(GgmlType.Q5_0, 28, 16)]
     public void TileEqualsTheGroupKernelPerToken(GgmlType type, int superBlocks, int tokens)
     {
         var layout = RowGroups.For(type)!;

@@ -6,7 +6,7 @@ using Tova.Tests.Kernels;
 namespace Tova.Tests.Model;
 
 /// <summary>
-/// Q4_0, IQ4_NL, Q4_K, Q5_K, IQ4_XS and Q6_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
+/// Q4_0, Q5_0, IQ4_NL, Q4_K, Q5_K, IQ4_XS and Q6_K matrices held in groups of eight rows (<see cref="WeightMatrix.Grouped"/>): rows read back as the file has
 /// them, and every product (one token, tiles of several; chunks cut anywhere) equals the one-row kernel's.
 /// </summary>
 public unsafe class GroupedRowsTests
@@ -82,6 +82,7 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q4_0)]
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.Q5_K)]
+    [InlineData(GgmlType.Q5_0)]
     public void RowsReadBackAsTheFileHasThem(GgmlType type)
     {
         var (m, file) = Matrix(type, 24, 1);
@@ -127,6 +128,9 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q5_K, 1, 2)]
     [InlineData(GgmlType.Q5_K, 21, 2)]
     [InlineData(GgmlType.Q5_K, 40, 3)]
+    [InlineData(GgmlType.Q5_0, 1, 2)]
+    [InlineData(GgmlType.Q5_0, 21, 2)]
+    [InlineData(GgmlType.Q5_0, 40, 3)]
     public void ProductsEqualTheOneRowKernel(GgmlType type, int batch, int threads)
     {
         var (m, file) = Matrix(type, 40, batch);
@@ -152,6 +156,8 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.IQ4_NL, 19)]
     [InlineData(GgmlType.Q5_K, 1)]
     [InlineData(GgmlType.Q5_K, 19)]
+    [InlineData(GgmlType.Q5_0, 1)]
+    [InlineData(GgmlType.Q5_0, 19)]
     public void GroupsCutByChunksStillEqualTheOneRowKernel(GgmlType type, int batch)
     {
         // A 12-row Q4_0 matrix first puts the grouped matrix's groups off the pool's alignment, so chunks cut them.
