@@ -16,6 +16,7 @@ using Tova.Model;
 //   --long and --table1 take --kv-types: states stored in each type (llama.cpp's cache in the same type)
 //   ... --kernels | --matmul [--threads 2] | --ports   kernel rows, whole matrix products, SIMD pipe sharing
 //   ... --stream [--threads 2]   decode's matrix products over ~600 MB of each type's weights, GB/s beside the read probe
+//   ... --dispatch [--threads 2]   the cost of one WorkerPool job whose items do nothing
 //   ... --type-kernels   every quantized type's kernels (QuantKernels) on one 5632×2048 matrix: one token, a tile of 8, eight lanes
 //   ... --targets [--models …] [--prompts 128,512] [--long 2000,8000] [--long-model 110m-q8_0,tinyllama-q4_0] [--llama-flash on|off] [--out bench/models/targets.md]
 //        every row of the speed targets in one run, as a Markdown table (Targets); --bandwidth: the memory read probe alone
@@ -35,6 +36,11 @@ if (args.Contains("--type-kernels"))
 if (args.Contains("--kernels"))
 {
     KernelBench.Run();
+    return;
+}
+if (args.Contains("--dispatch"))
+{
+    KernelBench.Dispatch(Args.Parse(args).Threads);
     return;
 }
 if (args.Contains("--stream"))
@@ -549,6 +555,27 @@ static unsafe class KernelBench
             foreach (int h in halves) BitConverter.TryWriteBytes(data.AsSpan((int)(b * bb + h)), (Half)0.01f);
         return data;
     }
+
+    /// <summary>What one job on the worker pool costs beyond its work: 200,000 jobs of 2, 64 and 1,152 empty items (rows aligned to 8).</summary>
+    public static void Dispatch(int threads)
+    {
+        using var pool = new WorkerPool(threads);
+        long sink = 0;
+        Console.WriteLine($"# Jobs on the worker pool whose items do nothing, {threads} threads");
+        Console.WriteLine("| items | µs per job |");
+        Console.WriteLine("|---:|---:|");
+        foreach (int items in new[] { 2, 64, 1152 })
+        {
+            const int jobs = 200_000;
+            pool.For(items, 1, &Nothing, (nint)(&sink), 8);
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < jobs; i++) pool.For(items, 1, &Nothing, (nint)(&sink), 8);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {items} | {sw.Elapsed.TotalMicroseconds / jobs:F2} |"));
+        }
+        GC.KeepAlive(sink);
+    }
+
+    private static void Nothing(nint ctx, int start, int end) => Interlocked.Add(ref *(long*)ctx, end - start);
 
     /// <summary>
     /// Decode's matrix products streaming from memory: per type, TinyLlama-shaped FFN matrices (gate and up
