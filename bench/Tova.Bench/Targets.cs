@@ -10,8 +10,8 @@ using Tova.Model;
 /// Every row of the speed targets in one run, as a Markdown table (printed, and written to <c>--out</c>): per model,
 /// prefill of 128- and 512-token prompts and decode after the 128-token one, Tova and llama.cpp alternating,
 /// medians; effective decode read bandwidth (weights bytes per token × tokens/s) beside the machine's measured one
-/// (<see cref="BandwidthProbe"/>, run right after each repetition's decodes, median of the model's repetitions); then long contexts with the real prompt: TOVA at 256 states and Tova's full
-/// cache against llama.cpp's full cache. Both engines keep f16 states everywhere; llama.cpp runs with flash
+/// (<see cref="BandwidthProbe"/>, run right after each repetition's decodes, median of the model's repetitions);
+/// then long contexts with the real prompt: TOVA at 256 states and Tova's full cache against llama.cpp's full cache. Both engines keep f16 states everywhere; llama.cpp runs with flash
 /// attention, its own default, unless <c>--llama-flash off</c>.
 /// </summary>
 static class Targets

@@ -26,7 +26,7 @@ public static unsafe class IQ4_NLRows8
         var mask = Vector256.Create((byte)0x0F);
         for (int b = 0; b < nb; b++, ws += RowGroups.Rows * 32)
         {
-            byte* blk = group + (long)b * RowGroups.Rows * 18;
+            byte* blk = group + (long)b * RowGroups.Rows * Values.BlockBytes;
             Q4_KRows8.Halves(blk).Store(dws + b * RowGroups.Rows);
             var w0 = Vector256.Load(blk + 16); var w1 = Vector256.Load(blk + 48); var w2 = Vector256.Load(blk + 80); var w3 = Vector256.Load(blk + 112);
             // Vector k holds, per row, the levels of values 4k.. (k < 4) or 16 + 4(k − 4).. (k ≥ 4); transposed, vector r holds row r's 32.

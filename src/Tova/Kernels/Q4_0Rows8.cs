@@ -15,7 +15,7 @@ namespace Tova.Kernels;
 /// </summary>
 public static unsafe class Q4_0Rows8
 {
-    private const int GroupBlockBytes = RowGroups.Rows * 18;
+    private static int GroupBlockBytes => RowGroups.Rows * Values.BlockBytes;
 
     /// <summary>
     /// Q4_0's sums: Σ nib·q − 8·Σq. Each u8 × s8 pair is at most 2·15·128 in magnitude, so the eight products of a

@@ -93,36 +93,37 @@ public static unsafe class Q5_0Rows8
     /// <summary>A block's qh (bit j: the fifth bit of value j) in the group's order: byte b holds bits b, b + 4, …, b + 28.</summary>
     internal static uint ToGroup(uint qh)
     {
+        if (!Bmi2.IsSupported) return ToGroupBitByBit(qh);
         uint g = 0;
-        for (int b = 0; b < 4; b++) g |= Extract(qh, 0x11111111u << b) << (8 * b);
+        for (int b = 0; b < 4; b++) g |= Bmi2.ParallelBitExtract(qh, 0x11111111u << b) << (8 * b);
         return g;
     }
 
     /// <summary>The inverse of <see cref="ToGroup"/>.</summary>
     internal static uint FromGroup(uint g)
     {
+        if (!Bmi2.IsSupported) return FromGroupBitByBit(g);
         uint qh = 0;
-        for (int b = 0; b < 4; b++) qh |= Deposit((g >> (8 * b)) & 0xFF, 0x11111111u << b);
+        for (int b = 0; b < 4; b++) qh |= Bmi2.ParallelBitDeposit((g >> (8 * b)) & 0xFF, 0x11111111u << b);
         return qh;
     }
 
-    /// <summary>The bits of v under mask, packed to the low end in order (pext).</summary>
-    private static uint Extract(uint v, uint mask)
+    /// <summary><see cref="ToGroup"/> one bit at a time, by its definition (machines without BMI2).</summary>
+    internal static uint ToGroupBitByBit(uint qh)
     {
-        if (Bmi2.IsSupported) return Bmi2.ParallelBitExtract(v, mask);
-        uint r = 0;
-        for (int k = 0, j = 0; k < 32; k++)
-            if ((mask >> k & 1) != 0) r |= (v >> k & 1) << j++;
-        return r;
+        uint g = 0;
+        for (int j = 0; j < 32; j++) g |= (qh >> j & 1) << GroupBit(j);
+        return g;
     }
 
-    /// <summary>The low bits of v spread in order to the set bits of mask (pdep).</summary>
-    private static uint Deposit(uint v, uint mask)
+    /// <summary><see cref="FromGroup"/> one bit at a time.</summary>
+    internal static uint FromGroupBitByBit(uint g)
     {
-        if (Bmi2.IsSupported) return Bmi2.ParallelBitDeposit(v, mask);
-        uint r = 0;
-        for (int k = 0, j = 0; k < 32; k++)
-            if ((mask >> k & 1) != 0) r |= (v >> j++ & 1) << k;
-        return r;
+        uint qh = 0;
+        for (int j = 0; j < 32; j++) qh |= (g >> GroupBit(j) & 1) << j;
+        return qh;
     }
+
+    /// <summary>Where value j's fifth bit goes: value 4i + b (b, i in 0..3) to bit 8b + i, value 16 + 4i + b to 8b + 4 + i.</summary>
+    private static int GroupBit(int j) => 8 * (j & 3) + ((j >> 2) & 3) + 4 * (j >> 4);
 }

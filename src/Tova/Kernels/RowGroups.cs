@@ -77,6 +77,8 @@ public sealed unsafe class RowGroups
         GgmlTypeInfo.TryGetBlock(type, out int values, out int bytes);
         BlockBytes = bytes;
         BlockValues = values;
+        if (header.Any(f => f.ToGroup != null && (f.Width != 4 || f.FromGroup == null)))
+            throw new InvalidOperationException($"{type}: a permuted header field must be 4 bytes wide and have its inverse");
         var covered = header.SelectMany(f => Enumerable.Range(f.Offset, f.Width)).Concat(chunks.SelectMany(c => Enumerable.Range(c, 4))).Order();
         if (!covered.SequenceEqual(Enumerable.Range(0, BlockBytes)))
             throw new InvalidOperationException($"{type}: the group layout does not cover each byte of the {BlockBytes}-byte block once");

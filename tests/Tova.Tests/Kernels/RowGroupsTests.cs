@@ -31,6 +31,23 @@ public unsafe class RowGroupsTests
         return (act, n);
     }
 
+    [Fact]
+    public void Q5_0FifthBitsPermuteAndComeBackTheSameWithAndWithoutBmi2()
+    {
+        var r = new Random(9);
+        var words = new List<uint> { 0, uint.MaxValue, 1, 0x80000000, 0x0000FFFF, 0xFFFF0000 };
+        for (int i = 0; i < 2000; i++) words.Add((uint)r.NextInt64(0, 1L << 32));
+        foreach (uint qh in words)
+        {
+            uint g = Q5_0Rows8.ToGroup(qh);
+            Assert.Equal(Q5_0Rows8.ToGroupBitByBit(qh), g);
+            Assert.Equal(Q5_0Rows8.FromGroupBitByBit(g), Q5_0Rows8.FromGroup(g));
+            Assert.Equal(qh, Q5_0Rows8.FromGroup(g));
+        }
+        Assert.Equal(1u << 8, Q5_0Rows8.ToGroup(1u << 1));        // value 1 (i 0, b 1) to bit 8
+        Assert.Equal(1u << 22, Q5_0Rows8.ToGroup(1u << 26));      // value 26 = 16 + 4·2 + 2 (i 2, b 2) to bit 8·2 + 4 + 2
+    }
+
     /// <summary>Every type the table groups: a model's copies live in uninitialised arena memory, so Pack must write every byte.</summary>
     public static TheoryData<GgmlType> GroupedTypes() => [.. Enum.GetValues<GgmlType>().Where(t => RowGroups.For(t) is not null)];
 
