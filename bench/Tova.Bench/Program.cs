@@ -399,6 +399,61 @@ static unsafe class KernelBench
             }
     }
 
+    /// <summary>The group kernels of <paramref name="layout"/> on the rows of <paramref name="data"/> repacked eight at a time (as WeightMatrix holds them); <paramref name="form"/> labels the rows.</summary>
+    private static void GroupKernels(RowGroups layout, string form, byte[] data, long rowBytes, int rows, int cols, Q8Activations act, float* o, float* o8)
+    {
+        // The group kernels on rows repacked eight at a time (as WeightMatrix holds these types).
+        var packed = GC.AllocateArray<byte>(data.Length, pinned: true);
+        int sbs = cols / layout.BlockValues;
+        fixed (byte* pw = data, pg = packed)
+        fixed (sbyte* q = act.Q)
+        fixed (float* d = act.D)
+        fixed (int* l = act.L)
+        fixed (short* h = act.H)
+        {
+            for (int g = 0; g < rows / 8; g++) layout.Pack(pw + g * 8 * rowBytes, rowBytes, sbs, pg + g * 8 * rowBytes);
+            for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, h, sbs, o); // warm
+            double sec = double.MaxValue;
+            for (int k = 0; k < 20; k++)
+            {
+                var sw = Stopwatch.StartNew();
+                for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, h, sbs, o);
+                sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+            }
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {layout.Type} | 1 (8-row groups{form}) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols / sec / 1e9:F1} |"));
+            if (layout.Tile != null)
+            {
+                for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8); // warm
+                sec = double.MaxValue;
+                for (int k = 0; k < 5; k++)
+                {
+                    var sw = Stopwatch.StartNew();
+                    for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8);
+                    sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+                }
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {layout.Type} | 8 (8-row groups{form}) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
+            }
+            if (layout.Lanes != null)
+                fixed (sbyte* xt = act.T)
+                fixed (float* dt = act.DT, lf = act.LF)
+                fixed (int* hp = act.HP)
+                    foreach (int tiles in new[] { 1, RowGroups.MaxLaneTiles }.Distinct())
+                    {
+                        sec = double.MaxValue;
+                        for (int k = 0; k < 5; k++)
+                        {
+                            var sw = Stopwatch.StartNew();
+                            for (int g = 0; g < rows / 8; g++) layout.Lanes(pg + g * 8 * rowBytes, xt, dt, lf, hp, sbs, tiles, o8, 8);
+                            sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+                        }
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"| {layout.Type} | {8 * tiles} (8-row groups, 512-bit{form}) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 * tiles / sec / 1e9:F1} |"));
+                    }
+        }
+    }
+
     /// <summary>
     /// Each quantized type's kernel (<see cref="QuantKernels"/>) over a 5632×2048 matrix of random blocks (f16 scales
     /// set to small values) on one thread: one token (decode) and a tile of eight tokens (prompts without lanes);
@@ -445,59 +500,12 @@ static unsafe class KernelBench
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"| {type} | {tokens} | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * tokens / sec / 1e9:F1} |"));
                 }
-            if (RowGroups.For(type) is { } layout)
-            {
-                // The group kernels on rows repacked eight at a time (as WeightMatrix holds these types).
-                var packed = GC.AllocateArray<byte>(data.Length, pinned: true);
-                int sbs = cols / layout.BlockValues;
-                fixed (byte* pw = data, pg = packed)
-                fixed (sbyte* q = act.Q)
-                fixed (float* d = act.D)
-                fixed (int* l = act.L)
-                fixed (short* h = act.H)
+            if (RowGroups.For(type) is { } grouped)
+                foreach (var (layout, form) in new[] { (grouped, ""), (grouped.WithoutVnni, ", without VNNI") })
                 {
-                    for (int g = 0; g < rows / 8; g++) layout.Pack(pw + g * 8 * rowBytes, rowBytes, sbs, pg + g * 8 * rowBytes);
-                    for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, h, sbs, o); // warm
-                    double sec = double.MaxValue;
-                    for (int k = 0; k < 20; k++)
-                    {
-                        var sw = Stopwatch.StartNew();
-                        for (int g = 0; g < rows / 8; g++) layout.Dot(pg + g * 8 * rowBytes, q, d, l, h, sbs, o);
-                        sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
-                    }
-                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                        $"| {type} | 1 (8-row groups) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols / sec / 1e9:F1} |"));
-                    if (layout.Tile != null)
-                    {
-                        for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8); // warm
-                        sec = double.MaxValue;
-                        for (int k = 0; k < 5; k++)
-                        {
-                            var sw = Stopwatch.StartNew();
-                            for (int g = 0; g < rows / 8; g++) layout.Tile(pg + g * 8 * rowBytes, q, d, l, sbs, cols, 8, o8, 8);
-                            sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
-                        }
-                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                            $"| {type} | 8 (8-row groups) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
-                    }
-                    if (layout.Lanes != null)
-                        fixed (sbyte* xt = act.T)
-                        fixed (float* dt = act.DT, lf = act.LF)
-                        fixed (int* hp = act.HP)
-                            foreach (int tiles in new[] { 1, RowGroups.MaxLaneTiles }.Distinct())
-                            {
-                                sec = double.MaxValue;
-                                for (int k = 0; k < 5; k++)
-                                {
-                                    var sw = Stopwatch.StartNew();
-                                    for (int g = 0; g < rows / 8; g++) layout.Lanes(pg + g * 8 * rowBytes, xt, dt, lf, hp, sbs, tiles, o8, 8);
-                                    sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
-                                }
-                                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                                    $"| {type} | {8 * tiles} (8-row groups, 512-bit) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 * tiles / sec / 1e9:F1} |"));
-                            }
+                    if (layout == null) continue;
+                    GroupKernels(layout, form, data, rowBytes, rows, cols, act, o, o8);
                 }
-            }
             var lanes = QuantKernels.Lanes8For(type);
             if (lanes == null) continue;
             fixed (byte* pw = data)

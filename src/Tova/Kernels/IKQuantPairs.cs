@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
 namespace Tova.Kernels;
@@ -36,4 +37,36 @@ internal unsafe interface IKQuantPairs<TSelf> where TSelf : struct, IKQuantPairs
 internal struct KQuantPair
 {
     public Vector256<byte> E0, E1, E2, E3, E4, E5, E6, E7, O0, O1, O2, O3, O4, O5, O6, O7;
+}
+
+/// <summary>
+/// A k-quant's sums by <see cref="Vnni"/>: <typeparamref name="TPairs"/>' unpacked values (unsigned, no offset in the
+/// pair sums: Q4_K, Q5_K), their products added straight into int32 — the same integers. VNNI only.
+/// </summary>
+internal readonly unsafe struct VnniPairs<TPairs> : IKQuantPairs<VnniPairs<TPairs>> where TPairs : struct, IKQuantPairs<TPairs>
+{
+    private readonly TPairs _pairs;
+
+    private VnniPairs(TPairs pairs) { _pairs = pairs; }
+
+    public static Formats.GgmlType Type => TPairs.Type;
+
+    public static VnniPairs<TPairs> Create()
+    {
+        Vnni.Require();
+        return new(TPairs.Create());
+    }
+
+    public static int GroupBlockBytes => TPairs.GroupBlockBytes;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public (Vector256<int> Even, Vector256<int> Odd) Sums(byte* blk, int j, sbyte* x) => Sums(_pairs.Unpack(blk, j), x);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public KQuantPair Unpack(byte* blk, int j) => _pairs.Unpack(blk, j);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public (Vector256<int> Even, Vector256<int> Odd) Sums(in KQuantPair u, sbyte* x) =>
+        (Vnni.Sum8(Vector256<int>.Zero, u.E0, u.E1, u.E2, u.E3, u.E4, u.E5, u.E6, u.E7, x),
+         Vnni.Sum8(Vector256<int>.Zero, u.O0, u.O1, u.O2, u.O3, u.O4, u.O5, u.O6, u.O7, x + 32));
 }

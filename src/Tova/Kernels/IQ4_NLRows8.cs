@@ -90,4 +90,50 @@ public static unsafe class IQ4_NLRows8
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector256<int> Sum(byte* q, sbyte* x, int xl) => IQ4_XSRows8.BlockSum(q, x, _table, _mask, _ones);
     }
+
+    /// <summary>
+    /// IQ4_NL's levels for <see cref="VnniValues{TValues}"/>: each looked up as v + 128 (unsigned), so the block's sum
+    /// is Σ (v + 128)·q − 16·xl (xl = 8·Σq) — the same integers as <see cref="Values"/>.
+    /// </summary>
+    internal readonly struct UnsignedLevels : IUnsignedBlock32<UnsignedLevels>
+    {
+        private readonly Vector256<byte> _table;
+        private readonly Vector256<byte> _mask;
+
+        private UnsignedLevels(Vector256<byte> table, Vector256<byte> mask) { _table = table; _mask = mask; }
+
+        public static Formats.GgmlType Type => Formats.GgmlType.IQ4_NL;
+
+        public static int BlockBytes => Values.BlockBytes;
+
+        public static int XlMultiple => 16;
+
+        public static UnsignedLevels Create() => new(BlockDot.Levels().AsByte() + Vector256.Create((byte)128), Vector256.Create((byte)0x0F));
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Block32Vectors Unpack(byte* q)
+        {
+            var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
+            return new Block32Vectors
+            {
+                L0 = Low(w0), L1 = Low(w1), L2 = Low(w2), L3 = Low(w3),
+                H0 = High(w0), H1 = High(w1), H2 = High(w2), H3 = High(w3),
+            };
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<int> VnniSum(Vector256<int> acc, byte* q, sbyte* x)
+        {
+            var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
+            return Vnni.Sum8(acc, Low(w0), Low(w1), Low(w2), Low(w3), High(w0), High(w1), High(w2), High(w3), x);
+        }
+
+        /// <summary>The level + 128 of each byte's low nibble.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private Vector256<byte> Low(Vector256<byte> w) => Avx2.Shuffle(_table, w & _mask);
+
+        /// <summary>The level + 128 of each byte's high nibble.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private Vector256<byte> High(Vector256<byte> w) => Avx2.Shuffle(_table, IQ4_XSRows8.High(w, _mask).AsByte());
+    }
 }

@@ -14,7 +14,9 @@ namespace Tova.Kernels;
 /// </code>
 /// so the 32-byte vector (k, i) holds, per row, values 4i..4i + 3 of block k (low nibbles) and 16 + 4i.. (high).
 /// Levels are signed (IQ4_NL's), so each product is |v| × sign(q, v) (at most 2·127·127 per pair) and widens to
-/// int32 at once.
+/// int32 at once; the VNNI forms (<see cref="DotVnni"/>, <see cref="TileVnni"/>) look each level up as v + 128
+/// (unsigned) and take 128·Σq off each block's sum. A block k's four vectors are laid out as an IQ4_NL group's block
+/// (<see cref="IQ4_NLRows8"/>), so the kernels take their integer sums from IQ4_NL's value forms.
 /// </summary>
 public static unsafe class IQ4_XSRows8
 {
@@ -27,17 +29,36 @@ public static unsafe class IQ4_XSRows8
     /// <see cref="SuperBlockDot.IQ4_XS"/>'s for that row bit for bit: per row and block k the same integer sum and
     /// float steps, FMA(Σ, (d·(s_k − 32))·xd_k, acc_k), the eight accumulators added in <see cref="Vector256.Sum{T}"/>'s order.
     /// </summary>
+    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y) =>
+        Dot<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>(group, xq, xd, xl, xh, superBlocks, y);
+
+    /// <summary><see cref="Dot"/> by <see cref="Vnni"/> (IQ4_NL's unsigned levels): the same results. VNNI only.</summary>
+    public static void DotVnni(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y) =>
+        Dot<VnniValues<IQ4_NLRows8.UnsignedLevels>, Block32Vectors>(group, xq, xd, xl, xh, superBlocks, y);
+
+    /// <summary>
+    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
+    /// <see cref="RowGroups.Tile"/>): each block's levels looked up once for all the tokens; every result equals
+    /// <see cref="Dot"/>'s for that token.
+    /// </summary>
+    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride) =>
+        Tile<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
+
+    /// <summary><see cref="Tile"/> by <see cref="Vnni"/>: the same results. VNNI only.</summary>
+    public static void TileVnni(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride) =>
+        Tile<VnniValues<IQ4_NLRows8.UnsignedLevels>, Block32Vectors>(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
+
+    /// <summary>The one-token kernel with the blocks' integer sums of <typeparamref name="TValues"/> (an IQ4_XS block k is an IQ4_NL block's four vectors).</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
+    private static void Dot<TValues, TUnpacked>(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
+        where TValues : struct, IBlock32Values<TValues, TUnpacked> where TUnpacked : struct
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
             RowGroups.For(Formats.GgmlType.IQ4_XS)!.DotByRows(group, xq, xd, xl, xh, superBlocks, y);
             return;
         }
-        var table = BlockDot.Levels();
-        var mask = Vector256.Create((byte)0x0F);
-        var ones = Vector256.Create((short)1);
+        var values = TValues.Create();
         var ls = stackalloc Vector256<float>[8];
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, a4 = default, a5 = default, a6 = default, a7 = default;
         for (int sb = 0; sb < superBlocks; sb++)
@@ -47,26 +68,24 @@ public static unsafe class IQ4_XSRows8
             Scales(blk, ls);
             sbyte* x = xq + sb * 256;
             float* xds = xd + sb * 8;
+            int* xls = xl + sb * 8;
             byte* q = blk + 64;
-            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(q, x, table, mask, ones)), ls[0] * Vector256.Create(xds[0]), a0);
-            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(q + 128, x + 32, table, mask, ones)), ls[1] * Vector256.Create(xds[1]), a1);
-            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(q + 256, x + 64, table, mask, ones)), ls[2] * Vector256.Create(xds[2]), a2);
-            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(q + 384, x + 96, table, mask, ones)), ls[3] * Vector256.Create(xds[3]), a3);
-            a4 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(q + 512, x + 128, table, mask, ones)), ls[4] * Vector256.Create(xds[4]), a4);
-            a5 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(q + 640, x + 160, table, mask, ones)), ls[5] * Vector256.Create(xds[5]), a5);
-            a6 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(q + 768, x + 192, table, mask, ones)), ls[6] * Vector256.Create(xds[6]), a6);
-            a7 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(BlockSum(q + 896, x + 224, table, mask, ones)), ls[7] * Vector256.Create(xds[7]), a7);
+            a0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(q, x, xls[0])), ls[0] * Vector256.Create(xds[0]), a0);
+            a1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(q + 128, x + 32, xls[1])), ls[1] * Vector256.Create(xds[1]), a1);
+            a2 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(q + 256, x + 64, xls[2])), ls[2] * Vector256.Create(xds[2]), a2);
+            a3 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(q + 384, x + 96, xls[3])), ls[3] * Vector256.Create(xds[3]), a3);
+            a4 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(q + 512, x + 128, xls[4])), ls[4] * Vector256.Create(xds[4]), a4);
+            a5 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(q + 640, x + 160, xls[5])), ls[5] * Vector256.Create(xds[5]), a5);
+            a6 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(q + 768, x + 192, xls[6])), ls[6] * Vector256.Create(xds[6]), a6);
+            a7 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(q + 896, x + 224, xls[7])), ls[7] * Vector256.Create(xds[7]), a7);
         }
         (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))).Store(y);
     }
 
-    /// <summary>
-    /// The eight rows of a group times 1..<see cref="RowGroups.MaxTokens"/> tokens (arguments as
-    /// <see cref="RowGroups.Tile"/>): each block's levels looked up once for all the tokens; every result equals
-    /// <see cref="Dot"/>'s for that token.
-    /// </summary>
+    /// <summary>The tile with <typeparamref name="TValues"/>' unpacked blocks, each unpacked once for all the tokens.</summary>
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Tile(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
+    private static void Tile<TValues, TUnpacked>(byte* group, sbyte* xq, float* xd, int* xl, int superBlocks, int stride, int tokens, float* y, long yStride)
+        where TValues : struct, IBlock32Values<TValues, TUnpacked> where TUnpacked : struct
     {
         if ((uint)(tokens - 1) >= RowGroups.MaxTokens) throw new ArgumentOutOfRangeException(nameof(tokens), tokens, $"a tile takes 1..{RowGroups.MaxTokens} tokens");
         int nb = superBlocks * 8;
@@ -75,9 +94,7 @@ public static unsafe class IQ4_XSRows8
             RowGroups.For(Formats.GgmlType.IQ4_XS)!.TileByDot(group, xq, xd, xl, superBlocks, stride, tokens, y, yStride);
             return;
         }
-        var table = BlockDot.Levels();
-        var mask = Vector256.Create((byte)0x0F);
-        var ones = Vector256.Create((short)1);
+        var values = TValues.Create();
         var acc = stackalloc Vector256<float>[RowGroups.MaxTokens * 8];   // [token][block k], lanes = rows
         for (int i = 0; i < tokens * 8; i++) acc[i] = default;
         var ls = stackalloc Vector256<float>[8];
@@ -87,24 +104,13 @@ public static unsafe class IQ4_XSRows8
             Scales(blk, ls);
             for (int k = 0; k < 8; k++)
             {
-                byte* q = blk + 64 + 128 * k;
-                var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
-                var v0 = Avx2.Shuffle(table, (w0 & mask).AsSByte()); var v1 = Avx2.Shuffle(table, (w1 & mask).AsSByte());
-                var v2 = Avx2.Shuffle(table, (w2 & mask).AsSByte()); var v3 = Avx2.Shuffle(table, (w3 & mask).AsSByte());
-                var v4 = Avx2.Shuffle(table, High(w0, mask)); var v5 = Avx2.Shuffle(table, High(w1, mask));
-                var v6 = Avx2.Shuffle(table, High(w2, mask)); var v7 = Avx2.Shuffle(table, High(w3, mask));
-                var u0 = Avx2.Abs(v0); var u1 = Avx2.Abs(v1); var u2 = Avx2.Abs(v2); var u3 = Avx2.Abs(v3);
-                var u4 = Avx2.Abs(v4); var u5 = Avx2.Abs(v5); var u6 = Avx2.Abs(v6); var u7 = Avx2.Abs(v7);
+                var u = values.Unpack(blk + 64 + 128 * k);
                 var lsk = ls[k];
                 sbyte* x = xq + sb * 256 + 32 * k;
-                float* xds = xd + sb * 8 + k;
+                int o = sb * 8 + k;
                 var a = acc + k;
-                for (int t = 0; t < tokens; t++, x += stride, xds += nb, a += 8)
-                {
-                    var s = ((Product(u0, v0, x, ones) + Product(u1, v1, x + 4, ones)) + (Product(u2, v2, x + 8, ones) + Product(u3, v3, x + 12, ones)))
-                          + ((Product(u4, v4, x + 16, ones) + Product(u5, v5, x + 20, ones)) + (Product(u6, v6, x + 24, ones) + Product(u7, v7, x + 28, ones)));
-                    a[0] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), lsk * Vector256.Create(xds[0]), a[0]);
-                }
+                for (int t = 0; t < tokens; t++, x += stride, o += nb, a += 8)
+                    a[0] = Fma.MultiplyAdd(Avx.ConvertToVector256Single(values.Sum(in u, x, xl[o])), lsk * Vector256.Create(xd[o]), a[0]);
             }
         }
         for (int t = 0; t < tokens; t++)

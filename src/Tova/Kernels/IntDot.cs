@@ -7,8 +7,8 @@ namespace Tova.Kernels;
 /// <summary>
 /// Integer dot products of quantized weight rows with 8-bit activations (<see cref="Q8Activations"/>):
 /// per block of 32, d_w·d_x·Σ q_w·q_x. Q4_0 uses the unsigned nibble (0..15) and corrects the −8 offset with the
-/// activation block sums. AVX-512BW and AVX2 paths use u8×s8 multiply-add (vpmaddubsw + vpmaddwd); each has the
-/// scalar reference <see cref="Scalar"/>.
+/// activation block sums. AVX-512BW and AVX2 paths use u8×s8 multiply-add (vpmaddubsw + vpmaddwd; Q8_0's one-token
+/// kernel vpdpbusd where the machine has VNNI, <see cref="Q8_0Vnni"/>); each has the scalar reference <see cref="Scalar"/>.
 /// </summary>
 public static unsafe class IntDot
 {
@@ -17,6 +17,7 @@ public static unsafe class IntDot
 
     public static float Q8_0(byte* w, sbyte* xq, float* xd, int nb)
     {
+        if (Vnni.IsSupported && Fma.IsSupported) return Q8_0Vnni(w, xq, xd, nb);
         if (Avx2.IsSupported && Fma.IsSupported) return Q8_0Avx2(w, xq, xd, nb);
         return Scalar.Q8_0(w, xq, xd, nb);
     }
@@ -138,8 +139,20 @@ public static unsafe class IntDot
     /// gathered into one vector (<see cref="Sums8"/>), converted once and scaled by the eight d_w·d_x products, so
     /// the float work (conversion, scales, FMA) is shared by eight blocks.
     /// </summary>
+    public static float Q8_0Avx2(byte* w, sbyte* xq, float* xd, int nb) => Q8_0Rows<MaddBlock>(w, xq, xd, nb);
+
+    /// <summary>
+    /// <see cref="Q8_0Avx2"/> with each block's |w| × sign(q, w) products added straight into int32 by
+    /// <see cref="Vnni"/>: the same block sums and float steps, so the same result. VNNI only.
+    /// </summary>
+    public static float Q8_0Vnni(byte* w, sbyte* xq, float* xd, int nb)
+    {
+        Vnni.Require();
+        return Q8_0Rows<VnniBlock>(w, xq, xd, nb);
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static float Q8_0Avx2(byte* w, sbyte* xq, float* xd, int nb)
+    private static float Q8_0Rows<TBlock>(byte* w, sbyte* xq, float* xd, int nb) where TBlock : struct, ISignedBlockSum
     {
         var acc = Vector256<float>.Zero;
         int b = 0;
@@ -148,14 +161,35 @@ public static unsafe class IntDot
             byte* k = w + b * 34;
             sbyte* x = xq + b * 32;
             for (int l = 0; l < 272; l += 64) Sse.Prefetch0(k + PrefetchAhead + l);
-            var s = Sums8(H4(SignedDot(Q8(k), x), SignedDot(Q8(k + 34), x + 32), SignedDot(Q8(k + 68), x + 64), SignedDot(Q8(k + 102), x + 96)),
-                          H4(SignedDot(Q8(k + 136), x + 128), SignedDot(Q8(k + 170), x + 160), SignedDot(Q8(k + 204), x + 192), SignedDot(Q8(k + 238), x + 224)));
+            var s = Sums8(H4(TBlock.Sum(Q8(k), x), TBlock.Sum(Q8(k + 34), x + 32), TBlock.Sum(Q8(k + 68), x + 64), TBlock.Sum(Q8(k + 102), x + 96)),
+                          H4(TBlock.Sum(Q8(k + 136), x + 128), TBlock.Sum(Q8(k + 170), x + 160), TBlock.Sum(Q8(k + 204), x + 192), TBlock.Sum(Q8(k + 238), x + 224)));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(s), HalfAt8(k, 34) * Vector256.Load(xd + b), acc);
         }
         float sum = Vector256.Sum(acc);
         for (; b < nb; b++)
-            sum += HalfAt(w + b * 34) * xd[b] * Vector256.Sum(SignedDot(Q8(w + b * 34), xq + b * 32));
+            sum += HalfAt(w + b * 34) * xd[b] * Vector256.Sum(TBlock.Sum(Q8(w + b * 34), xq + b * 32));
         return sum;
+    }
+
+    /// <summary>A Q8_0 block's Σ w·q per 32-bit lane (four products each), exact.</summary>
+    private interface ISignedBlockSum
+    {
+        static abstract Vector256<int> Sum(Vector256<sbyte> qw, sbyte* x);
+    }
+
+    /// <summary>|w| × sign(q, w) by vpmaddubsw, then pairs of int16 by vpmaddwd.</summary>
+    private readonly struct MaddBlock : ISignedBlockSum
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Sum(Vector256<sbyte> qw, sbyte* x) => SignedDot(qw, x);
+    }
+
+    /// <summary>|w| × sign(q, w) by one vpdpbusd.</summary>
+    private readonly struct VnniBlock : ISignedBlockSum
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<int> Sum(Vector256<sbyte> qw, sbyte* x) =>
+            AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, Avx2.Abs(qw), Avx2.Sign(Vector256.Load(x), qw));
     }
 
     /// <summary>The 32 signed quants of the Q8_0 block at blk.</summary>

@@ -21,7 +21,7 @@ public static unsafe class Q4_0Rows8
     /// Q4_0's sums: Σ nib·q − 8·Σq. Each u8 × s8 pair is at most 2·15·128 in magnitude, so the eight products of a
     /// row add up exactly in int16 before the widening multiply-add.
     /// </summary>
-    internal readonly struct Values : IBlock32Values<Values, Values.Nibbles>
+    internal readonly struct Values : IBlock32Values<Values, Block32Vectors>
     {
         private readonly Vector256<byte> _mask;
         private readonly Vector256<short> _ones;
@@ -34,17 +34,11 @@ public static unsafe class Q4_0Rows8
 
         public static Values Create() => new(Vector256.Create((byte)0x0F), Vector256.Create((short)1));
 
-        /// <summary>A block's low (values 4i..) and high (16 + 4i..) nibbles of its four vectors.</summary>
-        internal struct Nibbles
-        {
-            public Vector256<byte> L0, L1, L2, L3, H0, H1, H2, H3;
-        }
-
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Nibbles Unpack(byte* q)
+        public Block32Vectors Unpack(byte* q)
         {
             var w0 = Vector256.Load(q); var w1 = Vector256.Load(q + 32); var w2 = Vector256.Load(q + 64); var w3 = Vector256.Load(q + 96);
-            return new Nibbles
+            return new Block32Vectors
             {
                 L0 = w0 & _mask, L1 = w1 & _mask, L2 = w2 & _mask, L3 = w3 & _mask,
                 H0 = High(w0, _mask), H1 = High(w1, _mask), H2 = High(w2, _mask), H3 = High(w3, _mask),
@@ -52,7 +46,7 @@ public static unsafe class Q4_0Rows8
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector256<int> Sum(in Nibbles u, sbyte* x, int xl) => Sum(u.L0, u.L1, u.L2, u.L3, u.H0, u.H1, u.H2, u.H3, x, xl);
+        public Vector256<int> Sum(in Block32Vectors u, sbyte* x, int xl) => Sum(u.L0, u.L1, u.L2, u.L3, u.H0, u.H1, u.H2, u.H3, x, xl);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector256<int> Sum(byte* q, sbyte* x, int xl)

@@ -25,7 +25,7 @@ public static unsafe class Q5_0Rows8
     /// u8 × s8 pair is at most 2·31·128 in magnitude, so four products of a row add up exactly in int16 (31,744) before
     /// each widening multiply-add.
     /// </summary>
-    internal readonly struct Values : IBlock32Values<Values, Values.Fives>
+    internal readonly struct Values : IBlock32Values<Values, Block32Vectors>, IUnsignedBlock32<Values>
     {
         private readonly Vector256<byte> _mask;
         private readonly Vector256<byte> _bit;
@@ -39,18 +39,14 @@ public static unsafe class Q5_0Rows8
 
         public static Values Create() => new(Vector256.Create((byte)0x0F), Vector256.Create((byte)0x10), Vector256.Create((short)1));
 
-        /// <summary>A block's 5-bit values: of the low (values 4i..) and high (16 + 4i..) nibbles of its four vectors.</summary>
-        internal struct Fives
-        {
-            public Vector256<byte> L0, L1, L2, L3, H0, H1, H2, H3;
-        }
+        public static int XlMultiple => 2;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Fives Unpack(byte* q)
+        public Block32Vectors Unpack(byte* q)
         {
             var h = Vector256.Load((uint*)q);
             var w0 = Vector256.Load(q + 32); var w1 = Vector256.Load(q + 64); var w2 = Vector256.Load(q + 96); var w3 = Vector256.Load(q + 128);
-            return new Fives
+            return new Block32Vectors
             {
                 L0 = Low(w0, h, 4), L1 = Low(w1, h, 3), L2 = Low(w2, h, 2), L3 = Low(w3, h, 1),
                 H0 = High(w0, h, 0), H1 = High(w1, h, 1), H2 = High(w2, h, 2), H3 = High(w3, h, 3),
@@ -58,7 +54,15 @@ public static unsafe class Q5_0Rows8
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector256<int> Sum(in Fives u, sbyte* x, int xl) => Sum(u.L0, u.L1, u.L2, u.L3, u.H0, u.H1, u.H2, u.H3, x, xl);
+        public Vector256<int> VnniSum(Vector256<int> acc, byte* q, sbyte* x)
+        {
+            var h = Vector256.Load((uint*)q);
+            var w0 = Vector256.Load(q + 32); var w1 = Vector256.Load(q + 64); var w2 = Vector256.Load(q + 96); var w3 = Vector256.Load(q + 128);
+            return Vnni.Sum8(acc, Low(w0, h, 4), Low(w1, h, 3), Low(w2, h, 2), Low(w3, h, 1), High(w0, h, 0), High(w1, h, 1), High(w2, h, 2), High(w3, h, 3), x);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Vector256<int> Sum(in Block32Vectors u, sbyte* x, int xl) => Sum(u.L0, u.L1, u.L2, u.L3, u.H0, u.H1, u.H2, u.H3, x, xl);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector256<int> Sum(byte* q, sbyte* x, int xl)

@@ -74,10 +74,15 @@ internal static unsafe class Q5_KRows8
     /// <summary>Sub-block 2j's 5-bit values of the quant vector at q: its low nibbles, bit 2j (= shift) of each qh byte as 0x10.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> Low(byte* q, byte* qh, int shift, Vector256<byte> mask) =>
-        (Vector256.Load(q) & mask) | (((Vector256.Load(qh).AsUInt16() >> shift) << 4).AsByte() & Vector256.Create((byte)0x10));
+        (Vector256.Load(q) & mask) | (Move(Vector256.Load(qh), shift, 4) & Vector256.Create((byte)0x10));
 
     /// <summary>Sub-block 2j + 1's: the high nibbles, bit 2j + 1 of each qh byte as 0x10.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<byte> High(byte* q, byte* qh, int shift, Vector256<byte> mask) =>
-        Q4_KRows8.High(Vector256.Load(q), mask) | (((Vector256.Load(qh).AsUInt16() >> shift) << 3).AsByte() & Vector256.Create((byte)0x10));
+        Q4_KRows8.High(Vector256.Load(q), mask) | (Move(Vector256.Load(qh), shift + 1, 4) & Vector256.Create((byte)0x10));
+
+    /// <summary>Each byte's bit <paramref name="from"/> at bit <paramref name="to"/> (one 16-bit shift; the other bits are garbage).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Move(Vector256<byte> v, int from, int to) =>
+        (from <= to ? v.AsUInt16() << (to - from) : v.AsUInt16() >> (from - to)).AsByte();
 }

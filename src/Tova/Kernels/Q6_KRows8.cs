@@ -15,7 +15,8 @@ namespace Tova.Kernels;
 /// The three vectors at c give, per row, values 4i..4i + 3 of the half's blocks 4n .. 4n + 3 (their 6-bit values u;
 /// the value is u − 32). u·q pairs by u8 × s8 multiply-adds (at most
 /// 2·63·127), two of them added in int16, times the group's scale by the int16 → int32 multiply-add; the −32 from
-/// the activations' per-16 sums paired with the block's two scales.
+/// the activations' per-16 sums paired with the block's two scales. With <see cref="Vnni"/> (<see cref="DotVnni"/>)
+/// each run of 16's products add up in int32 and the run's scale multiplies the sum.
 /// </summary>
 public static unsafe class Q6_KRows8
 {
@@ -28,8 +29,21 @@ public static unsafe class Q6_KRows8
     /// equals <see cref="KQuantDot.Q6_K"/>'s for that row bit for bit: per row and block b the same integer sum, then
     /// FMA(Σ, d·xd_b, acc_b), the eight accumulators added in <see cref="Vector256.Sum{T}"/>'s order.
     /// </summary>
+    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y) =>
+        Dot<MaddRuns>(group, xq, xd, xl, xh, superBlocks, y);
+
+    /// <summary>
+    /// <see cref="Dot"/> by <see cref="Vnni"/>: each run of 16 values' u·q products added straight into int32, then
+    /// times the run's scale (int32 multiply) — the same integer sums and float steps, so the same results. VNNI only.
+    /// </summary>
+    public static void DotVnni(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
+    {
+        Vnni.Require();
+        Dot<VnniRuns>(group, xq, xd, xl, xh, superBlocks, y);
+    }
+
     [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
-    public static void Dot(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y)
+    private static void Dot<TRuns>(byte* group, sbyte* xq, float* xd, int* xl, short* xh, int superBlocks, float* y) where TRuns : struct, IRuns
     {
         if (!(Avx2.IsSupported && Fma.IsSupported))
         {
@@ -52,23 +66,11 @@ public static unsafe class Q6_KRows8
                 byte* qn = blk + 144 + 768 * n;
                 sbyte* xn = x + 128 * n;
                 int b0 = 4 * n;
-                // Per block m of the half: the pair of scales (int16 each), and each scale repeated in both halves of its lane.
+                // Per block m of the half: the pair of scales (int16 each).
                 var p0 = Pairs(blk, b0); var p1 = Pairs(blk, b0 + 1); var p2 = Pairs(blk, b0 + 2); var p3 = Pairs(blk, b0 + 3);
                 Vector256<int> t0 = default, t1 = default, t2 = default, t3 = default;
                 for (int half = 0; half < 2; half++)   // values 0..15 (the block's first scale), then 16..31
-                {
-                    var s0 = Repeat(p0, half); var s1 = Repeat(p1, half); var s2 = Repeat(p2, half); var s3 = Repeat(p3, half);
-                    for (int i = 4 * half; i < 4 * half + 4; i += 2)
-                    {
-                        Values(qn + 96 * i, lo4, out var a0, out var a1, out var a2, out var a3);
-                        Values(qn + 96 * i + 96, lo4, out var c0, out var c1, out var c2, out var c3);
-                        sbyte* xi = xn + 4 * i;
-                        t0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a0, Q4_KRows8.Quad(xi)) + Avx2.MultiplyAddAdjacent(c0, Q4_KRows8.Quad(xi + 4)), s0);
-                        t1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a1, Q4_KRows8.Quad(xi + 32)) + Avx2.MultiplyAddAdjacent(c1, Q4_KRows8.Quad(xi + 36)), s1);
-                        t2 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a2, Q4_KRows8.Quad(xi + 64)) + Avx2.MultiplyAddAdjacent(c2, Q4_KRows8.Quad(xi + 68)), s2);
-                        t3 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a3, Q4_KRows8.Quad(xi + 96)) + Avx2.MultiplyAddAdjacent(c3, Q4_KRows8.Quad(xi + 100)), s3);
-                    }
-                }
+                    TRuns.Add(qn, xn, half, lo4, p0, p1, p2, p3, ref t0, ref t1, ref t2, ref t3);
                 acc[b0] = Step(t0, p0, h + 2 * b0, d, xds[b0], acc[b0]);
                 acc[b0 + 1] = Step(t1, p1, h + 2 * b0 + 2, d, xds[b0 + 1], acc[b0 + 1]);
                 acc[b0 + 2] = Step(t2, p2, h + 2 * b0 + 4, d, xds[b0 + 2], acc[b0 + 2]);
@@ -77,6 +79,65 @@ public static unsafe class Q6_KRows8
         }
         (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))).Store(y);
     }
+
+    /// <summary>
+    /// How a half's four blocks (quant vectors at qn, activations at xn) add their runs of 16 (<paramref name="half"/>:
+    /// values 0..15 or 16..31) times the run's scale (from the blocks' scale pairs p) to t: exact integers.
+    /// </summary>
+    private interface IRuns
+    {
+        static abstract void Add(byte* qn, sbyte* xn, int half, Vector256<byte> lo4, Vector256<short> p0, Vector256<short> p1, Vector256<short> p2, Vector256<short> p3,
+                                 ref Vector256<int> t0, ref Vector256<int> t1, ref Vector256<int> t2, ref Vector256<int> t3);
+    }
+
+    /// <summary>u8 × s8 pairs by vpmaddubsw, two added in int16, times the scale by vpmaddwd.</summary>
+    private readonly struct MaddRuns : IRuns
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Add(byte* qn, sbyte* xn, int half, Vector256<byte> lo4, Vector256<short> p0, Vector256<short> p1, Vector256<short> p2, Vector256<short> p3,
+                               ref Vector256<int> t0, ref Vector256<int> t1, ref Vector256<int> t2, ref Vector256<int> t3)
+        {
+            // Each scale repeated in both halves of its lane.
+            var s0 = Repeat(p0, half); var s1 = Repeat(p1, half); var s2 = Repeat(p2, half); var s3 = Repeat(p3, half);
+            for (int i = 4 * half; i < 4 * half + 4; i += 2)
+            {
+                Values(qn + 96 * i, lo4, out var a0, out var a1, out var a2, out var a3);
+                Values(qn + 96 * i + 96, lo4, out var c0, out var c1, out var c2, out var c3);
+                sbyte* xi = xn + 4 * i;
+                t0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a0, Q4_KRows8.Quad(xi)) + Avx2.MultiplyAddAdjacent(c0, Q4_KRows8.Quad(xi + 4)), s0);
+                t1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a1, Q4_KRows8.Quad(xi + 32)) + Avx2.MultiplyAddAdjacent(c1, Q4_KRows8.Quad(xi + 36)), s1);
+                t2 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a2, Q4_KRows8.Quad(xi + 64)) + Avx2.MultiplyAddAdjacent(c2, Q4_KRows8.Quad(xi + 68)), s2);
+                t3 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(a3, Q4_KRows8.Quad(xi + 96)) + Avx2.MultiplyAddAdjacent(c3, Q4_KRows8.Quad(xi + 100)), s3);
+            }
+        }
+    }
+
+    /// <summary>A run's products added straight into int32 by vpdpbusd, then times the scale (int32 multiply).</summary>
+    private readonly struct VnniRuns : IRuns
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static void Add(byte* qn, sbyte* xn, int half, Vector256<byte> lo4, Vector256<short> p0, Vector256<short> p1, Vector256<short> p2, Vector256<short> p3,
+                               ref Vector256<int> t0, ref Vector256<int> t1, ref Vector256<int> t2, ref Vector256<int> t3)
+        {
+            Vector256<int> s0 = default, s1 = default, s2 = default, s3 = default;
+            for (int i = 4 * half; i < 4 * half + 4; i++)
+            {
+                Values(qn + 96 * i, lo4, out var u0, out var u1, out var u2, out var u3);
+                sbyte* xi = xn + 4 * i;
+                s0 = Vnni.Sum1(s0, u0, xi);
+                s1 = Vnni.Sum1(s1, u1, xi + 32);
+                s2 = Vnni.Sum1(s2, u2, xi + 64);
+                s3 = Vnni.Sum1(s3, u3, xi + 96);
+            }
+            t0 += Avx2.MultiplyLow(s0, Scale(p0, half)); t1 += Avx2.MultiplyLow(s1, Scale(p1, half));
+            t2 += Avx2.MultiplyLow(s2, Scale(p2, half)); t3 += Avx2.MultiplyLow(s3, Scale(p3, half));
+        }
+    }
+
+    /// <summary>One of the pair's scales (half 0: the first) as an int32 per lane.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Scale(Vector256<short> pair, int half) =>
+        half == 0 ? Avx2.ShiftRightArithmetic(Avx2.ShiftLeftLogical(pair.AsInt32(), 16), 16) : Avx2.ShiftRightArithmetic(pair.AsInt32(), 16);
 
     /// <summary>
     /// The eight rows of a group times the eight tokens of each of 1..<see cref="Q4_KRows8.MaxLaneTiles"/> interleaved

@@ -68,7 +68,9 @@ public sealed unsafe class RowGroups
     private RowGroups(GgmlType type, Field[] header, int[] chunks,
         delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> dot,
         delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile = null,
-        delegate*<byte*, sbyte*, float*, float*, int*, int, int, float*, long, void> lanes = null)
+        delegate*<byte*, sbyte*, float*, float*, int*, int, int, float*, long, void> lanes = null,
+        delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> vnniDot = null,
+        delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> vnniTile = null)
     {
         Type = type;
         _header = header;
@@ -85,7 +87,19 @@ public sealed unsafe class RowGroups
         Dot = dot;
         Tile = tile;
         Lanes = lanes;
+        if (vnniDot != null && Vnni.IsSupported)
+        {
+            WithoutVnni = new RowGroups(type, header, chunks, dot, tile, lanes);
+            Dot = vnniDot;
+            if (vnniTile != null) Tile = vnniTile;
+        }
     }
+
+    /// <summary>
+    /// Where this table runs <see cref="Vnni"/> forms of the kernels, the same layout with the forms without VNNI
+    /// (that machines without it run; the same results); null elsewhere.
+    /// </summary>
+    public RowGroups? WithoutVnni { get; }
 
     /// <summary>
     /// A header field: its offset in a row's block and its width; a 4-byte field may be stored transformed (a
@@ -112,20 +126,24 @@ public sealed unsafe class RowGroups
     // Q6_K { ql[128], qh[64], scales[16], d }: d first, the scales in pairs (the two of a block of 32 side by side),
     // then per half n and i in 0..7 the three chunks that make values 4i..4i + 3 of the half's four blocks.
     private static readonly RowGroups s_q40 = new(GgmlType.Q4_0, [(0, 2)], Run(2, 16),
-        &Block32Rows8<Q4_0Rows8.Values, Q4_0Rows8.Values.Nibbles>.Dot, &Block32Rows8<Q4_0Rows8.Values, Q4_0Rows8.Values.Nibbles>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_0Rows8.TileLanes : null);
+        &Block32Rows8<Q4_0Rows8.Values, Block32Vectors>.Dot, &Block32Rows8<Q4_0Rows8.Values, Block32Vectors>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_0Rows8.TileLanes : null);
     private static readonly RowGroups s_q50 = new(GgmlType.Q5_0, [(0, 2), new Field(2, 4, &Q5_0Rows8.ToGroup, &Q5_0Rows8.FromGroup)], Run(6, 16),
-        &Block32Rows8<Q5_0Rows8.Values, Q5_0Rows8.Values.Fives>.Dot, &Block32Rows8<Q5_0Rows8.Values, Q5_0Rows8.Values.Fives>.Tile);
+        &Block32Rows8<Q5_0Rows8.Values, Block32Vectors>.Dot, &Block32Rows8<Q5_0Rows8.Values, Block32Vectors>.Tile,
+        vnniDot: &Block32Rows8<VnniValues<Q5_0Rows8.Values>, Block32Vectors>.Dot, vnniTile: &Block32Rows8<VnniValues<Q5_0Rows8.Values>, Block32Vectors>.Tile);
     private static readonly RowGroups s_iq4NL = new(GgmlType.IQ4_NL, [(0, 2)], Run(2, 16), &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Dot,
-        &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Tile);
+        &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Tile,
+        vnniDot: &Block32Rows8<VnniValues<IQ4_NLRows8.UnsignedLevels>, Block32Vectors>.Dot, vnniTile: &Block32Rows8<VnniValues<IQ4_NLRows8.UnsignedLevels>, Block32Vectors>.Tile);
     private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
-        &KQuantRows8<Q4_KRows8.Pairs>.Dot, &KQuantRows8<Q4_KRows8.Pairs>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null);
+        &KQuantRows8<Q4_KRows8.Pairs>.Dot, &KQuantRows8<Q4_KRows8.Pairs>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null,
+        &KQuantRows8<VnniPairs<Q4_KRows8.Pairs>>.Dot, &KQuantRows8<VnniPairs<Q4_KRows8.Pairs>>.Tile);
     private static readonly RowGroups s_q5K = new(GgmlType.Q5_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 160),
-        &KQuantRows8<Q5_KRows8.Pairs>.Dot, &KQuantRows8<Q5_KRows8.Pairs>.Tile);
+        &KQuantRows8<Q5_KRows8.Pairs>.Dot, &KQuantRows8<Q5_KRows8.Pairs>.Tile,
+        vnniDot: &KQuantRows8<VnniPairs<Q5_KRows8.Pairs>>.Dot, vnniTile: &KQuantRows8<VnniPairs<Q5_KRows8.Pairs>>.Tile);
     private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], Run(8, 128),
-        &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile);
+        &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile, vnniDot: &IQ4_XSRows8.DotVnni, vnniTile: &IQ4_XSRows8.TileVnni);
     private static readonly RowGroups s_q6K = new(GgmlType.Q6_K, [(208, 2), .. Fields(192, 8, 2)],
         [.. Enumerable.Range(0, 16).SelectMany(c => new[] { 64 * (c / 8) + 4 * (c % 8), 64 * (c / 8) + 32 + 4 * (c % 8), 128 + 32 * (c / 8) + 4 * (c % 8) })],
-        &Q6_KRows8.Dot, lanes: Q4_KRows8.IsLanesSupported ? &Q6_KRows8.TileLanes : null);
+        &Q6_KRows8.Dot, lanes: Q4_KRows8.IsLanesSupported ? &Q6_KRows8.TileLanes : null, vnniDot: &Q6_KRows8.DotVnni);
 
     /// <summary>The group layout and kernels of <paramref name="type"/>, or null for types held row after row.</summary>
     public static RowGroups? For(GgmlType type) => type switch

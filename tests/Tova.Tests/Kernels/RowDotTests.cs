@@ -138,6 +138,12 @@ public unsafe class IntDotTests
         {
             float simd = type == GgmlType.Q4_0 ? IntDot.Q4_0(pw, q, d, s, blocks) : IntDot.Q8_0(pw, q, d, blocks);
             float scalar = type == GgmlType.Q4_0 ? IntDot.Scalar.Q4_0(pw, q, d, s, blocks) : IntDot.Scalar.Q8_0(pw, q, d, blocks);
+            if (type == GgmlType.Q8_0 && System.Runtime.Intrinsics.X86.Avx2.IsSupported && System.Runtime.Intrinsics.X86.Fma.IsSupported)
+            {
+                // Both SIMD forms (with VNNI where the machine has it, and without) give the same integers and float steps.
+                Assert.Equal(IntDot.Q8_0Avx2(pw, q, d, blocks), simd);
+                if (System.Runtime.Intrinsics.X86.AvxVnni.IsSupported) Assert.Equal(IntDot.Q8_0Vnni(pw, q, d, blocks), simd);
+            }
             Assert.True(MathF.Abs(simd - scalar) <= 1e-4f * (1 + MathF.Abs(scalar)), $"simd {simd} vs scalar {scalar}");
             float exact = RowDot.Scalar.Dot(type, pw, px, n);
             Assert.True(MathF.Abs(simd - exact) <= 0.02f * MathF.Sqrt(n), $"int {simd} vs float {exact}");

@@ -48,6 +48,28 @@ public unsafe class RowGroupsTests
         Assert.Equal(1u << 22, Q5_0Rows8.ToGroup(1u << 26));      // value 26 = 16 + 4·2 + 2 (i 2, b 2) to bit 8·2 + 4 + 2
     }
 
+    /// <summary>The type's table entry and, where it runs VNNI forms of the kernels, the same layout with the forms without VNNI.</summary>
+    private static IEnumerable<RowGroups> Forms(GgmlType type)
+    {
+        var layout = RowGroups.For(type)!;
+        yield return layout;
+        if (layout.WithoutVnni is { } other) yield return other;
+    }
+
+    [Theory]
+    [MemberData(nameof(GroupedTypes))]
+    public void GroupedTypesKeepTheirFormWithoutVnniWhereTheTableRunsVnni(GgmlType type)
+    {
+        // Every grouped type but Q4_0 (whose one-token kernel measured no faster with VNNI) has VNNI forms.
+        var layout = RowGroups.For(type)!;
+        Assert.Equal(System.Runtime.Intrinsics.X86.AvxVnni.IsSupported && type != GgmlType.Q4_0, layout.WithoutVnni != null);
+        if (layout.WithoutVnni is not { } other) return;
+        Assert.Equal(layout.Type, other.Type);
+        Assert.Equal(layout.GroupBlockBytes, other.GroupBlockBytes);
+        Assert.Equal(layout.Lanes == null, other.Lanes == null);
+        Assert.Null(other.WithoutVnni);
+    }
+
     /// <summary>Every type the table groups: a model's copies live in uninitialised arena memory, so Pack must write every byte.</summary>
     public static TheoryData<GgmlType> GroupedTypes() => [.. Enum.GetValues<GgmlType>().Where(t => RowGroups.For(t) is not null)];
 
@@ -182,9 +204,10 @@ public unsafe class RowGroupsTests
         fixed (float* d = act.D, py = y)
         fixed (int* l = act.L)
         fixed (short* h = act.H)
+        foreach (var form in Forms(type))
         {
             layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
-            layout.Dot(g, q, d, l, h, superBlocks, py);
+            form.Dot(g, q, d, l, h, superBlocks, py);
             var w = new float[n];
             for (int k = 0; k < 8; k++)
             {
@@ -232,11 +255,14 @@ public unsafe class RowGroupsTests
         fixed (float* d = act.D, py = tile, po = one)
         fixed (int* l = act.L)
         fixed (short* h = act.H)
+        foreach (var form in Forms(type))
         {
             layout.Pack(src, superBlocks * layout.BlockBytes, superBlocks, g);
-            layout.Tile(g, q, d, l, superBlocks, n, tokens, py, 10);
+            Array.Clear(tile);
+            form.Tile(g, q, d, l, superBlocks, n, tokens, py, 10);
             for (int t = 0; t < tokens; t++)
             {
+                // Against the table's one-token kernel: each form's tile equals it (and so the forms each other).
                 layout.Dot(g, q + t * n, d + t * n / 32, l + t * n / 32, h + t * n / 16, superBlocks, po);
                 Assert.Equal(one, tile.AsSpan(10 * t, 8).ToArray());
                 Assert.Equal(0f, tile[10 * t + 8]);
