@@ -48,6 +48,7 @@ internal static unsafe class Block32Rows8<TValues, TUnpacked> where TValues : st
         for (; b < nb; b++)
         {
             byte* blk = group + (long)b * GroupBlockBytes;
+            for (int l = 0; l < GroupBlockBytes; l += 64) Sse.Prefetch0(blk + PrefetchAhead + l);
             var s = Avx.ConvertToVector256Single(values.Sum(blk + 16, xq + b * 32, xl[b]));
             sum += Q4_KRows8.Halves(blk) * Vector256.Create(xd[b]) * s;
         }

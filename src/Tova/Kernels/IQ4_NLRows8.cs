@@ -29,16 +29,11 @@ public static unsafe class IQ4_NLRows8
             byte* blk = group + (long)b * RowGroups.Rows * Values.BlockBytes;
             Q4_KRows8.Halves(blk).Store(dws + b * RowGroups.Rows);
             var w0 = Vector256.Load(blk + 16); var w1 = Vector256.Load(blk + 48); var w2 = Vector256.Load(blk + 80); var w3 = Vector256.Load(blk + 112);
-            // Vector k holds, per row, the levels of values 4k.. (k < 4) or 16 + 4(k − 4).. (k ≥ 4); transposed, vector r holds row r's 32.
-            var v0 = Avx2.Shuffle(table, (w0 & mask).AsSByte()); var v1 = Avx2.Shuffle(table, (w1 & mask).AsSByte());
-            var v2 = Avx2.Shuffle(table, (w2 & mask).AsSByte()); var v3 = Avx2.Shuffle(table, (w3 & mask).AsSByte());
-            var v4 = Avx2.Shuffle(table, IQ4_XSRows8.High(w0, mask)); var v5 = Avx2.Shuffle(table, IQ4_XSRows8.High(w1, mask));
-            var v6 = Avx2.Shuffle(table, IQ4_XSRows8.High(w2, mask)); var v7 = Avx2.Shuffle(table, IQ4_XSRows8.High(w3, mask));
-            WideDot.Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
-            Avx512BW.ConvertToVector512Int16(v0).Store(ws); Avx512BW.ConvertToVector512Int16(v1).Store(ws + 32);
-            Avx512BW.ConvertToVector512Int16(v2).Store(ws + 64); Avx512BW.ConvertToVector512Int16(v3).Store(ws + 96);
-            Avx512BW.ConvertToVector512Int16(v4).Store(ws + 128); Avx512BW.ConvertToVector512Int16(v5).Store(ws + 160);
-            Avx512BW.ConvertToVector512Int16(v6).Store(ws + 192); Avx512BW.ConvertToVector512Int16(v7).Store(ws + 224);
+            // Vector k holds, per row, the levels of values 4k.. (k < 4) or 16 + 4(k − 4).. (k ≥ 4).
+            WideDot.StoreGroupWidened(Avx2.Shuffle(table, (w0 & mask).AsSByte()), Avx2.Shuffle(table, (w1 & mask).AsSByte()),
+                                      Avx2.Shuffle(table, (w2 & mask).AsSByte()), Avx2.Shuffle(table, (w3 & mask).AsSByte()),
+                                      Avx2.Shuffle(table, IQ4_XSRows8.High(w0, mask)), Avx2.Shuffle(table, IQ4_XSRows8.High(w1, mask)),
+                                      Avx2.Shuffle(table, IQ4_XSRows8.High(w2, mask)), Avx2.Shuffle(table, IQ4_XSRows8.High(w3, mask)), ws);
         }
     }
 
@@ -81,11 +76,15 @@ public static unsafe class IQ4_NLRows8
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public Vector256<int> Sum(in Levels u, sbyte* x, int xl) =>
-            ((IQ4_XSRows8.Product(u.U0, u.V0, x, _ones) + IQ4_XSRows8.Product(u.U1, u.V1, x + 4, _ones))
-             + (IQ4_XSRows8.Product(u.U2, u.V2, x + 8, _ones) + IQ4_XSRows8.Product(u.U3, u.V3, x + 12, _ones)))
-            + ((IQ4_XSRows8.Product(u.U4, u.V4, x + 16, _ones) + IQ4_XSRows8.Product(u.U5, u.V5, x + 20, _ones))
-               + (IQ4_XSRows8.Product(u.U6, u.V6, x + 24, _ones) + IQ4_XSRows8.Product(u.U7, u.V7, x + 28, _ones)));
+        public Vector256<int> Sum(in Levels u, sbyte* x, int xl) => SignedSum(in u, x, _ones);
+
+        /// <summary>Per row, Σ v·q over a block's signed values (magnitudes u) against its 32 activations at x.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        internal static Vector256<int> SignedSum(in Levels u, sbyte* x, Vector256<short> ones) =>
+            ((IQ4_XSRows8.Product(u.U0, u.V0, x, ones) + IQ4_XSRows8.Product(u.U1, u.V1, x + 4, ones))
+             + (IQ4_XSRows8.Product(u.U2, u.V2, x + 8, ones) + IQ4_XSRows8.Product(u.U3, u.V3, x + 12, ones)))
+            + ((IQ4_XSRows8.Product(u.U4, u.V4, x + 16, ones) + IQ4_XSRows8.Product(u.U5, u.V5, x + 20, ones))
+               + (IQ4_XSRows8.Product(u.U6, u.V6, x + 24, ones) + IQ4_XSRows8.Product(u.U7, u.V7, x + 28, ones)));
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Vector256<int> Sum(byte* q, sbyte* x, int xl) => IQ4_XSRows8.BlockSum(q, x, _table, _mask, _ones);

@@ -58,6 +58,13 @@ public sealed unsafe class RowGroups
     /// </summary>
     public delegate*<byte*, sbyte*, float*, float*, int*, int, int, float*, long, void> Lanes { get; }
 
+    /// <summary>
+    /// Where prompts of sixteen tokens run <see cref="WideDot.Q8_0Rows8x16"/> (types of int8 values with one scale per
+    /// block of 32: Q8_0, IQ4_NL's levels; AVX-512BW), the group's blocks widened for it: (group, nb, ws, dws) —
+    /// ws[b, r, e] value e of row r in block b (int16), dws[b, r] its scale; else null.
+    /// </summary>
+    public delegate*<byte*, int, short*, float*, void> Widen { get; }
+
     /// <summary>The most tiles <see cref="Lanes"/> takes at once.</summary>
     public const int MaxLaneTiles = Q4_KRows8.MaxLaneTiles;
 
@@ -70,7 +77,8 @@ public sealed unsafe class RowGroups
         delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> tile = null,
         delegate*<byte*, sbyte*, float*, float*, int*, int, int, float*, long, void> lanes = null,
         delegate*<byte*, sbyte*, float*, int*, short*, int, float*, void> vnniDot = null,
-        delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> vnniTile = null)
+        delegate*<byte*, sbyte*, float*, int*, int, int, int, float*, long, void> vnniTile = null,
+        delegate*<byte*, int, short*, float*, void> widen = null)
     {
         Type = type;
         _header = header;
@@ -87,9 +95,10 @@ public sealed unsafe class RowGroups
         Dot = dot;
         Tile = tile;
         Lanes = lanes;
+        Widen = WideDot.IsSupported ? widen : null;
         if (vnniDot != null && Vnni.IsSupported)
         {
-            WithoutVnni = new RowGroups(type, header, chunks, dot, tile, lanes);
+            WithoutVnni = new RowGroups(type, header, chunks, dot, tile, lanes, widen: widen);
             Dot = vnniDot;
             if (vnniTile != null) Tile = vnniTile;
         }
@@ -120,7 +129,7 @@ public sealed unsafe class RowGroups
     /// <summary>The chunks of <paramref name="bytes"/> bytes of quants from <paramref name="offset"/>, in file order.</summary>
     private static int[] Run(int offset, int bytes) => [.. Enumerable.Range(0, bytes / 4).Select(v => offset + 4 * v)];
 
-    // Q4_0 and IQ4_NL { d, qs[16] }; Q5_0 { d, qh[4], qs[16] }, qh with its bits reordered (Q5_0Rows8); Q4_K { d, dmin, scales[12], qs[128] }; Q5_K { d, dmin, scales[12], qh[32],
+    // Q4_0 and IQ4_NL { d, qs[16] }; Q8_0 { d, qs[32] }; Q5_0 { d, qh[4], qs[16] }, qh with its bits reordered (Q5_0Rows8); Q4_K { d, dmin, scales[12], qs[128] }; Q5_K { d, dmin, scales[12], qh[32],
     // qs[128] }; IQ4_XS { d, scales_h, scales_l[4], qs[128] }: quants
     // in file order.
     // Q6_K { ql[128], qh[64], scales[16], d }: d first, the scales in pairs (the two of a block of 32 side by side),
@@ -132,7 +141,12 @@ public sealed unsafe class RowGroups
         vnniDot: &Block32Rows8<VnniValues<Q5_0Rows8.Values>, Block32Vectors>.Dot, vnniTile: &Block32Rows8<VnniValues<Q5_0Rows8.Values>, Block32Vectors>.Tile);
     private static readonly RowGroups s_iq4NL = new(GgmlType.IQ4_NL, [(0, 2)], Run(2, 16), &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Dot,
         &Block32Rows8<IQ4_NLRows8.Values, IQ4_NLRows8.Values.Levels>.Tile,
-        vnniDot: &Block32Rows8<VnniValues<IQ4_NLRows8.UnsignedLevels>, Block32Vectors>.Dot, vnniTile: &Block32Rows8<VnniValues<IQ4_NLRows8.UnsignedLevels>, Block32Vectors>.Tile);
+        vnniDot: &Block32Rows8<VnniValues<IQ4_NLRows8.UnsignedLevels>, Block32Vectors>.Dot, vnniTile: &Block32Rows8<VnniValues<IQ4_NLRows8.UnsignedLevels>, Block32Vectors>.Tile,
+        widen: &IQ4_NLRows8.Widen);
+    private static readonly RowGroups s_q80 = new(GgmlType.Q8_0, [(0, 2)], Run(2, 32),
+        &Block32Rows8<Q8_0Rows8.Values, IQ4_NLRows8.Values.Levels>.Dot, &Block32Rows8<Q8_0Rows8.Values, IQ4_NLRows8.Values.Levels>.Tile,
+        vnniDot: &Block32Rows8<VnniValues<Q8_0Rows8.UnsignedValues>, Block32Vectors>.Dot, vnniTile: &Block32Rows8<VnniValues<Q8_0Rows8.UnsignedValues>, Block32Vectors>.Tile,
+        widen: &Q8_0Rows8.Widen);
     private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
         &KQuantRows8<Q4_KRows8.Pairs>.Dot, &KQuantRows8<Q4_KRows8.Pairs>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null,
         &KQuantRows8<VnniPairs<Q4_KRows8.Pairs>>.Dot, &KQuantRows8<VnniPairs<Q4_KRows8.Pairs>>.Tile);
@@ -151,6 +165,7 @@ public sealed unsafe class RowGroups
         GgmlType.Q4_0 => s_q40,
         GgmlType.Q5_0 => s_q50,
         GgmlType.IQ4_NL => s_iq4NL,
+        GgmlType.Q8_0 => s_q80,
         GgmlType.Q4_K => s_q4K,
         GgmlType.Q5_K => s_q5K,
         GgmlType.IQ4_XS => s_iq4XS,

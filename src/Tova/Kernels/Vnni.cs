@@ -15,11 +15,15 @@ internal static unsafe class Vnni
     /// <summary>True where the VNNI forms run.</summary>
     public static bool IsSupported => AvxVnni.IsSupported;
 
-    /// <summary>Refuses a VNNI form on a machine without VNNI.</summary>
+    /// <summary>Refuses a VNNI form on a machine without VNNI (nothing where it has it: the check folds away).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Require()
     {
-        if (!AvxVnni.IsSupported) throw new PlatformNotSupportedException("this kernel form needs AVX-VNNI or AVX512-VNNI");
+        if (!AvxVnni.IsSupported) Refuse();
     }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static void Refuse() => throw new PlatformNotSupportedException("this kernel form needs AVX-VNNI or AVX512-VNNI");
 
     /// <summary>acc + per 32-bit lane, Σ over the eight vectors' four u8 × s8 products against the four activations at x + 4i (u_i).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -70,6 +70,23 @@ public static unsafe class WideDot
     }
 
     /// <summary>
+    /// A group block's eight value vectors (<see cref="RowGroups"/>: v_i holds values 4i..4i + 3 of each row as int8 in
+    /// its 32-bit lane, the group of eight rows' whole block of 32 in order) widened for <see cref="Q8_0Rows8x16"/>:
+    /// ws[r, e] = value e of row r (int16).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static void StoreGroupWidened(Vector256<sbyte> v0, Vector256<sbyte> v1, Vector256<sbyte> v2, Vector256<sbyte> v3,
+                                           Vector256<sbyte> v4, Vector256<sbyte> v5, Vector256<sbyte> v6, Vector256<sbyte> v7, short* ws)
+    {
+        // Transposed, vector r holds row r's 32 values.
+        Transpose8x8(ref v0, ref v1, ref v2, ref v3, ref v4, ref v5, ref v6, ref v7);
+        Avx512BW.ConvertToVector512Int16(v0).Store(ws); Avx512BW.ConvertToVector512Int16(v1).Store(ws + 32);
+        Avx512BW.ConvertToVector512Int16(v2).Store(ws + 64); Avx512BW.ConvertToVector512Int16(v3).Store(ws + 96);
+        Avx512BW.ConvertToVector512Int16(v4).Store(ws + 128); Avx512BW.ConvertToVector512Int16(v5).Store(ws + 160);
+        Avx512BW.ConvertToVector512Int16(v6).Store(ws + 192); Avx512BW.ConvertToVector512Int16(v7).Store(ws + 224);
+    }
+
+    /// <summary>
     /// y[t·stride + r] = row r · token t for r &lt; 8, t &lt; 16: rows widened by <see cref="WidenRows8"/> (ws, dws), tokens
     /// by <see cref="Q8Activations.BuildGroups"/>, <see cref="TokenGroups.Int16"/> (xw [nb, 16 pairs, 16 tokens, 2], dxw [nb, 16]). Token t's eight
     /// results are stored together (one 256-bit store), so stride ≥ 8 keeps them apart.

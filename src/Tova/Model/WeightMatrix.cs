@@ -223,9 +223,12 @@ public sealed unsafe class WeightMatrix
 
     /// <summary>
     /// True for the matrices whose prompts run <see cref="WideDot"/> against sixteen tokens widened to int16
-    /// (<see cref="TokenGroups.Int16"/>): Q8_0 rows, and IQ4_NL groups widened by <see cref="IQ4_NLRows8.Widen"/>.
+    /// (<see cref="TokenGroups.Int16"/>): Q8_0 rows, and groups the table widens (<see cref="RowGroups.Widen"/>: Q8_0, IQ4_NL).
     /// </summary>
-    internal bool UsesWide => Type == GgmlType.Q8_0 || (Grouped && Type == GgmlType.IQ4_NL);
+    internal bool UsesWide => Grouped ? _rowGroups!.Widen != null : Type == GgmlType.Q8_0;
+
+    /// <summary>The group holding row <paramref name="first"/> widened for <see cref="WideDot.Q8_0Rows8x16"/> (<see cref="RowGroups.Widen"/>).</summary>
+    internal void WidenGroup(int first, short* ws, float* dws) => _rowGroups!.Widen(Data + (long)first * RowBytes, Columns / Quantization.QK, ws, dws);
 
     /// <summary>True for the types whose prompts run sixteen tokens per 512-bit vector on the bytes layout (<see cref="TokenGroups.Bytes"/>).</summary>
     internal bool UsesLanes16 => (Type is GgmlType.Q4_0 or GgmlType.Q4_K or GgmlType.Q6_K) && !HasGroupLanes;
@@ -460,9 +463,9 @@ public unsafe struct MatMulBatch
                         bool whole = count == RowGroups.Rows;
                         if (whole && b._groups > 0 && (b._layouts & TokenGroups.Int16) != 0 && m.UsesWide)
                         {
-                            // IQ4_NL: the group widened to int16 once, then Q8_0's kernel per sixteen-token group.
+                            // Q8_0, IQ4_NL: the group widened to int16 once, then Q8_0's kernel per sixteen-token group.
                             WideDot.RowScratch(b._nb, out short* ws, out float* dws);
-                            IQ4_NLRows8.Widen(w0, b._nb, ws, dws);
+                            m.WidenGroup(first, ws, dws);
                             for (int h = 0; h < b._groups; h++)
                                 WideDot.Q8_0Rows8x16(ws, dws, b._q16 + (long)h * b._nb * 512, b._d16 + h * b._nb * 16, b._nb, y + (long)h * 16 * rows + row, rows);
                             i = 16 * b._groups;

@@ -99,6 +99,7 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.Q6_K, 2)]
     [InlineData(GgmlType.Q4_0, 3)]
     [InlineData(GgmlType.IQ4_NL, 2)]
+    [InlineData(GgmlType.Q8_0, 3)]
     [InlineData(GgmlType.Q5_K, 2)]
     [InlineData(GgmlType.Q5_0, 3)]
     public void PackedGroupUnpacksToTheFileBytes(GgmlType type, int superBlocks)
@@ -143,6 +144,8 @@ public unsafe class RowGroupsTests
         }
         else if (type is GgmlType.Q4_0 or GgmlType.IQ4_NL)
             Assert.Equal(rows.AsSpan(row3 + 2 + 8, 4).ToArray(), group.AsSpan(16 + 32 * 2 + 12, 4).ToArray());       // qs[8..12)
+        else if (type == GgmlType.Q8_0)
+            Assert.Equal(rows.AsSpan(row3 + 2 + 24, 4).ToArray(), group.AsSpan(16 + 32 * 6 + 12, 4).ToArray());      // qs[24..28)
         else if (type == GgmlType.Q5_0)
         {
             Assert.Equal(rows.AsSpan(row3 + 6 + 8, 4).ToArray(), group.AsSpan(48 + 32 * 2 + 12, 4).ToArray());       // qs[8..12)
@@ -183,6 +186,10 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.IQ4_NL, 8, true)]
     [InlineData(GgmlType.IQ4_NL, 13, true)]
     [InlineData(GgmlType.IQ4_NL, 28, false)]
+    [InlineData(GgmlType.Q8_0, 1, false)]
+    [InlineData(GgmlType.Q8_0, 8, true)]
+    [InlineData(GgmlType.Q8_0, 13, true)]
+    [InlineData(GgmlType.Q8_0, 28, false)]   // Qwen2.5-0.5B's rows of 896
     [InlineData(GgmlType.Q5_K, 1, false)]
     [InlineData(GgmlType.Q5_K, 3, true)]
     [InlineData(GgmlType.Q5_K, 8, false)]
@@ -235,6 +242,9 @@ public unsafe class RowGroupsTests
     [InlineData(GgmlType.IQ4_NL, 1, 1)]
     [InlineData(GgmlType.IQ4_NL, 13, 5)]
     [InlineData(GgmlType.IQ4_NL, 28, 16)]
+    [InlineData(GgmlType.Q8_0, 1, 1)]
+    [InlineData(GgmlType.Q8_0, 13, 7)]
+    [InlineData(GgmlType.Q8_0, 28, 16)]
     [InlineData(GgmlType.Q5_K, 1, 1)]
     [InlineData(GgmlType.Q5_K, 3, 7)]
     [InlineData(GgmlType.Q5_K, 2, 16)]
@@ -269,6 +279,34 @@ public unsafe class RowGroupsTests
             }
         }
         Assert.Throws<ArgumentOutOfRangeException>(() => { fixed (byte* g = group) layout.Tile(g, null, null, null, superBlocks, n, RowGroups.MaxTokens + 1, null, 10); });
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(13)]
+    public void AWidenedQ8_0GroupEqualsItsRowsWidenedFromTheFile(int nb)
+    {
+        if (!WideDot.IsSupported) return;   // AVX-512BW only
+        var layout = RowGroups.For(GgmlType.Q8_0)!;
+        var rows = Rows(GgmlType.Q8_0, nb, new Random(500 + nb), anyHeader: true);
+        var group = new byte[nb * layout.GroupBlockBytes];
+        var ws = new short[nb * 8 * 32];
+        var dws = new float[nb * 8];
+        var fromFile = new short[ws.Length];
+        var dFromFile = new float[dws.Length];
+        fixed (byte* src = rows, g = group)
+        fixed (short* pw = ws, pf = fromFile)
+        fixed (float* pd = dws, pdf = dFromFile)
+        {
+            layout.Pack(src, nb * 34, nb, g);
+            layout.Widen(g, nb, pw, pd);
+            WideDot.WidenRows8(src, nb * 34, nb, pf, pdf);
+            WideDot.Scalar.WidenRows8(src, nb * 34, nb, pf, pdf);   // the plain reference, over the SIMD form's output
+        }
+        Assert.Equal(fromFile, ws);
+        Assert.Equal(dFromFile, dws);
+        Assert.Equal((sbyte)rows[2 + 5], ws[5]);                   // row 0, block 0, value 5
+        Assert.Equal((sbyte)rows[nb * 34 + 2], ws[32]);            // row 1, block 0, value 0
     }
 
     [Theory]

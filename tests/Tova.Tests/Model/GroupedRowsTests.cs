@@ -53,6 +53,7 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q4_K)]
     [InlineData(GgmlType.Q6_K)]
     [InlineData(GgmlType.IQ4_NL)]
+    [InlineData(GgmlType.Q8_0)]
     public void AGroupedMatrixInAnArenaEqualsOneInAPinnedCopy(GgmlType type)
     {
         const int rows = 24;
@@ -83,6 +84,7 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.IQ4_NL)]
     [InlineData(GgmlType.Q5_K)]
     [InlineData(GgmlType.Q5_0)]
+    [InlineData(GgmlType.Q8_0)]
     public void RowsReadBackAsTheFileHasThem(GgmlType type)
     {
         var (m, file) = Matrix(type, 24, 1);
@@ -131,6 +133,9 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q5_0, 1, 2)]
     [InlineData(GgmlType.Q5_0, 21, 2)]
     [InlineData(GgmlType.Q5_0, 40, 3)]
+    [InlineData(GgmlType.Q8_0, 1, 2)]
+    [InlineData(GgmlType.Q8_0, 21, 2)]
+    [InlineData(GgmlType.Q8_0, 40, 3)]   // two sixteen-token groups widened to int16 (AVX-512), then eight by the tile
     public void ProductsEqualTheOneRowKernel(GgmlType type, int batch, int threads)
     {
         var (m, file) = Matrix(type, 40, batch);
@@ -158,6 +163,8 @@ public unsafe class GroupedRowsTests
     [InlineData(GgmlType.Q5_K, 19)]
     [InlineData(GgmlType.Q5_0, 1)]
     [InlineData(GgmlType.Q5_0, 19)]
+    [InlineData(GgmlType.Q8_0, 1)]
+    [InlineData(GgmlType.Q8_0, 19)]
     public void GroupsCutByChunksStillEqualTheOneRowKernel(GgmlType type, int batch)
     {
         // A 12-row Q4_0 matrix first puts the grouped matrix's groups off the pool's alignment, so chunks cut them.
