@@ -96,10 +96,10 @@ public sealed unsafe class RowGroups
         Tile = tile;
         Lanes = lanes;
         Widen = WideDot.IsSupported ? widen : null;
-        if (vnniDot != null && Vnni.IsSupported)
+        if ((vnniDot != null || vnniTile != null) && Vnni.IsSupported)
         {
             WithoutVnni = new RowGroups(type, header, chunks, dot, tile, lanes, widen: widen);
-            Dot = vnniDot;
+            if (vnniDot != null) Dot = vnniDot;
             if (vnniTile != null) Tile = vnniTile;
         }
     }
@@ -149,10 +149,10 @@ public sealed unsafe class RowGroups
         widen: &Q8_0Rows8.Widen);
     private static readonly RowGroups s_q4K = new(GgmlType.Q4_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 128),
         &KQuantRows8<Q4_KRows8.Pairs>.Dot, &KQuantRows8<Q4_KRows8.Pairs>.Tile, Q4_KRows8.IsLanesSupported ? &Q4_KRows8.TileLanes : null,
-        &KQuantRows8<VnniPairs<Q4_KRows8.Pairs>>.Dot, &KQuantRows8<VnniPairs<Q4_KRows8.Pairs>>.Tile);
+        vnniTile: &KQuantRows8<VnniPairs<Q4_KRows8.Pairs>>.Tile);
     private static readonly RowGroups s_q5K = new(GgmlType.Q5_K, [(0, 2), (2, 2), .. Fields(4, 12, 1)], Run(16, 160),
         &KQuantRows8<Q5_KRows8.Pairs>.Dot, &KQuantRows8<Q5_KRows8.Pairs>.Tile,
-        vnniDot: &KQuantRows8<VnniPairs<Q5_KRows8.Pairs>>.Dot, vnniTile: &KQuantRows8<VnniPairs<Q5_KRows8.Pairs>>.Tile);
+        vnniTile: &KQuantRows8<VnniPairs<Q5_KRows8.Pairs>>.Tile);
     private static readonly RowGroups s_iq4XS = new(GgmlType.IQ4_XS, [(0, 2), (2, 2), .. Fields(4, 4, 1)], Run(8, 128),
         &IQ4_XSRows8.Dot, &IQ4_XSRows8.Tile, vnniDot: &IQ4_XSRows8.DotVnni, vnniTile: &IQ4_XSRows8.TileVnni);
     private static readonly RowGroups s_q6K = new(GgmlType.Q6_K, [(208, 2), .. Fields(192, 8, 2)],
