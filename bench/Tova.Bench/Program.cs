@@ -435,7 +435,7 @@ static unsafe class KernelBench
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {layout.Type} | 8 (8-row groups{form}) | {sec * 1e3:F2} | {data.Length / sec / 1e9:F1} | {(double)rows * cols * 8 / sec / 1e9:F1} |"));
             }
-            if (layout.Lanes != null)
+            if (layout.Lanes != null && form.Length == 0)   // the 512-bit lane tiles have one form only
                 fixed (sbyte* xt = act.T)
                 fixed (float* dt = act.DT, lf = act.LF)
                 fixed (int* hp = act.HP)
