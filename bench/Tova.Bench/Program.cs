@@ -475,6 +475,7 @@ static unsafe class KernelBench
         float* o8 = stackalloc float[256];
         Console.WriteLine("| type | tokens | ms per matrix | GB/s of weights | GMAC/s |");
         Console.WriteLine("|---|---:|---:|---:|---:|");
+        ReadOnlyRow(GgmlTypeInfo.RowBytes(GgmlType.Q4_K, cols) * rows, r);
         foreach (var type in GgmlTypeInfo.SupportedWeightTypes)
         {
             var kernel = QuantKernels.For(type);
@@ -546,6 +547,32 @@ static unsafe class KernelBench
                     }
             }
         }
+    }
+
+    /// <summary>
+    /// The ceiling the kernel rows stand under: the same passes over a buffer of one Q4_K matrix's bytes, read with
+    /// no arithmetic (<see cref="BandwidthProbe"/>'s sum on one thread). Far above the kernels' GB/s, it shows them bound
+    /// by their arithmetic, not by reading their weights from the caches.
+    /// </summary>
+    private static void ReadOnlyRow(long bytes, Random r)
+    {
+        var data = GC.AllocateArray<byte>((int)bytes, pinned: true);
+        r.NextBytes(data);
+        long sink = 0;
+        double sec = double.MaxValue;
+        fixed (byte* p = data)
+        {
+            long n = bytes / 128 * 128;
+            sink += BandwidthProbe.Sum(p, n); // warm
+            for (int k = 0; k < 20; k++)
+            {
+                var sw = Stopwatch.StartNew();
+                sink += BandwidthProbe.Sum(p, n);
+                sec = Math.Min(sec, sw.Elapsed.TotalSeconds);
+            }
+        }
+        GC.KeepAlive(sink);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| (read only) | – | {sec * 1e3:F2} | {bytes / sec / 1e9:F1} | – |"));
     }
 
     /// <summary>A pinned [rows × cols] matrix of random blocks of <paramref name="type"/>, its f16 scales set to 0.01.</summary>
