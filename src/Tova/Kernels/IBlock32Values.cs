@@ -64,7 +64,8 @@ internal unsafe interface IUnsignedBlock32<TSelf> where TSelf : struct, IUnsigne
 
     /// <summary>
     /// acc + per row, Σ u·q over the block's unsigned values read straight from the vectors at q (one token) by
-    /// <see cref="Vnni.Sum8"/>.
+    /// <see cref="Vnni.Sum8"/>: the same values as <see cref="Unpack"/>'s, passed on as they are made rather than
+    /// through its struct, which made the one-token kernels slower.
     /// </summary>
     Vector256<int> VnniSum(Vector256<int> acc, byte* q, sbyte* x);
 }

@@ -294,15 +294,19 @@ public unsafe class RowGroupsTests
         var dws = new float[nb * 8];
         var fromFile = new short[ws.Length];
         var dFromFile = new float[dws.Length];
+        var reference = new short[ws.Length];
+        var dReference = new float[dws.Length];
         fixed (byte* src = rows, g = group)
-        fixed (short* pw = ws, pf = fromFile)
-        fixed (float* pd = dws, pdf = dFromFile)
+        fixed (short* pw = ws, pf = fromFile, pr = reference)
+        fixed (float* pd = dws, pdf = dFromFile, pdr = dReference)
         {
             layout.Pack(src, nb * 34, nb, g);
             layout.Widen(g, nb, pw, pd);
             WideDot.WidenRows8(src, nb * 34, nb, pf, pdf);
-            WideDot.Scalar.WidenRows8(src, nb * 34, nb, pf, pdf);   // the plain reference, over the SIMD form's output
+            WideDot.Scalar.WidenRows8(src, nb * 34, nb, pr, pdr);   // the plain reference
         }
+        Assert.Equal(reference, fromFile);
+        Assert.Equal(dReference, dFromFile);
         Assert.Equal(fromFile, ws);
         Assert.Equal(dFromFile, dws);
         Assert.Equal((sbyte)rows[2 + 5], ws[5]);                   // row 0, block 0, value 5
